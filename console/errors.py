@@ -1,0 +1,224 @@
+"""The one exception hierarchy of the console.
+
+Every error a user can cause or meet is a `ConsoleError`: a one-line message saying what is
+wrong and a hint saying what to do. Foreign exceptions (pkcs11, sqlite3, jwcrypto, tomllib,
+cryptography) are wrapped once, at the boundary of the module that calls the foreign library,
+with `raise ... from e`. The CLI maps the classes to exit codes in one place (`cli.exit_code_for`).
+
+Messages never contain a PIN, a passphrase, a share or a private key: for secrets, every unlock
+failure gets the same message so that the error is no oracle.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def _inert(text: str) -> str:
+    """Escape control characters so that a message can never drive a terminal."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in "\t" or (code >= 0x20 and code != 0x7F and not 0x80 <= code < 0xA0):
+            if ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f":
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(ch)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+class ConsoleError(Exception):
+    """Base of every error the console reports to a user.
+
+    `message` says what is wrong, `hint` says what to do. Both are plain text.
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def user_message(self) -> str:
+        """The one line shown to the user (CLI stderr, TUI error dialog)."""
+        text = _inert(self.message)
+        if self.hint:
+            text = f"{text} — {_inert(self.hint)}"
+        return text
+
+    def __str__(self) -> str:
+        return self.user_message()
+
+
+# --- usage and configuration -------------------------------------------------------------
+
+
+class UsageError(ConsoleError):
+    """The command line itself is wrong (exit code 2)."""
+
+
+class ConfigError(ConsoleError):
+    """ceremony.toml or policy.toml is malformed or holds an impossible value."""
+
+
+class WorkspaceError(ConsoleError):
+    """No workspace here, or the workspace is incomplete."""
+
+
+class RehearsalOnlyError(ConsoleError):
+    """An option that only a rehearsal workspace accepts (e.g. --now) was used in production."""
+
+
+class ClockError(ConsoleError):
+    """A time is malformed, naive, or earlier than the last recorded time."""
+
+
+# --- HSM -----------------------------------------------------------------------------------
+
+
+class HsmError(ConsoleError):
+    """A PKCS#11 operation failed."""
+
+
+class HsmModuleError(HsmError):
+    """The PKCS#11 module file cannot be loaded."""
+
+
+class TokenNotFoundError(HsmError):
+    """No token (or more than one) matches the label or serial asked for."""
+
+
+class HsmUnavailableError(HsmError):
+    """The device was removed, the network HSM went away, or the session died."""
+
+
+class PinIncorrectError(HsmError):
+    """The token refused the PIN."""
+
+
+class PinLockedError(HsmError):
+    """The PIN is locked, or on its final try: the console refuses to try it."""
+
+
+class MechanismNotSupportedError(HsmError):
+    """The token does not offer a mechanism the operation needs."""
+
+
+class KeyAuditError(HsmError):
+    """A generated key failed its attribute audit or self-test and must not be used."""
+
+
+class ObjectExistsError(HsmError):
+    """A label or CKA_ID asked for is already on the token."""
+
+
+class ObjectNotFoundError(HsmError):
+    """A key that the ledger knows is not on the token."""
+
+
+# --- ledger --------------------------------------------------------------------------------
+
+
+class LedgerError(ConsoleError):
+    """The ledger cannot be read or written."""
+
+
+class LedgerBusyError(LedgerError):
+    """Another process holds the ledger's write lock."""
+
+
+class LedgerTamperedError(LedgerError):
+    """The ledger or an audit pack does not verify: an entry, the tree or a checkpoint is wrong."""
+
+
+class RollbackError(LedgerError):
+    """The ledger is not an extension of the last checkpoint recorded outside it."""
+
+
+class EntryRejectedError(LedgerError):
+    """An entry cannot be stored: float, NaN, lone surrogate, too deep or too large."""
+
+
+# --- quorum --------------------------------------------------------------------------------
+
+
+class QuorumError(ConsoleError):
+    """Not enough distinct, valid approvals (have/need are public)."""
+
+    def __init__(self, message: str, hint: str = "", *, have: int = 0, need: int = 0) -> None:
+        super().__init__(message, hint)
+        self.have = have
+        self.need = need
+
+
+class CardError(ConsoleError):
+    """An officer card cannot be read or unlocked (one message for every unlock failure)."""
+
+
+class WeakPassphraseError(CardError):
+    """A new passphrase is too weak; the reason says why."""
+
+
+class ShareError(QuorumError):
+    """PIN shares do not rebuild the PIN: wrong, missing, duplicate or foreign shares."""
+
+
+class OfficerError(ConsoleError):
+    """Unknown, duplicate or revoked officer."""
+
+
+# --- lifecycle -----------------------------------------------------------------------------
+
+
+class LifecycleError(ConsoleError):
+    """A lifecycle invariant does not hold."""
+
+
+class TransitionRefusedError(LifecycleError):
+    """A key transition is illegal now; `rule` names the rule, `earliest` the first safe time."""
+
+    def __init__(
+        self, message: str, hint: str = "", *, rule: str = "", earliest: datetime | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.rule = rule
+        self.earliest = earliest
+
+
+# --- ceremonies ----------------------------------------------------------------------------
+
+
+class ScriptError(ConsoleError):
+    """A ceremony script is malformed (file:line and a fix in the message)."""
+
+
+class PlanError(ConsoleError):
+    """A plan cannot be made, found, approved or executed."""
+
+
+class PlanExpiredError(PlanError):
+    """The plan's expires_at has passed."""
+
+
+class PlanAlreadyExecutedError(PlanError):
+    """The plan was executed (or aborted) before: nothing to do."""
+
+
+class ReconcileError(ConsoleError):
+    """HSM inventory and ledger disagree; exports are blocked until resolved."""
+
+
+# --- exports and verification --------------------------------------------------------------
+
+
+class ExportError(ConsoleError):
+    """An export cannot be written (private member, target limit, existing file)."""
+
+
+class TargetLintError(ExportError):
+    """A gateway/IdP file breaks its target's limits."""
+
+
+class VerificationError(ConsoleError):
+    """A bundle, checkpoint, approval or audit pack does not verify; the message names the check."""
