@@ -1,0 +1,138 @@
+"""Ceremony transcripts: Markdown and HTML records of one ceremony, made from the ledger alone.
+
+A transcript lists every step with its time, actor and digests, the approvals, and QR codes
+(SVG) of the plan digest, each bundle digest and the closing checkpoint, so that officers can
+file a paper copy and check it later against the audit pack. Text from the ledger is escaped:
+Markdown and HTML special characters and control characters are shown, never interpreted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from console.ceremony.journal import EntryLike, PlanRecord
+from console.clock import format_time
+from console.errors import _inert
+from console.exports.qr import qr_svg
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    markdown: str
+    html: str
+    name: str  # file stem, e.g. 2027-01-15-quarterly-rotation-7f3a19c2
+
+
+def _md(text: object) -> str:
+    """Plain text made inert for Markdown: control characters escaped, markup characters quoted."""
+    out = _inert(str(text))
+    for ch in "\\`*_{}[]<>()#+!|":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def _h(text: object) -> str:
+    return html.escape(_inert(str(text)), quote=True)
+
+
+def _summary(entry: EntryLike) -> str:
+    data = entry.data
+    parts = []
+    for key in ("action", "keyset", "kid", "label", "from", "to", "seq", "sha256", "officer",
+                "size", "text"):
+        if key in data and not isinstance(data[key], dict | list):
+            parts.append(f"{key}={data[key]}")
+    if "cka_id" in data:
+        parts.append(f"cka_id={data['cka_id']}")
+    return ", ".join(parts)
+
+
+def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transcript:
+    """Make the transcript of the plan `record` from its ledger `entries` (in ledger order)."""
+    plan = record.plan
+    stem = (
+        f"{format_time(record.planned_at)[:10]}-{plan['script']['name']}-{record.plan_id}"
+    )
+    leaves = [e for e in entries if e.ceremony == record.plan_id]
+    bundles = [e for e in leaves if e.type == "bundle.exported"]
+    checkpoints = [e for e in leaves if e.type == "checkpoint.signed"]
+    qr_items: list[tuple[str, str]] = [("Plan digest", f"plan-sha256:{record.digest}")]
+    qr_items += [
+        (f"Bundle {b.data['keyset']} #{b.data['seq']}", f"jwks-jwt-sha256:{b.data['sha256']}")
+        for b in bundles
+    ]
+    closing_note = checkpoints[-1].data.get("note", "") if checkpoints else ""
+    if closing_note:
+        qr_items.append(("Closing checkpoint", str(closing_note)))
+
+    state = record.state()
+    md: list[str] = [
+        f"# Ceremony transcript: {_md(plan['script']['name'])}",
+        "",
+        f"- Plan id: `{record.plan_id}`",
+        f"- Class: {_md(plan['class'])}",
+        f"- Script SHA-256: `{plan['script']['sha256']}`",
+        f"- Keysets: {_md(', '.join(plan.get('keysets', [])) or '(none)')}",
+        f"- Planned: {format_time(record.planned_at)} · expires {plan['expires_at']}",
+        f"- Plan digest (SHA-256 of the JCS plan): `{record.digest}`",
+        f"- Outcome: {state}",
+        "",
+        "## Approvals",
+        "",
+    ]
+    for approval in record.approvals:
+        md.append(f"- {_md(approval['officer'])}: signature `{approval['signature'][:24]}…`")
+    md += ["", "## Steps", "", "| seq | time (UTC) | actor | entry | details |",
+           "|---:|---|---|---|---|"]
+    for e in leaves:
+        md.append(
+            f"| {e.seq} | {format_time(e.time)} | {_md(e.actor)} | {_md(e.type)} | "
+            f"{_md(_summary(e))} |"
+        )
+    if closing_note:
+        md += ["", "## Closing checkpoint", "", "```", _inert(str(closing_note)).rstrip(), "```"]
+    md += ["", "## QR codes", ""]
+    for title, payload in qr_items:
+        md.append(f"- {_md(title)}: `{_inert(payload.splitlines()[0])}`")
+    md.append("")
+
+    body: list[str] = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Ceremony {_h(record.plan_id)}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;"
+        "font-size:90%}code,pre{font-family:monospace}.qr{display:inline-block;margin:1em;"
+        "text-align:center;width:14em}.qr svg{width:12em;height:12em}</style></head><body>",
+        f"<h1>Ceremony transcript: {_h(plan['script']['name'])}</h1>",
+        "<ul>",
+        f"<li>Plan id: <code>{_h(record.plan_id)}</code></li>",
+        f"<li>Class: {_h(plan['class'])}</li>",
+        f"<li>Script SHA-256: <code>{_h(plan['script']['sha256'])}</code></li>",
+        f"<li>Plan digest: <code>{_h(record.digest)}</code></li>",
+        f"<li>Outcome: {_h(state)}</li>",
+        "</ul><h2>Approvals</h2><ul>",
+    ]
+    body += [f"<li>{_h(a['officer'])}</li>" for a in record.approvals]
+    body.append("</ul><h2>Steps</h2><table><tr><th>seq</th><th>time (UTC)</th><th>actor</th>"
+                "<th>entry</th><th>details</th></tr>")
+    for e in leaves:
+        body.append(
+            f"<tr><td>{e.seq}</td><td>{format_time(e.time)}</td><td>{_h(e.actor)}</td>"
+            f"<td>{_h(e.type)}</td><td>{_h(_summary(e))}</td></tr>"
+        )
+    body.append("</table>")
+    if closing_note:
+        body.append(f"<h2>Closing checkpoint</h2><pre>{_h(closing_note)}</pre>")
+    body.append("<h2>QR codes</h2>")
+    for title, payload in qr_items:
+        body.append(f'<div class="qr">{qr_svg(payload)}<br>{_h(title)}</div>')
+    body.append("</body></html>\n")
+    return Transcript(markdown="\n".join(md), html="\n".join(body), name=stem)
+
+
+def transcript_digest(transcript: Transcript) -> str:
+    return hashlib.sha256(transcript.markdown.encode("utf-8")).hexdigest()

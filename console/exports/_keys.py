@@ -1,0 +1,269 @@
+"""Public JWKs: strict base64url, member allowlists, key loading, algorithm binding, thumbprints.
+
+Shared by the exporter (`jwks.py`) and the offline verifier (`verify_bundle.py`), so it imports
+only `cryptography` and the console's own JCS. It raises `JwkProblem`, a private exception that
+each caller turns into its own `ConsoleError` (ExportError or VerificationError): the same key
+defect is an export refusal on one side and a failed check on the other.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from console.jcs import canonicalize
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+POLICY_ALGS: frozenset[str] = frozenset({"RS256", "PS256", "ES256", "ES384", "EdDSA"})
+"""The algorithms a keyset may use (DESIGN.md §7) and the only ones a bundle may carry."""
+
+SUPPORTED_ALGS: frozenset[str] = POLICY_ALGS | {"RS384", "RS512", "PS384", "PS512", "ES512"}
+"""What the JWS core can verify when a caller allows it. HS* is never implemented: a verifier
+that holds only public keys has no business computing MACs (RFC 8725 §2.1 key confusion)."""
+
+PRIVATE_MEMBERS: frozenset[str] = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+_COMMON_MEMBERS = frozenset({"kty", "kid", "use", "alg"})
+_KTY_MEMBERS: dict[str, frozenset[str]] = {
+    "RSA": frozenset({"n", "e"}),
+    "EC": frozenset({"crv", "x", "y"}),
+    "OKP": frozenset({"crv", "x"}),
+}
+_THUMBPRINT_MEMBERS: dict[str, tuple[str, ...]] = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+_EC_CURVES: dict[str, tuple[str, int, type[ec.EllipticCurve]]] = {
+    # alg -> (crv, coordinate bytes, curve)
+    "ES256": ("P-256", 32, ec.SECP256R1),
+    "ES384": ("P-384", 48, ec.SECP384R1),
+    "ES512": ("P-521", 66, ec.SECP521R1),
+}
+
+MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 8192  # bounds the work an attacker-supplied key can cause
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+
+# Small primes for the ROCA fingerprint (Nemec et al., CCS 2017): a vulnerable modulus is, for
+# every prime of the generator's primorial, a power of 65537 modulo that prime. A random modulus
+# passes all of these with negligible probability.
+_ROCA_PRIMES = (
+    11, 13, 17, 19, 37, 53, 61, 71, 73, 79, 97, 103, 107, 109, 127, 151, 157,
+)  # fmt: skip
+
+
+class JwkProblem(ValueError):
+    """A JWK or signature input is malformed or breaks policy; `reason` is one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str, what: str) -> bytes:
+    """Strict base64url: alphabet only, no padding, no whitespace, canonical trailing bits."""
+    if not isinstance(text, str) or not _B64URL.match(text) or len(text) % 4 == 1:
+        raise JwkProblem(f"{what} is not unpadded base64url")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as e:
+        raise JwkProblem(f"{what} is not unpadded base64url") from e
+    if b64url_encode(raw) != text:
+        # Non-zero unused bits in the last character: another string decodes to the same bytes.
+        raise JwkProblem(f"{what} is not canonical base64url")
+    return raw
+
+
+def _uint(value: int, length: int | None = None) -> str:
+    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
+    return b64url_encode(value.to_bytes(size, "big"))
+
+
+def thumbprint_of(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint (base64url) over the required members of `jwk`."""
+    kty = jwk.get("kty")
+    if not isinstance(kty, str) or kty not in _THUMBPRINT_MEMBERS:
+        raise JwkProblem(f"unsupported kty {kty!r}")
+    required: dict[str, str] = {}
+    for name in _THUMBPRINT_MEMBERS[kty]:
+        value = jwk.get(name)
+        if not isinstance(value, str):
+            raise JwkProblem(f"{kty} key has no string member {name!r}")
+        required[name] = value
+    return b64url_encode(hashlib.sha256(canonicalize(required)).digest())
+
+
+def check_members(jwk: Mapping[str, Any]) -> str:
+    """Refuse private and unknown members (allowlist); return the kty."""
+    if not isinstance(jwk, Mapping):
+        raise JwkProblem("a JWK must be a JSON object")
+    private = sorted(PRIVATE_MEMBERS & set(jwk))
+    if private:
+        raise JwkProblem(f"private member {private[0]!r} present in a public key")
+    kty = jwk.get("kty")
+    if not isinstance(kty, str) or kty not in _KTY_MEMBERS:
+        raise JwkProblem(f"unsupported kty {kty!r} (allowed: EC, OKP, RSA)")
+    unknown = sorted(set(jwk) - _COMMON_MEMBERS - _KTY_MEMBERS[kty])
+    if unknown:
+        raise JwkProblem(f"unknown member {unknown[0]!r} in a {kty} key")
+    for name, value in jwk.items():
+        if not isinstance(value, str):
+            raise JwkProblem(f"member {name!r} is not a string")
+    return kty
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedKey:
+    """A validated public key and the one algorithm it is bound to."""
+
+    alg: str
+    kid: str | None
+    key: PublicKey
+
+
+def load_public_jwk(jwk: Mapping[str, Any], *, allowed_algs: frozenset[str]) -> LoadedKey:
+    """Validate a public JWK and build the key.
+
+    Checks: member allowlist, `use` is "sig" when present, `alg` present, allowed and bound to
+    the key type and size (RFC 8725 §3.1), RSA modulus ≥ 2048 bits with an odd exponent ≥ 3
+    and no ROCA fingerprint, EC point on the named curve with full-length coordinates, Ed25519
+    only for OKP. `kid`, when present, is returned but not compared here.
+    """
+    kty = check_members(jwk)
+    if "use" in jwk and jwk["use"] != "sig":
+        raise JwkProblem(f"key use is {jwk['use']!r}, not 'sig'")
+    alg = jwk.get("alg")
+    if alg is None:
+        raise JwkProblem("key has no 'alg': each key must be bound to one algorithm")
+    if alg not in allowed_algs:
+        raise JwkProblem(f"key alg {alg!r} is not allowed (allowed: {', '.join(sorted(allowed_algs))})")
+    kid = jwk.get("kid")
+    key: PublicKey
+    if kty == "RSA":
+        if alg[:2] not in ("RS", "PS"):
+            raise JwkProblem(f"alg {alg} cannot be used with an RSA key")
+        key = _rsa_key(jwk)
+    elif kty == "EC":
+        if alg not in _EC_CURVES:
+            raise JwkProblem(f"alg {alg} cannot be used with an EC key")
+        key = _ec_key(jwk, alg)
+    else:
+        if alg != "EdDSA":
+            raise JwkProblem(f"alg {alg} cannot be used with an OKP key")
+        if jwk.get("crv") != "Ed25519":
+            raise JwkProblem(f"OKP curve {jwk.get('crv')!r} is not Ed25519")
+        raw = b64url_decode(jwk.get("x", ""), "x")
+        if len(raw) != 32:
+            raise JwkProblem("Ed25519 x is not 32 bytes")
+        try:
+            key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        except (ValueError, UnsupportedAlgorithm) as e:
+            raise JwkProblem("Ed25519 x is not a valid public key") from e
+    return LoadedKey(alg=alg, kid=kid, key=key)
+
+
+def _int_member(jwk: Mapping[str, Any], name: str) -> int:
+    raw = b64url_decode(jwk.get(name, ""), name)
+    if not raw:
+        raise JwkProblem(f"member {name!r} is empty")
+    if raw[0] == 0:
+        raise JwkProblem(f"member {name!r} has a leading zero octet")
+    return int.from_bytes(raw, "big")
+
+
+def _rsa_key(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:
+    if "n" not in jwk or "e" not in jwk:
+        raise JwkProblem("RSA key needs 'n' and 'e'")
+    n = _int_member(jwk, "n")
+    e = _int_member(jwk, "e")
+    bits = n.bit_length()
+    if bits < MIN_RSA_BITS:
+        raise JwkProblem(f"RSA modulus has {bits} bits, fewer than {MIN_RSA_BITS}")
+    if bits > MAX_RSA_BITS:
+        raise JwkProblem(f"RSA modulus has {bits} bits, more than {MAX_RSA_BITS}")
+    if e < 3 or e % 2 == 0 or e >= n:
+        raise JwkProblem(f"RSA exponent {e} is not an odd number ≥ 3")
+    if n % 2 == 0:
+        raise JwkProblem("RSA modulus is even")
+    if _roca_fingerprint(n):
+        raise JwkProblem("RSA modulus has the ROCA fingerprint (CVE-2017-15361)")
+    try:
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    except ValueError as e_:
+        raise JwkProblem("RSA key is invalid") from e_
+
+
+def _roca_fingerprint(n: int) -> bool:
+    for p in _ROCA_PRIMES:
+        residue = n % p
+        power, seen = 1, set()
+        while power not in seen:
+            seen.add(power)
+            power = power * 65537 % p
+        if residue not in seen:
+            return False
+    return True
+
+
+def _ec_key(jwk: Mapping[str, Any], alg: str) -> ec.EllipticCurvePublicKey:
+    crv, size, curve = _EC_CURVES[alg]
+    if jwk.get("crv") != crv:
+        raise JwkProblem(f"alg {alg} needs curve {crv}, the key has {jwk.get('crv')!r}")
+    x = b64url_decode(jwk.get("x", ""), "x")
+    y = b64url_decode(jwk.get("y", ""), "y")
+    if len(x) != size or len(y) != size:
+        raise JwkProblem(f"EC coordinates must be {size} bytes each")
+    try:
+        return ec.EllipticCurvePublicNumbers(
+            int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve()
+        ).public_key()
+    except ValueError as e:
+        raise JwkProblem(f"EC point is not on {crv}") from e
+
+
+def jwk_members(key: PublicKey) -> dict[str, str]:
+    """The key-type members of a cryptography public key (no kid/use/alg)."""
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        for crv, size, curve in _EC_CURVES.values():
+            if isinstance(key.curve, curve):
+                numbers = key.public_numbers()
+                return {"kty": "EC", "crv": crv, "x": _uint(numbers.x, size), "y": _uint(numbers.y, size)}
+        raise JwkProblem(f"EC curve {key.curve.name} is not supported")
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+    raise JwkProblem(f"key type {type(key).__name__} is not supported")
+
+
+def hash_for(alg: str) -> hashes.HashAlgorithm:
+    return _HASHES[alg[-3:]]()
+
+
+def ec_coordinate_size(alg: str) -> int:
+    return _EC_CURVES[alg][1]

@@ -1,0 +1,420 @@
+"""Offline verification of JWS compact tokens and of signed JWKS bundles (`jwks.jwt`).
+
+An auditor or a deployment pipeline runs this with nothing but `cryptography` and the bundle
+signer's public JWK: it imports no HSM, Textual or Rich code. Verification raises
+`VerificationError` naming the first failed check and never returns a bool.
+
+Bundle format (DESIGN.md §9): JWS compact, protected header exactly
+`{"alg","kid","typ":"jwk-set+jwt"}`, claims exactly `iss, sub, iat, nbf, exp, seq, prev, keys`:
+- `seq` is an integer ≥ 1 that strictly increases from one bundle to the next;
+- `prev` is the lowercase hex SHA-256 of the previous `jwks.jwt` file, or JSON `null` for the
+  first bundle of a keyset (null rather than "" so that "no predecessor" cannot be confused
+  with a digest);
+- `nbf`/`exp` are checked against `now` with `CLOCK_LEEWAY` on both sides.
+
+Checks, in order (`verify_bundle`):
+ 1. compact form: three base64url parts, no padding, no whitespace, canonical encoding;
+ 2. header: a JSON object without duplicate keys, exactly alg/kid/typ, typ "jwk-set+jwt";
+ 3. alg in the allowlist (RS256 PS256 ES256 ES384 EdDSA; never none or HS*) and equal to the
+    trusted key's alg (RFC 8725 §3.1), kid equal to the trusted key's kid (its thumbprint);
+ 4. signature (ES*: exactly the raw r||s of the curve's size, DER is refused);
+ 5. claims: types, nbf ≤ now + leeway, now − leeway < exp, iss/sub if expected;
+ 6. chain: with `previous`, seq > previous seq and prev == sha256(previous);
+ 7. every key: public members only, kid == thumbprint, alg allowlisted and bound to the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from console.clock import require_utc
+from console.errors import ClockError, EntryRejectedError, VerificationError
+from console.exports._keys import (
+    POLICY_ALGS,
+    SUPPORTED_ALGS,
+    JwkProblem,
+    LoadedKey,
+    b64url_decode,
+    check_members,
+    ec_coordinate_size,
+    hash_for,
+    load_public_jwk,
+    thumbprint_of,
+)
+from console.jcs import loads_strict
+
+__all__ = [
+    "BUNDLE_ALGS",
+    "BUNDLE_CLAIMS",
+    "BUNDLE_TYP",
+    "CLOCK_LEEWAY",
+    "VerifiedBundle",
+    "VerifiedJws",
+    "bundle_digest",
+    "verify_bundle",
+    "verify_jws",
+    "verify_jws_with_jwks",
+]
+
+BUNDLE_TYP = "jwk-set+jwt"
+BUNDLE_ALGS: frozenset[str] = POLICY_ALGS
+BUNDLE_HEADER = frozenset({"alg", "kid", "typ"})
+BUNDLE_CLAIMS = frozenset({"iss", "sub", "iat", "nbf", "exp", "seq", "prev", "keys"})
+CLOCK_LEEWAY = timedelta(seconds=60)
+"""Tolerance on nbf and exp: the export machine and the verifying machine are different clocks
+(Envoy's default skew is 60 s too). Bundles live for days, so a minute changes nothing else."""
+
+MAX_TOKEN_BYTES = 1 << 20
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HINT = "do not install this bundle; ask the key officers for a fresh export"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedJws:
+    """A JWS whose signature verified: the parsed header and the payload bytes."""
+
+    alg: str
+    kid: str | None
+    header: dict[str, Any]
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBundle:
+    """A bundle that passed every check of `verify_bundle`."""
+
+    issuer: str
+    keyset: str
+    seq: int
+    prev: str | None
+    issued_at: datetime
+    not_before: datetime
+    expires_at: datetime
+    keys: tuple[dict[str, str], ...]
+    signer_kid: str
+    sha256: str
+
+
+def bundle_digest(token: bytes) -> str:
+    """Hex SHA-256 of a `jwks.jwt` file: the value the next bundle's `prev` carries."""
+    return hashlib.sha256(token).hexdigest()
+
+
+def _fail(check: str, detail: str) -> VerificationError:
+    return VerificationError(f"{check}: {detail}", _HINT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Unverified:
+    header: dict[str, Any]
+    payload: bytes
+    signature: bytes
+    signing_input: bytes
+
+
+def _parse_unverified_compact(token: bytes | str) -> _Unverified:
+    """Split and decode a compact JWS without trusting any of it."""
+    if isinstance(token, str):
+        try:
+            token = token.encode("ascii")
+        except UnicodeEncodeError as e:
+            raise _fail("compact form", "token is not ASCII") from e
+    if len(token) > MAX_TOKEN_BYTES:
+        raise _fail("compact form", f"token is larger than {MAX_TOKEN_BYTES} bytes")
+    try:
+        text = token.decode("ascii")
+    except UnicodeDecodeError as e:
+        raise _fail("compact form", "token is not ASCII") from e
+    parts = text.split(".")
+    if len(parts) != 3:
+        raise _fail("compact form", f"expected 3 dot-separated parts, found {len(parts)}")
+    try:
+        header_raw = b64url_decode(parts[0], "header")
+        payload = b64url_decode(parts[1], "payload")
+        signature = b64url_decode(parts[2], "signature")
+    except JwkProblem as e:
+        raise _fail("compact form", e.reason) from e
+    if not header_raw or not signature:
+        raise _fail("compact form", "header or signature is empty")
+    try:
+        header = loads_strict(header_raw.decode("utf-8"))
+    except (UnicodeDecodeError, EntryRejectedError) as e:
+        raise _fail("header", f"not strict JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise _fail("header", "not a JSON object")
+    return _Unverified(
+        header=header,
+        payload=payload,
+        signature=signature,
+        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
+    )
+
+
+def _load_key(jwk: Mapping[str, Any], allowed: frozenset[str]) -> LoadedKey:
+    try:
+        check_members(jwk)
+        return load_public_jwk(jwk, allowed_algs=allowed)
+    except JwkProblem as e:
+        raise _fail("trusted key", e.reason) from e
+
+
+def _check_signature(loaded: LoadedKey, alg: str, signing_input: bytes, signature: bytes) -> None:
+    key = loaded.key
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            if len(signature) != (key.key_size + 7) // 8:
+                raise _fail("signature", f"{alg} signature length does not match the modulus")
+            pad: padding.AsymmetricPadding
+            if alg.startswith("PS"):
+                digest = hash_for(alg)
+                pad = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+            else:
+                pad = padding.PKCS1v15()
+            key.verify(signature, signing_input, pad, hash_for(alg))
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            size = ec_coordinate_size(alg)
+            if len(signature) != 2 * size:
+                raise _fail("signature", f"{alg} needs raw r||s of {2 * size} bytes (not DER)")
+            r = int.from_bytes(signature[:size], "big")
+            s = int.from_bytes(signature[size:], "big")
+            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hash_for(alg)))
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            if len(signature) != 64:
+                raise _fail("signature", "Ed25519 signature is not 64 bytes")
+            key.verify(signature, signing_input)
+        else:  # pragma: no cover - load_public_jwk builds only these three types
+            raise _fail("signature", "unsupported key type")
+    except InvalidSignature as e:
+        raise _fail("signature", f"{alg} signature does not verify with the trusted key") from e
+
+
+def verify_jws(
+    token: bytes | str, jwk: Mapping[str, Any], *, allowed_algs: Collection[str]
+) -> VerifiedJws:
+    """Verify a compact JWS against one public JWK.
+
+    The key decides the algorithm: its `alg` must be allowed and equal to the header's `alg`
+    (RFC 8725 §3.1). `crit` and unencoded payloads (RFC 7797) are refused. A header `kid`, when
+    both sides carry one, must equal the key's. Only `SUPPORTED_ALGS` can be allowed.
+
+    Raises:
+        VerificationError: naming the failed check.
+    """
+    allowed = frozenset(allowed_algs)
+    if not allowed:
+        raise VerificationError("no algorithm is allowed", "pass the algorithms you accept")
+    unsupported = sorted(allowed - SUPPORTED_ALGS)
+    if unsupported:
+        raise VerificationError(
+            f"algorithm {unsupported[0]} cannot be verified here",
+            f"allowed algorithms are a subset of {', '.join(sorted(SUPPORTED_ALGS))}",
+        )
+    parsed = _parse_unverified_compact(token)
+    header = parsed.header
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise _fail("alg", "header has no string 'alg'")
+    if alg.lower() == "none":
+        raise _fail("alg", "unsigned tokens (alg none) are never accepted")
+    if alg.startswith("HS"):
+        raise _fail("alg", f"{alg} is refused by policy: public-key signatures only")
+    if alg not in allowed:
+        raise _fail("alg", f"{alg} is not allowed (allowed: {', '.join(sorted(allowed))})")
+    if "crit" in header:
+        raise _fail("header", "'crit' extensions are not supported")
+    if "b64" in header:
+        raise _fail("header", "unencoded payloads (b64) are not supported")
+    loaded = _load_key(jwk, allowed)
+    if loaded.alg != alg:
+        raise _fail("alg", f"header alg {alg} differs from the key's alg {loaded.alg}")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise _fail("kid", "header kid is not a string")
+    if kid is not None and loaded.kid is not None and kid != loaded.kid:
+        raise _fail("kid", f"header kid {kid!r} is not the trusted key's kid {loaded.kid!r}")
+    _check_signature(loaded, alg, parsed.signing_input, parsed.signature)
+    return VerifiedJws(alg=alg, kid=kid, header=header, payload=parsed.payload)
+
+
+def verify_jws_with_jwks(
+    token: bytes | str, jwks: Mapping[str, Any], *, allowed_algs: Collection[str]
+) -> VerifiedJws:
+    """Verify a compact JWS against a JWK Set, choosing the key by the header's kid.
+
+    The whole set is validated first: a set with a private, symmetric or malformed key, or
+    with a duplicate kid, is refused even if another key would verify. Without a header kid,
+    only a one-key set is usable.
+
+    Raises:
+        VerificationError: naming the failed check.
+    """
+    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    if not isinstance(keys, list) or not keys:
+        raise _fail("key set", "not a JWK Set with a non-empty 'keys' list")
+    allowed = frozenset(allowed_algs) & SUPPORTED_ALGS
+    kids: set[str] = set()
+    for jwk in keys:
+        loaded = _load_key(jwk, allowed)
+        if loaded.kid is not None:
+            if loaded.kid in kids:
+                raise _fail("key set", f"duplicate kid {loaded.kid!r}")
+            kids.add(loaded.kid)
+    kid = _parse_unverified_compact(token).header.get("kid")
+    if kid is None:
+        if len(keys) != 1:
+            raise _fail("kid", "token has no kid and the key set has several keys")
+        return verify_jws(token, keys[0], allowed_algs=allowed_algs)
+    for jwk in keys:
+        if jwk.get("kid") == kid:
+            return verify_jws(token, jwk, allowed_algs=allowed_algs)
+    raise _fail("kid", f"no key with kid {kid!r} in the key set")
+
+
+def _claim_int(claims: Mapping[str, Any], name: str) -> int:
+    value = claims.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail("claims", f"{name!r} is not an integer")
+    return value
+
+
+def _claim_str(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise _fail("claims", f"{name!r} is not a non-empty string")
+    return value
+
+
+def _time(seconds: int, name: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as e:
+        raise _fail("claims", f"{name!r} is out of range") from e
+
+
+def _unverified_seq(previous: bytes) -> int:
+    try:
+        parsed = _parse_unverified_compact(previous)
+        claims = loads_strict(parsed.payload.decode("utf-8"))
+    except (VerificationError, UnicodeDecodeError, EntryRejectedError) as e:
+        raise _fail("previous bundle", "the previous file is not a bundle") from e
+    if not isinstance(claims, dict):
+        raise _fail("previous bundle", "the previous file is not a bundle")
+    return _claim_int(claims, "seq")
+
+
+def verify_bundle(
+    token: bytes,
+    *,
+    trust: Mapping[str, Any],
+    previous: bytes | None = None,
+    now: datetime,
+    keyset: str | None = None,
+    issuer: str | None = None,
+) -> VerifiedBundle:
+    """Verify a signed JWKS bundle against the pinned bundle-signing key (checks in the
+    module docstring). `previous`, when given, is the exact bytes of the previous `jwks.jwt`:
+    its seq is read without re-checking its signature, because the verified `prev` of this
+    bundle already commits to its bytes. `keyset`/`issuer`, when given, must match sub/iss.
+
+    Raises:
+        VerificationError: naming the failed check.
+    """
+    try:
+        now = require_utc(now, "now")
+    except ClockError as e:
+        raise VerificationError(e.message, e.hint) from e
+    try:
+        trust_kid = thumbprint_of(trust)
+    except JwkProblem as e:
+        raise _fail("trusted key", e.reason) from e
+    if trust.get("kid") != trust_kid:
+        raise _fail("trusted key", "its kid is not its RFC 7638 thumbprint")
+    parsed = _parse_unverified_compact(token)
+    header = parsed.header
+    if header.get("typ") != BUNDLE_TYP:
+        raise _fail("typ", f"header typ is {header.get('typ')!r}, expected {BUNDLE_TYP!r}")
+    if set(header) != BUNDLE_HEADER:
+        extra = sorted(set(header) ^ BUNDLE_HEADER)
+        raise _fail("header", f"unexpected or missing header parameter {extra[0]!r}")
+    if header.get("kid") != trust_kid:
+        raise _fail("kid", f"bundle kid {header.get('kid')!r} is not the trusted key {trust_kid}")
+    verified = verify_jws(token, trust, allowed_algs=BUNDLE_ALGS)
+
+    try:
+        claims = loads_strict(verified.payload.decode("utf-8"))
+    except (UnicodeDecodeError, EntryRejectedError) as e:
+        raise _fail("claims", f"payload is not strict JSON ({e})") from e
+    if not isinstance(claims, dict):
+        raise _fail("claims", "payload is not a JSON object")
+    if set(claims) != BUNDLE_CLAIMS:
+        extra = sorted(set(claims) ^ BUNDLE_CLAIMS)
+        raise _fail("claims", f"unexpected or missing claim {extra[0]!r}")
+    iss = _claim_str(claims, "iss")
+    sub = _claim_str(claims, "sub")
+    if issuer is not None and iss != issuer:
+        raise _fail("iss", f"issuer {iss!r} is not the expected {issuer!r}")
+    if keyset is not None and sub != keyset:
+        raise _fail("sub", f"keyset {sub!r} is not the expected {keyset!r}")
+    iat, nbf, exp = (_claim_int(claims, n) for n in ("iat", "nbf", "exp"))
+    if not iat <= nbf < exp:
+        raise _fail("times", "expected iat ≤ nbf < exp")
+    not_before, expires_at = _time(nbf, "nbf"), _time(exp, "exp")
+    if now + CLOCK_LEEWAY < not_before:
+        raise _fail("nbf", f"bundle is not valid before {not_before:%Y-%m-%dT%H:%M:%SZ}")
+    if now - CLOCK_LEEWAY >= expires_at:
+        raise _fail("exp", f"bundle expired at {expires_at:%Y-%m-%dT%H:%M:%SZ}")
+    seq = _claim_int(claims, "seq")
+    if seq < 1:
+        raise _fail("seq", "seq must be ≥ 1")
+    prev = claims["prev"]
+    if prev is not None and (not isinstance(prev, str) or not _HEX64.match(prev)):
+        raise _fail("prev", "prev is neither null nor a lowercase hex SHA-256")
+    if previous is not None:
+        previous_seq = _unverified_seq(previous)
+        if seq <= previous_seq:
+            raise _fail("seq", f"seq {seq} does not increase on the previous bundle's {previous_seq}")
+        expected_prev = bundle_digest(previous)
+        if prev != expected_prev:
+            raise _fail("prev", f"prev {prev} is not the previous bundle's SHA-256 {expected_prev}")
+
+    keys = claims["keys"]
+    if not isinstance(keys, list) or not keys:
+        raise _fail("keys", "keys is not a non-empty list")
+    seen: set[str] = set()
+    clean: list[dict[str, str]] = []
+    for index, jwk in enumerate(keys):
+        try:
+            loaded = load_public_jwk(jwk, allowed_algs=BUNDLE_ALGS)
+            expected_kid = thumbprint_of(jwk)
+        except JwkProblem as e:
+            raise _fail("keys", f"key #{index}: {e.reason}") from e
+        if jwk.get("use") != "sig":
+            raise _fail("keys", f"key #{index}: use is not 'sig'")
+        if loaded.kid != expected_kid:
+            raise _fail("keys", f"key #{index}: kid {loaded.kid!r} is not its thumbprint")
+        if expected_kid in seen:
+            raise _fail("keys", f"key #{index}: duplicate kid {expected_kid}")
+        seen.add(expected_kid)
+        clean.append(dict(jwk))
+    return VerifiedBundle(
+        issuer=iss,
+        keyset=sub,
+        seq=seq,
+        prev=prev,
+        issued_at=_time(iat, "iat"),
+        not_before=not_before,
+        expires_at=expires_at,
+        keys=tuple(clean),
+        signer_kid=trust_kid,
+        sha256=bundle_digest(token),
+    )
+

@@ -1,0 +1,260 @@
+"""The boundary with python-pkcs11: the process-wide lock, module loading, error translation.
+
+Three facts about python-pkcs11 0.10.1 and the modules we drive shape this file:
+
+* python-pkcs11 releases the GIL around every C call and calls `C_Initialize(NULL)`, which tells
+  SoftHSM2 to run without mutexes: two threads inside the module at once crash it. `LOCK` is the
+  one `threading.RLock` that every PKCS#11 call in the console takes, including the full
+  consumption of `get_objects` iterators (an open search holds the session's operation state).
+* `pkcs11.lib(path)` is cached per path for the life of the process, and a module reads some of
+  its configuration only when it is loaded or initialised:
+  - SoftHSM2 reads `SOFTHSM2_CONF` and scans its token directory at `C_Initialize`; a token made
+    later (e.g. by `softhsm2-util --init-token`) stays invisible until the module is finalised
+    and initialised again, which invalidates every session of the process.
+  - p11-kit's client reads `P11_KIT_SERVER_ADDRESS` in `C_GetFunctionList`, i.e. when the shared
+    object is loaded; only unloading and loading it again picks up a new address. After the
+    server connection drops, every call fails with `DeviceError` until `C_Finalize` +
+    `C_Initialize` reconnects.
+  `Modules` therefore counts the open `Hsm` handles per module and only rescans (finalise and
+  initialise) or reloads a module when no handle is open, so no live session is ever cut.
+* Login state is per token per process (PKCS#11 section 5.6): a second `C_Login` raises
+  `UserAlreadyLoggedIn`, and closing the last logged-in session logs every session out.
+
+Every pkcs11 exception is turned into a `console.errors.HsmError` subclass here, once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import pkcs11
+import pkcs11.exceptions as p11e
+from pkcs11 import Mechanism, TokenFlag
+
+from console.errors import (
+    HsmError,
+    HsmModuleError,
+    HsmUnavailableError,
+    MechanismNotSupportedError,
+    PinIncorrectError,
+    PinLockedError,
+)
+
+LOCK: Final = threading.RLock()
+
+RECONCILE_HINT: Final = (
+    "check the cable / network HSM, then run `ceremony reconcile` before continuing"
+)
+
+# Errors after which the session handle (and every object handle made in it) is dead.
+SESSION_LOST: Final[tuple[type[p11e.PKCS11Error], ...]] = (
+    p11e.SessionHandleInvalid,
+    p11e.SessionClosed,
+)
+# Errors after which the device itself may be gone (USB pulled, network HSM unreachable).
+DEVICE_LOST: Final[tuple[type[p11e.PKCS11Error], ...]] = (
+    p11e.DeviceRemoved,
+    p11e.DeviceError,
+    p11e.TokenNotPresent,
+    p11e.TokenNotRecognised,
+)
+CONNECTION_LOST: Final = SESSION_LOST + DEVICE_LOST
+
+PKCS11Error = p11e.PKCS11Error
+
+
+class Pkcs11Library(Protocol):
+    """What the console uses of a loaded module (`pkcs11.lib`, or the tests' fault wrapper)."""
+
+    @property
+    def so(self) -> str: ...
+    @property
+    def manufacturer_id(self) -> str: ...
+    @property
+    def library_description(self) -> str: ...
+    @property
+    def cryptoki_version(self) -> tuple[int, int]: ...
+    @property
+    def library_version(self) -> tuple[int, int]: ...
+    def get_slots(self, token_present: bool = False) -> list[Any]: ...
+    def reinitialize(self) -> None: ...
+
+
+def is_p11kit_client(lib: Pkcs11Library) -> bool:
+    """True for p11-kit's RPC client (the "network HSM" path), judged by file name and info."""
+    name = Path(lib.so).name
+    return "p11-kit-client" in name or (
+        lib.manufacturer_id.strip() == "PKCS#11 Kit" and "client" in name
+    )
+
+
+@dataclass(slots=True)
+class _Loaded:
+    lib: Pkcs11Library
+    address: str | None  # P11_KIT_SERVER_ADDRESS when the module was loaded
+    open_handles: int = 0
+
+
+class Modules:
+    """Process-wide registry of loaded modules and of the `Hsm` handles open on each."""
+
+    _loaded: dict[str, _Loaded] = {}  # noqa: RUF012 - process-wide on purpose
+
+    @classmethod
+    def load(cls, path: str) -> Pkcs11Library:
+        """Load (or reuse) the module at `path`; reload a p11-kit client whose address changed."""
+        with LOCK:
+            address = os.environ.get("P11_KIT_SERVER_ADDRESS")
+            rec = cls._loaded.get(path)
+            if rec is not None and rec.address != address and is_p11kit_client(rec.lib):
+                if rec.open_handles:
+                    raise HsmModuleError(
+                        "P11_KIT_SERVER_ADDRESS changed while a session to the old network HSM "
+                        "is open",
+                        "close the console's HSM sessions first, or restart the console",
+                    )
+                pkcs11.unload(path)
+                del cls._loaded[path]
+                rec = None
+            if rec is None:
+                if not Path(path).exists():
+                    raise HsmModuleError(
+                        f"PKCS#11 module {path} does not exist",
+                        "check the module path in ceremony.toml (or run `ceremony doctor`)",
+                    )
+                try:
+                    lib: Pkcs11Library = pkcs11.lib(path)
+                except p11e.PKCS11Error as e:
+                    raise HsmModuleError(
+                        f"cannot load PKCS#11 module {path}: {_describe(e)}",
+                        "check the module path and its configuration (run `ceremony doctor`)",
+                    ) from e
+                rec = _Loaded(lib, address)
+                cls._loaded[path] = rec
+            return rec.lib
+
+    @classmethod
+    def adopt(cls, path: str, lib: Pkcs11Library) -> None:
+        """Register an injected library object (the tests' fault wrapper) under `path`."""
+        with LOCK:
+            rec = cls._loaded.get(path)
+            if rec is None or rec.lib is not lib:
+                handles = rec.open_handles if rec is not None else 0
+                cls._loaded[path] = _Loaded(lib, os.environ.get("P11_KIT_SERVER_ADDRESS"), handles)
+
+    @classmethod
+    def opened(cls, path: str) -> None:
+        with LOCK:
+            cls._loaded[path].open_handles += 1
+
+    @classmethod
+    def closed(cls, path: str) -> None:
+        with LOCK:
+            rec = cls._loaded.get(path)
+            if rec is not None and rec.open_handles > 0:
+                rec.open_handles -= 1
+
+    @classmethod
+    def open_handles(cls, path: str) -> int:
+        with LOCK:
+            rec = cls._loaded.get(path)
+            return rec.open_handles if rec is not None else 0
+
+    @classmethod
+    def rescan(cls, path: str, lib: Pkcs11Library, *, allowed_handles: int = 0) -> bool:
+        """Finalise and initialise `lib` if at most `allowed_handles` handles use it.
+
+        Returns False (and does nothing) when other handles are open: their sessions would die.
+        """
+        with LOCK:
+            if cls.open_handles(path) > allowed_handles:
+                return False
+            try:
+                lib.reinitialize()
+            except p11e.PKCS11Error:
+                # C_Finalize on a dead connection fails; C_Initialize is what matters and
+                # `reinitialize` leaves the module uninitialised, so try it once more.
+                try:
+                    reinit = getattr(lib, "initialize", None)
+                    if reinit is not None:
+                        reinit()
+                except p11e.PKCS11Error:
+                    return False
+            return True
+
+
+def _describe(e: BaseException) -> str:
+    """A pkcs11 exception in words, without echoing arguments that could carry secrets."""
+    name = type(e).__name__
+    text = str(e).strip()
+    # python-pkcs11 messages are its own fixed docstrings (never PINs); keep them short.
+    if text and len(text) < 120 and "\n" not in text:
+        return f"{name} ({text})"
+    return name
+
+
+def translate(e: p11e.PKCS11Error, doing: str) -> HsmError:
+    """One pkcs11 exception as the console error an officer can act on."""
+    if isinstance(e, p11e.PinIncorrect | p11e.PinLenRange | p11e.PinInvalid):
+        return PinIncorrectError(
+            f"the token refused the PIN while {doing}",
+            "check the PIN; each wrong try brings the token closer to locking",
+        )
+    if isinstance(e, p11e.PinLocked):
+        return PinLockedError(
+            "the token's user PIN is locked",
+            "the security officer must unblock the PIN (SO login) before any ceremony",
+        )
+    if isinstance(e, p11e.PinExpired):
+        return PinIncorrectError(
+            "the token says the user PIN has expired", "change the PIN with the SO, then re-split"
+        )
+    if isinstance(e, p11e.MechanismInvalid | p11e.MechanismParamInvalid):
+        return MechanismNotSupportedError(
+            f"the token does not support the mechanism needed while {doing}",
+            "run `ceremony doctor` to see which algorithms this token offers",
+        )
+    if isinstance(e, CONNECTION_LOST):
+        return HsmUnavailableError(
+            f"HSM unavailable while {doing} ({type(e).__name__})", RECONCILE_HINT
+        )
+    if isinstance(e, p11e.UserNotLoggedIn):
+        return HsmError(
+            f"not logged in to the token while {doing}",
+            "unlock the PIN with the officers' quorum first",
+        )
+    if isinstance(e, p11e.UserAlreadyLoggedIn | p11e.AnotherUserAlreadyLoggedIn):
+        return HsmError(
+            "the token is already logged in by another session of this process",
+            "close the other console handle on this token (login state is per token)",
+        )
+    if isinstance(e, p11e.SessionReadOnly | p11e.TokenWriteProtected):
+        return HsmError(f"the token is read-only while {doing}", "use a writable token")
+    if isinstance(e, p11e.DeviceMemory | p11e.HostMemory):
+        return HsmError(f"the HSM ran out of memory while {doing}", "free objects or sessions")
+    return HsmError(
+        f"the HSM refused while {doing}: {_describe(e)}",
+        "run `ceremony doctor`; if it persists, check the HSM's own logs",
+    )
+
+
+def token_flag_words(flags: int) -> tuple[str, ...]:
+    return tuple(f.name for f in TokenFlag if f.name and flags & f.value)
+
+
+def mechanism_name(m: int) -> str:
+    try:
+        return f"CKM_{Mechanism(m).name}"
+    except ValueError:
+        return f"CKM_0x{m:08X}"
+
+
+def consume(it: Iterator[Any]) -> list[Any]:
+    """Drain a `get_objects` iterator under the lock (a half-read search blocks the session)."""
+    with LOCK:
+        return list(it)

@@ -1,0 +1,457 @@
+"""Plans' digests, officers' approvals, the officer registry, and the quorum count.
+
+This module owns the approval statement (``key-ceremony-approval/v1``), the replay of
+`officer.enrolled` / `officer.revoked` ledger entries into an `OfficerRegistry`, and the rule
+that decides whether a plan may run:
+
+    the quorum counts DISTINCT enrolled, unrevoked officers whose Ed25519 signature verifies
+    over exactly this plan's digest, made before the plan expires.
+
+`approval_status` returns a `QuorumStatus` value that names, for every approval not counted,
+why; `require_quorum` raises `QuorumError` when the status is short. Both are pure: the caller
+passes the ledger entries, the approvals and `now`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from hashlib import sha256
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from console.clock import format_time, require_utc
+from console.errors import OfficerError, QuorumError
+from console.jcs import canonicalize
+from console.quorum._codec import b64url_decode, b64url_encode, take_bytes, take_str
+from console.quorum.cards import UnlockedCard, check_officer_name
+
+APPROVAL_CONTEXT = b"key-ceremony-approval/v1\n"
+DIGEST_SIZE = 32
+SIGNATURE_SIZE = 64
+MAX_OFFICERS = 255
+"""Shamir shares are numbered 1..255 in the PIN gate; no quorum class may name more officers."""
+
+
+def plan_digest(plan: Mapping[str, Any]) -> bytes:
+    """SHA-256 of the plan's RFC 8785 canonical bytes.
+
+    Raises:
+        EntryRejectedError: the plan holds a float or another value JSON cannot carry.
+    """
+    return sha256(canonicalize(plan)).digest()
+
+
+def _check_digest(digest: object) -> None:
+    if not isinstance(digest, bytes) or len(digest) != DIGEST_SIZE:
+        raise QuorumError("plan digest is not 32 bytes", "pass the SHA-256 digest of the plan")
+
+
+def approval_message(digest: bytes) -> bytes:
+    """The exact bytes an officer signs: ``key-ceremony-approval/v1\\n`` + lowercase hex digest."""
+    _check_digest(digest)
+    return APPROVAL_CONTEXT + digest.hex().encode("ascii")
+
+
+# --- approvals -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """One officer's approval as recorded, NOT yet verified.
+
+    Fields are kept as the text found in the ledger (`ceremony.approved` data) so that a
+    malformed approval can still be reported by `approval_status` instead of stopping the count.
+    `approved_at` is the time the ledger recorded it (None when not known).
+    """
+
+    officer: str
+    digest: str
+    signature: str
+    approved_at: datetime | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, approved_at: datetime | None = None) -> Approval:
+        """Read `{"officer", "digest", "signature"}` (extra keys such as plan_id are ignored).
+
+        Non-text values become empty text, which `approval_status` reports as malformed.
+        """
+
+        def text(key: str) -> str:
+            value = data.get(key)
+            return value if isinstance(value, str) else ""
+
+        return cls(text("officer"), text("digest"), text("signature"), approved_at)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"officer": self.officer, "digest": self.digest, "signature": self.signature}
+
+
+def sign_approval(card: UnlockedCard, digest: bytes, *, now: datetime | None = None) -> Approval:
+    """Sign `approval_message(digest)` with the officer's Ed25519 key."""
+    signature = card.sign(approval_message(digest))
+    approved_at = None if now is None else require_utc(now)
+    return Approval(card.name, digest.hex(), b64url_encode(signature), approved_at)
+
+
+# --- officers ------------------------------------------------------------------------------
+
+
+class OfficerStatus(StrEnum):
+    ENROLLED = "enrolled"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Officer:
+    """An officer as the ledger knows them."""
+
+    name: str
+    ed25519_public: bytes
+    x25519_public: bytes
+    status: OfficerStatus
+    enrolled_at: datetime
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status is OfficerStatus.ENROLLED
+
+    def ed25519_key(self) -> Ed25519PublicKey:
+        return Ed25519PublicKey.from_public_bytes(self.ed25519_public)
+
+
+class LedgerEntryLike(Protocol):
+    """What the replay functions read from a ledger entry."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+
+    @property
+    def time(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OfficerRegistry:
+    """Every officer ever enrolled, in enrolment order, each with their current status."""
+
+    officers: tuple[Officer, ...] = ()
+    _by_name: dict[str, Officer] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, Officer] = {}
+        keys: set[bytes] = set()
+        for officer in self.officers:
+            if officer.name in by_name:
+                raise OfficerError(f"officer {officer.name!r} appears twice in the registry")
+            for key in (officer.ed25519_public, officer.x25519_public):
+                if key in keys:
+                    raise OfficerError(f"officer {officer.name!r} reuses another officer's key")
+                keys.add(key)
+            by_name[officer.name] = officer
+        object.__setattr__(self, "_by_name", by_name)
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[LedgerEntryLike]) -> OfficerRegistry:
+        """Replay `officer.enrolled` and `officer.revoked` entries (others are skipped).
+
+        A name is enrolled once and revoked at most once; a key is never enrolled twice (a
+        revoked officer's keys stay burnt). A replacement card is enrolled under a new name.
+
+        Raises:
+            OfficerError: an entry breaks those rules or is malformed (the ledger is inconsistent).
+        """
+        order: list[str] = []
+        current: dict[str, Officer] = {}
+        seen_keys: set[bytes] = set()
+        for entry in entries:
+            if entry.type == "officer.enrolled":
+                officer = _enrolled(entry)
+                if officer.name in current:
+                    raise OfficerError(
+                        f"ledger enrols officer {officer.name!r} twice",
+                        "enrol a replacement card under a new name",
+                    )
+                for key in (officer.ed25519_public, officer.x25519_public):
+                    if key in seen_keys:
+                        raise OfficerError(
+                            f"ledger enrols officer {officer.name!r} with a key already enrolled",
+                            "make a new card for every enrolment",
+                        )
+                    seen_keys.add(key)
+                current[officer.name] = officer
+                order.append(officer.name)
+            elif entry.type == "officer.revoked":
+                name, reason = _revoked(entry)
+                officer_or_none = current.get(name)
+                if officer_or_none is None:
+                    raise OfficerError(f"ledger revokes unknown officer {name!r}")
+                if not officer_or_none.active:
+                    raise OfficerError(f"ledger revokes officer {name!r} twice")
+                current[name] = Officer(
+                    officer_or_none.name, officer_or_none.ed25519_public,
+                    officer_or_none.x25519_public, OfficerStatus.REVOKED,
+                    officer_or_none.enrolled_at, require_utc(entry.time), reason,
+                )
+        return cls(tuple(current[name] for name in order))
+
+    def get(self, name: str) -> Officer | None:
+        return self._by_name.get(name)
+
+    def active(self) -> tuple[Officer, ...]:
+        return tuple(o for o in self.officers if o.active)
+
+    def require_active(self, name: str) -> Officer:
+        """The enrolled, unrevoked officer `name`.
+
+        Raises:
+            OfficerError: unknown or revoked.
+        """
+        officer = self._by_name.get(name)
+        if officer is None:
+            raise OfficerError(
+                f"no officer named {name!r} is enrolled", "see `ceremony officer list`"
+            )
+        if not officer.active:
+            raise OfficerError(f"officer {name!r} was revoked", "a revoked card cannot take part")
+        return officer
+
+
+def _enrolled(entry: LedgerEntryLike) -> Officer:
+    try:
+        data = entry.data
+        name = check_officer_name(take_str(data, "name"))
+        ed = take_bytes(data, "ed25519", 32)
+        x = take_bytes(data, "x25519", 32)
+    except ValueError as e:
+        raise OfficerError(f"malformed officer.enrolled entry: {e}") from e
+    return Officer(name, ed, x, OfficerStatus.ENROLLED, require_utc(entry.time))
+
+
+def _revoked(entry: LedgerEntryLike) -> tuple[str, str]:
+    try:
+        return take_str(entry.data, "name"), take_str(entry.data, "reason")
+    except ValueError as e:
+        raise OfficerError(f"malformed officer.revoked entry: {e}") from e
+
+
+# --- quorum classes ------------------------------------------------------------------------
+
+
+class QuorumClass(StrEnum):
+    """The ceremony classes of ceremony.toml; emergency ceremonies need later ratification."""
+
+    ROUTINE = "routine"
+    DESTRUCTIVE = "destructive"
+    EMERGENCY = "emergency"
+
+    @property
+    def needs_ratification(self) -> bool:
+        return self is QuorumClass.EMERGENCY
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumRule:
+    """`threshold` (M) of `officers` (N) for one ceremony class."""
+
+    ceremony_class: QuorumClass
+    threshold: int
+    officers: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threshold <= self.officers <= MAX_OFFICERS:
+            raise QuorumError(
+                f"quorum {self.threshold} of {self.officers} for {self.ceremony_class} "
+                "is impossible",
+                f"use 1 <= M <= N <= {MAX_OFFICERS}",
+            )
+
+
+# --- counting ------------------------------------------------------------------------------
+
+
+class RejectReason(StrEnum):
+    """Why an approval did not count (the value is the text shown to officers)."""
+
+    MALFORMED = "malformed approval"
+    OTHER_PLAN = "approves another plan"
+    UNKNOWN_OFFICER = "unknown officer"
+    REVOKED = "officer revoked"
+    EXPIRED = "plan expired"
+    BAD_SIGNATURE = "signature does not verify"
+    DUPLICATE = "duplicate approval"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    officer: str
+    reason: RejectReason
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumStatus:
+    """The outcome of counting approvals for one plan digest."""
+
+    digest: bytes
+    need: int
+    counted: tuple[str, ...]
+    rejected: tuple[Rejected, ...]
+
+    @property
+    def have(self) -> int:
+        return len(self.counted)
+
+    @property
+    def met(self) -> bool:
+        return self.have >= self.need
+
+    def summary(self) -> str:
+        """E.g. "approved by 1 of 2 required officers (bob: signature does not verify)"."""
+        text = f"approved by {self.have} of {self.need} required officers"
+        if self.rejected:
+            reasons = "; ".join(f"{r.officer or '?'}: {r.reason}" for r in self.rejected)
+            text += f" ({reasons})"
+        return text
+
+
+def _classify(
+    approval: Approval, digest_hex: str, registry: OfficerRegistry, expired: bool,
+    expires_at: datetime,
+) -> RejectReason | None:
+    try:
+        check_officer_name(approval.officer)
+        signature = b64url_decode(approval.signature)
+    except (OfficerError, ValueError):
+        return RejectReason.MALFORMED
+    if len(signature) != SIGNATURE_SIZE or len(approval.digest) != 2 * DIGEST_SIZE:
+        return RejectReason.MALFORMED
+    if approval.digest != approval.digest.lower():
+        return RejectReason.MALFORMED
+    try:
+        bytes.fromhex(approval.digest)
+    except ValueError:
+        return RejectReason.MALFORMED
+    if not hmac.compare_digest(approval.digest, digest_hex):
+        return RejectReason.OTHER_PLAN
+    officer = registry.get(approval.officer)
+    if officer is None:
+        return RejectReason.UNKNOWN_OFFICER
+    if not officer.active:
+        return RejectReason.REVOKED
+    if expired or (
+        approval.approved_at is not None and require_utc(approval.approved_at) >= expires_at
+    ):
+        return RejectReason.EXPIRED
+    try:
+        officer.ed25519_key().verify(signature, APPROVAL_CONTEXT + digest_hex.encode("ascii"))
+    except InvalidSignature:
+        return RejectReason.BAD_SIGNATURE
+    return None
+
+
+def approval_status(
+    digest: bytes,
+    approvals: Sequence[Approval],
+    registry: OfficerRegistry,
+    *,
+    need: int,
+    now: datetime,
+    expires_at: datetime,
+) -> QuorumStatus:
+    """Count the approvals of the plan with `digest`; name the reason for each one not counted.
+
+    The plan is expired from `expires_at` on (an approval recorded at or after it, or any count
+    made at or after it, does not count). Approvals are taken in order; the first valid one of
+    an officer counts, later ones of the same officer are duplicates.
+
+    Raises:
+        QuorumError: `need` < 1, no officer is enrolled, or `digest` is not 32 bytes.
+        ClockError: `now` or `expires_at` is naive.
+    """
+    _check_digest(digest)
+    need_obj: object = need
+    if isinstance(need_obj, bool) or not isinstance(need_obj, int) or need < 1:
+        raise QuorumError(f"a quorum of {need!r} officers is impossible", "need at least 1")
+    if not registry.active():
+        raise QuorumError(
+            "no enrolled officer can approve", "enrol officers first", have=0, need=need
+        )
+    now = require_utc(now, "now")
+    expires_at = require_utc(expires_at, "plan expires_at")
+    expired = now >= expires_at
+    digest_hex = digest.hex()
+    counted: list[str] = []
+    rejected: list[Rejected] = []
+    for approval in approvals:
+        reason = _classify(approval, digest_hex, registry, expired, expires_at)
+        if reason is None and approval.officer in counted:
+            reason = RejectReason.DUPLICATE
+        if reason is None:
+            counted.append(approval.officer)
+        else:
+            rejected.append(Rejected(approval.officer, reason))
+    return QuorumStatus(digest, need, tuple(counted), tuple(rejected))
+
+
+def require_quorum(
+    digest: bytes,
+    approvals: Sequence[Approval],
+    registry: OfficerRegistry,
+    *,
+    need: int,
+    now: datetime,
+    expires_at: datetime,
+) -> QuorumStatus:
+    """Like `approval_status`, but raise unless at least `need` distinct officers approved.
+
+    Raises:
+        QuorumError: too few valid approvals (`have`, `need` set; the message names each
+            approval not counted and why), or the arguments are impossible.
+        ClockError: `now` or `expires_at` is naive.
+    """
+    status = approval_status(
+        digest, approvals, registry, need=need, now=now, expires_at=expires_at
+    )
+    if not status.met:
+        if now >= expires_at:
+            hint = f"the plan expired at {format_time(expires_at)}: make a new plan"
+        else:
+            hint = "collect approvals from more enrolled officers with `ceremony approve`"
+        raise QuorumError(status.summary(), hint, have=status.have, need=need)
+    return status
+
+
+# --- emergency ratification ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRatification:
+    """A completed emergency ceremony that no routine quorum has ratified yet."""
+
+    plan_id: str
+    completed_at: datetime
+
+
+def pending_ratifications(entries: Iterable[LedgerEntryLike]) -> list[PendingRatification]:
+    """Completed emergency ceremonies (``ceremony.completed`` with ``"class": "emergency"``)
+    without a later ``ceremony.ratified`` entry for the same ``plan_id``, oldest first.
+    """
+    pending: dict[str, PendingRatification] = {}
+    for entry in entries:
+        plan_id = entry.data.get("plan_id")
+        if not isinstance(plan_id, str):
+            continue
+        if entry.type == "ceremony.completed" and entry.data.get("class") == "emergency":
+            pending[plan_id] = PendingRatification(plan_id, require_utc(entry.time))
+        elif entry.type == "ceremony.ratified":
+            pending.pop(plan_id, None)
+    return list(pending.values())

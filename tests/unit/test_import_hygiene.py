@@ -1,0 +1,49 @@
+"""The domain core imports no UI code, and the offline verifier imports no HSM code.
+
+Each check runs in a fresh interpreter so that modules imported by other tests cannot hide an
+import; the assertion is on `sys.modules` after importing exactly one module.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CORE = [
+    "console.errors", "console.jcs", "console.clock", "console.config", "console.lifecycle",
+    "console.workspace", "console.hsm", "console.ledger", "console.quorum", "console.exports",
+    "console.ceremony.script", "console.ceremony.journal", "console.ceremony.service",
+    "console.verify",
+]
+UI_MODULES = {"textual", "rich"}
+HSM_MODULES = {"pkcs11", "console.hsm"}
+
+
+def _imported_after(module: str) -> set[str]:
+    code = (
+        "import importlib, json, sys\n"
+        f"importlib.import_module({module!r})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_imports_no_ui(module: str) -> None:
+    loaded = _imported_after(module)
+    assert not {m.split(".")[0] for m in loaded} & UI_MODULES, f"{module} pulls in UI code"
+
+
+def test_verifier_imports_no_hsm_code() -> None:
+    loaded = _imported_after("console.verify")
+    assert not {m for m in loaded if m in HSM_MODULES or m.startswith("console.hsm.")}
+
+
+def test_package_import_is_light() -> None:
+    loaded = _imported_after("console")
+    heavy = {"textual", "rich", "pkcs11", "cryptography", "jwcrypto", "sqlite_utils"}
+    assert not {m.split(".")[0] for m in loaded} & heavy
