@@ -1,0 +1,126 @@
+"""Officers as the faces see them: reading and unlocking card files, listing the officers.
+
+Cards are files an officer keeps on their own medium; the console reads one only for the moment
+it is unlocked. The officers' status comes from the ledger (enrolment and revocation entries).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from console.clock import format_optional, wall_clock
+from console.errors import CardError, ExportError, OfficerError
+from console.quorum.approvals import OfficerRegistry
+from console.quorum.cards import (
+    UnlockedCard,
+    check_passphrase,
+    create_card,
+    read_card_public,
+    unlock_card,
+)
+from console.quorum.words import digest_words
+
+MAX_CARD_BYTES = 64 * 1024
+
+
+def read_card_file(path: Path) -> bytes:
+    """The bytes of a card file.
+
+    Raises:
+        CardError: the file cannot be read or is far too large to be a card.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CARD_BYTES + 1)
+    except OSError as e:
+        raise CardError(f"cannot read card {path}: {e.strerror}", "check the path") from e
+    if len(data) > MAX_CARD_BYTES:
+        raise CardError(f"{path} is not an officer card (too large)", "give the .card file")
+    return data
+
+
+def unlock_officer_card(name: str, path: Path, passphrase: str) -> UnlockedCard:
+    """Unlock `name`'s card at `path`.
+
+    Raises:
+        CardError: unreadable card, wrong passphrase, or a card that belongs to someone else.
+    """
+    data = read_card_file(path)
+    public = read_card_public(data)
+    if public.name != name:
+        raise CardError(
+            f"{path} is {public.name}'s card, not {name}'s", f"give {name}'s own card"
+        )
+    return unlock_card(data, passphrase)
+
+
+def write_new_card(name: str, passphrase: str, out: Path, *,
+                   unsafe_kdf_cost_for_tests: int | None = None) -> str:
+    """Make a new officer card at `out` (never overwriting) and say how to check it aloud.
+
+    Raises:
+        WeakPassphraseError: the passphrase is too weak.
+        ExportError: `out` exists.
+    """
+    check_passphrase(passphrase, name=name)
+    data = create_card(name, passphrase, now=wall_clock(),
+                       unsafe_kdf_cost_for_tests=unsafe_kdf_cost_for_tests)
+    write_private_file(out, data)
+    words = " ".join(digest_words(read_card_public(data).fingerprint()))
+    return f"card for {name} written to {out}; fingerprint words: {words}"
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600; refuse to overwrite anything."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as e:
+        raise ExportError(f"{path} already exists", "choose another file name") from e
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def officer_registry(ws: Any) -> OfficerRegistry:
+    return OfficerRegistry.from_entries(
+        e for e in ws.ledger.entries() if e.type.startswith("officer.")
+    )
+
+
+def officer_rows(ws: Any) -> list[dict[str, Any]]:
+    """One row per officer the ledger knows, with the last approval each gave."""
+    registry = officer_registry(ws)
+    last_approval: dict[str, str] = {}
+    for entry in ws.ledger.entries():
+        if entry.type == "ceremony.approved":
+            last_approval[str(entry.data.get("officer"))] = format_optional(entry.time) or ""
+    rows = []
+    for officer in registry.officers:
+        from console.quorum.cards import OfficerPublicKeys
+
+        keys = OfficerPublicKeys(officer.name, officer.ed25519_public, officer.x25519_public)
+        rows.append({
+            "name": officer.name,
+            "status": str(officer.status),
+            "enrolled_at": format_optional(officer.enrolled_at),
+            "revoked_at": format_optional(officer.revoked_at),
+            "fingerprint": " ".join(digest_words(keys.fingerprint(), count=4)),
+            "last_approval": last_approval.get(officer.name),
+        })
+    return rows
+
+
+def render_officers(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        raise OfficerError("no officers in the ledger", "run `ceremony init` or the demo")
+    lines = [f"{'officer':<16} {'status':<9} {'enrolled':<21} {'last approval':<21} fingerprint"]
+    for row in rows:
+        lines.append(
+            f"{row['name']:<16} {row['status']:<9} {row['enrolled_at'] or '—':<21} "
+            f"{row['last_approval'] or '—':<21} {row['fingerprint']}"
+        )
+    return "\n".join(lines)

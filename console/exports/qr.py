@@ -1,0 +1,49 @@
+"""QR codes of digests: SVG for files and transcripts, half-block text for the TUI and CLI.
+
+Pure `qrcode` (its SVG factory uses the standard library's ElementTree): no Pillow.
+"""
+
+from __future__ import annotations
+
+import io
+
+import qrcode
+import qrcode.constants
+import qrcode.image.svg
+
+from console.errors import ExportError
+
+__all__ = ["qr_svg", "qr_text"]
+
+_MAX_TEXT = 512  # digests and thumbprint URIs; anything longer is a caller bug
+
+
+def _qr(text: str) -> qrcode.QRCode:  # type: ignore[type-arg]
+    if not text or len(text) > _MAX_TEXT:
+        raise ExportError(f"QR text must be 1–{_MAX_TEXT} characters", "encode a digest")
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4, box_size=8)
+    qr.add_data(text)
+    qr.make(fit=True)
+    return qr
+
+
+def qr_svg(text: str) -> str:
+    """An SVG document (one path) encoding `text`.
+
+    Raises:
+        ExportError: the text is empty or too long.
+    """
+    image = _qr(text).make_image(image_factory=qrcode.image.svg.SvgPathImage)
+    data: bytes | str = image.to_string(encoding="unicode")
+    return data.decode("utf-8") if isinstance(data, bytes) else data
+
+
+def qr_text(text: str, *, invert: bool = True) -> str:
+    """Terminal rendering with half blocks (two modules per line); `invert` suits dark themes.
+
+    Raises:
+        ExportError: the text is empty or too long.
+    """
+    out = io.StringIO()
+    _qr(text).print_ascii(out=out, invert=invert)
+    return out.getvalue()

@@ -1,0 +1,75 @@
+"""DANGER: destroying key pairs on the token. Nothing here can be undone.
+
+A destroyed private key is gone for good: every token signed with it can no longer be matched
+to a key the ceremony controls, and no backup exists (keys are generated non-extractable).
+Only the `destroy` step of a `destructive`-quorum ceremony may call this, after the lifecycle
+rules allowed it (archived for at least the destruction wait) and after the intent was recorded
+in the ledger. The function proves the objects are gone by searching for the CKA_ID again in
+the same session and in a fresh one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pkcs11.exceptions as p11e
+from pkcs11 import Attribute
+
+from console.errors import HsmError, ObjectNotFoundError
+from console.hsm._pkcs11 import LOCK, consume, translate
+
+if TYPE_CHECKING:
+    from console.hsm._hsm import Hsm
+
+
+def destroy_keypair(hsm: Hsm, cka_id: bytes) -> None:
+    """DANGER: destroy every object with `cka_id` (the private and the public key).
+
+    Raises: ObjectNotFoundError (nothing has this id), HsmUnavailableError (the outcome is
+    unknown: reconcile), HsmError (objects are still there afterwards).
+    """
+    if not cka_id:
+        raise HsmError("refusing to destroy objects with an empty CKA_ID", "name one key")
+    with LOCK:
+        hsm._require_login("destroying a key")
+
+        def destroy(session: Any) -> int:
+            objects = consume(session.get_objects({Attribute.ID: cka_id}))
+            for obj in objects:
+                obj.destroy()
+            return len(objects)
+
+        count = hsm._run(f"destroying key {cka_id.hex()}", destroy, mutating=True)
+        hsm._keys.pop(cka_id, None)
+        if count == 0:
+            raise ObjectNotFoundError(
+                f"no object with CKA_ID {cka_id.hex()} on the token; nothing was destroyed",
+                "run `ceremony reconcile` to compare the token with the ledger",
+            )
+        left = hsm._run(
+            "checking the key is gone",
+            lambda s: len(consume(s.get_objects({Attribute.ID: cka_id}))),
+        )
+        fresh_left = _count_in_fresh_session(hsm, cka_id)
+        if left or fresh_left:
+            raise HsmError(
+                f"key {cka_id.hex()} is still on the token after C_DestroyObject",
+                "stop the ceremony and inspect the token with `ceremony doctor` / pkcs11-tool",
+            )
+
+
+def _count_in_fresh_session(hsm: Hsm, cka_id: bytes) -> int:
+    """Search again in a new session: a token could hide a stale object in the old one."""
+    try:
+        session = hsm._token.open(rw=False)
+    except p11e.PKCS11Error as e:
+        raise translate(e, "opening a session to check the key is gone") from e
+    try:
+        return len(consume(session.get_objects({Attribute.ID: cka_id})))
+    except p11e.PKCS11Error as e:
+        raise translate(e, "checking the key is gone") from e
+    finally:
+        try:
+            session.close()  # public session: no C_Logout, the handle stays logged in
+        except p11e.PKCS11Error:
+            pass
