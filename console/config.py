@@ -220,6 +220,10 @@ class _Locator:
                     return idx + 1
                 if key is not None and key[0] == rest[0]:
                     return idx + 1
+        # A table written as its own header ([keysets.api]) when the path names its parent.
+        for line_index, header in self._sections[1:]:
+            if len(header) > len(path) and header[: len(path)] == path:
+                return line_index + 1
         return start + 1 if size else None
 
 
@@ -235,6 +239,8 @@ class _Reader:
 
     def fail(self, path: Sequence[PathPart], what: str, fix: str) -> NoReturn:
         line = self.locator.line_of(path) if self.locator is not None else None
+        if line is None and self.locator is not None:
+            line = 1  # about the file as a whole
         prefix = f"{self.where}:{line}" if line is not None else self.where
         if self.locator is None and path:
             what = f"{_dotted(path)}: {what}"
@@ -261,7 +267,7 @@ class _Reader:
                 self.fail(
                     path,
                     f"{_describe(path)} has no {key!r}",
-                    f"add {key} = … to {_describe(path)}",
+                    f"add a [{key}] table" if not path else f"add {key} = … to {_describe(path)}",
                 )
         return value
 
@@ -948,7 +954,7 @@ def load_policy(path: str | Path) -> Policy:
     path = Path(path)
     data, locator = _load_toml(path)
     reader = _Reader(str(path), locator)
-    top = reader.table(data, (), ("keysets",), ("keysets",))
+    top = reader.table(data, (), ("keysets",))
 
     def text_duration(p: tuple[PathPart, ...], value: object) -> timedelta:
         key = str(p[-1])
@@ -962,4 +968,4 @@ def load_policy(path: str | Path) -> Policy:
                         f'write {key} = "90d" (whole numbers, units d h m s in that order, '
                         'e.g. "1h30m")')
 
-    return _build_policy(reader, top["keysets"], text_duration, canonical=False)
+    return _build_policy(reader, top.get("keysets"), text_duration, canonical=False)

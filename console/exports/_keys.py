@@ -83,9 +83,9 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode(text: str, what: str) -> bytes:
+def b64url_decode(text: object, what: str) -> bytes:
     """Strict base64url: alphabet only, no padding, no whitespace, canonical trailing bits."""
-    if not isinstance(text, str) or not _B64URL.match(text) or len(text) % 4 == 1:
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise JwkProblem(f"{what} is not unpadded base64url")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -116,21 +116,34 @@ def thumbprint_of(jwk: Mapping[str, Any]) -> str:
     return b64url_encode(hashlib.sha256(canonicalize(required)).digest())
 
 
-def check_members(jwk: Mapping[str, Any]) -> str:
-    """Refuse private and unknown members (allowlist); return the kty."""
+def check_members(jwk: Mapping[str, Any], *, allow_key_ops: bool = False) -> str:
+    """Refuse symmetric keys, private and unknown members (allowlist); return the kty.
+
+    `key_ops` is unknown to exports (they always carry `use`) but a verifier honours it when
+    `allow_key_ops` is set: it must then list "verify".
+    """
     if not isinstance(jwk, Mapping):
         raise JwkProblem("a JWK must be a JSON object")
+    if jwk.get("kty") == "oct":
+        raise JwkProblem("symmetric keys (kty oct, HS*) are refused by policy: public keys only")
     private = sorted(PRIVATE_MEMBERS & set(jwk))
     if private:
         raise JwkProblem(f"private member {private[0]!r} present in a public key")
     kty = jwk.get("kty")
     if not isinstance(kty, str) or kty not in _KTY_MEMBERS:
         raise JwkProblem(f"unsupported kty {kty!r} (allowed: EC, OKP, RSA)")
-    unknown = sorted(set(jwk) - _COMMON_MEMBERS - _KTY_MEMBERS[kty])
+    extra = {"key_ops"} if allow_key_ops else set()
+    unknown = sorted(set(jwk) - _COMMON_MEMBERS - _KTY_MEMBERS[kty] - extra)
     if unknown:
         raise JwkProblem(f"unknown member {unknown[0]!r} in a {kty} key")
+    if "key_ops" in jwk:
+        ops = jwk["key_ops"]
+        if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
+            raise JwkProblem("key_ops is not a list of strings")
+        if len(set(ops)) != len(ops) or "verify" not in ops:
+            raise JwkProblem(f"key_ops {ops} does not allow 'verify'")
     for name, value in jwk.items():
-        if not isinstance(value, str):
+        if name != "key_ops" and not isinstance(value, str):
             raise JwkProblem(f"member {name!r} is not a string")
     return kty
 
@@ -144,7 +157,9 @@ class LoadedKey:
     key: PublicKey
 
 
-def load_public_jwk(jwk: Mapping[str, Any], *, allowed_algs: frozenset[str]) -> LoadedKey:
+def load_public_jwk(
+    jwk: Mapping[str, Any], *, allowed_algs: frozenset[str], allow_key_ops: bool = False
+) -> LoadedKey:
     """Validate a public JWK and build the key.
 
     Checks: member allowlist, `use` is "sig" when present, `alg` present, allowed and bound to
@@ -152,14 +167,16 @@ def load_public_jwk(jwk: Mapping[str, Any], *, allowed_algs: frozenset[str]) -> 
     and no ROCA fingerprint, EC point on the named curve with full-length coordinates, Ed25519
     only for OKP. `kid`, when present, is returned but not compared here.
     """
-    kty = check_members(jwk)
+    kty = check_members(jwk, allow_key_ops=allow_key_ops)
     if "use" in jwk and jwk["use"] != "sig":
         raise JwkProblem(f"key use is {jwk['use']!r}, not 'sig'")
     alg = jwk.get("alg")
     if alg is None:
         raise JwkProblem("key has no 'alg': each key must be bound to one algorithm")
     if alg not in allowed_algs:
-        raise JwkProblem(f"key alg {alg!r} is not allowed (allowed: {', '.join(sorted(allowed_algs))})")
+        raise JwkProblem(
+            f"key alg {alg!r} is not allowed (allowed: {', '.join(sorted(allowed_algs))})"
+        )
     kid = jwk.get("kid")
     key: PublicKey
     if kty == "RSA":
@@ -252,8 +269,13 @@ def jwk_members(key: PublicKey) -> dict[str, str]:
     if isinstance(key, ec.EllipticCurvePublicKey):
         for crv, size, curve in _EC_CURVES.values():
             if isinstance(key.curve, curve):
-                numbers = key.public_numbers()
-                return {"kty": "EC", "crv": crv, "x": _uint(numbers.x, size), "y": _uint(numbers.y, size)}
+                point = key.public_numbers()
+                return {
+                    "kty": "EC",
+                    "crv": crv,
+                    "x": _uint(point.x, size),
+                    "y": _uint(point.y, size),
+                }
         raise JwkProblem(f"EC curve {key.curve.name} is not supported")
     if isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)

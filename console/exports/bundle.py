@@ -70,11 +70,9 @@ def bundle_claims(
         raise ExportError(e.message, e.hint) from e
     if not issuer or not keyset:
         raise ExportError("a bundle needs an issuer and a keyset name", "check policy.toml")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+    if type(seq) is not int or seq < 1:
         raise ExportError(f"bundle seq {seq!r} is not an integer ≥ 1", "sequences start at 1")
-    if prev is not None and (
-        len(prev) != 64 or any(c not in "0123456789abcdef" for c in prev)
-    ):
+    if prev is not None and (len(prev) != 64 or any(c not in "0123456789abcdef" for c in prev)):
         raise ExportError("prev is not a lowercase hex SHA-256", "pass bundle_digest(previous)")
     seconds = int(lifetime.total_seconds())
     if seconds <= 0:

@@ -18,10 +18,10 @@ __all__ = ["qr_svg", "qr_text"]
 _MAX_TEXT = 512  # digests and thumbprint URIs; anything longer is a caller bug
 
 
-def _qr(text: str) -> qrcode.QRCode:  # type: ignore[type-arg]
+def _qr(text: str, border: int) -> qrcode.QRCode:
     if not text or len(text) > _MAX_TEXT:
         raise ExportError(f"QR text must be 1–{_MAX_TEXT} characters", "encode a digest")
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4, box_size=8)
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=border, box_size=8)
     qr.add_data(text)
     qr.make(fit=True)
     return qr
@@ -33,7 +33,7 @@ def qr_svg(text: str) -> str:
     Raises:
         ExportError: the text is empty or too long.
     """
-    image = _qr(text).make_image(image_factory=qrcode.image.svg.SvgPathImage)
+    image = _qr(text, 4).make_image(image_factory=qrcode.image.svg.SvgPathImage)
     data: bytes | str = image.to_string(encoding="unicode")
     return data.decode("utf-8") if isinstance(data, bytes) else data
 
@@ -45,5 +45,7 @@ def qr_text(text: str, *, invert: bool = True) -> str:
         ExportError: the text is empty or too long.
     """
     out = io.StringIO()
-    _qr(text).print_ascii(out=out, invert=invert)
-    return out.getvalue()
+    # A 2-module quiet zone instead of 4 saves terminal rows; scanners cope on a screen.
+    _qr(text, 2).print_ascii(out=out, invert=invert)
+    # print_ascii draws light modules as cp437 255 (no-break space); terminals want a space.
+    return out.getvalue().replace("\xa0", " ")

@@ -10,6 +10,7 @@ the same session and in a fresh one.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import pkcs11.exceptions as p11e
@@ -69,7 +70,6 @@ def _count_in_fresh_session(hsm: Hsm, cka_id: bytes) -> int:
     except p11e.PKCS11Error as e:
         raise translate(e, "checking the key is gone") from e
     finally:
-        try:
-            session.close()  # public session: no C_Logout, the handle stays logged in
-        except p11e.PKCS11Error:
-            pass
+        # A public session: closing it does no C_Logout, so the handle stays logged in.
+        with contextlib.suppress(p11e.PKCS11Error):
+            session.close()

@@ -13,13 +13,13 @@ Raises (every public method): `HsmError` subclasses from `console.errors`, never
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-import pkcs11
 import pkcs11.exceptions as p11e
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -184,7 +184,9 @@ def verify_jws_signature(public_key: PublicKey, alg: Algorithm, data: bytes, sig
     elif alg == "PS256":
         assert isinstance(public_key, rsa.RSAPublicKey)
         public_key.verify(
-            sig, data, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+            sig,
+            data,
+            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
             hashes.SHA256(),
         )
     elif alg in ("ES256", "ES384"):
@@ -269,7 +271,9 @@ class Hsm:
                 lib = Modules.load(module)
             try:
                 token = _find_token(lib, token_label, token_serial)
-            except (TokenNotFoundError, *CONNECTION_LOST) as first:
+            except (TokenNotFoundError, p11e.PKCS11Error) as first:
+                if isinstance(first, p11e.PKCS11Error) and not isinstance(first, CONNECTION_LOST):
+                    raise translate(first, "looking for the token") from first
                 # SoftHSM2 sees new tokens, and p11-kit's client a restarted server, only after
                 # C_Finalize + C_Initialize; do that only when no session in this process uses
                 # the module.
@@ -281,8 +285,6 @@ class Hsm:
                     token = _find_token(lib, token_label, token_serial)
                 except p11e.PKCS11Error as e:
                     raise translate(e, "looking for the token") from e
-            except p11e.PKCS11Error as e:
-                raise translate(e, "looking for the token") from e
             hsm = cls(module, lib, token)
             try:
                 hsm._session = token.open(rw=True)
@@ -367,10 +369,9 @@ class Hsm:
             self._keys.clear()
             self._generation += 1
             old, self._session = self._session, None
-            try:
+            # A dead session is logged out by definition.
+            with contextlib.suppress(p11e.PKCS11Error):
                 old.close()
-            except p11e.PKCS11Error:
-                pass  # a dead session is logged out by definition
             try:
                 self._session = self._token.open(rw=True)
             except p11e.PKCS11Error as e:
@@ -457,8 +458,7 @@ class Hsm:
                 problem = translate(e, "auditing the new key")
                 self._destroy_failed(pub, priv)
                 raise KeyAuditError(
-                    f"new key {label!r} could not be audited ({problem.message}); it was "
-                    "destroyed",
+                    f"new key {label!r} could not be audited ({problem.message}); it was destroyed",
                     "run `ceremony doctor`; do not use this token for ceremonies until it passes",
                 ) from e
             problems = audit.problems()
@@ -541,8 +541,12 @@ class Hsm:
     def key_uri(self, cka_id: bytes, label: str) -> str:
         info = self.token_info()
         return uri.key_uri(
-            label=info.label, serial=info.serial, manufacturer=info.manufacturer,
-            model=info.model, cka_id=cka_id, object_label=label,
+            label=info.label,
+            serial=info.serial,
+            manufacturer=info.manufacturer,
+            model=info.model,
+            cka_id=cka_id,
+            object_label=label,
         )
 
     def mechanisms(self) -> dict[Algorithm, MechanismSupport]:
@@ -596,46 +600,50 @@ class Hsm:
         self._generation += 1
         self._keys.clear()
         if old is not None:
-            try:
-                old.close()  # public session: no C_Logout
-            except p11e.PKCS11Error:
-                pass
+            with contextlib.suppress(p11e.PKCS11Error):  # public session: no C_Logout
+                old.close()
 
     def _drop_session(self) -> None:
         old, self._session = self._session, None
         self._generation += 1
         self._keys.clear()
         if old is not None:
-            try:
+            with contextlib.suppress(p11e.PKCS11Error):
                 old.close()
-            except p11e.PKCS11Error:
-                pass
 
     def _reopen(self, cause: BaseException | None) -> None:
         """Replace a dead session: find the token again, open a session, log in again."""
         self._drop_session()
-        if isinstance(cause, DEVICE_LOST):
-            # Reconnects p11-kit's client; only when this handle is the module's only user.
-            Modules.rescan(self._module, self._lib, allowed_handles=1)
-        try:
-            token = _find_token(self._lib, self._label, self._serial.decode("ascii", "replace"))
-            session = token.open(rw=True)
-            self._offered = frozenset(token.slot.get_mechanisms())
-        except (TokenNotFoundError, p11e.PKCS11Error) as e:
-            raise HsmUnavailableError(
-                f"HSM unavailable: token {self._label!r} cannot be reached again "
-                f"({type(cause or e).__name__})",
-                RECONCILE_HINT,
-            ) from e
+        # A lost device (or an earlier failed reopen, cause None) may need the module
+        # finalised and initialised again: that reconnects p11-kit's client to a restarted
+        # server. Only done when this handle is the module's only user.
+        rescanned = (cause is None or isinstance(cause, DEVICE_LOST)) and Modules.rescan(
+            self._module, self._lib, allowed_handles=1
+        )
+        while True:
+            try:
+                token = _find_token(self._lib, self._label, self._serial.decode("ascii", "replace"))
+                self._offered = frozenset(token.slot.get_mechanisms())
+                session = None if self._pin is not None else token.open(rw=True)
+                break
+            except (TokenNotFoundError, p11e.PKCS11Error) as e:
+                if not rescanned and (
+                    isinstance(e, (TokenNotFoundError, *DEVICE_LOST))
+                    and Modules.rescan(self._module, self._lib, allowed_handles=1)
+                ):
+                    rescanned = True
+                    continue
+                raise HsmUnavailableError(
+                    f"HSM unavailable: token {self._label!r} cannot be reached again "
+                    f"({type(cause or e).__name__})",
+                    RECONCILE_HINT,
+                ) from e
         self._token = token
         self._session = session
         if self._pin is not None:
+            # Straight to a logged-in session (flags checked first, like any login).
             pin, self._pin = self._pin, None
-            try:
-                self._login_locked(pin)
-            except HsmError:
-                self._pin = None
-                raise
+            self._login_locked(pin)
 
     def _run(self, doing: str, op: Callable[[Any], T], *, mutating: bool = False) -> T:
         """Run `op(session)`; on a dead session reopen once and, unless mutating, run it again."""
@@ -718,9 +726,7 @@ class Hsm:
                 "draw a new id (Hsm.random_id) and record it in a new intent",
             )
 
-    def _audit(
-        self, alg: Algorithm, kind: str, pub: Any, priv: Any
-    ) -> tuple[KeyAudit, PublicKey]:
+    def _audit(self, alg: Algorithm, kind: str, pub: Any, priv: Any) -> tuple[KeyAudit, PublicKey]:
         values = priv.get_attributes(list(_PRIVATE_BOOLS))
         missing = [a.name for a in _PRIVATE_BOOLS if a not in values]
 
@@ -844,14 +850,17 @@ def _find_token(lib: Pkcs11Library, label: str | None, serial: str | None) -> An
         if serial is not None and token_serial != serial:
             continue
         matches.append(token)
-    wanted = " and ".join(
-        part
-        for part in (
-            f"label {label!r}" if label is not None else "",
-            f"serial {serial!r}" if serial is not None else "",
+    wanted = (
+        " and ".join(
+            part
+            for part in (
+                f"label {label!r}" if label is not None else "",
+                f"serial {serial!r}" if serial is not None else "",
+            )
+            if part
         )
-        if part
-    ) or "any label"
+        or "any label"
+    )
     if not matches:
         raise TokenNotFoundError(
             f"no token with {wanted}; tokens seen: {', '.join(seen) or 'none'}",
@@ -868,8 +877,12 @@ def _find_token(lib: Pkcs11Library, label: str | None, serial: str | None) -> An
 
 def _generate(session: Any, kind: str, bits: int, label: str, cka_id: bytes) -> tuple[Any, Any]:
     caps = MechanismFlag.SIGN | MechanismFlag.VERIFY
-    public = {Attribute.TOKEN: True, Attribute.VERIFY: True, Attribute.ENCRYPT: False,
-              Attribute.WRAP: False}
+    public = {
+        Attribute.TOKEN: True,
+        Attribute.VERIFY: True,
+        Attribute.ENCRYPT: False,
+        Attribute.WRAP: False,
+    }
     private = {
         Attribute.TOKEN: True,
         Attribute.PRIVATE: True,
@@ -881,15 +894,16 @@ def _generate(session: Any, kind: str, bits: int, label: str, cka_id: bytes) -> 
         Attribute.DERIVE: False,
     }
     common: dict[str, Any] = {
-        "id": cka_id, "label": label, "store": True, "capabilities": caps,
+        "id": cka_id,
+        "label": label,
+        "store": True,
+        "capabilities": caps,
         "private_template": private,
     }
     if kind == "RSA":
-        return tuple(  # type: ignore[return-value]
-            session.generate_keypair(KeyType.RSA, bits, public_template=public, **common)
-        )
+        return tuple(session.generate_keypair(KeyType.RSA, bits, public_template=public, **common))
     if kind == "Ed25519":
-        return tuple(  # type: ignore[return-value]
+        return tuple(
             session.generate_keypair(
                 KeyType.EC_EDWARDS,
                 mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
@@ -898,7 +912,7 @@ def _generate(session: Any, kind: str, bits: int, label: str, cka_id: bytes) -> 
             )
         )
     params = _P256 if kind == "P-256" else _P384
-    return tuple(  # type: ignore[return-value]
+    return tuple(
         session.generate_keypair(
             KeyType.EC, public_template={**public, Attribute.EC_PARAMS: params}, **common
         )

@@ -108,6 +108,7 @@ class Modules:
     @classmethod
     def load(cls, path: str) -> Pkcs11Library:
         """Load (or reuse) the module at `path`; reload a p11-kit client whose address changed."""
+        path = _key(path)
         with LOCK:
             address = os.environ.get("P11_KIT_SERVER_ADDRESS")
             rec = cls._loaded.get(path)
@@ -140,29 +141,30 @@ class Modules:
 
     @classmethod
     def adopt(cls, path: str, lib: Pkcs11Library) -> None:
-        """Register an injected library object (the tests' fault wrapper) under `path`."""
-        with LOCK:
-            rec = cls._loaded.get(path)
-            if rec is None or rec.lib is not lib:
-                handles = rec.open_handles if rec is not None else 0
-                cls._loaded[path] = _Loaded(lib, os.environ.get("P11_KIT_SERVER_ADDRESS"), handles)
+        """Account for an injected library object (the tests' fault wrapper) wrapping `path`.
+
+        The real module stays the one `load` returns; handles opened through the wrapper count
+        against it, so a rescan never cuts their sessions.
+        """
+        del lib  # the wrapper delegates to the real module, which is what we track
+        cls.load(path)
 
     @classmethod
     def opened(cls, path: str) -> None:
         with LOCK:
-            cls._loaded[path].open_handles += 1
+            cls._loaded[_key(path)].open_handles += 1
 
     @classmethod
     def closed(cls, path: str) -> None:
         with LOCK:
-            rec = cls._loaded.get(path)
+            rec = cls._loaded.get(_key(path))
             if rec is not None and rec.open_handles > 0:
                 rec.open_handles -= 1
 
     @classmethod
     def open_handles(cls, path: str) -> int:
         with LOCK:
-            rec = cls._loaded.get(path)
+            rec = cls._loaded.get(_key(path))
             return rec.open_handles if rec is not None else 0
 
     @classmethod
@@ -186,6 +188,12 @@ class Modules:
                 except p11e.PKCS11Error:
                     return False
             return True
+
+
+def _key(path: str) -> str:
+    # One module file reached by two paths (a symlink) must be loaded once: a second
+    # C_Initialize in the same process fails with CKR_CRYPTOKI_ALREADY_INITIALIZED.
+    return os.path.realpath(path) if os.path.exists(path) else path
 
 
 def _describe(e: BaseException) -> str:

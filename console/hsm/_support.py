@@ -81,8 +81,7 @@ def support(
         note = f"{alg}: not offered by this token (missing {', '.join(missing)})"
         if network_path and alg == "EdDSA":
             note = (
-                "EdDSA: not offered by this token (the p11-kit network path does not carry "
-                "Ed25519)"
+                "EdDSA: not offered by this token (the p11-kit network path does not carry Ed25519)"
             )
     return MechanismSupport(
         alg=alg,
@@ -97,6 +96,4 @@ def support(
 def support_table(
     offered: frozenset[int], key_sizes: KeySizes, *, network_path: bool
 ) -> dict[Algorithm, MechanismSupport]:
-    return {
-        alg: support(alg, offered, key_sizes, network_path=network_path) for alg in ALGORITHMS
-    }
+    return {alg: support(alg, offered, key_sizes, network_path=network_path) for alg in ALGORITHMS}

@@ -48,6 +48,7 @@ __all__ = [
     "cosign_note",
     "is_ledger_origin",
     "key_id",
+    "open_note",
     "parse_checkpoint_body",
     "parse_note",
     "parse_verifier_key",
@@ -106,12 +107,7 @@ def _raw_public(public_key: Ed25519PublicKey) -> bytes:
 
 
 def _check_key_name(name: str) -> None:
-    if (
-        not isinstance(name, str)
-        or not name
-        or "+" in name
-        or any(ch.isspace() or _is_control(ch) for ch in name)
-    ):
+    if not name or "+" in name or any(ch.isspace() or _is_control(ch) for ch in name):
         raise VerificationError(
             f"key name {name!r} is not valid", "a key name is non-empty, without spaces or '+'"
         )
@@ -151,7 +147,7 @@ def parse_verifier_key(text: str) -> NoteVerifier:
     Raises:
         VerificationError: malformed, not Ed25519, or a key id that does not match the key.
     """
-    parts = text.strip("\n").split("+")
+    parts = text.split("+", 2)
     if len(parts) != 3:
         raise VerificationError("verifier key is not name+keyid+key")
     name, hex_id, encoded = parts
@@ -171,7 +167,7 @@ def checkpoint_body(origin: str, size: int, root: bytes) -> str:
     """The tlog-checkpoint body for a tree."""
     if not origin or any(_is_control(c) or c.isspace() for c in origin):
         raise VerificationError(f"origin {origin!r} is not a single printable word")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    if isinstance(size, bool) or size < 0:
         raise VerificationError(f"tree size {size!r} is not a non-negative integer")
     if len(root) != 32:
         raise VerificationError("root hash is not 32 bytes")
@@ -272,19 +268,17 @@ def _signature_line(text: str, name: str, private_key: Ed25519PrivateKey) -> str
     return f"{SIGNATURE_PREFIX}{name} {base64.b64encode(kid + signature).decode()}"
 
 
-def verify_note(
+def open_note(
     note: str,
     verifiers: Iterable[NoteVerifier],
     *,
     required: set[str] | frozenset[str] = frozenset(),
-    origin: str | None = None,
-) -> Checkpoint:
-    """Verify a signed checkpoint note and return its parsed body.
+) -> tuple[str, frozenset[str]]:
+    """Verify any signed note; return its text and the names of the known keys that signed it.
 
     Raises:
-        VerificationError: no verifier given; a malformed note or body; a known key's signature
-            that does not verify; no signature by a known key; a required signer missing; an
-            origin other than `origin`.
+        VerificationError: no verifier given; a malformed note; a known key's signature that
+            does not verify; no signature by a known key; a required signer missing.
     """
     known = {(v.name, v.key_id): v for v in verifiers}
     if not known:
@@ -306,7 +300,24 @@ def verify_note(
     missing = sorted(set(required) - signers)
     if missing:
         raise VerificationError(f"checkpoint is not signed by {', '.join(missing)}")
+    return text, frozenset(signers)
+
+
+def verify_note(
+    note: str,
+    verifiers: Iterable[NoteVerifier],
+    *,
+    required: set[str] | frozenset[str] = frozenset(),
+    origin: str | None = None,
+) -> Checkpoint:
+    """Verify a signed checkpoint note and return its parsed body.
+
+    Raises:
+        VerificationError: as `open_note`; also a malformed checkpoint body or an origin other
+            than `origin`.
+    """
+    text, signers = open_note(note, verifiers, required=required)
     body = parse_checkpoint_body(text)
     if origin is not None and body.origin != origin:
         raise VerificationError(f"checkpoint origin {body.origin!r} is not {origin!r}")
-    return Checkpoint(body.origin, body.size, body.root, frozenset(signers), body.extensions)
+    return Checkpoint(body.origin, body.size, body.root, signers, body.extensions)

@@ -81,7 +81,7 @@ class CompactRange:
     levels: list[int] = field(default_factory=list)
 
     def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
-        """Add one leaf hash; return the perfect nodes `(level, index, hash)` it completed (level >= 1)."""
+        """Add one leaf hash; return the perfect nodes `(level, index, hash)` it completed."""
         if len(leaf) != HASH_SIZE:
             raise VerificationError("leaf hash is not 32 bytes")
         made: list[tuple[int, int, bytes]] = []
@@ -215,7 +215,9 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
     return r
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes) -> None:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
+) -> None:
     """Check that `leaf` is entry `index` of the tree of `size` with `root`.
 
     Raises:

@@ -32,7 +32,7 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def b64url_decode(text: str, what: str) -> bytes:
+def b64url_decode(text: object, what: str) -> bytes:
     """Strict unpadded base64url.
 
     Raises:
@@ -101,7 +101,7 @@ class OfficerReplay:
         current = self.officers.get(name)
         if current is not None and current.active:
             raise VerificationError(f"seq {entry.seq}: officer {name!r} is enrolled twice")
-        ed = b64url_decode(data.get("ed25519"), f"seq {entry.seq}: ed25519 key of {name!r}")  # type: ignore[arg-type]
+        ed = b64url_decode(data.get("ed25519"), f"seq {entry.seq}: ed25519 key of {name!r}")
         if len(ed) != 32:
             raise VerificationError(f"seq {entry.seq}: ed25519 key of {name!r} is not 32 bytes")
         x_text = data.get("x25519")
@@ -119,7 +119,11 @@ class OfficerReplay:
         if current is None or not current.active:
             raise VerificationError(f"seq {entry.seq}: officer {name!r} revoked but not active")
         self.officers[current.name] = OfficerRecord(
-            current.name, "revoked", current.ed25519, current.x25519, current.enrolled_seq,
+            current.name,
+            "revoked",
+            current.ed25519,
+            current.x25519,
+            current.enrolled_seq,
             entry.seq,
         )
 

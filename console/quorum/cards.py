@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import string
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -210,16 +211,20 @@ def _squash(text: str) -> str:
     return "".join(ch for ch in text.lower().translate(_LEET) if ch.isalnum())
 
 
-def _is_common(squashed: str) -> bool:
-    candidates = {squashed, squashed.rstrip("0123456789"), squashed.lstrip("0123456789")}
-    plain = "".join(ch for ch in squashed if ch.isalpha())
-    candidates.add(plain)
+def _is_common(passphrase: str) -> bool:
+    """True for a listed password, also with digit-for-letter swaps, affixed digits or symbols,
+    spaces between words, or repeated ("passwordpassword")."""
+    lowered = passphrase.lower()
+    core = lowered.strip(string.digits + string.punctuation + string.whitespace)
+    candidates = set()
+    for form in (lowered, core):
+        alnum = "".join(ch for ch in form if ch.isalnum())
+        candidates |= {_squash(form), alnum, "".join(ch for ch in alnum if ch.isalpha())}
     for cand in candidates:
         if not cand:
             continue
         if cand in _COMMON:
             return True
-        # A common word repeated ("passwordpassword", "secretsecretsecret").
         for size in range(1, len(cand) // 2 + 1):
             if len(cand) % size == 0 and cand[:size] * (len(cand) // size) == cand:
                 if cand[:size] in _COMMON:
@@ -251,11 +256,11 @@ def _weakness(passphrase: str, name: str | None) -> str | None:
             f"it uses only {distinct} different characters; "
             f"use at least {MIN_DISTINCT_CHARACTERS}"
         )
-    squashed = _squash(passphrase)
-    if _is_common(squashed):
+    if _is_common(passphrase):
         return "it is a commonly used password or phrase"
     if name is not None:
         own = _squash(name)
+        squashed = _squash(passphrase)
         if len(own) >= 3 and own in squashed:
             rest = len(squashed.replace(own, ""))
             if rest < MIN_PASSPHRASE_LENGTH:

@@ -93,7 +93,9 @@ def _pin_aad(header: dict[str, Any]) -> bytes:
     return _PIN_CONTEXT + canonicalize(header)
 
 
-def _share_binding(file_id: str, officer: str, index: int, x25519: bytes, ephemeral: bytes) -> bytes:
+def _share_binding(
+    file_id: str, officer: str, index: int, x25519: bytes, ephemeral: bytes
+) -> bytes:
     return _SHARE_CONTEXT + canonicalize({
         "file": file_id, "officer": officer, "index": index,
         "x25519": b64url_encode(x25519), "ephemeral": b64url_encode(ephemeral),
@@ -141,8 +143,8 @@ def seal_pin(
         "token": token,
         "threshold": threshold,
         "recipients": [
-            _recipient_header(name, i, key) for i, (name, key) in enumerate(zip(names, keys,
-                                                                                   strict=True), 1)
+            _recipient_header(name, i, key)
+            for i, (name, key) in enumerate(zip(names, keys, strict=True), 1)
         ],
     }
     k = os.urandom(KEY_SIZE)
@@ -161,9 +163,7 @@ def seal_pin(
             "ephemeral": b64url_encode(eph_raw), "nonce": b64url_encode(nonce),
             "ciphertext": b64url_encode(box),
         })
-    body = {
-        key: value for key, value in header.items() if key != "recipients"
-    }
+    body = {key: value for key, value in header.items() if key != "recipients"}
     body["pin"] = {"nonce": b64url_encode(pin_nonce), "ciphertext": b64url_encode(pin_ciphertext)}
     body["shares"] = sealed_shares
     return canonicalize(body) + b"\n"

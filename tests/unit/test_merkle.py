@@ -62,44 +62,97 @@ def test_probe_files_have_the_expected_shape() -> None:
         assert (DATA / key).exists() or key == "subtreeconsistency/start>0"
 
 
-@pytest.mark.parametrize(("probe_id", "probe"), load_probes("inclusion"), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("probe_id", "probe"), load_probes("inclusion"), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_inclusion_probe(probe_id: str, probe: dict[str, Any]) -> None:
-    expect(probe_id, probe, lambda: merkle.verify_inclusion(
-        probe["leafIdx"], probe["treeSize"], b64(probe["leafHash"]), proof_of(probe), b64(probe["root"])
-    ))
+    expect(
+        probe_id,
+        probe,
+        lambda: merkle.verify_inclusion(
+            probe["leafIdx"],
+            probe["treeSize"],
+            b64(probe["leafHash"]),
+            proof_of(probe),
+            b64(probe["root"]),
+        ),
+    )
 
 
-@pytest.mark.parametrize(("probe_id", "probe"), load_probes("consistency"), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("probe_id", "probe"), load_probes("consistency"), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_consistency_probe(probe_id: str, probe: dict[str, Any]) -> None:
-    expect(probe_id, probe, lambda: merkle.verify_consistency(
-        probe["size1"], probe["size2"], proof_of(probe), b64(probe["root1"]), b64(probe["root2"])
-    ))
+    expect(
+        probe_id,
+        probe,
+        lambda: merkle.verify_consistency(
+            probe["size1"],
+            probe["size2"],
+            proof_of(probe),
+            b64(probe["root1"]),
+            b64(probe["root2"]),
+        ),
+    )
 
 
-@pytest.mark.parametrize(("probe_id", "probe"), load_probes("subtreeinclusion"), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("probe_id", "probe"),
+    load_probes("subtreeinclusion"),
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_subtree_inclusion_probe(probe_id: str, probe: dict[str, Any]) -> None:
-    expect(probe_id, probe, lambda: merkle.verify_subtree_inclusion(
-        probe["leafIdx"], probe["start"], probe["end"], b64(probe["leafHash"]), proof_of(probe),
-        b64(probe["root"]),
-    ))
+    expect(
+        probe_id,
+        probe,
+        lambda: merkle.verify_subtree_inclusion(
+            probe["leafIdx"],
+            probe["start"],
+            probe["end"],
+            b64(probe["leafHash"]),
+            proof_of(probe),
+            b64(probe["root"]),
+        ),
+    )
 
 
-@pytest.mark.parametrize(("probe_id", "probe"), load_probes("subtreeconsistency"), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("probe_id", "probe"),
+    load_probes("subtreeconsistency"),
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_subtree_consistency_probe(probe_id: str, probe: dict[str, Any]) -> None:
     # The unsupported case (start > 0, non-empty) never appears with wantErr false.
     assert not (probe["start"] > 0 and probe["start"] < probe["end"] and not probe["wantErr"])
-    expect(probe_id, probe, lambda: merkle.verify_subtree_consistency(
-        probe["start"], probe["end"], probe["size"], proof_of(probe), b64(probe["root1"]),
-        b64(probe["root2"]),
-    ))
+    expect(
+        probe_id,
+        probe,
+        lambda: merkle.verify_subtree_consistency(
+            probe["start"],
+            probe["end"],
+            probe["size"],
+            proof_of(probe),
+            b64(probe["root1"]),
+            b64(probe["root2"]),
+        ),
+    )
 
 
 # --- the reference tree of the probes, built by our own code ---------------------------------
 
-REFERENCE_LEAVES = [bytes.fromhex(h) for h in (
-    "", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-    "606162636465666768696a6b6c6d6e6f",
-)]
+REFERENCE_LEAVES = [
+    bytes.fromhex(h)
+    for h in (
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    )
+]
 REFERENCE_ROOTS = [
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
@@ -136,7 +189,9 @@ def test_our_proofs_equal_the_probe_happy_paths() -> None:
     mth = memory_mth(hashes)
     for probe_id, probe in load_probes("inclusion"):
         if probe_id.split("/")[0].isdigit() and probe_id.endswith("happy-path.json"):
-            assert merkle.inclusion_path(probe["leafIdx"], probe["treeSize"], mth) == proof_of(probe)
+            assert merkle.inclusion_path(probe["leafIdx"], probe["treeSize"], mth) == proof_of(
+                probe
+            )
     for probe_id, probe in load_probes("consistency"):
         if probe_id.split("/")[0].isdigit() and probe_id.endswith("happy-path.json"):
             assert merkle.consistency_path(probe["size1"], probe["size2"], mth) == proof_of(probe)
@@ -166,7 +221,9 @@ def perfect_nodes(hashes: list[bytes]) -> dict[tuple[int, int], bytes]:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.binary(max_size=8), min_size=1, max_size=70), st.data())
-def test_generated_proofs_verify_and_roots_match_naive(leaves: list[bytes], data: st.DataObject) -> None:
+def test_generated_proofs_verify_and_roots_match_naive(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
     hashes = [merkle.leaf_hash(d) for d in leaves]
     nodes = perfect_nodes(hashes)
     mth = merkle.subtree_hash_from_perfect(lambda level, index: nodes[(level, index)])

@@ -48,12 +48,12 @@ class TargetInput:
     ) -> TargetInput:
         """Raises: ExportError (a key is refused), TargetLintError (issuer or keyset name)."""
         clean = tuple(build_jwks(keys)["keys"])
-        if not _ISSUER_CHARS.match(issuer):
+        if not _ISSUER_CHARS.fullmatch(issuer):
             raise TargetLintError(
                 f"issuer {issuer!r} is not 1–512 printable ASCII characters without spaces",
                 "use the issuer URL exactly as tokens carry it in 'iss'",
             )
-        if not _DNS_LABEL.match(keyset) or len(keyset) > 50:
+        if not _DNS_LABEL.fullmatch(keyset) or len(keyset) > 50:
             raise TargetLintError(
                 f"keyset name {keyset!r} is not a lowercase DNS label of at most 50 characters",
                 "gateway object names (Istio, Kong) are built from it",

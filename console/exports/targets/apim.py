@@ -17,7 +17,10 @@ SUPPORTED = frozenset({"RS256", "PS256"})  # of the console's algorithms; APIM a
 
 def lint(inp: TargetInput) -> None:
     refuse_algs(
-        "Azure APIM validate-jwt", inp, SUPPORTED, "APIM accepts RSA keys only (PS256, RS256, RS512)"
+        "Azure APIM validate-jwt",
+        inp,
+        SUPPORTED,
+        "APIM accepts RSA keys only (PS256, RS256, RS512)",
     )
 
 

@@ -35,7 +35,7 @@ def lint(inp: TargetInput) -> None:
             raise TargetLintError(
                 f"Auth0 needs RSA 2048–4096 bits, key {key['kid']} has {bits}", "regenerate"
             )
-        if not _KID.match(key["kid"]):
+        if not _KID.fullmatch(key["kid"]):
             raise TargetLintError(f"kid {key['kid']!r} does not fit Auth0's kid pattern", "")
 
 

@@ -10,7 +10,9 @@ from console.exports.targets._common import TargetFile, TargetInput
 def lint(inp: TargetInput) -> None:
     for key in inp.keys:
         if "/" in key["kid"] or key["kid"].startswith("."):
-            raise TargetLintError(f"kid {key['kid']!r} cannot be a file name", "kids are thumbprints")
+            raise TargetLintError(
+                f"kid {key['kid']!r} cannot be a file name", "kids are thumbprints"
+            )
 
 
 def render(inp: TargetInput) -> list[TargetFile]:

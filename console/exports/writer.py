@@ -1,0 +1,227 @@
+"""Writing exports: atomic files, atomic bundle folders, manifests, and never overwriting.
+
+A bundle folder `exports/<keyset>/<seq>/` is assembled under a hidden temporary name in the same
+parent and renamed into place as a whole, so a reader sees either no folder or a complete one;
+after a crash only a `.partial-*` folder is left, which is never mistaken for a bundle. Single
+files are written to a temporary name, fsynced, and linked to their final name (link fails if
+the name exists, so even a race cannot overwrite an output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from console.errors import ExportError
+from console.exports.bundle import BundleSigner, make_bundle
+from console.exports.jwks import sanitize_public_jwk
+from console.exports.qr import qr_svg
+from console.exports.targets import TargetInput, render_targets
+from console.exports.verify_bundle import bundle_digest
+
+__all__ = [
+    "BUNDLE_FILE",
+    "MANIFEST_FILE",
+    "QR_FILE",
+    "ExportResult",
+    "export_bundle",
+    "manifest",
+    "write_bundle",
+    "write_signing_key",
+]
+
+BUNDLE_FILE = "jwks.jwt"
+MANIFEST_FILE = "MANIFEST.sha256"
+QR_FILE = "bundle-digest.svg"
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """A bundle folder that now exists: where, the SHA-256 of its `jwks.jwt`, and its files."""
+
+    path: Path
+    sha256: str
+    files: tuple[str, ...]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, which must not exist: temp file, fsync, link, unlink temp."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError as e:
+            raise ExportError(
+                f"{path} already exists", "exports are never overwritten: choose another path"
+            ) from e
+        _fsync_dir(path.parent)
+    except OSError as e:
+        raise ExportError(f"cannot write {path}: {e.strerror}", "check the disk and rights") from e
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _check_name(name: str) -> PurePosixPath:
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or not rel.parts or any(not _NAME.fullmatch(p) for p in rel.parts):
+        raise ExportError(f"bad file name {name!r} in an export", "names are plain relative paths")
+    return rel
+
+
+def manifest(files: Mapping[str, bytes]) -> bytes:
+    """`sha256sum` text format (`<hex>  <name>`), sorted by name, so `sha256sum -c` checks it."""
+    lines = [
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
+    ]
+    return "".join(lines).encode("utf-8")
+
+
+def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, bytes]) -> ExportResult:
+    """Create `out_root/keyset/seq/` holding `files` plus `MANIFEST.sha256`, atomically.
+
+    Raises:
+        ExportError: the folder already exists (nothing is touched), a name is unsafe, or
+            the disk refuses; a half-built folder is removed and never becomes visible.
+    """
+    _check_name(keyset)
+    if type(seq) is not int or seq < 1:
+        raise ExportError(f"bundle seq {seq!r} is not an integer ≥ 1", "sequences start at 1")
+    if BUNDLE_FILE not in files:
+        raise ExportError(f"a bundle folder needs {BUNDLE_FILE}", "sign the bundle first")
+    if MANIFEST_FILE in files:
+        raise ExportError(f"{MANIFEST_FILE} is computed, not given", "drop it from files")
+    names = {name: _check_name(name) for name in files}
+    parent = Path(out_root) / keyset
+    final = parent / str(seq)
+    if final.exists():
+        raise ExportError(
+            f"{final} already exists",
+            "exports are never overwritten: a new bundle gets the next sequence number",
+        )
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot create {parent}: {e.strerror}", "check the disk") from e
+    staging = parent / f".partial-{seq}-{secrets.token_hex(6)}"
+    renamed = False
+    try:
+        staging.mkdir()
+        for name in sorted(files):
+            target = staging / names[name]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_new_file(target, files[name])
+        _write_new_file(staging / MANIFEST_FILE, manifest(files))
+        for sub in sorted({staging / n.parent for n in names.values()}, reverse=True):
+            _fsync_dir(sub)
+        try:
+            # rename() refuses a non-empty target; exists() above catches the ordinary case.
+            os.rename(staging, final)
+        except OSError as e:
+            raise ExportError(
+                f"{final} already exists",
+                "another export took this sequence number; nothing was overwritten",
+            ) from e
+        renamed = True
+        _fsync_dir(parent)
+    finally:
+        if not renamed:
+            shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(
+        path=final,
+        sha256=bundle_digest(files[BUNDLE_FILE]),
+        files=(*sorted(files), MANIFEST_FILE),
+    )
+
+
+def export_bundle(
+    out_root: Path,
+    signer: BundleSigner,
+    *,
+    issuer: str,
+    keyset: str,
+    keys: Sequence[Mapping[str, Any]],
+    seq: int,
+    prev: str | None,
+    now: datetime,
+    lifetime: timedelta,
+    consumers: Sequence[str],
+    active_kid: str | None = None,
+    pkcs11_uri: str | None = None,
+    clock_skew_seconds: int = 60,
+) -> ExportResult:
+    """Lint every target, sign the bundle, then write the whole folder at once.
+
+    Order matters: all refusals (keys, targets, existing folder) happen before the signer is
+    called, so a refused export costs no HSM signature and leaves no file.
+
+    Raises:
+        ExportError / TargetLintError: naming the refused key, target limit or existing path.
+    """
+    final = Path(out_root) / keyset / str(seq)
+    if final.exists():
+        raise ExportError(
+            f"{final} already exists",
+            "exports are never overwritten: a new bundle gets the next sequence number",
+        )
+    inp = TargetInput.build(
+        keyset=keyset,
+        issuer=issuer,
+        keys=keys,
+        active_kid=active_kid,
+        pkcs11_uri=pkcs11_uri,
+        clock_skew_seconds=clock_skew_seconds,
+    )
+    files = render_targets(inp, consumers)
+    token = make_bundle(
+        signer,
+        issuer=issuer,
+        keyset=keyset,
+        keys=list(inp.keys),
+        seq=seq,
+        prev=prev,
+        now=now,
+        lifetime=lifetime,
+    )
+    files[BUNDLE_FILE] = token
+    files[QR_FILE] = qr_svg(bundle_digest(token)).encode("utf-8")
+    return write_bundle(Path(out_root), keyset, seq, files)
+
+
+def write_signing_key(path: Path, jwk: Mapping[str, Any]) -> str:
+    """Write the bundle-signing public JWK (e.g. `exports/bundle-signing-key.jwk`); return its kid.
+
+    Raises:
+        ExportError: the JWK is not a clean public key, or the file already exists.
+    """
+    clean = sanitize_public_jwk(jwk)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot create {path.parent}: {e.strerror}", "check the disk") from e
+    _write_new_file(path, (json.dumps(clean, indent=2) + "\n").encode("ascii"))
+    return clean["kid"]

@@ -1,0 +1,405 @@
+"""The audit pack format and its offline verifier (pure Python + `cryptography`).
+
+This module and everything it imports never touch SQLite tooling, `console.hsm`, `pkcs11`,
+`textual` or `rich`; `console.verify` re-exports `verify_audit_pack`.
+
+A pack is a directory (format v1):
+
+- `entries.jsonl` — the stored bytes of entries `[0, N)`, one per line (`\\n` after each): exactly
+  the entries the checkpoint covers.
+- `pending.jsonl` — entries `[N, size)`, not yet cosigned. Its first line is the
+  `checkpoint.signed` entry (seq N) recording `checkpoint` (the ledger's convention: a checkpoint
+  of size N is recorded as entry N).
+- `checkpoint` — the latest signed note (C2SP tlog-checkpoint in a C2SP signed-note).
+- `officers.json` — JCS JSON `{"v":1,"origin":...,"officers":[{"name","status","ed25519"
+  (a JWK {"kty":"OKP","crv":"Ed25519","x"}),"verifier_key","x25519","enrolled_seq",
+  "revoked_seq"}]}`, the replay of every entry in the pack, in enrolment order.
+- `proofs/consistency-<old>-<N>.txt` — for each earlier `checkpoint.signed` entry (old size
+  >= 1), a consistency proof to N. Text, one item per line:
+  `ceremony-ledger/consistency-proof/v1`, old size, new size, base64 old root, base64 new root,
+  then one base64 hash per line (RFC 9162 §2.1.4 order).
+- `MANIFEST.sha256` — `sha256sum` lines (`<hex>  <path>`) for every other file, sorted by path.
+
+Verification rule for signatures: the final checkpoint (and every earlier recorded one) must be
+signed by at least one officer that the entries it covers enrol and have not revoked, and every
+signature by such an officer must verify; signatures by other keys are ignored (signed-note).
+`officers.json` must be exactly the replay of the pack's entries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from console import jcs
+from console.clock import format_time
+from console.errors import ConsoleError, EntryRejectedError, LedgerTamperedError, VerificationError
+from console.ledger import merkle
+from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note, verify_note
+from console.ledger.entry import MAX_ENTRY_BYTES, Entry, parse_entry
+from console.ledger.officers import OfficerRecord, OfficerReplay
+
+PACK_FORMAT = 1
+PROOF_HEADER = "ceremony-ledger/consistency-proof/v1"
+CHECKPOINT_TYPE = "checkpoint.signed"
+ENTRIES = "entries.jsonl"
+PENDING = "pending.jsonl"
+CHECKPOINT = "checkpoint"
+OFFICERS = "officers.json"
+MANIFEST = "MANIFEST.sha256"
+PROOFS = "proofs"
+_MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._/-]+)$")
+_PROOF_NAME = re.compile(r"^consistency-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)\.txt$")
+
+__all__ = [
+    "PACK_FORMAT",
+    "AuditReport",
+    "format_consistency_proof",
+    "officers_document",
+    "parse_consistency_proof",
+    "proof_file_name",
+    "verify_audit_pack",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What a verified pack proves."""
+
+    origin: str
+    size: int
+    root: bytes
+    pending: int
+    signers: frozenset[str]
+    officers: tuple[str, ...]
+    earlier_checkpoints: tuple[int, ...]
+    expected_checkpoint_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProofFile:
+    old_size: int
+    new_size: int
+    old_root: bytes
+    new_root: bytes
+    proof: tuple[bytes, ...]
+
+
+def proof_file_name(old: int, new: int) -> str:
+    return f"consistency-{old}-{new}.txt"
+
+
+def format_consistency_proof(
+    old: int, new: int, old_root: bytes, new_root: bytes, proof: list[bytes]
+) -> str:
+    lines = [PROOF_HEADER, str(old), str(new), _b64(old_root), _b64(new_root)]
+    lines += [_b64(h) for h in proof]
+    return "\n".join(lines) + "\n"
+
+
+def parse_consistency_proof(text: str) -> ConsistencyProofFile:
+    """Raises: VerificationError when the text is not a v1 consistency proof."""
+    if not text.endswith("\n"):
+        raise VerificationError("proof does not end with a newline")
+    lines = text[:-1].split("\n")
+    if len(lines) < 5 or lines[0] != PROOF_HEADER:
+        raise VerificationError(f"proof does not start with {PROOF_HEADER!r} and sizes/roots")
+    sizes = []
+    for line in lines[1:3]:
+        if not re.fullmatch(r"0|[1-9][0-9]{0,19}", line):
+            raise VerificationError(f"proof size {line!r} is not a decimal number")
+        sizes.append(int(line))
+    hashes = [_b64decode(line, f"proof line {i + 4}") for i, line in enumerate(lines[3:])]
+    return ConsistencyProofFile(sizes[0], sizes[1], hashes[0], hashes[1], tuple(hashes[2:]))
+
+
+def officers_document(origin: str, officers: list[OfficerRecord]) -> bytes:
+    """The exact bytes of officers.json for these officers (JCS, then a newline)."""
+    doc: dict[str, Any] = {
+        "v": PACK_FORMAT,
+        "origin": origin,
+        "officers": [
+            {
+                "name": o.name,
+                "status": o.status,
+                "ed25519": o.jwk(),
+                "verifier_key": o.verifier_key(),
+                "x25519": None if o.x25519 is None else _b64url(o.x25519),
+                "enrolled_seq": o.enrolled_seq,
+                "revoked_seq": o.revoked_seq,
+            }
+            for o in officers
+        ],
+    }
+    return jcs.canonicalize(doc) + b"\n"
+
+
+def verify_audit_pack(directory: Path, *, expect_checkpoint: str | None = None) -> AuditReport:
+    """Verify an audit pack offline; return what it proves.
+
+    Checks, in order: the checkpoint note's form; every line of entries.jsonl and pending.jsonl
+    (canonical bytes, seq continuity, times never decreasing, officer replay); each recorded
+    checkpoint against the tree before it and the officers then active; the tree root of
+    entries.jsonl against the checkpoint and its signatures; officers.json; the consistency
+    proofs; `expect_checkpoint`; finally MANIFEST.sha256 and that no file is missing or extra.
+
+    Raises:
+        LedgerTamperedError: the first failed check, naming the file and line (and seq).
+    """
+    try:
+        return _Verifier(Path(directory), expect_checkpoint).run()
+    except LedgerTamperedError:
+        raise
+    except ConsoleError as e:
+        raise LedgerTamperedError(e.message, e.hint) from e
+
+
+class _Verifier:
+    def __init__(self, directory: Path, expect_checkpoint: str | None) -> None:
+        self.dir = directory
+        self.expect = expect_checkpoint
+        self.cr = merkle.CompactRange()
+        self.replay = OfficerReplay()
+        self.last_time = ""
+        self.earlier: list[tuple[int, bytes, str]] = []  # (size, root, note)
+        self.expect_root: bytes | None = None
+        self.expected: Checkpoint | None = None
+
+    def fail(self, message: str, hint: str = "") -> LedgerTamperedError:
+        return LedgerTamperedError(message, hint or "the pack was altered; do not trust it")
+
+    def run(self) -> AuditReport:
+        if not self.dir.is_dir():
+            raise self.fail(f"{self.dir} is not an audit pack folder", "give the pack's folder")
+        note = self._read_text(CHECKPOINT)
+        try:
+            text, _ = parse_note(note)
+            head = parse_checkpoint_body(text)
+        except VerificationError as e:
+            raise self.fail(f"{CHECKPOINT}: {e.message}") from e
+        origin, size = head.origin, head.size
+        if self.expect is not None:
+            try:
+                self.expected = parse_checkpoint_body(parse_note(self.expect)[0])
+            except VerificationError as e:
+                raise self.fail(
+                    f"expected checkpoint: {e.message}", "give the note as printed"
+                ) from e
+            if self.expected.origin != origin:
+                raise self.fail(
+                    f"expected checkpoint is for {self.expected.origin}, the pack for {origin}",
+                    "use the checkpoint of this ledger",
+                )
+            if self.expected.size > size:
+                raise self.fail(
+                    f"pack covers {size} entries but your checkpoint covers {self.expected.size}"
+                    f" (root {_b64(self.expected.root)}): the pack comes from an older ledger",
+                    "ask for a pack exported from the current ledger",
+                )
+        # 1. entries.jsonl: the covered tree.
+        count = 0
+        for line_no, raw in self._lines(ENTRIES):
+            entry = self._entry(ENTRIES, line_no, raw, count, origin)
+            count += 1
+            del entry
+        if count != size:
+            raise self.fail(f"{ENTRIES} has {count} entries but the checkpoint covers {size}")
+        if self.expected is not None and self.expected.size == size:
+            self.expect_root = self.cr.root()
+        root = self.cr.root()
+        if root != head.root:
+            raise self.fail(
+                f"{ENTRIES}: the root of its {size} entries is {_b64(root)}, the checkpoint "
+                f"says {_b64(head.root)}",
+                "an entry after the last earlier checkpoint was altered, or the checkpoint",
+            )
+        try:
+            signed = verify_note(note, self.replay.active_verifiers(), origin=origin)
+        except VerificationError as e:
+            raise self.fail(f"{CHECKPOINT}: {e.message}", "the checkpoint was forged") from e
+        # 2. pending.jsonl: later entries; the first records this very checkpoint.
+        pending = 0
+        for line_no, raw in self._lines(PENDING):
+            entry = self._entry(PENDING, line_no, raw, size + pending, origin)
+            if pending == 0:
+                if entry.type != CHECKPOINT_TYPE or entry.data.get("note") != note:
+                    raise self.fail(
+                        f"{PENDING} line 1 (seq {size}): is not the entry recording {CHECKPOINT}"
+                    )
+            elif entry.type == CHECKPOINT_TYPE:
+                raise self.fail(
+                    f"{PENDING} line {line_no} (seq {entry.seq}): a later checkpoint exists, "
+                    f"so {CHECKPOINT} is not the latest"
+                )
+            pending += 1
+        if pending == 0:
+            raise self.fail(f"{PENDING} lacks the entry recording {CHECKPOINT} (seq {size})")
+        # 3. officers.json is the replay of the pack's entries.
+        officers = list(self.replay.officers.values())
+        if self._read_bytes(OFFICERS) != officers_document(origin, officers):
+            raise self.fail(f"{OFFICERS} does not match the officers the entries enrol")
+        # 4. consistency proofs from each earlier checkpoint.
+        self._check_proofs(size, root)
+        # 5. the auditor's own checkpoint.
+        if self.expected is not None and self.expect_root != self.expected.root:
+            raise self.fail(
+                f"your checkpoint (size {self.expected.size}, root {_b64(self.expected.root)}) "
+                f"is not a prefix of this pack (root at that size "
+                f"{_b64(self.expect_root or b'')}): the ledger was rewritten",
+                "report it: keep both checkpoints as evidence",
+            )
+        # 6. the manifest, and nothing missing or extra.
+        self._check_manifest()
+        return AuditReport(
+            origin=origin,
+            size=size,
+            root=root,
+            pending=pending,
+            signers=signed.signers,
+            officers=tuple(o.name for o in officers),
+            earlier_checkpoints=tuple(s for s, _, _ in self.earlier),
+            expected_checkpoint_size=None if self.expected is None else self.expected.size,
+        )
+
+    def _entry(self, name: str, line_no: int, raw: bytes, seq: int, origin: str) -> Entry:
+        where = f"{name} line {line_no} (seq {seq})"
+        try:
+            entry = parse_entry(raw, expect_seq=seq)
+        except EntryRejectedError as e:
+            raise self.fail(f"{where}: {e.message}") from e
+        when = format_time(entry.time)
+        if when < self.last_time:
+            raise self.fail(f"{where}: time {when} is earlier than the entry before it")
+        self.last_time = when
+        if (
+            seq == 0
+            and entry.type == "workspace.created"
+            and entry.data.get("origin") not in (None, origin)
+        ):
+            raise self.fail(f"{where}: workspace origin is not the checkpoint's {origin}")
+        if entry.type == CHECKPOINT_TYPE and name == ENTRIES:
+            self._earlier_checkpoint(where, entry, origin)
+        if self.expected is not None and self.cr.size == self.expected.size:
+            self.expect_root = self.cr.root()
+        try:
+            self.replay.apply(entry)
+        except VerificationError as e:
+            raise self.fail(f"{where}: {e.message}") from e
+        self.cr.append(entry.leaf_hash)
+        return entry
+
+    def _earlier_checkpoint(self, where: str, entry: Entry, origin: str) -> None:
+        data = entry.data
+        note = data.get("note")
+        here = self.cr.root()
+        if data.get("size") != entry.seq or data.get("root") != _b64(here):
+            raise self.fail(
+                f"{where}: the recorded checkpoint does not match the entries before it "
+                f"(an entry before seq {entry.seq}, after the previous checkpoint, was altered)"
+            )
+        if not isinstance(note, str):
+            raise self.fail(f"{where}: the recorded checkpoint has no note")
+        try:
+            cp = verify_note(note, self.replay.active_verifiers(), origin=origin)
+        except VerificationError as e:
+            raise self.fail(f"{where}: recorded checkpoint: {e.message}") from e
+        if cp.size != entry.seq or cp.root != here:
+            raise self.fail(f"{where}: the recorded note is for another tree")
+        self.earlier.append((entry.seq, here, note))
+
+    def _check_proofs(self, size: int, root: bytes) -> None:
+        wanted = {proof_file_name(s, size): (s, r) for s, r, _ in self.earlier if s >= 1}
+        folder = self.dir / PROOFS
+        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        for name in present:
+            if name not in wanted:
+                raise self.fail(f"{PROOFS}/{name}: no earlier checkpoint of that size")
+        for name, (old, old_root) in sorted(wanted.items(), key=lambda kv: kv[1][0]):
+            if name not in present:
+                raise self.fail(f"{PROOFS}/{name} is missing (checkpoint of size {old})")
+            try:
+                parsed = parse_consistency_proof(self._read_text(f"{PROOFS}/{name}"))
+                if (parsed.old_size, parsed.new_size) != (old, size):
+                    raise VerificationError("sizes do not match its name")
+                if parsed.old_root != old_root or parsed.new_root != root:
+                    raise VerificationError("roots are not the checkpoints' roots")
+                merkle.verify_consistency(old, size, parsed.proof, old_root, root)
+            except VerificationError as e:
+                raise self.fail(f"{PROOFS}/{name}: {e.message}") from e
+
+    def _check_manifest(self) -> None:
+        text = self._read_text(MANIFEST)
+        listed: dict[str, str] = {}
+        for i, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else [None], 1):
+            m = _MANIFEST_LINE.match(line or "")
+            if m is None or ".." in m.group(2).split("/") or m.group(2) in listed:
+                raise self.fail(f"{MANIFEST} line {i}: not '<sha256>  <path>' or a repeat")
+            listed[m.group(2)] = m.group(1)
+        present = {
+            str(p.relative_to(self.dir))
+            for p in self.dir.rglob("*")
+            if p.is_file() or p.is_symlink()
+        }
+        present.discard(MANIFEST)
+        for name in sorted(present - set(listed)):
+            raise self.fail(f"{name} is not listed in {MANIFEST}")
+        for name in sorted(set(listed) - present):
+            raise self.fail(f"{name} is listed in {MANIFEST} but missing")
+        for name, digest in sorted(listed.items()):
+            path = self.dir / name
+            if path.is_symlink():
+                raise self.fail(f"{name} is a symbolic link")
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            if h.hexdigest() != digest:
+                raise self.fail(f"{name}: SHA-256 differs from {MANIFEST}")
+
+    def _lines(self, name: str) -> Iterator[tuple[int, bytes]]:
+        path = self.dir / name
+        if not path.is_file() or path.is_symlink():
+            raise self.fail(f"{name} is missing")
+        with open(path, "rb") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    raise self.fail(f"{name} line {line_no}: no newline at its end (truncated?)")
+                if len(line) > MAX_ENTRY_BYTES + 1:
+                    raise self.fail(f"{name} line {line_no}: longer than an entry may be")
+                yield line_no, line[:-1]
+
+    def _read_bytes(self, name: str) -> bytes:
+        path = self.dir / name
+        if not path.is_file() or path.is_symlink():
+            raise self.fail(f"{name} is missing")
+        return path.read_bytes()
+
+    def _read_text(self, name: str) -> str:
+        try:
+            return self._read_bytes(name).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise self.fail(f"{name} is not UTF-8 text") from e
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64decode(text: str, what: str) -> bytes:
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as e:
+        raise VerificationError(f"{what} is not base64") from e
+    if base64.b64encode(data).decode() != text or len(data) != 32:
+        raise VerificationError(f"{what} is not a canonical base64 SHA-256 hash")
+    return data

@@ -1,0 +1,92 @@
+"""Key lifecycle: states, transitions, timing rules, invariants, plans and calendars.
+
+Pure functions over state replayed from the ledger (DESIGN.md §7); every time-dependent function
+takes `now`. `_model` holds states and replay, `_rules` the timing rules and `check_transition`,
+`_plan` the rotation plans, `_schedule` the calendar, rollover timeline, warnings and status.
+"""
+
+from console.lifecycle._model import (
+    NEVER_ACTIVE_AGAIN,
+    PUBLISHED_STATES,
+    TRANSITIONS,
+    Key,
+    KeysetState,
+    KeyState,
+    LedgerEntry,
+    Replay,
+    check_invariants,
+    invariant_problems,
+    jwk_thumbprint,
+    replay,
+    replay_keys,
+    short_kid,
+    verb,
+)
+from console.lifecycle._plan import (
+    Deferred,
+    PlannedAction,
+    RotationPlan,
+    plan_emergency,
+    plan_rotation,
+)
+from console.lifecycle._rules import (
+    check_transition,
+    earliest_activation,
+    earliest_destruction,
+    earliest_unpublish,
+    effective_now,
+)
+from console.lifecycle._schedule import (
+    Gap,
+    RotationDue,
+    Segment,
+    TrustWindow,
+    key_json,
+    rollover_gaps,
+    rollover_timeline,
+    rotation_due,
+    status_json,
+    trust_window,
+    trusted_keys,
+    warnings,
+)
+
+__all__ = [
+    "NEVER_ACTIVE_AGAIN",
+    "PUBLISHED_STATES",
+    "TRANSITIONS",
+    "Deferred",
+    "Gap",
+    "Key",
+    "KeyState",
+    "KeysetState",
+    "LedgerEntry",
+    "PlannedAction",
+    "Replay",
+    "RotationDue",
+    "RotationPlan",
+    "Segment",
+    "TrustWindow",
+    "check_invariants",
+    "check_transition",
+    "earliest_activation",
+    "earliest_destruction",
+    "earliest_unpublish",
+    "effective_now",
+    "invariant_problems",
+    "jwk_thumbprint",
+    "key_json",
+    "plan_emergency",
+    "plan_rotation",
+    "replay",
+    "replay_keys",
+    "rollover_gaps",
+    "rollover_timeline",
+    "rotation_due",
+    "short_kid",
+    "status_json",
+    "trust_window",
+    "trusted_keys",
+    "verb",
+    "warnings",
+]

@@ -1,0 +1,69 @@
+"""Shared builders for the ledger tests (no tests here): fixed officer keys, a ledger factory."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from console.ledger import Ledger, cosign_note, sign_note
+from console.ledger.officers import b64url_encode
+
+T0 = datetime(2027, 1, 15, 10, 0, 0, tzinfo=UTC)
+ORIGIN = f"example.com/ceremony-ledger/{uuid.UUID(int=1)}"
+OFFICERS = ("alice", "bob", "carol")
+KEYS = {
+    n: Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"test-officer:" + n.encode()).digest())
+    for n in (*OFFICERS, "mallory")
+}
+
+
+def raw_public(name: str) -> bytes:
+    return KEYS[name].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def enrol_data(name: str) -> dict[str, str]:
+    return {
+        "name": name,
+        "ed25519": b64url_encode(raw_public(name)),
+        "x25519": b64url_encode(hashlib.sha256(b"x:" + name.encode()).digest()),
+    }
+
+
+def new_ledger(folder: Path, *, officers: tuple[str, ...] = OFFICERS) -> Ledger:
+    ledger = Ledger.create(
+        folder / "ledger.sqlite", origin=ORIGIN, checkpoint_file=folder / ".checkpoint"
+    )
+    ledger.append(
+        "workspace.created",
+        {"origin": ORIGIN, "org": "example.com", "rehearsal": True},
+        time=T0,
+        actor="console",
+    )
+    for name in officers:
+        ledger.append("officer.enrolled", enrol_data(name), time=T0, actor="console")
+    return ledger
+
+
+def checkpoint_now(ledger: Ledger, *signers: str, minutes: int = 0) -> str:
+    """Sign the current tree by `signers` (default alice and bob) and record it."""
+    names = signers or ("alice", "bob")
+    note = sign_note(ledger.checkpoint_body(), names[0], KEYS[names[0]])
+    for n in names[1:]:
+        note = cosign_note(note, n, KEYS[n])
+    ledger.record_checkpoint(note, time=T0 + timedelta(minutes=minutes), actor="console")
+    return note
+
+
+def fill(ledger: Ledger, count: int, *, minutes: int = 0, ceremony: str | None = "c-1") -> None:
+    ledger.append_many(
+        [
+            ("key.state_changed", {"kid": f"kid-{i}", "n": i}, T0 + timedelta(minutes=minutes),
+             "console", ceremony)
+            for i in range(count)
+        ]
+    )
