@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from console import __version__
+from console.ceremony.progress import LineProgress
 from console.errors import ConsoleError, UsageError
 
 
@@ -388,7 +389,7 @@ def _execute(args: argparse.Namespace) -> int:
     with _open(args) as ws, ws.exclusive():
         officers = _unlock_officers(args, ws)
         result = execute_plan(ws, args.plan_id, officers, now=ws.now(_requested_now(args)),
-                              progress=_progress)
+                              progress=LineProgress(_progress))
     print(result)
     return ExitCode.OK
 
@@ -406,7 +407,8 @@ def _run(args: argparse.Namespace) -> int:
         _progress(render_plan(planned))
         for officer in officers:
             _progress(approve_plan(ws, planned.plan_id, officer, now=now))
-        result = execute_plan(ws, planned.plan_id, officers, now=now, progress=_progress)
+        result = execute_plan(ws, planned.plan_id, officers, now=now,
+                              progress=LineProgress(_progress))
     print(result)
     return ExitCode.OK
 
@@ -420,7 +422,7 @@ def _resume(args: argparse.Namespace) -> int:
             print(abort_open_plan(ws, now=now))
             return ExitCode.OK
         officers = _unlock_officers(args, ws)
-        result = resume_plan(ws, officers, now=now, progress=_progress)
+        result = resume_plan(ws, officers, now=now, progress=LineProgress(_progress))
     print(result)
     return ExitCode.OK
 

@@ -28,50 +28,10 @@ CHECKPOINT_FILE = ".checkpoint"
 SEALED_PIN = "pin.sealed"
 LOCK_FILE = ".lock"
 
-SOFTHSM_MODULES = (
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/local/lib/softhsm/libsofthsm2.so",
-    "/opt/homebrew/lib/softhsm/libsofthsm2.so",
-)
-P11KIT_CLIENT_MODULES = (
-    "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so",
-    "/usr/lib/aarch64-linux-gnu/pkcs11/p11-kit-client.so",
-    "/usr/lib/pkcs11/p11-kit-client.so",
-    "/opt/homebrew/lib/pkcs11/p11-kit-client.so",
-)
-
-
 def locate(path: str | os.PathLike[str] | None) -> Path:
     """The workspace folder the user means: the argument, CEREMONY_WORKSPACE, or `.`."""
     chosen = path if path is not None else os.environ.get("CEREMONY_WORKSPACE") or "."
     return Path(chosen).expanduser().resolve()
-
-
-def resolve_module(name: str, workspace: Path | None = None) -> str:
-    """Turn `softhsm`, `p11-kit` or a path into the PKCS#11 module file to load.
-
-    Raises:
-        HsmError: the module is not installed where we look.
-    """
-    if name in ("softhsm", "softhsm2"):
-        found = next((p for p in SOFTHSM_MODULES if Path(p).exists()), None)
-        if found is None:
-            raise HsmError(
-                "SoftHSM2 is not installed",
-                "install the softhsm2 package (make demo does it), or set hsm.module to a path",
-            )
-        return found
-    if name in ("p11-kit", "p11-kit-client"):
-        found = next((p for p in P11KIT_CLIENT_MODULES if Path(p).exists()), None)
-        if found is None:
-            raise HsmError("the p11-kit client module is not installed", "install p11-kit-modules")
-        return found
-    path = Path(name)
-    if not path.is_absolute() and workspace is not None:
-        path = workspace / path
-    return str(path)
 
 
 @dataclass
@@ -170,7 +130,7 @@ class Workspace:
     # --- HSM -------------------------------------------------------------------------------
 
     def module_path(self) -> str:
-        return resolve_module(self.config.hsm.module, self.root)
+        return str(self.config.hsm.module_path())
 
     def prepare_module_environment(self) -> None:
         """Point SoftHSM2 at the workspace's own token directory (demo and rehearsal tokens).

@@ -385,8 +385,37 @@ class Hsm:
             old_text, new_text = _pin_text(old), _pin_text(new)
             if not new_text:
                 raise PinIncorrectError("the new PIN is empty", "choose a new PIN")
-            self._run("changing the PIN", lambda s: s.set_pin(old_text, new_text), mutating=True)
+            # If the session dies mid-change the PIN is unknown: no automatic re-login with
+            # either PIN (a wrong guess would cost a try); the officers log in again.
+            self._run(
+                "changing the PIN",
+                lambda s: s.set_pin(old_text, new_text),
+                mutating=True,
+                relogin=False,
+            )
             self._pin = bytes(new)
+
+    def set_so_pin(self, old: bytes, new: bytes) -> None:
+        """C_SetPIN as the security officer (for rehearsal tokens whose SO PIN nobody keeps).
+
+        Needs a handle that is not logged in as the user (login state is per token).
+        """
+        with LOCK:
+            self._require_open()
+            if self._pin is not None:
+                raise HsmError("log out before changing the SO PIN", "call logout() first")
+            old_text, new_text = _pin_text(old), _pin_text(new)
+            try:
+                session = self._token.open(rw=True, so_pin=old_text)
+            except p11e.PKCS11Error as e:
+                raise translate(e, "logging in as security officer") from e
+            try:
+                session.set_pin(old_text, new_text)
+            except p11e.PKCS11Error as e:
+                raise translate(e, "changing the SO PIN") from e
+            finally:
+                with contextlib.suppress(p11e.PKCS11Error):
+                    session.close()
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -509,6 +538,28 @@ class Hsm:
             sig: bytes = self._run(f"signing with {jws_alg}", op)
             return sig
 
+    def audit_key(self, cka_id: bytes, alg: str) -> KeyAudit:
+        """Audit a key already on the token (attributes, unreadable private value, self-test):
+        the check a key left by an interrupted ceremony must pass before it is adopted."""
+        jws_alg = check_alg(alg)
+        with LOCK:
+            self._require_login("auditing a key")
+            ref = self._run("finding the key", lambda s: self._private_key(s, cka_id))
+
+            def find_public(session: Any) -> Any:
+                found = consume(session.get_objects(
+                    {Attribute.ID: cka_id, Attribute.CLASS: ObjectClass.PUBLIC_KEY}))
+                if len(found) != 1:
+                    raise ObjectNotFoundError(
+                        f"{len(found)} public keys with CKA_ID {cka_id.hex()}",
+                        "run `ceremony reconcile`")
+                return found[0]
+
+            pub = self._run("finding the public key", find_public)
+            audit, _ = self._run("auditing the key",
+                                 lambda _s: self._audit(jws_alg, ref.kind, pub, ref.obj))
+            return audit
+
     def public_key(self, cka_id: bytes) -> PublicKey:
         """The public half of the key pair `cka_id`, as a `cryptography` object."""
         with LOCK:
@@ -611,9 +662,11 @@ class Hsm:
             with contextlib.suppress(p11e.PKCS11Error):
                 old.close()
 
-    def _reopen(self, cause: BaseException | None) -> None:
+    def _reopen(self, cause: BaseException | None, *, relogin: bool = True) -> None:
         """Replace a dead session: find the token again, open a session, log in again."""
         self._drop_session()
+        if not relogin:
+            self._pin = None
         # A lost device (or an earlier failed reopen, cause None) may need the module
         # finalised and initialised again: that reconnects p11-kit's client to a restarted
         # server. Only done when this handle is the module's only user.
@@ -645,7 +698,9 @@ class Hsm:
             pin, self._pin = self._pin, None
             self._login_locked(pin)
 
-    def _run(self, doing: str, op: Callable[[Any], T], *, mutating: bool = False) -> T:
+    def _run(
+        self, doing: str, op: Callable[[Any], T], *, mutating: bool = False, relogin: bool = True
+    ) -> T:
         """Run `op(session)`; on a dead session reopen once and, unless mutating, run it again."""
         self._require_open()
         cause: BaseException | None = None
@@ -662,7 +717,7 @@ class Hsm:
                 cause = e  # the login was lost with the session (reaped, or device reset)
             except p11e.PKCS11Error as e:
                 raise translate(e, doing) from e
-            self._reopen(cause)
+            self._reopen(cause, relogin=relogin)
             if mutating:
                 raise HsmUnavailableError(
                     f"{doing} was interrupted ({type(cause).__name__}); its outcome on the token "

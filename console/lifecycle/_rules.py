@@ -124,6 +124,10 @@ def check_transition(
             raise _refuse(what, "one-active", f"{short_kid(active.kid)} is active",
                           f"retire {short_kid(active.kid)} at the same instant "
                           "(quarterly-rotation does this)")
+        if active is not None and now < active.last_changed_at:
+            raise _refuse(what, "clock", f"{short_kid(active.kid)} last changed at "
+                          f"{format_time(active.last_changed_at)}; time never moves backwards",
+                          "", active.last_changed_at)
         if active is None and paired_with is not None:
             raise _refuse(what, "paired", f"{short_kid(paired_with)} is not active",
                           "activate without a pair")

@@ -147,3 +147,16 @@ def test_interrupted_destroy_is_not_repeated(direct_target: HsmTarget, faulty: F
             hsm.destroy_keypair(key.cka_id)
         assert faulty.calls["C_DestroyObject"] == 1
         assert hsm.find(key.cka_id) != []  # the console reports; reconcile decides
+
+
+def test_pin_change_interrupted_needs_a_new_login(
+    direct_target: HsmTarget, faulty: FaultyLib
+) -> None:
+    with _open(direct_target, faulty) as hsm:
+        hsm.login(direct_target.user_pin)
+        faulty.inject("C_SetPIN", p11e.SessionHandleInvalid)
+        logins = faulty.calls["C_Login"]
+        with pytest.raises(HsmUnavailableError, match="unknown"):
+            hsm.set_pin(direct_target.user_pin, b"new-pin-3333")
+        assert faulty.calls["C_Login"] == logins  # neither PIN was guessed on the token
+        assert not hsm.logged_in

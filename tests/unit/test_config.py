@@ -349,7 +349,8 @@ BAD_WORKSPACES = [
     Bad("softhsm_conf escapes workspace", GOOD_WS.replace(
         'token_label = "demo"', 'token_label = "demo"\nsofthsm_conf = "../x.conf"'), 8,
         "inside the workspace", "softhsm/softhsm2.conf"),
-    Bad("missing quorum", GOOD_WS.split("[quorum]")[0], 1, "has no 'quorum'", "add a [quorum] table"),
+    Bad("missing quorum", GOOD_WS.split("[quorum]")[0], 1, "has no 'quorum'",
+        "add a [quorum] table"),
 ]
 
 

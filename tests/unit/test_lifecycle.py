@@ -17,6 +17,7 @@ from console.errors import (
     TransitionRefusedError,
 )
 from console.lifecycle import (
+    KeysetState,
     KeyState,
     check_invariants,
     check_transition,
@@ -133,16 +134,16 @@ def test_refusals_name_rule(api: KeysetPolicy) -> None:
     a, nxt = genesis(b, "2027-01-15T10:00:00Z")
     state = replay_keys(b.entries)["api-prod"]
     later = t("2027-03-01T00:00:00Z")
-    cases = [
-        (nxt, S.ACTIVE, {}, "one-active"),  # a is active and not retired with it
-        (a, S.RETIRED, {}, "successor-required"),
-        (a, S.SUSPENDED, {}, "successor-required"),
-        (nxt, S.RETIRED, {}, "state-table"),
-        (a, S.PUBLISHED, {}, "state-table"),
+    cases: list[tuple[str, KeyState, str]] = [
+        (nxt, S.ACTIVE, "one-active"),  # a is active and not retired with it
+        (a, S.RETIRED, "successor-required"),
+        (a, S.SUSPENDED, "successor-required"),
+        (nxt, S.RETIRED, "state-table"),
+        (a, S.PUBLISHED, "state-table"),
     ]
-    for kid, to, kwargs, rule in cases:
+    for kid, to, rule in cases:
         with pytest.raises(TransitionRefusedError) as info:
-            check_transition(state, kid, to, api, later, **kwargs)
+            check_transition(state, kid, to, api, later)
         assert info.value.rule == rule, (kid, to)
         assert "\n" not in info.value.user_message()
     with pytest.raises(TransitionRefusedError) as info:
@@ -199,7 +200,6 @@ def test_replay_refuses_illegal_transition_and_kid_reuse() -> None:
     a = b.generate("2027-01-15T10:00:00Z")
     first = b.entries[0]
     # Same kid, other material: the other key's coordinates under this kid.
-    _, other = LedgerBuilder().generate("2027-01-15T10:00:00Z"), None
     other_entry = LedgerBuilder()
     other_kid = other_entry.generate("2027-01-15T10:00:00Z")
     forged = dict(other_entry.entries[0].data)
@@ -274,8 +274,6 @@ def test_year_of_quarterly_rotations_has_no_gap(api: KeysetPolicy, policy: Polic
     for quarter in range(5):
         now = start + timedelta(days=91 * quarter)
         state = replay_keys(b.entries).get("api-prod")
-        from console.lifecycle import KeysetState
-
         plan = plan_rotation(state or KeysetState("api-prod"), api, now)
         steps = [(a.action, a.kid, a.new_key) for a in plan.actions]
         # check every existing-key step against the rules before carrying it out
@@ -384,7 +382,7 @@ def test_warnings_are_actions(api: KeysetPolicy, policy: Policy) -> None:
 
 def test_status_json_shape(policy: Policy) -> None:
     b = LedgerBuilder()
-    a, nxt = genesis(b, "2027-01-15T10:00:00Z")
+    a, _ = genesis(b, "2027-01-15T10:00:00Z")
     doc = status_json(replay_keys(b.entries), policy, t("2027-01-16T00:00:00Z"))
     json.dumps(doc)  # serialisable
     ks = doc["keysets"][0]

@@ -1,0 +1,93 @@
+"""`ceremony status`: keysets, keys, due dates and warnings, from the ledger and the policy.
+
+The JSON shape is the contract of DESIGN.md §10 (built by `lifecycle.status_json`), extended
+with the workspace, the ledger's size and last checkpoint, the bundle-signing key, open plans and
+emergency ceremonies awaiting ratification.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from console.ceremony.journal import open_plans, pending_ratifications, replay_plans
+from console.ceremony.planner import BUNDLE_KEYSET
+from console.clock import format_time
+from console.lifecycle import KeyState, replay, short_kid, status_json
+
+
+def workspace_status(ws: Any, now: datetime) -> dict[str, Any]:
+    entries = list(ws.ledger.entries())
+    replayed = replay(entries)
+    keysets = {k: v for k, v in replayed.keysets.items() if k != BUNDLE_KEYSET}
+    report = status_json(keysets, ws.policy, now)
+    plans = replay_plans(entries)
+    bundle = replayed.keysets.get(BUNDLE_KEYSET)
+    bundle_key = next((k for k in bundle.keys if k.state is KeyState.ACTIVE), None) if bundle \
+        else None
+    checkpoint = ws.ledger.latest_checkpoint()
+    report["workspace"] = {
+        "root": str(ws.root), "org": ws.config.org, "origin": ws.config.origin,
+        "rehearsal": ws.rehearsal,
+    }
+    report["ledger"] = {
+        "size": ws.ledger.size,
+        "root": base64.b64encode(ws.ledger.root()).decode("ascii"),
+        "checkpoint": checkpoint,
+    }
+    report["bundle_signing_key"] = (
+        {"kid": bundle_key.kid, "alg": bundle_key.alg, "label": bundle_key.label}
+        if bundle_key is not None else None
+    )
+    report["open_plans"] = [
+        {"plan_id": p.plan_id, "script": p.plan["script"]["name"], "state": p.state(),
+         "approvals": len(p.approvals), "expires_at": p.plan["expires_at"]}
+        for p in open_plans(plans, now)
+    ]
+    pending = pending_ratifications(plans)
+    report["pending_ratification"] = [p.plan_id for p in pending]
+    report["warnings"] += [
+        f"emergency ceremony {p.plan_id} of {format_time(p.completed_at or now)[:10]} awaits "
+        "ratification — the next routine ceremony records it" for p in pending
+    ]
+    for plan in report["open_plans"]:
+        if plan["state"] == "interrupted":
+            report["warnings"].append(f"ceremony {plan['plan_id']} was interrupted — run "
+                                      "`ceremony resume` (or `ceremony resume --abort`)")
+    return report
+
+
+def render_status(report: dict[str, Any]) -> str:
+    ws = report["workspace"]
+    lines = [
+        f"{ws['org']} · {'REHEARSAL' if ws['rehearsal'] else 'production'} · now {report['now']}",
+        f"ledger: {report['ledger']['size']} entries, root {report['ledger']['root'][:16]}…",
+    ]
+    bundle = report.get("bundle_signing_key")
+    if bundle:
+        lines.append(f"bundle-signing key: {bundle['kid']} ({bundle['alg']})")
+    for keyset in report["keysets"]:
+        due = keyset.get("next_due") or "—"
+        flag = " OVERDUE" if keyset.get("overdue") else ""
+        lines.append("")
+        lines.append(f"{keyset['name']} · {keyset['alg']} · next rotation due {due}{flag}")
+        lines.append(f"  {'kid':<12} {'state':<11} {'published':<21} {'activated':<21} "
+                     f"{'retired':<21}")
+        for key in keyset["keys"]:
+            lines.append(
+                f"  {short_kid(key['kid']):<12} {key['state']:<11} "
+                f"{key['published_at'] or '—':<21} {key['activated_at'] or '—':<21} "
+                f"{key['retired_at'] or '—':<21}"
+            )
+    if report["open_plans"]:
+        lines.append("")
+        for plan in report["open_plans"]:
+            lines.append(f"open plan {plan['plan_id']} ({plan['script']}, {plan['state']}, "
+                         f"{plan['approvals']} approvals, expires {plan['expires_at']})")
+    if report["warnings"]:
+        lines.append("")
+        lines += [f"! {w}" for w in report["warnings"]]
+    else:
+        lines += ["", "✓ nothing needs doing"]
+    return "\n".join(lines)

@@ -1,0 +1,300 @@
+"""What the TUI asks of the product: one object over an opened workspace and the services.
+
+Screens never call the ledger, the HSM or the ceremony engine themselves: they call a
+`Backend` method from a thread worker and show what comes back. The methods are thin calls into
+the same services the CLI uses (`console.ceremony.*`, `console.hsm.doctor`, `console.lifecycle`);
+the TUI owns no rule of its own. Tests replace the HSM-touching methods (doctor, reconcile) and
+the clock with fixed values to make snapshots deterministic (harlequin's adapter seam).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from console.clock import format_time
+from console.errors import ConsoleError, ExportError
+
+__all__ = ["Backend", "BundleFile", "BundleRow", "Health", "LedgerSummary", "WorkspaceBackend"]
+
+# Where each file of a bundle folder goes (DESIGN.md §9), keyed by file name or suffix.
+FILE_DESTINATIONS: tuple[tuple[str, str], ...] = (
+    ("jwks.json", "IdPs and gateways that fetch a plain JWKS (serve at the issuer's jwks_uri)"),
+    ("jwks.jwt", "the signed bundle: pinned-key consumers verify it before use"),
+    ("MANIFEST.sha256", "keep with the bundle: SHA-256 of every file"),
+    ("bundle-digest.svg", "print for the transcript: QR of the bundle digest"),
+    ("signer.json", "the token-signing service: active kid and its PKCS#11 URI"),
+    ("envoy", "Envoy jwt_authn provider (local_jwks)"),
+    ("istio", "Istio RequestAuthentication"),
+    ("kong", "Kong via decK (jwt_secrets, one credential per kid)"),
+    ("nginx", "NGINX Plus auth_jwt_key_file"),
+    ("apim", "Azure APIM validate-jwt issuer-signing-keys"),
+    ("auth0", "Auth0 client credentials (private_key_jwt)"),
+    (".pem", "one PEM public key per kid"),
+)
+
+
+def destination_of(name: str) -> str:
+    for key, where in FILE_DESTINATIONS:
+        if name == key or key in name:
+            return where
+    return "—"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSummary:
+    size: int
+    root_hex: str
+    last_time: datetime | None
+    checkpoint_size: int | None
+    checkpoint_signers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """One line of header facts: each part is ok, a warning, or unknown (None)."""
+
+    hsm: str
+    hsm_ok: bool | None
+    ledger: str
+    ledger_ok: bool | None
+    reconcile: str
+    reconcile_ok: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class BundleFile:
+    name: str
+    size: int
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRow:
+    keyset: str
+    seq: int
+    time: datetime
+    kids: tuple[str, ...]
+    sha256: str
+    path: Path
+    verified: bool | None
+    problem: str
+    files: tuple[BundleFile, ...] = field(default=())
+
+
+class Backend:
+    """The seam between the screens and the product (see the module docstring)."""
+
+    def __init__(self, ws: Any, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.ws = ws
+        self._clock = clock
+
+    # --- identity and time -----------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Any:
+        return self.ws.ledger
+
+    @property
+    def title(self) -> str:
+        org = self.ws.config.org
+        return f"{org} (rehearsal)" if self.ws.rehearsal else str(org)
+
+    def now(self) -> datetime:
+        """The time the console acts at: a fixed clock in tests, else the workspace's rule."""
+        if self._clock is not None:
+            return self._clock()
+        return self.ws.now()  # type: ignore[no-any-return]
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        from console.ceremony.status import workspace_status
+
+        return workspace_status(self.ws, self.now())
+
+    def ledger_summary(self) -> LedgerSummary:
+        from console.ledger import parse_checkpoint_body
+
+        ledger = self.ws.ledger
+        size = int(ledger.size)
+        note = ledger.latest_checkpoint()
+        cp_size: int | None = None
+        signers: list[str] = []
+        if note:
+            body, _, sigs = note.partition("\n\n")
+            try:
+                cp_size = parse_checkpoint_body(body + "\n").size
+            except ConsoleError:
+                cp_size = None
+            for line in sigs.splitlines():
+                if line.startswith("— "):
+                    signers.append(line[2:].split(" ", 1)[0].split("+", 1)[0])
+        return LedgerSummary(size, ledger.root().hex(), ledger.last_time(), cp_size,
+                             tuple(signers))
+
+    def doctor(self) -> Any:
+        from console.hsm.doctor import diagnose
+
+        self.ws.prepare_module_environment()
+        return diagnose([self.ws.module_path()], now=self.now())
+
+    def doctor_text(self) -> str:
+        from console.hsm.doctor import render_text
+
+        return render_text(self.doctor())
+
+    def reconcile(self) -> Any:
+        from console.ceremony.reconcile import reconcile_workspace
+
+        return reconcile_workspace(self.ws)
+
+    def reconcile_text(self) -> str:
+        from console.ceremony.reconcile import render_reconciliation
+
+        return render_reconciliation(self.reconcile())
+
+    def health(self) -> Health:
+        """HSM, ledger and reconciliation facts for the header (slow: call from a worker)."""
+        summary = self.ledger_summary()
+        ledger = f"ledger {summary.size:,} entries"
+        try:
+            report = self.doctor()
+            hsm_ok = bool(report.healthy)
+            hsm = _token_name(report, self.ws.config.hsm.token_label) if hsm_ok else "HSM !"
+        except ConsoleError as e:
+            hsm, hsm_ok = f"HSM ! {e.message}", False
+        try:
+            rec = self.reconcile()
+            rec_ok = bool(getattr(rec, "clean", getattr(rec, "ok", True)))
+            reconcile = "reconciled" if rec_ok else "reconcile !"
+        except ConsoleError as e:
+            reconcile, rec_ok = f"reconcile ! {e.message}", False
+        return Health(hsm, hsm_ok, ledger, True, reconcile, rec_ok)
+
+    def officers(self) -> list[dict[str, Any]]:
+        from console.ceremony.officers import officer_rows
+
+        return officer_rows(self.ws)
+
+    def officer_names(self) -> list[str]:
+        return [str(o.name) for o in self.ws.config.officers]
+
+    def keysets(self) -> list[str]:
+        return [str(k.name) for k in self.ws.policy.keysets]
+
+    def scripts(self) -> list[str]:
+        from console.ceremony.script import shipped_scripts
+
+        return shipped_scripts()
+
+    def signing_key(self) -> dict[str, Any] | None:
+        path = self.ws.exports_dir / "bundle-signing-key.jwk"
+        if not path.is_file():
+            return None
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ExportError(f"cannot read {path}: {e}", "re-run the export ceremony") from e
+        return value if isinstance(value, dict) else None
+
+    def bundles(self) -> list[BundleRow]:
+        """Every exported bundle recorded in the ledger, newest first, each verified offline."""
+        from console.exports import verify_bundle
+
+        trust = self.signing_key()
+        rows: list[BundleRow] = []
+        previous: dict[str, bytes] = {}
+        for entry in self.ws.ledger.entries_of_type("bundle.exported"):
+            data = entry.data
+            keyset, seq = str(data.get("keyset")), int(data.get("seq", 0))
+            folder = Path(str(data.get("path", "")))
+            if not folder.is_absolute():
+                folder = self.ws.root / folder
+            files = tuple(
+                BundleFile(p.name, p.stat().st_size, destination_of(p.name))
+                for p in sorted(folder.iterdir()) if p.is_file()
+            ) if folder.is_dir() else ()
+            verified: bool | None = None
+            problem = ""
+            token_path = folder / "jwks.jwt"
+            if trust is None:
+                problem = "no bundle-signing key to check against"
+            elif not token_path.is_file():
+                verified, problem = False, f"{token_path} is missing"
+            else:
+                token = token_path.read_bytes()
+                try:
+                    verify_bundle(token, trust=trust, previous=previous.get(keyset),
+                                  now=self.now(), keyset=keyset)
+                    verified = True
+                except ConsoleError as e:
+                    verified, problem = False, e.message
+                previous[keyset] = token
+            kids = tuple(str(k) for k in data.get("kids", ()))
+            rows.append(BundleRow(keyset, seq, entry.time, kids, str(data.get("sha256", "")),
+                                  folder, verified, problem, files))
+        rows.reverse()
+        return rows
+
+    # --- ceremonies ------------------------------------------------------------------------
+
+    def plan(self, script: str, keyset: str | None) -> Any:
+        from console.ceremony.service import plan_ceremony
+
+        return plan_ceremony(self.ws, script, keysets=[keyset] if keyset else [],
+                             now=self.now(), parameters=[])
+
+    def unlock(self, name: str, card: Path, passphrase: str) -> Any:
+        from console.ceremony.officers import unlock_officer_card
+
+        return unlock_officer_card(name, card, passphrase)
+
+    def approve(self, plan_id: str, card: Any) -> str:
+        from console.ceremony.service import approve_plan
+
+        return approve_plan(self.ws, plan_id, card, now=self.now())
+
+    def execute(self, plan_id: str, cards: list[Any], progress: Any) -> str:
+        from console.ceremony.service import execute_plan
+
+        with self.ws.exclusive():
+            return execute_plan(
+                self.ws, plan_id, cards, now=self.now(), progress=progress)
+
+    def quorum_for(self, ceremony_class: str) -> tuple[int, int]:
+        rule = self.ws.config.quorum.for_class(ceremony_class)
+        return int(rule.m), int(rule.n)
+
+    def demo_card(self, name: str) -> tuple[Path, Path] | None:
+        return self.ws.demo_card(name)  # type: ignore[no-any-return]
+
+    def latest_checkpoint(self) -> str | None:
+        return self.ws.ledger.latest_checkpoint()  # type: ignore[no-any-return]
+
+    # --- ledger ----------------------------------------------------------------------------
+
+    def verify_tree(self, progress: Callable[[int, int], None]) -> None:
+        self.ws.ledger.verify_tree(progress)
+
+
+WorkspaceBackend = Backend
+
+
+def _token_name(report: Any, label: str | None) -> str:
+    for module in report.modules:
+        for slot in module.slots:
+            if slot.token is None:
+                continue
+            info = slot.token.info
+            if label is None or info.label == label:
+                return f"HSM {info.label} #{info.serial} ✓"
+    return "HSM ✓"
+
+
+def clock_text(when: datetime) -> str:
+    return format_time(when).replace("T", " ")[:16] + " UTC"

@@ -1,0 +1,69 @@
+"""What every screen shares: the header, the footer, and loading data in thread workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from console.errors import ConsoleError
+from console.tui.messages import OperationFailed
+from console.tui.widgets.header import ConsoleHeader
+
+
+class ConsoleScreen(Screen[None]):
+    """A screen whose body comes from `compose_body` and whose data from `refresh_data`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "refresh", "Refresh")]
+
+    @dataclass
+    class Loaded(Message):
+        key: str
+        value: Any
+
+    @property
+    def backend(self) -> Any:
+        return self.app.backend  # type: ignore[attr-defined]
+
+    def compose(self) -> ComposeResult:
+        yield ConsoleHeader(id="header")
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.refresh_data()
+
+    def refresh_data(self) -> None:
+        """Start the workers that load this screen's data."""
+
+    def action_refresh(self) -> None:
+        self.refresh_data()
+
+    def load(self, key: str, call: Callable[[], Any], description: str) -> None:
+        """Run `call` in a thread worker; its value arrives as `Loaded(key, value)`."""
+
+        def job() -> None:
+            try:
+                value = call()
+            except ConsoleError as e:
+                self.post_message(OperationFailed(description, e))
+                return
+            self.post_message(self.Loaded(key, value))
+
+        self.run_worker(job, thread=True, exit_on_error=False, group=f"load-{key}",
+                        description=description, exclusive=True)
+
+    def on_console_screen_loaded(self, message: Loaded) -> None:
+        message.stop()
+        handler = getattr(self, f"show_{message.key}", None)
+        if handler is not None:
+            handler(message.value)

@@ -1,0 +1,133 @@
+"""Dashboard: keysets, each key's state on a timeline, due rotations, warnings, health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from console.tui.screens._base import ConsoleScreen
+from console.tui.widgets.timeline import KeyTimeline
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+
+def _day(value: Any) -> str:
+    return str(value)[:10] if value else "—"
+
+
+def due_label(keyset: dict[str, Any], now: datetime) -> tuple[str, str]:
+    """("due 12 d" | "OVERDUE 3 d" | "ok 64 d" | "no keys", style)."""
+    due = _time(keyset.get("next_due"))
+    if keyset.get("overdue"):
+        days = (now - due).days if due else 0
+        return f"! OVERDUE {days} d", "bold red"
+    if due is None:
+        return "! no keys", "yellow"
+    days = (due - now).days
+    latest = _time(keyset.get("latest_ceremony"))
+    if latest is not None and (latest - now).days <= 14:
+        return f"! due {(latest - now).days} d", "yellow"
+    return f"✓ ok {days} d", "green"
+
+
+class DashboardScreen(ConsoleScreen):
+    """What needs doing, at a glance."""
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="dash-top"):
+            with Vertical(id="keysets-pane", classes="pane"):
+                yield Label("Keysets", classes="pane-title")
+                yield OptionList(id="keysets")
+            with VerticalScroll(id="keyset-pane", classes="pane"):
+                yield Label("", id="keyset-title", classes="pane-title")
+                yield DataTable(id="keys", cursor_type="row", zebra_stripes=False)
+                yield KeyTimeline(id="timeline")
+                yield Static("", id="consumers")
+        with VerticalScroll(id="warnings-pane", classes="pane"):
+            yield Label("Warnings", classes="pane-title")
+            yield Static(Text("loading…", style="dim"), id="warnings")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#keys", DataTable)
+        table.add_columns("kid", "state", "published", "active", "retired", "next ≥ (why)")
+        super().on_mount()
+
+    def refresh_data(self) -> None:
+        self.load("status", self.backend.status, "Reading keysets and due dates")
+
+    def show_status(self, status: dict[str, Any]) -> None:
+        self.status = status
+        self.now = _time(status.get("now")) or self.backend.now()
+        options = self.query_one("#keysets", OptionList)
+        highlighted = options.highlighted or 0
+        options.clear_options()
+        for keyset in status.get("keysets", []):
+            label, style = due_label(keyset, self.now)
+            line = Text(no_wrap=True, overflow="ellipsis")
+            line.append(f"{str(keyset['name'])[:16]:<17}")
+            line.append(label, style=style)
+            options.add_option(Option(line, id=str(keyset["name"])))
+        if status.get("keysets"):
+            options.highlighted = min(highlighted, len(status["keysets"]) - 1)
+            self._show_keyset(status["keysets"][options.highlighted or 0])
+        warnings = status.get("warnings") or []
+        body = Text()
+        for warning in warnings:
+            body.append("! ", style="bold yellow")
+            body.append(str(warning) + "\n")
+        if not warnings:
+            body.append("✓ nothing needs doing", style="green")
+        self.query_one("#warnings", Static).update(body)
+
+    @on(OptionList.OptionHighlighted, "#keysets")
+    def _keyset_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        for keyset in getattr(self, "status", {}).get("keysets", []):
+            if keyset["name"] == event.option.id:
+                self._show_keyset(keyset)
+
+    def _show_keyset(self, keyset: dict[str, Any]) -> None:
+        policy = self.backend.ws.policy.get(keyset["name"])
+        period = f" · every {policy.cryptoperiod.days} days" if policy is not None else ""
+        latest = keyset.get("latest_ceremony")
+        title = f"{keyset['name']} · {keyset.get('alg') or '?'}{period}"
+        if latest:
+            title += f" · next ceremony by {_day(latest)}"
+        self.query_one("#keyset-title", Label).update(title)
+        table = self.query_one("#keys", DataTable)
+        table.clear()
+        keys = [k for k in keyset.get("keys", []) if k.get("purpose", "token") == "token"]
+        for key in keys:
+            why = ""
+            if key.get("earliest_activation"):
+                why = f"activate {_day(key['earliest_activation'])} (publish + C_max + margin)"
+            elif key.get("earliest_unpublish"):
+                why = f"unpublish {_day(key['earliest_unpublish'])} (retire + T_tok + skew)"
+            elif key.get("earliest_destruction"):
+                why = f"destroy {_day(key['earliest_destruction'])} (archive + wait)"
+            table.add_row(str(key["kid"])[:8] + "…", key["state"], _day(key.get("published_at")),
+                          _day(key.get("activated_at")), _day(key.get("retired_at")), why)
+        self.query_one("#timeline", KeyTimeline).show(keys, self.now)
+        consumers = Text()
+        if policy is not None and policy.consumers:
+            consumers.append("Consumers  ", style="bold")
+            consumers.append(" · ".join(
+                f"{c.name} {_short(c.propagation)}" for c in policy.consumers))
+        self.query_one("#consumers", Static).update(consumers)
+
+
+def _short(delta: Any) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 86400:
+        return f"{seconds // 86400} d"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min"

@@ -1,0 +1,51 @@
+"""Officers: who may approve, since when, their card fingerprint words, their last approval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label, Static
+
+from console.ledger.display import escape_for_display
+from console.tui.screens._base import ConsoleScreen
+
+
+class OfficersScreen(ConsoleScreen):
+    def compose_body(self) -> ComposeResult:
+        with Vertical(classes="pane", id="officers-pane"):
+            yield Label("Officers", classes="pane-title", id="officers-title")
+            yield DataTable(id="officers", cursor_type="row")
+        yield Static(Text("Enrolling or revoking an officer is a ceremony: choose officer-change "
+                          "on the Ceremony screen (c).", style="dim"), id="officers-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#officers", DataTable).add_columns(
+            "officer", "status", "enrolled (UTC)", "last approval", "fingerprint words")
+        super().on_mount()
+
+    def refresh_data(self) -> None:
+        self.load("officers", self.backend.officers, "Reading officers from the ledger")
+
+    def show_officers(self, rows: list[dict[str, Any]]) -> None:
+        table = self.query_one("#officers", DataTable)
+        table.clear()
+        for row in rows:
+            status = str(row.get("status", ""))
+            mark = "✓ " if status == "active" else "✗ "
+            table.add_row(
+                Text(escape_for_display(str(row.get("name", "")))),
+                mark + status,
+                _short(row.get("enrolled_at")),
+                _short(row.get("last_approval")),
+                Text(escape_for_display(str(row.get("fingerprint", "")))),
+            )
+        m_n = self.backend.quorum_for("routine")
+        self.query_one("#officers-title", Label).update(
+            f"Officers · routine quorum {m_n[0]} of {m_n[1]}")
+
+
+def _short(value: Any) -> str:
+    return str(value)[:16].replace("T", " ") if value else "—"

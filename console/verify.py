@@ -1,0 +1,96 @@
+"""Offline verification of what the console hands out: signed JWKS bundles and audit packs.
+
+This is the auditor's and the gateway operator's entry point. It imports no HSM code, no UI
+code and no SQLite: only the pure verifiers in `console.exports.verify_bundle` and
+`console.ledger.pack` (each standard-based, so outsiders can re-implement them: JWS, RFC 7517,
+RFC 9162, C2SP signed-note, RFC 8785). Verification raises; it never returns a bool.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from pathlib import Path
+
+from console.clock import format_time, wall_clock
+from console.errors import VerificationError
+from console.exports.verify_bundle import (
+    VerifiedBundle,
+    bundle_digest,
+    verify_bundle,
+    verify_jws,
+)
+from console.ledger.pack import AuditReport, verify_audit_pack
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+__all__ = [
+    "AuditReport",
+    "VerifiedBundle",
+    "bundle_digest",
+    "verify_audit_dir",
+    "verify_audit_pack",
+    "verify_bundle",
+    "verify_bundle_files",
+    "verify_jws",
+]
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise VerificationError(f"cannot read {what} {path}: {e.strerror}", "check the path") \
+            from e
+    if len(data) > MAX_FILE_BYTES:
+        raise VerificationError(f"{what} {path} is larger than {MAX_FILE_BYTES} bytes",
+                                "give the right file")
+    return data
+
+
+def verify_bundle_files(bundle: Path, *, trust: Path, previous: Path | None = None,
+                        now: datetime | None = None) -> str:
+    """Verify `jwks.jwt` against the pinned bundle-signing key (and its predecessor).
+
+    Raises:
+        VerificationError: naming the failed check.
+    """
+    token = _read(bundle, "bundle")
+    try:
+        trusted = json.loads(_read(trust, "trusted key"))
+    except ValueError as e:
+        raise VerificationError(f"{trust} is not a JWK (JSON)", "give the pinned "
+                                "bundle-signing-key.jwk") from e
+    if not isinstance(trusted, dict):
+        raise VerificationError(f"{trust} is not a JWK object", "give bundle-signing-key.jwk")
+    before = _read(previous, "previous bundle") if previous is not None else None
+    when = now or wall_clock()
+    verified = verify_bundle(token, trust=trusted, previous=before, now=when)
+    return (f"✓ bundle #{verified.seq} of {verified.keyset} ({verified.issuer}) verifies as of "
+            f"{format_time(when)}: {len(verified.keys)} keys, signed by {verified.signer_kid}, "
+            f"valid until {format_time(verified.expires_at)}, sha256 {verified.sha256}")
+
+
+def verify_audit_dir(directory: Path, *, expect_checkpoint: Path | None = None) -> str:
+    """Verify an audit pack folder (and its consistency with a checkpoint an officer kept).
+
+    Raises:
+        LedgerTamperedError / VerificationError: naming the first bad line.
+    """
+    expected = (_read(expect_checkpoint, "checkpoint").decode("utf-8", "replace")
+                if expect_checkpoint is not None else None)
+    report = verify_audit_pack(directory, expect_checkpoint=expected)
+    lines = [
+        f"✓ audit pack of {report.origin} verifies: {report.size} entries cosigned by "
+        f"{', '.join(sorted(report.signers))}, root {base64.b64encode(report.root).decode()}",
+        f"  officers: {', '.join(report.officers)}; earlier checkpoints consistent: "
+        f"{', '.join(map(str, report.earlier_checkpoints)) or 'none'}",
+    ]
+    if report.expected_checkpoint_size is not None:
+        lines.append(f"  consistent with the expected checkpoint at size "
+                     f"{report.expected_checkpoint_size}")
+    if report.pending:
+        lines.append(f"  {report.pending} later entries are pending (not yet cosigned)")
+    return "\n".join(lines)

@@ -1,0 +1,193 @@
+"""Benchmark: our HSM layer against bare python-pkcs11 on the same token, in the same run.
+
+Run by hand: `python -m tests.bench.bench_hsm [--signs 1000] [--no-network]`. For each JWS
+algorithm it times key generation and N signatures through `console.hsm.Hsm` and through
+python-pkcs11 directly (same session kind, same mechanisms, key handle found once), first
+locally and then via `p11-kit server`, and prints the overhead ratio (goal: <= 1.10 for
+signing). Key generation ratios are indicative only: RSA prime search time varies a lot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+GOAL = 1.10
+ALGS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
+
+
+def _setup_env() -> Path:
+    base = Path(tempfile.mkdtemp(prefix="bench-hsm-"))
+    from tests.softhsm import write_softhsm_conf
+
+    os.environ["SOFTHSM2_CONF"] = str(write_softhsm_conf(base / "softhsm"))
+    return base
+
+
+def _bare_sign(priv: Any, alg: str, offered: frozenset[int]) -> Callable[[bytes], bytes]:
+    from pkcs11 import MGF, Mechanism
+
+    pss = (Mechanism.SHA256, MGF.SHA256, 32)
+    if alg == "RS256":
+        return lambda d: bytes(priv.sign(d, mechanism=Mechanism.SHA256_RSA_PKCS))
+    if alg == "PS256":
+        if Mechanism.SHA256_RSA_PKCS_PSS in offered:
+            return lambda d: bytes(
+                priv.sign(d, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=pss)
+            )
+        return lambda d: bytes(
+            priv.sign(
+                hashlib.sha256(d).digest(), mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=pss
+            )
+        )
+    if alg == "ES256":
+        return lambda d: bytes(priv.sign(hashlib.sha256(d).digest(), mechanism=Mechanism.ECDSA))
+    if alg == "ES384":
+        return lambda d: bytes(priv.sign(hashlib.sha384(d).digest(), mechanism=Mechanism.ECDSA))
+    return lambda d: bytes(priv.sign(d, mechanism=Mechanism.EDDSA))
+
+
+def _bare_keygen(session: Any, alg: str, label: str) -> None:
+    from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
+
+    caps = MechanismFlag.SIGN | MechanismFlag.VERIFY
+    priv_t = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}
+    kw: dict[str, Any] = {
+        "store": True,
+        "label": label,
+        "id": os.urandom(16),
+        "capabilities": caps,
+        "private_template": priv_t,
+    }
+    if alg in ("RS256", "PS256"):
+        session.generate_keypair(KeyType.RSA, 2048, **kw)
+    elif alg == "EdDSA":
+        session.generate_keypair(
+            KeyType.EC_EDWARDS,
+            mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
+            public_template={Attribute.EC_PARAMS: bytes.fromhex("06032b6570")},
+            **kw,
+        )
+    else:
+        oid = "06082a8648ce3d030107" if alg == "ES256" else "06052b81040022"
+        session.generate_keypair(
+            KeyType.EC, public_template={Attribute.EC_PARAMS: bytes.fromhex(oid)}, **kw
+        )
+
+
+def _time(fn: Callable[[], object], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return time.perf_counter() - start
+
+
+def run(module: str, label: str, pin: str, signs: int, where: str, keygens: int) -> list[float]:
+    """Print one table; return the signing ratios."""
+    from pkcs11 import Attribute, ObjectClass
+
+    from console.hsm import Hsm
+    from console.hsm._pkcs11 import Modules
+
+    hsm = Hsm.open(module, token_label=label)
+    hsm.login(pin.encode())
+    # The same loaded module object (python-pkcs11 caches per path; a second C_Initialize of
+    # the same file fails), and an anonymous session: the token is logged in for the process.
+    lib: Any = Modules.load(module)
+    token = lib.get_token(token_label=label)
+    bare = token.open(rw=True)
+    offered = frozenset(token.slot.get_mechanisms())
+    support = hsm.mechanisms()
+    ratios: list[float] = []
+    print(f"\n== {where}: {signs} signatures per algorithm, {keygens} key generations ==")
+    print(
+        f"{'alg':6} {'ours sign s':>11} {'bare sign s':>11} {'ratio':>6}   "
+        f"{'ours keygen ms':>14} {'bare keygen ms':>14}"
+    )
+    for alg in ALGS:
+        if not support[alg].available:  # type: ignore[index]
+            print(f"{alg:6} skipped: {support[alg].note}")  # type: ignore[index]
+            continue
+        ours_gen, bare_gen = [], []
+        key = None
+        for i in range(keygens):
+            t = time.perf_counter()
+            key = hsm.generate_keypair(
+                alg, label=f"b-{where}-{alg}-{i}", rsa_bits=2048 if alg[0] in "RP" else None
+            )
+            ours_gen.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _bare_keygen(bare, alg, f"bare-{where}-{alg}-{i}")
+            bare_gen.append(time.perf_counter() - t)
+        assert key is not None
+        (priv,) = list(
+            bare.get_objects({Attribute.ID: key.cka_id, Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+        )
+        bare_fn = _bare_sign(priv, alg, offered)
+        data = b"header.payload"
+        hsm.sign(key.cka_id, alg, data)  # warm the handle cache, as a ceremony would
+        # Interleave rounds so that drift (CPU frequency, other load) hits both sides.
+        ours_t = bare_t = 0.0
+        rounds = 5
+        ours_fn = partial(hsm.sign, key.cka_id, alg, data)
+        bare_one = partial(bare_fn, data)
+        for _ in range(rounds):
+            ours_t += _time(ours_fn, signs // rounds)
+            bare_t += _time(bare_one, signs // rounds)
+        ratio = ours_t / bare_t
+        ratios.append(ratio)
+        print(
+            f"{alg:6} {ours_t:11.3f} {bare_t:11.3f} {ratio:6.3f}   "
+            f"{1000 * statistics.median(ours_gen):14.1f} "
+            f"{1000 * statistics.median(bare_gen):14.1f}"
+        )
+    bare.close()
+    hsm.close()
+    print(f"worst signing overhead ratio {max(ratios):.3f} (goal <= {GOAL})")
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--signs", type=int, default=1000)
+    parser.add_argument("--keygens", type=int, default=3)
+    parser.add_argument("--no-network", action="store_true")
+    args = parser.parse_args(argv)
+
+    base = _setup_env()
+    from tests.softhsm import P11KitServer, make_token
+
+    conf = Path(os.environ["SOFTHSM2_CONF"])
+    local = make_token(base / "softhsm", "bench-local", conf=conf)
+    net = make_token(base / "softhsm", "bench-net", conf=conf)  # both before any load
+    ratios = run(local.module, local.label, local.user_pin, args.signs, "local", args.keygens)
+    if not args.no_network:
+        server = P11KitServer(net, base / "p11")
+        server.start()
+        os.environ["P11_KIT_SERVER_ADDRESS"] = server.address
+        try:
+            assert server.client_module is not None
+            ratios += run(
+                server.client_module, net.label, net.user_pin, args.signs, "p11-kit", args.keygens
+            )
+        finally:
+            server.stop()
+    worst = max(ratios)
+    print(
+        f"\noverall worst signing overhead ratio {worst:.3f} (goal <= {GOAL}): "
+        f"{'OK' if worst <= GOAL else 'ABOVE GOAL'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

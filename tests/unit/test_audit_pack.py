@@ -1,0 +1,114 @@
+"""Audit pack: export, offline verification, sha256sum -c, and import hygiene of the verifier."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from console.errors import ExportError, LedgerTamperedError
+from console.ledger import Ledger, export_audit_pack, verify_audit_pack
+from console.ledger.officers import replay_officers
+from tests.unit.test_ledger_support import ORIGIN, T0, checkpoint_now, fill, new_ledger
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    led = new_ledger(tmp_path)
+    fill(led, 40)
+    checkpoint_now(led, "alice", "bob")
+    led.append("officer.revoked", {"name": "carol", "reason": "left"}, time=T0, actor="alice")
+    fill(led, 25)
+    checkpoint_now(led, "alice")
+    fill(led, 3)
+    yield led  # type: ignore[misc]
+    led.close()
+
+
+def test_export_then_verify(ledger: Ledger, tmp_path: Path) -> None:
+    pack = export_audit_pack(ledger, tmp_path / "pack")
+    report = verify_audit_pack(pack)
+    covered = ledger.checkpoint_entries()[-1].seq
+    assert report.origin == ORIGIN and report.size == covered
+    assert report.root == ledger.root(covered)
+    assert report.pending == ledger.size - covered == 4
+    assert report.signers == {"alice"} and report.earlier_checkpoints == (44,)
+    assert report.officers == ("alice", "bob", "carol")
+    assert len((pack / "entries.jsonl").read_bytes().splitlines()) == covered
+    officers = json.loads((pack / "officers.json").read_text())["officers"]
+    assert [(o["name"], o["status"]) for o in officers] == [
+        ("alice", "active"), ("bob", "active"), ("carol", "revoked")]
+    assert officers[0]["ed25519"]["kty"] == "OKP" and officers[0]["verifier_key"].startswith("alice+")
+    out = subprocess.run(["sha256sum", "-c", "--strict", "MANIFEST.sha256"], cwd=pack,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (pack / "proofs" / f"consistency-44-{covered}.txt").is_file()
+
+
+def test_export_never_overwrites(ledger: Ledger, tmp_path: Path) -> None:
+    (tmp_path / "pack").mkdir()
+    with pytest.raises(ExportError, match="already exists"):
+        export_audit_pack(ledger, tmp_path / "pack")
+
+
+def test_export_refuses_disagreeing_officers(ledger: Ledger, tmp_path: Path) -> None:
+    officers = replay_officers(ledger.entries_of_type("officer.enrolled", "officer.revoked"))
+    export_audit_pack(ledger, tmp_path / "ok", officers)
+    with pytest.raises(ExportError, match="officers"):
+        export_audit_pack(ledger, tmp_path / "bad", officers[:2])
+
+
+def test_expect_checkpoint(ledger: Ledger, tmp_path: Path) -> None:
+    first = ledger.checkpoint_entries()[0].data["note"]
+    pack = export_audit_pack(ledger, tmp_path / "pack")
+    assert verify_audit_pack(pack, expect_checkpoint=first).expected_checkpoint_size == 44
+    other = tmp_path / "other"
+    other.mkdir()
+    foreign = new_ledger(other)
+    fill(foreign, 50, minutes=5)
+    rewritten = checkpoint_now(foreign, "alice", minutes=5)
+    fill(foreign, 100, minutes=5)
+    newer = checkpoint_now(foreign, "alice", minutes=5)
+    foreign.close()
+    with pytest.raises(LedgerTamperedError, match="rewritten"):
+        verify_audit_pack(pack, expect_checkpoint=rewritten)
+    with pytest.raises(LedgerTamperedError, match="older ledger"):
+        verify_audit_pack(pack, expect_checkpoint=newer)
+
+
+def test_first_bad_line_is_named(ledger: Ledger, tmp_path: Path) -> None:
+    pack = export_audit_pack(ledger, tmp_path / "pack")
+    lines = (pack / "entries.jsonl").read_bytes().splitlines(keepends=True)
+    lines[17] = lines[17].replace(b'"n":', b'"n" :')
+    (pack / "entries.jsonl").write_bytes(b"".join(lines))
+    with pytest.raises(LedgerTamperedError, match=r"entries.jsonl line 18 \(seq 17\)"):
+        verify_audit_pack(pack)
+
+
+def test_edited_officers_json_is_refused(ledger: Ledger, tmp_path: Path) -> None:
+    pack = export_audit_pack(ledger, tmp_path / "pack")
+    text = (pack / "officers.json").read_text().replace('"revoked"', '"active"')
+    (pack / "officers.json").write_text(text)
+    with pytest.raises(LedgerTamperedError, match="officers.json"):
+        verify_audit_pack(pack)
+
+
+def test_extra_file_is_refused(ledger: Ledger, tmp_path: Path) -> None:
+    pack = export_audit_pack(ledger, tmp_path / "pack")
+    shutil.copy(pack / "checkpoint", pack / "proofs" / "notes.txt")
+    with pytest.raises(LedgerTamperedError, match="notes.txt"):
+        verify_audit_pack(pack)
+
+
+def test_verifier_imports_no_sqlite_tooling_hsm_or_ui() -> None:
+    code = (
+        "import sys, console.ledger.pack, console.ledger as L; L.verify_audit_pack;"
+        "bad = [m for m in ('sqlite_utils', 'sqlite3', 'console.hsm', 'pkcs11', 'textual', 'rich')"
+        " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
