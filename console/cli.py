@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--workspace", metavar="DIR", default=argparse.SUPPRESS,
         help="workspace folder (default: $CEREMONY_WORKSPACE or .)",
@@ -513,14 +513,24 @@ def _officer_revoke(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from console.hsm.doctor import diagnose, render_text
+    import dataclasses
 
-    report = diagnose(args.module or None)
+    from console.clock import wall_clock
+    from console.hsm.doctor import diagnose, render_text
+    from console.workspace import CEREMONY_TOML, locate
+
+    root = locate(_workspace_arg(args))
+    if (root / CEREMONY_TOML).is_file():
+        # A workspace with its own SoftHSM2 token: look at that token.
+        ws = _open(args)
+        ws.prepare_module_environment()
+        ws.close()
+    report = diagnose(args.module or None, now=wall_clock())
     if args.json:
-        _print_json(report.to_json())
+        print(json.dumps(dataclasses.asdict(report), indent=2, default=str, ensure_ascii=False))
     else:
         print(render_text(report))
-    return ExitCode.OK if report.usable else ExitCode.FAILED
+    return ExitCode.OK if report.healthy else ExitCode.FAILED
 
 
 def _transcript(args: argparse.Namespace) -> int:

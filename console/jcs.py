@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from console.errors import EntryRejectedError
@@ -19,7 +19,10 @@ from console.errors import EntryRejectedError
 MAX_DEPTH = 32
 """Deepest nesting accepted; deeper values are refused rather than recursed into."""
 
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPES = {
+    '"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+    "\t": "\\t",
+}
 
 
 def canonicalize(value: Any, *, allow_floats: bool = False) -> bytes:

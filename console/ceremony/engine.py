@@ -11,6 +11,7 @@ adopting an HSM object that does not match the intent or fails its audit.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from console.ceremony.journal import EntryLike, PlanRecord
 from console.ceremony.planner import BUNDLE_KEYSET, jwks_keys, pin_threshold
@@ -45,6 +48,18 @@ from console.quorum.cards import UnlockedCard
 from console.quorum.pin_gate import new_pin, read_sealed_pin, seal_pin
 
 BUNDLE_SIGNING_KEY_FILE = "bundle-signing-key.jwk"
+CRASH_VARIABLE = "CEREMONY_UNSAFE_CRASH_AT"
+"""Rehearsal-only fault injection for crash tests: `<point>:<step>` with point `intent` (intent
+recorded, HSM/file work not started), `effect` (work done, result not recorded) or `done`
+(result recorded). The process kills itself with SIGKILL there, as a power cut would."""
+
+
+def _crash_point(rehearsal: bool, point: str, step: int) -> None:
+    wanted = os.environ.get(CRASH_VARIABLE)
+    if wanted and rehearsal and wanted == f"{point}:{step}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -84,10 +99,7 @@ class CeremonyRun:
             started = _time.monotonic()
             self.progress.step(StepEvent(n, total, action["action"], description, "started"))
             try:
-                if n in self.record.intents:
-                    detail = self._recover(action)
-                else:
-                    detail = self._step(action)
+                detail = self._recover(action) if n in self.record.intents else self._step(action)
             except ConsoleError as error:
                 self._append("ceremony.step.failed", {
                     "plan_id": self.record.plan_id, "step": n, "action": action["action"],
@@ -97,6 +109,7 @@ class CeremonyRun:
                                              error.user_message(),
                                              _time.monotonic() - started))
                 raise
+            _crash_point(self.ws.rehearsal, "done", n)
             self.progress.step(StepEvent(n, total, action["action"], description, "done",
                                          detail, _time.monotonic() - started))
         self._complete()
@@ -157,8 +170,11 @@ class CeremonyRun:
             "plan_id": self.record.plan_id, "step": int(action["n"]),
             "action": action["action"], **extra,
         })
+        _crash_point(self.ws.rehearsal, "intent", int(action["n"]))
 
     def _done(self, action: dict[str, Any], **extra: Any) -> tuple[str, dict[str, Any]]:
+        # Called just before the result is written: the step's effect has happened.
+        _crash_point(self.ws.rehearsal, "effect", int(action["n"]))
         return ("ceremony.step.done", {"plan_id": self.record.plan_id, "step": int(action["n"]),
                                        "action": action["action"], **extra})
 
@@ -462,7 +478,10 @@ class CeremonyRun:
         registry = OfficerRegistry.from_entries(
             e for e in self.entries if e.type.startswith("officer."))
         names = [str(n) for n in action["officers"]]
-        recipients = [(n, registry.require_active(n).x25519_key()) for n in names]
+        recipients = [
+            (n, X25519PublicKey.from_public_bytes(registry.require_active(n).x25519_public))
+            for n in names
+        ]
         threshold = pin_threshold(self.ws.config, len(recipients))
         fresh = new_pin()
         sealed = seal_pin(fresh, recipients, threshold, now=self.clock(),
@@ -501,10 +520,9 @@ class CeremonyRun:
             fresh = open_pin(sealed, self.officers)
         except ConsoleError:
             fresh = b""
-        try:
+        # PinIncorrect: the old PIN no longer works, so C_SetPIN happened before the crash.
+        with contextlib.suppress(PinIncorrectError):
             self.hsm.set_pin(self.pin, fresh)
-        except PinIncorrectError:
-            pass  # the old PIN no longer works: C_SetPIN happened before the crash
         return self._finish_resplit(action, pending, sealed)
 
     def _do_note(self, action: dict[str, Any]) -> str:

@@ -91,7 +91,7 @@ def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
             findings.append(Finding(
                 "orphan", cka_id, label, None,
                 f"made by interrupted plan {plan_id} step {intent.get('step')}",
-                f"run `ceremony resume` to audit and adopt it, or `ceremony resume --abort`"))
+                "run `ceremony resume` to audit and adopt it, or `ceremony resume --abort`"))
         else:
             findings.append(Finding(
                 "unknown", cka_id, label, None,

@@ -222,7 +222,8 @@ def _step(raw: Any, index: int, where: _Locator) -> Step:
 
 def _parameters(raw: Any, where: _Locator) -> tuple[Parameter, ...]:
     if not isinstance(raw, dict):
-        raise ScriptError(f"{where.source}: [parameters] must be a table", "see the shipped scripts")
+        raise ScriptError(f"{where.source}: [parameters] must be a table",
+                          "see the shipped scripts")
     out = []
     for name, spec in raw.items():
         if not isinstance(spec, dict):

@@ -315,7 +315,8 @@ def _run(ws: Any, plan_id: str, officers: Sequence[UnlockedCard], pin: bytes, no
     requested = now if ws.rehearsal else None
 
     def clock() -> datetime:
-        return ws.now(requested)
+        when: datetime = ws.now(requested)
+        return when
 
     run = CeremonyRun(ws=ws, hsm=ws.hsm(), record=record, officers=list(officers), clock=clock,
                       progress=progress or NullProgress(), pin=pin)
@@ -415,13 +416,16 @@ def write_transcript_again(ws: Any, plan_id: str) -> list[Path]:
     transcript = build_transcript(record, entries)
     ws.transcripts_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for suffix, text in ((".md", transcript.markdown), (".html", transcript.html)):
-        path = ws.transcripts_dir / f"{transcript.name}{suffix}"
+    files = [(f"{transcript.name}.md", transcript.markdown),
+             (f"{transcript.name}.html", transcript.html), *transcript.images]
+    for name, text in files:
+        path = ws.transcripts_dir / name
         if not path.exists():
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, path)
-        paths.append(path)
+        if name.endswith((".md", ".html")):
+            paths.append(path)
     return paths
 
 

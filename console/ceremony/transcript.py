@@ -24,6 +24,7 @@ class Transcript:
     markdown: str
     html: str
     name: str  # file stem, e.g. 2027-01-15-quarterly-rotation-7f3a19c2
+    images: tuple[tuple[str, str], ...] = ()  # (file name, SVG text) the Markdown links to
 
 
 def _md(text: object) -> str:
@@ -56,7 +57,11 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
     stem = (
         f"{format_time(record.planned_at)[:10]}-{plan['script']['name']}-{record.plan_id}"
     )
-    leaves = [e for e in entries if e.ceremony == record.plan_id]
+    mine = [e.seq for e in entries if e.ceremony == record.plan_id]
+    first, last = (min(mine), max(mine)) if mine else (0, -1)
+    # The closing checkpoint is recorded by the ledger itself, without a ceremony id.
+    leaves = [e for e in entries if e.ceremony == record.plan_id or (
+        e.type == "checkpoint.signed" and first <= e.seq <= last)]
     bundles = [e for e in leaves if e.type == "bundle.exported"]
     checkpoints = [e for e in leaves if e.type == "checkpoint.signed"]
     qr_items: list[tuple[str, str]] = [("Plan digest", f"plan-sha256:{record.digest}")]
@@ -80,9 +85,14 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
         f"- Plan digest (SHA-256 of the JCS plan): `{record.digest}`",
         f"- Outcome: {state}",
         "",
-        "## Approvals",
+        "## Plan",
         "",
     ]
+    for action in plan["actions"]:
+        md.append(f"{action['n']}. {_md(action.get('description', action['action']))}")
+        if action.get("why") and action["action"] != "generate":
+            md.append(f"   — {_md(action['why'])}")
+    md += ["", "## Approvals", ""]
     for approval in record.approvals:
         md.append(f"- {_md(approval['officer'])}: signature `{approval['signature'][:24]}…`")
     md += ["", "## Steps", "", "| seq | time (UTC) | actor | entry | details |",
@@ -93,10 +103,16 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
             f"{_md(_summary(e))} |"
         )
     if closing_note:
-        md += ["", "## Closing checkpoint", "", "```", _inert(str(closing_note)).rstrip(), "```"]
+        md += ["", "## Closing checkpoint", "", "```"]
+        md += [_inert(line) for line in str(closing_note).splitlines()]
+        md.append("```")
     md += ["", "## QR codes", ""]
-    for title, payload in qr_items:
-        md.append(f"- {_md(title)}: `{_inert(payload.splitlines()[0])}`")
+    images: list[tuple[str, str]] = []
+    for index, (title, payload) in enumerate(qr_items, start=1):
+        image = f"{stem}-qr{index}.svg"
+        images.append((image, qr_svg(payload)))
+        md.append(f"- {_md(title)}: `{_inert(payload.splitlines()[0])}`  ")
+        md.append(f"  ![QR code: {_md(title)}]({image})")
     md.append("")
 
     body: list[str] = [
@@ -131,7 +147,8 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
     for title, payload in qr_items:
         body.append(f'<div class="qr">{qr_svg(payload)}<br>{_h(title)}</div>')
     body.append("</body></html>\n")
-    return Transcript(markdown="\n".join(md), html="\n".join(body), name=stem)
+    return Transcript(markdown="\n".join(md), html="\n".join(body), name=stem,
+                      images=tuple(images))
 
 
 def transcript_digest(transcript: Transcript) -> str:

@@ -216,8 +216,9 @@ class Backend:
             if not folder.is_absolute():
                 folder = self.ws.root / folder
             files = tuple(
-                BundleFile(p.name, p.stat().st_size, destination_of(p.name))
-                for p in sorted(folder.iterdir()) if p.is_file()
+                BundleFile(p.relative_to(folder).as_posix(), p.stat().st_size,
+                           destination_of(p.name))
+                for p in sorted(folder.rglob("*")) if p.is_file()
             ) if folder.is_dir() else ()
             verified: bool | None = None
             problem = ""
@@ -236,8 +237,9 @@ class Backend:
                     verified, problem = False, e.message
                 previous[keyset] = token
             kids = tuple(str(k) for k in data.get("kids", ()))
+            shown = Path(str(data.get("path", ""))) if data.get("path") else folder
             rows.append(BundleRow(keyset, seq, entry.time, kids, str(data.get("sha256", "")),
-                                  folder, verified, problem, files))
+                                  shown, verified, problem, files))
         rows.reverse()
         return rows
 

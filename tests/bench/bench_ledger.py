@@ -11,31 +11,44 @@ import argparse
 import subprocess
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from console.ledger import Ledger, export_audit_pack, verify_audit_pack
 from tests.unit.test_ledger_support import T0, checkpoint_now, new_ledger
 
+Row = tuple[str, dict[str, object], datetime, str, str | None]
 
-def batches(total: int, size: int, offset: int) -> list[list[tuple[str, dict[str, object], object, str, str | None]]]:
-    out = []
+
+def batches(total: int, size: int, offset: int, base: datetime) -> list[list[Row]]:
+    out: list[list[Row]] = []
     for start in range(0, total, size):
-        out.append([
-            ("key.state_changed",
-             {"keyset": "api-prod", "kid": f"kid-{offset + i:08d}", "from": "published",
-              "to": "active", "reason": "scheduled rotation"},
-             T0 + timedelta(days=60 if offset + i >= 1 else 0, seconds=(offset + i) // 100), "console", "bench")
-            for i in range(start, min(start + size, total))
-        ])
+        out.append(
+            [
+                (
+                    "key.state_changed",
+                    {
+                        "keyset": "api-prod",
+                        "kid": f"kid-{offset + i:08d}",
+                        "from": "published",
+                        "to": "active",
+                        "reason": "scheduled rotation",
+                    },
+                    base + timedelta(seconds=(offset + i) // 100),
+                    "console",
+                    "bench",
+                )
+                for i in range(start, min(start + size, total))
+            ]
+        )
     return out
 
 
-def fill_to(ledger: Ledger, total: int, batch: int) -> float:
+def fill_to(ledger: Ledger, total: int, batch: int, base: datetime) -> float:
     start = time.perf_counter()
     done = ledger.size
-    for chunk in batches(total - done, batch, done):
-        ledger.append_many(chunk)  # type: ignore[arg-type]
+    for chunk in batches(total - done, batch, done, base):
+        ledger.append_many(chunk)
     return time.perf_counter() - start
 
 
@@ -49,15 +62,17 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(tmp)
         ledger = new_ledger(folder)
         n = args.appends
-        elapsed = fill_to(ledger, n, args.batch)
-        print(f"append: {n} entries in {elapsed:.2f} s = {n / elapsed:,.0f} entries/s "
-              f"(batches of {args.batch})")
+        elapsed = fill_to(ledger, n, args.batch, T0)
+        print(
+            f"append: {n} entries in {elapsed:.2f} s = {n / elapsed:,.0f} entries/s "
+            f"(batches of {args.batch})"
+        )
         start = time.perf_counter()
         for i in range(1000):
-            ledger.append("note", {"i": i}, time=T0 + timedelta(days=59), actor="console")
+            ledger.append("note", {"i": i}, time=T0 + timedelta(days=30), actor="console")
         single = time.perf_counter() - start
         print(f"append: 1000 single-entry transactions = {1000 / single:,.0f} entries/s")
-        fill_to(ledger, args.pack, 10_000)
+        fill_to(ledger, args.pack, 10_000, T0 + timedelta(days=60))
         checkpoint_now(ledger, minutes=60 * 24 * 200)
         start = time.perf_counter()
         pack = export_audit_pack(ledger, folder / "pack")
@@ -67,16 +82,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"verify_tree: {time.perf_counter() - start:.2f} s")
         ledger.close()
         start = time.perf_counter()
-        subprocess.run(["sha256sum", str(pack / "entries.jsonl")], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["sha256sum", str(pack / "entries.jsonl")], check=True, stdout=subprocess.DEVNULL
+        )
         baseline = time.perf_counter() - start
         start = time.perf_counter()
         report = verify_audit_pack(pack)
         verify = time.perf_counter() - start
         size_mb = (pack / "entries.jsonl").stat().st_size / 1e6
         print(f"sha256sum entries.jsonl ({size_mb:.0f} MB): {baseline:.2f} s")
-        print(f"verify_audit_pack ({report.size} entries): {verify:.2f} s = "
-              f"{verify / baseline:.1f}x sha256sum (goal <= 5x)")
+        print(
+            f"verify_audit_pack ({report.size} entries): {verify:.2f} s = "
+            f"{verify / baseline:.1f}x sha256sum (goal <= 5x)"
+        )
 
 
 if __name__ == "__main__":

@@ -114,11 +114,24 @@ def _rebuild_nodes(db: Path) -> list[tuple[str, tuple[object, ...]]]:
 
 def db_mutation(b: Built, work: Path, rng: random.Random) -> str:
     db, cp = work / "ledger.sqlite", work / ".checkpoint"
-    kind = rng.choice([
-        "file-bitflip", "raw-bitflip", "raw-bitflip-rehash", "rewrite-covered", "delete",
-        "insert", "duplicate", "reorder", "truncate", "node", "forged-checkpoint",
-        "missing-checkpoint", "older-db", "drop-trigger",
-    ])
+    kind = rng.choice(
+        [
+            "file-bitflip",
+            "raw-bitflip",
+            "raw-bitflip-rehash",
+            "rewrite-covered",
+            "delete",
+            "insert",
+            "duplicate",
+            "reorder",
+            "truncate",
+            "node",
+            "forged-checkpoint",
+            "missing-checkpoint",
+            "older-db",
+            "drop-trigger",
+        ]
+    )
     seq = rng.randrange(b.size)
     covered_seq = rng.randrange(b.covered)
     if kind == "file-bitflip":
@@ -133,8 +146,13 @@ def db_mutation(b: Built, work: Path, rng: random.Random) -> str:
         _sql(db, ("UPDATE entries SET raw = ? WHERE seq = ?", (_flip(_raw(db, seq), rng), seq)))
     elif kind == "raw-bitflip-rehash":
         new = _flip(_raw(db, seq), rng)
-        _sql(db, ("UPDATE entries SET raw = ?, leaf_hash = ? WHERE seq = ?",
-                  (new, merkle.leaf_hash(new), seq)))
+        _sql(
+            db,
+            (
+                "UPDATE entries SET raw = ?, leaf_hash = ? WHERE seq = ?",
+                (new, merkle.leaf_hash(new), seq),
+            ),
+        )
     elif kind == "rewrite-covered":
         # A careful forger: valid canonical entry, every hash recomputed; only the checkpoint
         # outside the database can tell.
@@ -148,17 +166,36 @@ def db_mutation(b: Built, work: Path, rng: random.Random) -> str:
         _sql(db, ("DELETE FROM entries WHERE seq = ?", (seq,)))
     elif kind == "insert":
         raw = encode_entry(b.size, "note", {"forged": True}, time=T0, actor="mallory")
-        _sql(db, ("INSERT INTO entries VALUES (?, ?, ?, 'note', NULL, ?)",
-                  (b.size + rng.randrange(1, 3), raw, merkle.leaf_hash(raw), "2027-01-15T10:00:00Z")))
+        _sql(
+            db,
+            (
+                "INSERT INTO entries VALUES (?, ?, ?, 'note', NULL, ?)",
+                (b.size + rng.randrange(1, 3), raw, merkle.leaf_hash(raw), "2027-01-15T10:00:00Z"),
+            ),
+        )
     elif kind == "duplicate":
         raw = _raw(db, seq)
-        _sql(db, ("INSERT INTO entries VALUES (?, ?, ?, 'note', NULL, '2027-01-15T10:00:00Z')",
-                  (b.size, raw, merkle.leaf_hash(raw))))
+        _sql(
+            db,
+            (
+                "INSERT INTO entries VALUES (?, ?, ?, 'note', NULL, '2027-01-15T10:00:00Z')",
+                (b.size, raw, merkle.leaf_hash(raw)),
+            ),
+        )
     elif kind == "reorder":
         other = (seq + rng.randrange(1, b.size)) % b.size
         a, c = _raw(db, seq), _raw(db, other)
-        _sql(db, ("UPDATE entries SET raw = ?, leaf_hash = ? WHERE seq = ?", (c, merkle.leaf_hash(c), seq)),
-             ("UPDATE entries SET raw = ?, leaf_hash = ? WHERE seq = ?", (a, merkle.leaf_hash(a), other)))
+        _sql(
+            db,
+            (
+                "UPDATE entries SET raw = ?, leaf_hash = ? WHERE seq = ?",
+                (c, merkle.leaf_hash(c), seq),
+            ),
+            (
+                "UPDATE entries SET raw = ?, leaf_hash = ? WHERE seq = ?",
+                (a, merkle.leaf_hash(a), other),
+            ),
+        )
     elif kind == "truncate":
         _sql(db, ("DELETE FROM entries WHERE seq >= ?", (covered_seq,)))
         _sql(db, *_rebuild_nodes(db))
@@ -169,8 +206,13 @@ def db_mutation(b: Built, work: Path, rng: random.Random) -> str:
         if rng.random() < 0.5:
             _sql(db, ("DELETE FROM nodes WHERE level = ? AND idx = ?", (level, idx)))
         else:
-            _sql(db, ("UPDATE nodes SET hash = ? WHERE level = ? AND idx = ?",
-                      (os.urandom(32), level, idx)))
+            _sql(
+                db,
+                (
+                    "UPDATE nodes SET hash = ? WHERE level = ? AND idx = ?",
+                    (os.urandom(32), level, idx),
+                ),
+            )
     elif kind == "forged-checkpoint":
         size = rng.randrange(1, b.size + 5)
         body = f"{_origin(b)}\n{size}\n{base64.b64encode(os.urandom(32)).decode()}\n"
@@ -181,8 +223,10 @@ def db_mutation(b: Built, work: Path, rng: random.Random) -> str:
         shutil.copy(b.old_db, db)
     elif kind == "drop-trigger":
         conn = sqlite3.connect(db, isolation_level=None)
-        conn.execute(f"DROP TRIGGER {rng.choice(['entries', 'nodes', 'meta'])}_no_"
-                     f"{rng.choice(['update', 'delete'])}")
+        conn.execute(
+            f"DROP TRIGGER {rng.choice(['entries', 'nodes', 'meta'])}_no_"
+            f"{rng.choice(['update', 'delete'])}"
+        )
         conn.close()
     return f"{kind} seq={seq} covered_seq={covered_seq}"
 
@@ -236,7 +280,7 @@ def _fix_manifest(pack: Path) -> None:
     (pack / "MANIFEST.sha256").write_text("".join(lines))
 
 
-def _edit_lines(path: Path, edit: Callable[[list[bytes]], None]) -> None:
+def _edit_lines(path: Path, edit: Callable[[list[bytes]], object]) -> None:
     lines = path.read_bytes().splitlines(keepends=True)
     edit(lines)
     path.write_bytes(b"".join(lines))
@@ -245,11 +289,22 @@ def _edit_lines(path: Path, edit: Callable[[list[bytes]], None]) -> None:
 def pack_mutation(b: Built, pack: Path, rng: random.Random) -> str:
     files = sorted(p for p in pack.rglob("*") if p.is_file())
     jsonl = rng.choice([pack / "entries.jsonl", pack / "pending.jsonl"])
-    kind = rng.choice([
-        "bitflip", "bitflip-fixed", "delete-line", "duplicate-line", "swap-lines", "truncate",
-        "insert-line", "forged-checkpoint", "older-checkpoint", "delete-file", "move-line",
-        "edit-officers",
-    ])
+    kind = rng.choice(
+        [
+            "bitflip",
+            "bitflip-fixed",
+            "delete-line",
+            "duplicate-line",
+            "swap-lines",
+            "truncate",
+            "insert-line",
+            "forged-checkpoint",
+            "older-checkpoint",
+            "delete-file",
+            "move-line",
+            "edit-officers",
+        ]
+    )
     fix = kind != "bitflip" and rng.random() < 0.8
     if kind in ("bitflip", "bitflip-fixed"):
         # With the manifest re-hashed, a flip inside an uncovered pending entry that leaves it
@@ -266,15 +321,19 @@ def pack_mutation(b: Built, pack: Path, rng: random.Random) -> str:
         _edit_lines(jsonl, lambda ls: ls.pop(rng.randrange(len(ls) - 1 + last)))
         detail = jsonl.name
     elif kind == "duplicate-line":
+
         def dup(ls: list[bytes]) -> None:
             i = rng.randrange(len(ls))
             ls.insert(i, ls[i])
+
         _edit_lines(jsonl, dup)
         detail = jsonl.name
     elif kind == "swap-lines":
+
         def swap(ls: list[bytes]) -> None:
             i, j = rng.sample(range(len(ls)), 2)
             ls[i], ls[j] = ls[j], ls[i]
+
         _edit_lines(jsonl, swap)
         detail = jsonl.name
     elif kind == "truncate":
@@ -286,9 +345,11 @@ def pack_mutation(b: Built, pack: Path, rng: random.Random) -> str:
         target.write_bytes(data[:cut])
         detail = target.name
     elif kind == "insert-line":
+
         def insert(ls: list[bytes]) -> None:
             i = rng.randrange(len(ls) + 1)
             ls.insert(i, encode_entry(i, "note", {"forged": 1}, time=T0, actor="mallory") + b"\n")
+
         _edit_lines(jsonl, insert)
         detail = jsonl.name
     elif kind == "forged-checkpoint":

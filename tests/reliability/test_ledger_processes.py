@@ -56,7 +56,11 @@ def spawn(code: str, *args: object) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-c", code, *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
 
 
@@ -70,7 +74,7 @@ def test_two_processes_appending_at_once(tmp_path: Path) -> None:
     new_ledger(tmp_path).close()
     children = [spawn(APPENDER, tmp_path, tag, 150, 10.0) for tag in ("w1", "w2")]
     outputs = [c.communicate(timeout=120) for c in children]
-    for child, (out, err) in zip(children, outputs, strict=True):
+    for child, (_, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err
     seqs = [int(x) for out, _ in outputs for x in out.split() if x.isdigit()]
     assert sorted(seqs) == list(range(4, 304))  # every append got its own seq, none lost

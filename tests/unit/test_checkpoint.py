@@ -81,9 +81,10 @@ def test_checkpoint_body_round_trip() -> None:
 
 # --- conformance table ---------------------------------------------------------------------
 
-KEYS = {n: Ed25519PrivateKey.from_private_bytes(hashlib.sha256(n.encode()).digest()) for n in (
-    [f"officer{i}" for i in range(20)] + ["stranger"]
-)}
+KEYS = {
+    n: Ed25519PrivateKey.from_private_bytes(hashlib.sha256(n.encode()).digest())
+    for n in ([f"officer{i}" for i in range(20)] + ["stranger"])
+}
 BODY = cp.checkpoint_body(ORIGIN, 9, ROOT)
 
 
@@ -122,51 +123,123 @@ def wrong_key_id(note: str) -> str:
 
 
 CASES = [
-    Case("one known signer verifies", lambda: signed("officer1"), ("officer1",),
-         signers=frozenset({"officer1"})),
-    Case("unknown key only is rejected", lambda: signed("stranger"), ("officer1",),
-         error="not signed by any known key"),
-    Case("unknown key is ignored next to a known one", lambda: signed("stranger", "officer1"),
-         ("officer1",), signers=frozenset({"officer1"})),
-    Case("known key with bad signature is rejected", lambda: forged_sig(signed("officer1")),
-         ("officer1",), error="does not verify"),
-    Case("bad known signature rejects even with a good one",
-         lambda: signed("officer2") + forged_sig(signed("officer1")).split("\n\n")[1],
-         ("officer1", "officer2"), error="does not verify"),
-    Case("17 signatures are accepted",
-         lambda: signed(*[f"officer{i}" for i in range(17)]),
-         tuple(f"officer{i}" for i in range(17)),
-         signers=frozenset(f"officer{i}" for i in range(17))),
-    Case("required signer missing", lambda: signed("officer1"), ("officer1", "officer2"),
-         required=frozenset({"officer1", "officer2"}), error="not signed by officer2"),
-    Case("required signers present", lambda: signed("officer1", "officer2"),
-         ("officer1", "officer2"), required=frozenset({"officer1", "officer2"}),
-         signers=frozenset({"officer1", "officer2"})),
-    Case("control character in body", lambda: signed("officer1").replace("\n9\n", "\n9\x1b\n"),
-         ("officer1",), error="control character"),
-    Case("carriage return", lambda: signed("officer1").replace("\n", "\r\n", 1), ("officer1",),
-         error="control character"),
+    Case(
+        "one known signer verifies",
+        lambda: signed("officer1"),
+        ("officer1",),
+        signers=frozenset({"officer1"}),
+    ),
+    Case(
+        "unknown key only is rejected",
+        lambda: signed("stranger"),
+        ("officer1",),
+        error="not signed by any known key",
+    ),
+    Case(
+        "unknown key is ignored next to a known one",
+        lambda: signed("stranger", "officer1"),
+        ("officer1",),
+        signers=frozenset({"officer1"}),
+    ),
+    Case(
+        "known key with bad signature is rejected",
+        lambda: forged_sig(signed("officer1")),
+        ("officer1",),
+        error="does not verify",
+    ),
+    Case(
+        "bad known signature rejects even with a good one",
+        lambda: signed("officer2") + forged_sig(signed("officer1")).split("\n\n")[1],
+        ("officer1", "officer2"),
+        error="does not verify",
+    ),
+    Case(
+        "17 signatures are accepted",
+        lambda: signed(*[f"officer{i}" for i in range(17)]),
+        tuple(f"officer{i}" for i in range(17)),
+        signers=frozenset(f"officer{i}" for i in range(17)),
+    ),
+    Case(
+        "required signer missing",
+        lambda: signed("officer1"),
+        ("officer1", "officer2"),
+        required=frozenset({"officer1", "officer2"}),
+        error="not signed by officer2",
+    ),
+    Case(
+        "required signers present",
+        lambda: signed("officer1", "officer2"),
+        ("officer1", "officer2"),
+        required=frozenset({"officer1", "officer2"}),
+        signers=frozenset({"officer1", "officer2"}),
+    ),
+    Case(
+        "control character in body",
+        lambda: signed("officer1").replace("\n9\n", "\n9\x1b\n"),
+        ("officer1",),
+        error="control character",
+    ),
+    Case(
+        "carriage return",
+        lambda: signed("officer1").replace("\n", "\r\n", 1),
+        ("officer1",),
+        error="control character",
+    ),
     Case("NUL", lambda: signed("officer1") + "\x00", ("officer1",), error="control character"),
-    Case("missing blank line", lambda: signed("officer1").replace("\n\n", "\n"), ("officer1",),
-         error="blank line|empty line|does not start"),
-    Case("no final newline", lambda: signed("officer1")[:-1], ("officer1",),
-         error="newline"),
-    Case("wrong key id is an unknown key", lambda: wrong_key_id(signed("officer1")),
-         ("officer1",), error="not signed by any known key"),
-    Case("origin mismatch", lambda: signed("officer1"), ("officer1",),
-         origin="example.org/ceremony-ledger/" + str(uuid.UUID(int=8)), error="origin"),
-    Case("signature line without em dash", lambda: signed("officer1").replace("\u2014", "-"),
-         ("officer1",), error="does not start"),
+    Case(
+        "missing blank line",
+        lambda: signed("officer1").replace("\n\n", "\n"),
+        ("officer1",),
+        error="blank line|empty line|does not start",
+    ),
+    Case("no final newline", lambda: signed("officer1")[:-1], ("officer1",), error="newline"),
+    Case(
+        "wrong key id is an unknown key",
+        lambda: wrong_key_id(signed("officer1")),
+        ("officer1",),
+        error="not signed by any known key",
+    ),
+    Case(
+        "origin mismatch",
+        lambda: signed("officer1"),
+        ("officer1",),
+        origin="example.org/ceremony-ledger/" + str(uuid.UUID(int=8)),
+        error="origin",
+    ),
+    Case(
+        "signature line without em dash",
+        lambda: signed("officer1").replace("\u2014", "-"),
+        ("officer1",),
+        error="does not start",
+    ),
     Case("no signatures", lambda: BODY + "\n", ("officer1",), error="no signatures"),
     Case("no verifier keys", lambda: signed("officer1"), (), error="no verifier keys"),
-    Case("lone surrogate", lambda: signed("officer1").replace("example", "\ud800"),
-         ("officer1",), error="UTF-8"),
-    Case("101 signatures", lambda: signed("officer1") + signed("officer1").split("\n\n")[1] * 100,
-         ("officer1",), error="more than 100"),
-    Case("non-decimal size", lambda: cp.sign_note(f"{ORIGIN}\n09\n{base64.b64encode(ROOT).decode()}\n",
-         "officer1", KEYS["officer1"]), ("officer1",), error="decimal"),
-    Case("short root", lambda: cp.sign_note(f"{ORIGIN}\n9\nAAAA\n", "officer1", KEYS["officer1"]),
-         ("officer1",), error="32 bytes"),
+    Case(
+        "lone surrogate",
+        lambda: signed("officer1").replace("example", "\ud800"),
+        ("officer1",),
+        error="UTF-8",
+    ),
+    Case(
+        "101 signatures",
+        lambda: signed("officer1") + signed("officer1").split("\n\n")[1] * 100,
+        ("officer1",),
+        error="more than 100",
+    ),
+    Case(
+        "non-decimal size",
+        lambda: cp.sign_note(
+            f"{ORIGIN}\n09\n{base64.b64encode(ROOT).decode()}\n", "officer1", KEYS["officer1"]
+        ),
+        ("officer1",),
+        error="decimal",
+    ),
+    Case(
+        "short root",
+        lambda: cp.sign_note(f"{ORIGIN}\n9\nAAAA\n", "officer1", KEYS["officer1"]),
+        ("officer1",),
+        error="32 bytes",
+    ),
 ]
 
 
@@ -174,7 +247,9 @@ CASES = [
 def test_signed_note_conformance(case: Case) -> None:
     note = case.note()
     if case.error is None:
-        got = cp.verify_note(note, verifiers(*case.trust), required=case.required, origin=case.origin)
+        got = cp.verify_note(
+            note, verifiers(*case.trust), required=case.required, origin=case.origin
+        )
         assert got.signers == case.signers
         assert (got.origin, got.size, got.root) == (ORIGIN, 9, ROOT)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import unicodedata
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,9 +35,9 @@ from tests.unit.test_ledger_support import (
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
     led = new_ledger(tmp_path)
-    yield led  # type: ignore[misc]
+    yield led
     led.close()
 
 
@@ -56,8 +57,15 @@ def test_append_read_round_trip_and_stored_bytes(ledger: Ledger) -> None:
     e = ledger.append("key.generated", {"kid": "k1", "n": 3}, time=T0, actor="alice", ceremony="c9")
     assert e.seq == 4 and ledger.size == 5
     assert e.raw == jcs.canonicalize(
-        {"v": 1, "seq": 4, "time": "2027-01-15T10:00:00Z", "type": "key.generated",
-         "ceremony": "c9", "actor": "alice", "data": {"kid": "k1", "n": 3}}
+        {
+            "v": 1,
+            "seq": 4,
+            "time": "2027-01-15T10:00:00Z",
+            "type": "key.generated",
+            "ceremony": "c9",
+            "actor": "alice",
+            "data": {"kid": "k1", "n": 3},
+        }
     )
     back = ledger.entry(4)
     assert back == e and back.data == {"kid": "k1", "n": 3} and back.time == T0
@@ -73,16 +81,23 @@ def test_root_matches_independent_recomputation(ledger: Ledger) -> None:
     for size in (1, 2, 3, 7, 8, 33, len(leaves)):
         assert ledger.root(size) == merkle.root_from_leaf_hashes(leaves[:size])
         for i in (0, size // 2, size - 1):
-            merkle.verify_inclusion(i, size, leaves[i], ledger.inclusion_proof(i, size),
-                                    ledger.root(size))
-    merkle.verify_consistency(5, 54, ledger.consistency_proof(5, 54), ledger.root(5),
-                              ledger.root(54))
+            merkle.verify_inclusion(
+                i, size, leaves[i], ledger.inclusion_proof(i, size), ledger.root(size)
+            )
+    merkle.verify_consistency(
+        5, 54, ledger.consistency_proof(5, 54), ledger.root(5), ledger.root(54)
+    )
 
 
 @pytest.mark.parametrize(
     ("data", "kind"),
-    [({"x": 1.5}, "float"), ({"x": float("nan")}, "nan"), ({1: "a"}, "int key"),
-     ({"x": "\udc00"}, "surrogate"), ({"x": "a" * (9 * 1024 * 1024)}, "too large")],
+    [
+        ({"x": 1.5}, "float"),
+        ({"x": float("nan")}, "nan"),
+        ({1: "a"}, "int key"),
+        ({"x": "\udc00"}, "surrogate"),
+        ({"x": "a" * (9 * 1024 * 1024)}, "too large"),
+    ],
 )
 def test_refused_data_changes_nothing(ledger: Ledger, data: dict, kind: str) -> None:  # type: ignore[type-arg]
     size, root = ledger.size, ledger.root()
@@ -113,8 +128,9 @@ def test_time_never_goes_backwards_and_must_be_aware(ledger: Ledger) -> None:
 def test_append_many_is_all_or_nothing(ledger: Ledger) -> None:
     size = ledger.size
     with pytest.raises(EntryRejectedError):
-        ledger.append_many([("note", {"i": 1}, T0, "console", None),
-                            ("note", {"i": 1.5}, T0, "console", None)])
+        ledger.append_many(
+            [("note", {"i": 1}, T0, "console", None), ("note", {"i": 1.5}, T0, "console", None)]
+        )
     assert ledger.size == size
     got = ledger.append_many([("note", {"i": i}, T0, "console", None) for i in range(3)])
     assert [e.seq for e in got] == [size, size + 1, size + 2]
@@ -122,8 +138,12 @@ def test_append_many_is_all_or_nothing(ledger: Ledger) -> None:
 
 
 def test_triggers_refuse_update_and_delete(ledger: Ledger) -> None:
-    for sql in ("UPDATE entries SET raw = x'00' WHERE seq = 0", "DELETE FROM entries",
-                "DELETE FROM nodes", "UPDATE meta SET value = 'x'"):
+    for sql in (
+        "UPDATE entries SET raw = x'00' WHERE seq = 0",
+        "DELETE FROM entries",
+        "DELETE FROM nodes",
+        "UPDATE meta SET value = 'x'",
+    ):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             ledger._conn.execute(sql)
 
@@ -138,7 +158,9 @@ def test_create_refuses_existing_files_and_bad_origin(tmp_path: Path, ledger: Le
     with pytest.raises(LedgerError, match="already exists"):
         Ledger.create(ledger.path, origin=ORIGIN, checkpoint_file=tmp_path / "cp2")
     with pytest.raises(LedgerError, match="origin"):
-        Ledger.create(tmp_path / "x.sqlite", origin="no spaces allowed", checkpoint_file=tmp_path / "c")
+        Ledger.create(
+            tmp_path / "x.sqlite", origin="no spaces allowed", checkpoint_file=tmp_path / "c"
+        )
     with pytest.raises(LedgerError, match="no ledger"):
         Ledger.open(tmp_path / "missing.sqlite", checkpoint_file=tmp_path / ".cp")
 
@@ -186,8 +208,13 @@ def test_rollback_to_older_copy_is_refused_with_both_sizes_and_roots(ledger: Led
     with pytest.raises(RollbackError) as info:
         Ledger.open(ledger.path, checkpoint_file=ledger.checkpoint_file)
     text = info.value.user_message()
-    for fragment in (str(old_size), str(new_size), merkle_b64(old_root), merkle_b64(new_root),
-                     "older copy"):
+    for fragment in (
+        str(old_size),
+        str(new_size),
+        merkle_b64(old_root),
+        merkle_b64(new_root),
+        "older copy",
+    ):
         assert fragment in text
 
 
@@ -226,7 +253,9 @@ def test_page_and_count_with_filters(ledger: Ledger) -> None:
     assert [e.seq for e in ledger.page(0, 3, newest_first=True)] == [38, 37, 36]
     assert [e.seq for e in ledger.page(36, 10)] == [36, 37, 38]
     assert [e.seq for e in ledger.page(2, 2, EntryFilter(ceremony="c-2"), newest_first=True)] == [
-        36, 35]
+        36,
+        35,
+    ]
 
 
 def test_verify_tree_names_the_first_bad_seq(ledger: Ledger) -> None:
@@ -263,7 +292,9 @@ VALUES = st.recursive(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.dictionaries(TEXT, VALUES, max_size=5), actor=TEXT.filter(bool))
 def test_any_data_round_trips(ledger: Ledger, data: dict[str, object], actor: str) -> None:
     e = ledger.append("note", data, time=T0, actor=actor)
@@ -276,7 +307,9 @@ def _is_inert(shown: str) -> bool:
     return not (set(shown) & bad) and all(not 0x80 <= ord(c) < 0xA0 for c in shown)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=TEXT)
 def test_any_text_is_stored_as_data_and_shown_escaped(ledger: Ledger, text: str) -> None:
     e = ledger.append("note", {"remark": text}, time=T0, actor="console")
@@ -298,7 +331,7 @@ def _needs_escape(c: str) -> bool:
 
 
 def test_one_megabyte_of_hostile_text(ledger: Ledger) -> None:
-    text = ("\x1b]0;pwn\x07\x00\u202eevil\n" * 70_000)[: 1_000_000]
+    text = ("\x1b]0;pwn\x07\x00\u202eevil\n" * 70_000)[:1_000_000]
     e = ledger.append("note", {"remark": text}, time=T0, actor="console")
     assert ledger.entry(e.seq).data["remark"] == text
     shown = escape_for_display(text)

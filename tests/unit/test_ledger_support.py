@@ -62,8 +62,13 @@ def checkpoint_now(ledger: Ledger, *signers: str, minutes: int = 0) -> str:
 def fill(ledger: Ledger, count: int, *, minutes: int = 0, ceremony: str | None = "c-1") -> None:
     ledger.append_many(
         [
-            ("key.state_changed", {"kid": f"kid-{i}", "n": i}, T0 + timedelta(minutes=minutes),
-             "console", ceremony)
+            (
+                "key.state_changed",
+                {"kid": f"kid-{i}", "n": i},
+                T0 + timedelta(minutes=minutes),
+                "console",
+                ceremony,
+            )
             for i in range(count)
         ]
     )

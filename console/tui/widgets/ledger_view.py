@@ -59,7 +59,10 @@ def summarize(entry_type: str, data: dict[str, Any]) -> str:
         return f"plan {str(data.get('plan_id'))[:8]} step {data.get('step')} {data.get('action')}"
     if entry_type == "ceremony.planned":
         plan = data.get("plan") or {}
-        return f"{plan.get('script', '')} digest {str(data.get('digest', ''))[:8]}"
+        script = plan.get("script")
+        name = script.get("name", "") if isinstance(script, dict) else script
+        return f"{name} plan {str(plan.get('plan_id', ''))[:8]} digest " \
+               f"{str(data.get('digest', ''))[:8]}"
     return json.dumps(data, sort_keys=True, ensure_ascii=False)[:80]
 
 

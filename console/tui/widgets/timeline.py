@@ -35,7 +35,7 @@ def timeline_rows(keys: list[dict[str, Any]], now: datetime, width: int,
             _t(key.get("retired_at"))
         gone = _t(key.get("archived_at")) or _t(key.get("compromised_at")) or \
             _t(key.get("destroyed_at"))
-        stop = gone or now
+        stop = gone or end
         if pub:
             spans.append((pub, act or ret or stop, "░", "published"))
         if act:
@@ -49,8 +49,8 @@ def timeline_rows(keys: list[dict[str, Any]], now: datetime, width: int,
             for a, b, g, name in spans:
                 if a <= at < b:
                     glyph, style = g, _STYLE[name]
-            if cell == now_cell and glyph == " ":
-                glyph, style = "│", "bold"
+            if cell == now_cell:
+                glyph, style = ("│", "bold") if glyph == " " else (glyph, style + " reverse")
             line.append(glyph, style=style)
         rows.append(line)
     return rows
@@ -65,7 +65,8 @@ def month_ruler(now: datetime, width: int, days: int = 180) -> Text:
     for cell in range(width):
         at = start + step * cell
         label = at.strftime("%b")
-        if label != last and cell + 3 <= width and all(c == " " for c in cells[cell:cell + 3]):
+        free = all(c == " " for c in cells[max(cell - 1, 0):cell + 4])
+        if label != last and cell + 4 <= width and free:
             cells[cell:cell + 3] = list(label)
             last = label
     return Text("".join(cells), style="dim", no_wrap=True)
@@ -86,5 +87,5 @@ class KeyTimeline(Static):
             out.append(f"{str(key.get('kid', ''))[:9]:<10} ", style="bold")
             out.append_text(row)
         out.append("\n")
-        out.append("░ published  █ active  ▒ retired  │ now", style="dim")
+        out.append("░ published  █ active  ▒ retired  │ now (reversed cell)", style="dim")
         self.update(out)
