@@ -32,7 +32,7 @@ from console.ledger.entry import encode_entry
 from tests.unit.test_ledger_support import KEYS, T0, checkpoint_now, fill, new_ledger
 
 SEED = int(os.environ.get("LEDGER_MUTATION_SEED", "20270115"))
-DB_MUTATIONS = 450
+DB_MUTATIONS = 400
 PACK_MUTATIONS = 600
 
 

@@ -73,7 +73,7 @@ class DashboardScreen(ConsoleScreen):
         for keyset in status.get("keysets", []):
             label, style = due_label(keyset, self.now)
             line = Text(no_wrap=True, overflow="ellipsis")
-            line.append(f"{str(keyset['name'])[:16]:<17}")
+            line.append(f"{str(keyset['name'])[:13]:<14}")
             line.append(label, style=style)
             options.add_option(Option(line, id=str(keyset["name"])))
         if status.get("keysets"):

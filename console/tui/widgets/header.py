@@ -29,18 +29,31 @@ class ConsoleHeader(Static):
     def _redraw(self, _value: Any = None) -> None:
         app: Any = self.app
         health = app.health
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append("Key Ceremony Console", style="bold")
-        text.append(f" · {app.backend.title}")
+        parts: list[tuple[str, str]] = [(app.backend.title, "")]
         if health is None:
-            text.append(" · HSM … · ledger … · checking…", style="dim")
+            parts.append(("HSM … · ledger … · checking…", "dim"))
         else:
             for label, ok in ((health.hsm, health.hsm_ok), (health.ledger, health.ledger_ok),
                               (health.reconcile, health.reconcile_ok)):
                 mark, _ = _mark(ok)
                 style = "" if ok else ("bold red" if ok is False else "dim")
-                shown = label if label.endswith(("✓", "!")) else f"{label} {mark}"
-                text.append(" · ")
-                text.append(shown, style=style)
-        text.append(f" · {app.clock_text}", style="bold")
+                parts.append((label if label.endswith(("✓", "!")) else f"{label} {mark}", style))
+        clock = (app.clock_text, "bold")
+        width = max(self.size.width - 2, 20)
+        title = "Key Ceremony Console · "
+        used = sum(len(p) + 3 for p, _ in parts) + len(clock[0])
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if used + len(title) <= width:  # the product name only when everything else fits
+            text.append(title, style="bold")
+        for part, style in parts:
+            text.append(part, style=style or None)
+            text.append(" · ")
+        text.append(clock[0], style=clock[1])
+        if used > width:  # keep the clock visible: shorten the middle, never the time
+            plain = text.plain
+            cut = plain[: width - len(clock[0]) - 4] + "… · " + clock[0]
+            text = Text(cut, no_wrap=True)
         self.update(text)
+
+    def on_resize(self) -> None:
+        self._redraw()

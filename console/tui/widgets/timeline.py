@@ -87,5 +87,5 @@ class KeyTimeline(Static):
             out.append(f"{str(key.get('kid', ''))[:9]:<10} ", style="bold")
             out.append_text(row)
         out.append("\n")
-        out.append("░ published  █ active  ▒ retired  │ now (reversed cell)", style="dim")
+        out.append("░ published  █ active  ▒ retired  │ now", style="dim")
         self.update(out)
