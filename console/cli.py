@@ -395,7 +395,13 @@ def _execute(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from console.ceremony.service import approve_plan, execute_plan, plan_ceremony, render_plan
+    from console.ceremony.service import (
+        abort_unstarted_plan,
+        approve_plan,
+        execute_plan,
+        plan_ceremony,
+        render_plan,
+    )
 
     with _open(args) as ws, ws.exclusive():
         if not args.officer:
@@ -405,10 +411,15 @@ def _run(args: argparse.Namespace) -> int:
         planned = plan_ceremony(ws, args.script, keysets=args.keyset, now=now,
                                 parameters=args.set)
         _progress(render_plan(planned))
-        for officer in officers:
-            _progress(approve_plan(ws, planned.plan_id, officer, now=now))
-        result = execute_plan(ws, planned.plan_id, officers, now=now,
-                              progress=LineProgress(_progress))
+        try:
+            for officer in officers:
+                _progress(approve_plan(ws, planned.plan_id, officer, now=now))
+            result = execute_plan(ws, planned.plan_id, officers, now=now,
+                                  progress=LineProgress(_progress))
+        except ConsoleError as error:
+            # A plan that `run` made and could not start must not block the next one.
+            abort_unstarted_plan(ws, planned.plan_id, now=now, reason=error.user_message())
+            raise
     print(result)
     return ExitCode.OK
 

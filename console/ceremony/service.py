@@ -350,6 +350,17 @@ def _interrupted(ws: Any, now: datetime) -> PlanRecord:
     return started[-1]
 
 
+def abort_unstarted_plan(ws: Any, plan_id: str, *, now: datetime, reason: str) -> None:
+    """Close a plan that never started (e.g. `run` failed at an approval), so it does not
+    block the next plan for its keysets."""
+    record = find_plan(replay_plans(ws.ledger.entries()), plan_id)
+    if record.started or record.closed:
+        return
+    ws.ledger.append("ceremony.aborted", {"plan_id": plan_id, "after_step": 0,
+                                          "reason": reason},
+                     time=now, actor="console", ceremony=plan_id)
+
+
 def abort_open_plan(ws: Any, *, now: datetime) -> str:
     """Close the interrupted (or merely planned) ceremony without running more steps."""
     plans = replay_plans(ws.ledger.entries())
@@ -434,7 +445,16 @@ def canonical_plan_bytes(plan: dict[str, Any]) -> bytes:
 
 
 __all__ = [
-    "LineProgress", "PlannedCeremony", "abort_open_plan", "approve_plan", "copy_latest_export",
-    "execute_plan", "export_audit", "plan_ceremony", "render_plan", "resume_plan",
+    "LineProgress",
+    "PlannedCeremony",
+    "abort_open_plan",
+    "abort_unstarted_plan",
+    "approve_plan",
+    "copy_latest_export",
+    "execute_plan",
+    "export_audit",
+    "plan_ceremony",
+    "render_plan",
+    "resume_plan",
     "write_transcript_again",
 ]

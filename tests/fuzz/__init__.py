@@ -1,0 +1,1 @@
+"""Fuzzing support shared by the Hypothesis fuzz tests and the by-hand atheris harnesses."""
