@@ -195,15 +195,21 @@ class CeremonyRun:
     def _do_reconcile(self, action: dict[str, Any]) -> str:
         report = reconcile(self.hsm.inventory(), self.keysets,
                            _plans_of(self.entries), private_visible=True)
+        # Orphans this very plan was approved to destroy are expected here.
+        resolving = {str(a["cka_id"]) for a in self.record.actions if a.get("orphan")}
+        findings = [f for f in report.findings
+                    if not (f.kind == "orphan" and f.cka_id in resolving)]
         self._append_many([self._done(action, objects=report.objects,
-                                      findings=len(report.findings))])
-        if not report.clean:
+                                      findings=len(findings))])
+        if findings:
+            first = findings[0]
             raise ReconcileError(
-                f"the HSM and the ledger disagree ({report.findings[0].describe()}"
-                f"{' and more' if len(report.findings) > 1 else ''})",
+                f"the HSM and the ledger disagree ({first.describe()}"
+                f"{' and more' if len(findings) > 1 else ''})",
                 "run `ceremony reconcile` for the full report; nothing was changed",
             )
-        return f"{report.objects} objects, all known"
+        expected = f"; {len(resolving)} orphan(s) to destroy" if resolving else ""
+        return f"{report.objects} objects, all known{expected}"
 
     def _do_generate(self, action: dict[str, Any]) -> str:
         cka_id = self.hsm.random_id()
@@ -313,6 +319,8 @@ class CeremonyRun:
         return self._transition(action, KeyState.COMPROMISED)
 
     def _do_destroy(self, action: dict[str, Any]) -> str:
+        if action.get("orphan"):
+            return self._destroy_orphan(action)
         key = self._key(action)
         check_transition(self.keysets[str(action["keyset"])], key.kid, KeyState.DESTROYED,
                          self._policy(action), self.clock())
@@ -330,7 +338,36 @@ class CeremonyRun:
         ])
         return f"private key of {short_kid(key.kid)} destroyed; public key stays in the ledger"
 
+    def _destroy_orphan(self, action: dict[str, Any]) -> str:
+        cka_id = bytes.fromhex(str(action["cka_id"]))
+        objects = self.hsm.find(cka_id)
+        labels = {o.label for o in objects}
+        if objects and labels != {action["label"]}:
+            raise ReconcileError(
+                f"objects with CKA_ID {action['cka_id'][:12]}… carry labels {sorted(labels)}, "
+                f"not the recorded {action['label']}", "they are not the orphan: investigate")
+        self._intent(action, cka_id=action["cka_id"], label=action["label"], orphan=True)
+        if objects:
+            self.hsm.destroy_keypair(cka_id)
+        outcome = "destroyed" if objects else "absent"
+        self._append_many([
+            self._done(action, cka_id=action["cka_id"], orphan=True, outcome=outcome),
+            ("reconcile.finding", {"kind": "orphan", "cka_id": action["cka_id"],
+                                   "label": action["label"], "resolution": outcome}),
+        ])
+        return f"orphan {action['label']}: {outcome}"
+
     def _recover_destroy(self, action: dict[str, Any], intent: dict[str, Any]) -> str:
+        if action.get("orphan"):
+            objects = self.hsm.find(bytes.fromhex(str(action["cka_id"])))
+            if objects:
+                self.hsm.destroy_keypair(bytes.fromhex(str(action["cka_id"])))
+            self._append_many([
+                self._done(action, cka_id=action["cka_id"], orphan=True, outcome="destroyed"),
+                ("reconcile.finding", {"kind": "orphan", "cka_id": action["cka_id"],
+                                       "label": action["label"], "resolution": "destroyed"}),
+            ])
+            return f"orphan {action['label']}: destroyed"
         key = self._key(action)
         if self.hsm.find(bytes.fromhex(key.cka_id)):
             self.hsm.destroy_keypair(bytes.fromhex(key.cka_id))

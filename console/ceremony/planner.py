@@ -116,6 +116,8 @@ def build_plan(inputs: PlanInputs, *, plan_id: str | None = None) -> dict[str, A
                 actions += planned
                 deferred += extra["deferred"]
                 notes += extra["notes"]
+            if "destroy" in steps and "generate" not in steps:
+                actions += _orphan_destructions(inputs.plans)
         elif action == "export_bundle":
             for name in keyset_names:
                 actions.append({"action": "export_bundle", "keyset": name,
@@ -326,6 +328,28 @@ def _key_actions(inputs: PlanInputs, name: str, steps: set[str],
                                   "earliest": format_time(item.earliest), "why": item.reason})
     extra["notes"] += [f"{name}: {n}" for n in rotation.notes]
     return out, extra
+
+
+def _orphan_destructions(plans: Mapping[str, PlanRecord]) -> list[dict[str, Any]]:
+    """Keys left on the token by generation steps of aborted ceremonies: reconciliation reports
+    them; destroying them is this quorum-approved step (never done silently)."""
+    resolved = {str(d.get("cka_id")) for p in plans.values() for d in p.done.values()
+                if d.get("orphan")}
+    out = []
+    for record in plans.values():
+        if record.aborted_at is None:
+            continue
+        for n, intent in sorted(record.intents.items()):
+            cka_id = str(intent.get("cka_id", ""))
+            if intent.get("action") != "generate" or n in record.done or cka_id in resolved:
+                continue
+            out.append({
+                "action": "destroy", "orphan": True, "keyset": str(intent.get("keyset", "")),
+                "cka_id": cka_id, "label": str(intent.get("label", "")),
+                "why": f"left by step {n} of aborted plan {record.plan_id}",
+                "description": f"destroy orphan key {intent.get('label')} (if on the token)",
+            })
+    return out
 
 
 def _pairs(rotation: RotationPlan) -> dict[tuple[str, str], str]:

@@ -67,11 +67,11 @@ def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
         if obj.object_class in _KEY_CLASSES:
             by_id.setdefault(obj.cka_id.hex(), []).append(obj)
     ledger_keys = {k.cka_id: k for state in keysets.values() for k in state.keys}
-    intents: dict[str, tuple[str, dict[str, Any]]] = {}
+    intents: dict[str, tuple[PlanRecord, dict[str, Any]]] = {}
     for record in plans.values():
         for n, intent in record.intents.items():
             if intent.get("action") == "generate" and n not in record.done and "cka_id" in intent:
-                intents[str(intent["cka_id"])] = (record.plan_id, intent)
+                intents[str(intent["cka_id"])] = (record, intent)
     findings: list[Finding] = []
     known = 0
     for cka_id, objects in sorted(by_id.items()):
@@ -87,10 +87,13 @@ def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
                 "destroy it again in a key-destruction ceremony; check who restored it",
                 critical=True))
         elif cka_id in intents:
-            plan_id, intent = intents[cka_id]
+            record, intent = intents[cka_id]
+            aborted = record.aborted_at is not None
             findings.append(Finding(
                 "orphan", cka_id, label, None,
-                f"made by interrupted plan {plan_id} step {intent.get('step')}",
+                f"made by step {intent.get('step')} of "
+                f"{'aborted' if aborted else 'interrupted'} plan {record.plan_id}",
+                "run key-destruction (destructive quorum) to destroy it" if aborted else
                 "run `ceremony resume` to audit and adopt it, or `ceremony resume --abort`"))
         else:
             findings.append(Finding(

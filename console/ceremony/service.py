@@ -272,6 +272,19 @@ def _gate(ws: Any, record: PlanRecord, registry: OfficerRegistry,
     return open_pin(sealed, list(officers))
 
 
+def _gated(ws: Any, record: PlanRecord, registry: OfficerRegistry,
+           officers: Sequence[UnlockedCard], now: datetime, *, resuming: bool) -> bytes:
+    """`_gate`, with every refusal recorded in the ledger (and nothing else changed)."""
+    try:
+        return _gate(ws, record, registry, officers, now, resuming=resuming)
+    except (QuorumError, WorkspaceError) as error:
+        ws.ledger.append("ceremony.execution_refused",
+                         {"plan_id": record.plan_id, "officers": [o.name for o in officers],
+                          "reason": error.user_message()},
+                         time=now, actor="console", ceremony=record.plan_id)
+        raise
+
+
 def execute_plan(ws: Any, plan_id: str, officers: Sequence[UnlockedCard], *, now: datetime,
                  progress: ProgressSink | None = None) -> str:
     """Run an approved plan: quorum, PIN gate, login, steps, checkpoint, transcript.
@@ -291,7 +304,7 @@ def execute_plan(ws: Any, plan_id: str, officers: Sequence[UnlockedCard], *, now
             f"plan {record.plan_id} expired at {record.plan['expires_at']}", "make a new plan")
     if record.plan["policy_sha256"] != ws.policy.sha256():
         raise PlanError("policy.toml changed since the plan was made", "make a new plan")
-    pin = _gate(ws, record, registry, officers, now, resuming=False)
+    pin = _gated(ws, record, registry, officers, now, resuming=False)
     hsm = ws.hsm()
     hsm.login(pin)
     ws.ledger.append("ceremony.started", {"plan_id": record.plan_id,
@@ -334,7 +347,7 @@ def resume_plan(ws: Any, officers: Sequence[UnlockedCard], *, now: datetime,
     """
     record = _interrupted(ws, now)
     _, registry = _record_and_registry(ws, record.plan_id)
-    pin = _gate(ws, record, registry, officers, now, resuming=True)
+    pin = _gated(ws, record, registry, officers, now, resuming=True)
     ws.hsm().login(pin)
     ws.ledger.append("ceremony.resumed", {"plan_id": record.plan_id,
                                           "officers": [o.name for o in officers]},

@@ -64,9 +64,11 @@ def test_quarterly_rotation_by_key_presses(flow: tuple[Path, dict[str, Any]]) ->
                      if e.type == "ceremony.approved"}
         assert approvers == {"alice", "bob"}
         assert ledger.latest_checkpoint() == r["checkpoint"]
-        # The checkpoint on screen is the one the officers cosigned: check alice's signature.
-        alice = ws.config.officer("alice")
-        verify_note(r["checkpoint"], [_verifier(alice)])
+        # The checkpoint on screen is the one both approving officers cosigned.
+        officers = [_verifier(ws.config.officer(name)) for name in ("alice", "bob")]
+        body = verify_note(r["checkpoint"], officers, required={"alice", "bob"},
+                           origin=ws.config.origin)
+        assert body.root == ledger.root(body.size)
 
 
 def _verifier(officer: Any) -> Any:

@@ -165,8 +165,10 @@ class CeremonyScreen(ConsoleScreen):
                 lines.append(f"     = {action['why']}\n", style="dim")
         self.query_one("#plan", Static).update(lines)
         expires = str(plan.get("expires_at") or "")[:16].replace("T", " ")
+        script = plan.get("script")
+        script_name = script.get("name", "") if isinstance(script, dict) else str(script or "")
         self.query_one("#plan-title", Label).update(
-            f"Plan · {plan.get('script', '')} · {self.planned.plan_id[:8]}"
+            f"Plan · {script_name} · {self.planned.plan_id[:8]}"
             + (f" · expires {expires} UTC" if expires else ""))
         digest = self.planned.digest
         self.query_one("#digest", Static).update(Text.assemble(

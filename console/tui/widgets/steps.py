@@ -57,7 +57,7 @@ class StepRow(Static):
         mark = SPINNER[self._frame % len(SPINNER)] if running else _MARK.get(self.status, "?")
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{mark} {self.n:>2} ", style="bold")
-        text.append(f"{self.description[:44]:<44} ",
+        text.append(f"{self.description[:52]:<52} ",
                     style="dim" if self.status == "pending" else "")
         if self.status != "pending":
             text.append(f"{self.elapsed:5.1f} s  ")

@@ -1,0 +1,156 @@
+"""SIGKILL at every step boundary of a quarterly rotation, then `ceremony resume`.
+
+A prepared demo workspace holds an approved quarterly-rotation plan. Each run copies it and
+executes the plan with CEREMONY_UNSAFE_CRASH_AT=<point>:<step>, so the console kills itself
+(SIGKILL, as a power cut) at the `intent`, `effect` or `done` boundary of action <step>.
+After the crash: no half-written export is visible, `ceremony reconcile` explains what it sees
+(only orphans of the interrupted step), `ceremony resume` completes the ceremony, and then the
+token holds every key exactly once (private and public), the ledger and token agree, the
+result equals an uninterrupted run's, the audit pack verifies, and re-running `resume` or
+`execute` changes nothing.
+
+Every boundary of the steps that touch the HSM or write files is crashed 5 times; the
+ledger-only state changes (retire, activate, publish, unpublish) 2 times — their crash windows
+are single SQLite transactions, and 5 times each would take the test past its time budget.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.ceremony_helpers import (
+    after,
+    assert_one_error,
+    check_manifest,
+    cli,
+    clone,
+    export_dirs,
+    inspect,
+    keys_in,
+    keyset,
+    ledger_rows,
+    make_demo,
+    ok,
+    status,
+    verify_everything,
+)
+
+pytestmark = [pytest.mark.hsm, pytest.mark.slow]
+
+OFFICERS = ("--officer", "alice", "--officer", "bob")
+EXPECTED_ACTIONS = ["reconcile", "retire", "activate", "generate", "self_test", "publish",
+                    "unpublish", "export_bundle", "checkpoint"]
+HSM_OR_FILES = {"reconcile", "generate", "self_test", "export_bundle", "checkpoint"}
+WITH_INTENT = {"generate", "export_bundle"}
+POINTS = ("intent", "effect", "done")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    root: Path
+    plan_id: str
+    now: str
+    actions: list[dict[str, Any]]
+    reference: dict[str, Any]  # the key states after an uninterrupted run
+
+
+def _fingerprint(ws: Path) -> dict[str, Any]:
+    report = status(ws)
+    return {"states": sorted(Counter(k["state"] for k in keyset(report)["keys"]).items()),
+            "exports": [p.name for p in export_dirs(ws)]}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
+    base = tmp_path_factory.mktemp("crash")
+    root = clone(make_demo(base / "demo"), base / "prepared")
+    now = after(root, 91)
+    plan = json.loads(ok(root, "plan", "quarterly-rotation", "--now", now, "--json"))
+    for officer in ("alice", "bob"):
+        ok(root, "approve", plan["plan_id"], "--officer", officer, "--now", now)
+    reference = clone(root, base / "reference")
+    ok(reference, "execute", plan["plan_id"], *OFFICERS, "--now", now)
+    yield Prepared(root, plan["plan_id"], now, plan["actions"], _fingerprint(reference))
+
+
+def test_the_plan_has_the_expected_steps(prepared: Prepared) -> None:
+    assert [a["action"] for a in prepared.actions] == EXPECTED_ACTIONS
+    assert [a["n"] for a in prepared.actions] == list(range(1, len(EXPECTED_ACTIONS) + 1))
+
+
+def _visible_exports_complete(ws: Path) -> None:
+    exports = export_dirs(ws)
+    assert [int(p.name) for p in exports] == list(range(1, len(exports) + 1))
+    for export in exports:
+        check_manifest(export)
+
+
+def _crash_once(prepared: Prepared, ws: Path, point: str, n: int, action: str,
+                thorough: bool) -> None:
+    clone(prepared.root, ws)
+    crashed = cli(ws, "execute", prepared.plan_id, *OFFICERS, "--now", prepared.now,
+                  env={"CEREMONY_UNSAFE_CRASH_AT": f"{point}:{n}"})
+    if point == "intent" and action not in WITH_INTENT:
+        # Ledger-only steps write intent and result in one transaction: no such boundary.
+        assert crashed.returncode in (0, -9), crashed.stderr
+        if crashed.returncode == 0:
+            assert _fingerprint(ws) == prepared.reference
+            return
+    else:
+        assert crashed.returncode == -9, (point, n, crashed.returncode, crashed.stderr[-2000:])
+
+    # Straight after the crash: nothing half-written is visible, reconcile explains.
+    _visible_exports_complete(ws)
+    explained = cli(ws, "reconcile", "--json")
+    assert "Traceback" not in explained.stderr
+    report = json.loads(explained.stdout)
+    assert {f["kind"] for f in report["findings"]} <= {"orphan"}, report
+    assert explained.returncode == (0 if report["clean"] else 1)
+    if report["findings"]:
+        assert action == "generate" and point == "effect"
+
+    resumed = ok(ws, "resume", *OFFICERS, "--now", prepared.now)
+    assert "completed" in resumed
+
+    # The ceremony's result is the uninterrupted one's; every key is on the token once.
+    assert _fingerprint(ws) == prepared.reference
+    report_status = status(ws)
+    assert len(keys_in(report_status, "active")) == 1
+    seen = inspect(ws)
+    assert seen["reconcile"]["clean"], seen["reconcile"]
+    for cka_id, objects in seen["objects"].items():
+        assert sorted(c for c, _ in objects) == ["private key", "public key"], cka_id
+    labels = [objects[0][1] for objects in seen["objects"].values()]
+    assert len(labels) == len(set(labels)), "a key was generated twice"
+    live = [k for s in report_status["keysets"] for k in s["keys"] if k["state"] != "destroyed"]
+    # The ledger's live token keys plus the bundle-signing key.
+    assert len(seen["objects"]) == len(live) + 1
+    _visible_exports_complete(ws)
+
+    if thorough:
+        verify_everything(ws, ws.parent / f"audit-{point}-{n}")
+        size = len(ledger_rows(ws))
+        again = cli(ws, "resume", *OFFICERS, "--now", prepared.now)
+        assert_one_error(again, 1, "no interrupted ceremony")
+        again = cli(ws, "execute", prepared.plan_id, *OFFICERS, "--now", prepared.now)
+        assert_one_error(again, 1, "was executed")
+        assert len(ledger_rows(ws)) == size, "re-running a completed ceremony wrote entries"
+
+
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("n", range(1, len(EXPECTED_ACTIONS) + 1))
+def test_sigkill_then_resume(prepared: Prepared, tmp_path: Path, point: str, n: int) -> None:
+    action = EXPECTED_ACTIONS[n - 1]
+    if point == "intent" and action not in WITH_INTENT:
+        repeats = 1  # documents that there is no such boundary (or crashes if one is added)
+    else:
+        repeats = 5 if action in HSM_OR_FILES else 2
+    for i in range(repeats):
+        _crash_once(prepared, tmp_path / f"run-{i}", point, n, action, thorough=(i == 0))

@@ -1,0 +1,64 @@
+"""The real thing in a real terminal: `ceremony --workspace DIR` inside tmux, read with
+capture-pane, a screen key pressed, read again, quit with ctrl+q."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.tui.conftest import CEREMONY, REPO, have_tmux, subprocess_env
+
+pytestmark = pytest.mark.skipif(not have_tmux(), reason="tmux is not installed")
+
+
+def _tmux(*args: str) -> str:
+    out = subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _wait_for(session: str, ready: Callable[[str], bool], timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = _tmux("capture-pane", "-p", "-t", session)
+        if ready(screen):
+            return screen
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; the screen was:\n{screen}")
+
+
+@pytest.mark.hsm
+def test_ceremony_in_tmux(demo_workspace: Path) -> None:
+    session = f"tui-{uuid.uuid4().hex[:8]}"
+    env = subprocess_env()
+    command = " ".join(["env", "-u", "SOFTHSM2_CONF", f"PYTHONPATH={shlex.quote(env['PYTHONPATH'])}",
+                        shlex.quote(CEREMONY), "--workspace", shlex.quote(str(demo_workspace))])
+    _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-c", str(REPO), command)
+    try:
+        first = _wait_for(session, lambda s: "Keysets" in s and "demo-api" in s
+                          and "HSM demo-token" in s)
+        assert "Warnings" in first and "(rehearsal)" in first
+        assert "d Dashboard" in first or "Dashboard" in first.splitlines()[-1]
+        _tmux("send-keys", "-t", session, "l")
+        ledger = _wait_for(session, lambda s: "checkpoint.signed" in s and "seq" in s)
+        assert "cosigned by alice, bob" in ledger
+        _tmux("send-keys", "-t", session, "C-q")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            panes = subprocess.run(["tmux", "list-panes", "-t", session, "-F",
+                                    "#{pane_dead} #{pane_current_command}"],
+                                   capture_output=True, text=True)
+            if panes.returncode != 0:  # the session ended with the app
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("ctrl+q did not quit the console")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
