@@ -105,6 +105,8 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text)
     if not text or m is None:
         raise ValueError(f"{text!r} is not a duration")
+    if any(g and len(g) > 9 for g in m.groups()):
+        raise ValueError(f"{text!r} is longer than 100 years")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
     total = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     if total > _MAX_DURATION:
@@ -316,6 +318,8 @@ def _load_toml(path: Path) -> tuple[dict[str, Any], _Locator]:
         raise ConfigError(f"{where}:{line}: not valid UTF-8", "save the file as UTF-8") from e
     try:
         data = tomllib.loads(source)
+    except RecursionError as e:
+        raise ConfigError(f"{where}: TOML nested too deeply", "flatten the file") from e
     except tomllib.TOMLDecodeError as e:
         text = str(e)
         m = re.search(r"\(at line (\d+), column (\d+)\)", text)
@@ -781,6 +785,8 @@ class Policy:
         def seconds(path: tuple[PathPart, ...], value: object) -> timedelta:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 reader.fail(path, "must be whole seconds ≥ 0", "store integers")
+            if value > _MAX_DURATION.total_seconds():
+                reader.fail(path, "is longer than 100 years", "store a sane duration")
             return timedelta(seconds=value)
 
         return _build_policy(reader, top["keysets"], seconds, canonical=True)

@@ -93,18 +93,54 @@ class PlanRecord:
         return "planned"
 
 
+def _bad(entry: EntryLike, what: str) -> PlanError:
+    return PlanError(f"ledger entry {entry.seq} ({entry.type}): {what}",
+                     "the ledger history is inconsistent: run `ceremony verify audit`")
+
+
+def _plan_of(entry: EntryLike) -> tuple[dict[str, Any], str]:
+    data: Any = entry.data
+    plan = data.get("plan") if isinstance(data, dict) else None
+    digest = data.get("digest") if isinstance(data, dict) else None
+    if not isinstance(plan, dict) or not isinstance(plan.get("id"), str):
+        raise _bad(entry, "no plan with an id")
+    if not isinstance(digest, str) or not isinstance(plan.get("actions"), list):
+        raise _bad(entry, "no digest or no actions")
+    for action in plan["actions"]:
+        if not isinstance(action, dict) or not isinstance(action.get("n"), int) \
+                or isinstance(action.get("n"), bool) or not isinstance(action.get("action"), str):
+            raise _bad(entry, "an action without a number or a name")
+    for key in ("class", "expires_at"):
+        if not isinstance(plan.get(key), str):
+            raise _bad(entry, f"the plan has no {key}")
+    return plan, digest
+
+
+def _step_of(entry: EntryLike) -> int:
+    step = entry.data.get("step")
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise _bad(entry, "the step number is not an integer")
+    return step
+
+
 def replay_plans(entries: Iterable[EntryLike]) -> dict[str, PlanRecord]:
-    """Build every plan's record from the ledger, in ledger order."""
+    """Build every plan's record from the ledger, in ledger order.
+
+    Raises:
+        PlanError: an entry that no console writes (naming its seq).
+    """
     plans: dict[str, PlanRecord] = {}
     for entry in entries:
         kind = entry.type
         if not kind.startswith("ceremony."):
             continue
-        data = entry.data
+        data: Any = entry.data
+        if not isinstance(data, dict):
+            raise _bad(entry, "data is not an object")
         if kind == "ceremony.planned":
-            plan = data["plan"]
+            plan, digest = _plan_of(entry)
             plans[plan["id"]] = PlanRecord(
-                plan_id=plan["id"], plan=plan, digest=data["digest"], planned_at=entry.time
+                plan_id=plan["id"], plan=plan, digest=digest, planned_at=entry.time
             )
             continue
         plan_id = data.get("plan_id") or entry.ceremony
@@ -115,12 +151,12 @@ def replay_plans(entries: Iterable[EntryLike]) -> dict[str, PlanRecord]:
             record.approvals.append(dict(data))
         elif kind == "ceremony.approval_refused":
             record.refusals.append(dict(data))
-        elif kind == "ceremony.started":
+        elif kind in ("ceremony.started", "ceremony.resumed"):
             record.started = True
         elif kind == "ceremony.step.intent":
-            record.intents[int(data["step"])] = dict(data)
+            record.intents[_step_of(entry)] = dict(data)
         elif kind == "ceremony.step.done":
-            record.done[int(data["step"])] = dict(data)
+            record.done[_step_of(entry)] = dict(data)
         elif kind == "ceremony.step.failed":
             record.failures.append(dict(data))
         elif kind == "ceremony.completed":

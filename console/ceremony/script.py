@@ -76,6 +76,8 @@ class Script:
             raise ScriptError(f"{source}: not UTF-8 text", "save the script as UTF-8") from e
         except tomllib.TOMLDecodeError as e:
             raise ScriptError(f"{source}: malformed TOML: {e}", "fix the TOML syntax") from e
+        except RecursionError as e:
+            raise ScriptError(f"{source}: TOML nested too deeply", "flatten the script") from e
         where = _Locator(source, text)
         _only(doc, {"script", "parameters", "steps"}, where, "the top level")
         head = doc.get("script")

@@ -43,7 +43,8 @@ __all__ = [
 BUNDLE_FILE = "jwks.jwt"
 MANIFEST_FILE = "MANIFEST.sha256"
 QR_FILE = "bundle-digest.svg"
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# Base64url kids may start with "-"; "." and ".." are refused by requiring a non-dot first.
+_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True, slots=True)

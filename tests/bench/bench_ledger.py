@@ -3,11 +3,20 @@
 Reports append throughput (batched transactions) and the audit-pack verify time as a ratio to
 `sha256sum` over the same entries.jsonl, measured in the same run (goal: <= 5x).
 Not collected by pytest (tests/bench is in norecursedirs).
+
+For quick iterations on the verifier: `--keep DIR` builds the pack once in DIR and reuses it on
+later runs (skipping the append measurements), `--repeat K` reports the best of K verifies,
+`--phases` times the building blocks of a verify (reading lines, leaf hashes, JSON parse and
+re-encode) over the same file, and `--profile` prints a cProfile of one verify.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import hashlib
+import json
+import pstats
 import subprocess
 import tempfile
 import time
@@ -52,49 +61,101 @@ def fill_to(ledger: Ledger, total: int, batch: int, base: datetime) -> float:
     return time.perf_counter() - start
 
 
+def build_pack(folder: Path, args: argparse.Namespace) -> Path:
+    """Fill a ledger to `args.pack` entries (measuring appends) and export its pack."""
+    ledger = new_ledger(folder)
+    n = args.appends
+    elapsed = fill_to(ledger, n, args.batch, T0)
+    print(
+        f"append: {n} entries in {elapsed:.2f} s = {n / elapsed:,.0f} entries/s "
+        f"(batches of {args.batch})"
+    )
+    start = time.perf_counter()
+    for i in range(1000):
+        ledger.append("note", {"i": i}, time=T0 + timedelta(days=30), actor="console")
+    single = time.perf_counter() - start
+    print(f"append: 1000 single-entry transactions = {1000 / single:,.0f} entries/s")
+    fill_to(ledger, args.pack, 10_000, T0 + timedelta(days=60))
+    checkpoint_now(ledger, minutes=60 * 24 * 200)
+    start = time.perf_counter()
+    pack = export_audit_pack(ledger, folder / "pack")
+    print(f"export: {args.pack} entries in {time.perf_counter() - start:.2f} s")
+    start = time.perf_counter()
+    ledger.verify_tree()
+    print(f"verify_tree: {time.perf_counter() - start:.2f} s")
+    ledger.close()
+    return pack
+
+
+def sha256sum_seconds(path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["sha256sum", str(path)], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def phases(path: Path, baseline: float) -> None:
+    """Time what a verify cannot avoid doing per line, each alone, as ratios to sha256sum."""
+
+    def timed(label: str, work: object) -> None:
+        start = time.perf_counter()
+        assert callable(work)
+        work()
+        took = time.perf_counter() - start
+        print(f"  {label:<44} {took:6.2f} s = {took / baseline:5.1f}x")
+
+    data = path.read_bytes()
+    lines = data.split(b"\n")[:-1]
+    decoder = json.JSONDecoder()
+    encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    values = [decoder.decode(line.decode()) for line in lines]
+    print(f"phases over {len(lines)} lines (single core):")
+    timed("read file", path.read_bytes)
+    timed("split lines", lambda: data.split(b"\n"))
+    timed("hashlib.sha256 of the whole file", lambda: hashlib.sha256(data).digest())
+    timed("leaf hash per line", lambda: [hashlib.sha256(b"\0" + x).digest() for x in lines])
+    timed("utf-8 decode + json decode per line", lambda: [decoder.decode(x.decode()) for x in lines])
+    timed("json encode (sort_keys) per value", lambda: [encoder.encode(v) for v in values])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--appends", type=int, default=100_000)
     parser.add_argument("--pack", type=int, default=1_000_000, help="entries in the pack")
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--keep", type=Path, help="build the pack in this folder once, reuse it on later runs"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="report the best of K verifies")
+    parser.add_argument("--phases", action="store_true", help="time a verify's building blocks")
+    parser.add_argument("--profile", action="store_true", help="cProfile one verify")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:
-        folder = Path(tmp)
-        ledger = new_ledger(folder)
-        n = args.appends
-        elapsed = fill_to(ledger, n, args.batch, T0)
-        print(
-            f"append: {n} entries in {elapsed:.2f} s = {n / elapsed:,.0f} entries/s "
-            f"(batches of {args.batch})"
-        )
-        start = time.perf_counter()
-        for i in range(1000):
-            ledger.append("note", {"i": i}, time=T0 + timedelta(days=30), actor="console")
-        single = time.perf_counter() - start
-        print(f"append: 1000 single-entry transactions = {1000 / single:,.0f} entries/s")
-        fill_to(ledger, args.pack, 10_000, T0 + timedelta(days=60))
-        checkpoint_now(ledger, minutes=60 * 24 * 200)
-        start = time.perf_counter()
-        pack = export_audit_pack(ledger, folder / "pack")
-        print(f"export: {args.pack} entries in {time.perf_counter() - start:.2f} s")
-        start = time.perf_counter()
-        ledger.verify_tree()
-        print(f"verify_tree: {time.perf_counter() - start:.2f} s")
-        ledger.close()
-        start = time.perf_counter()
-        subprocess.run(
-            ["sha256sum", str(pack / "entries.jsonl")], check=True, stdout=subprocess.DEVNULL
-        )
-        baseline = time.perf_counter() - start
-        start = time.perf_counter()
-        report = verify_audit_pack(pack)
-        verify = time.perf_counter() - start
-        size_mb = (pack / "entries.jsonl").stat().st_size / 1e6
+        folder = args.keep or Path(tmp)
+        pack = folder / "pack"
+        if args.keep is not None and (pack / "MANIFEST.sha256").is_file():
+            print(f"reusing the pack in {pack} (no append measurements)")
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            pack = build_pack(folder, args)
+        entries = pack / "entries.jsonl"
+        size_mb = entries.stat().st_size / 1e6
+        baseline = min(sha256sum_seconds(entries) for _ in range(max(args.repeat, 1)))
+        verify = float("inf")
+        for _ in range(max(args.repeat, 1)):
+            start = time.perf_counter()
+            report = verify_audit_pack(pack)
+            verify = min(verify, time.perf_counter() - start)
         print(f"sha256sum entries.jsonl ({size_mb:.0f} MB): {baseline:.2f} s")
         print(
             f"verify_audit_pack ({report.size} entries): {verify:.2f} s = "
             f"{verify / baseline:.1f}x sha256sum (goal <= 5x)"
         )
+        if args.phases:
+            phases(entries, baseline)
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(verify_audit_pack, pack)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":

@@ -58,11 +58,13 @@ def ok(ws: Path | None, *args: str, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
-def assert_one_error(result: subprocess.CompletedProcess[str], code: int = 1,
-                     contains: str | None = None) -> str:
-    """The CLI failed cleanly: exit `code`, one `ceremony: error:` line, no traceback."""
+def assert_one_error(result: subprocess.CompletedProcess[str],
+                     code: int | tuple[int, ...] = 1, contains: str | None = None) -> str:
+    """The CLI failed cleanly: exit `code` (or one of them), one `ceremony: error:` line, no
+    traceback."""
     errors = [line for line in result.stderr.splitlines() if line.startswith("ceremony: error:")]
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    codes = code if isinstance(code, tuple) else (code,)
+    assert result.returncode in codes, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
     assert len(errors) == 1, result.stderr
     if contains is not None:
@@ -218,7 +220,8 @@ def _jwt_claims(token: str) -> dict[str, Any]:
     import base64
 
     payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    padded = payload + "=" * (-len(payload) % 4)
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
     return claims
 
 
@@ -231,7 +234,8 @@ def run_helper(ws: Path, command: str, *args: str) -> str:
 
 
 def inspect(ws: Path, officers: tuple[str, ...] = ("alice", "bob")) -> dict[str, Any]:
-    """Logged-in inventory: objects per CKA_ID and a reconciliation seeing private keys."""
+    """Logged-in inventory: objects per CKA_ID, a reconciliation seeing private keys, and the
+    ledger's keys (every keyset, the bundle-signing one too) with their states."""
     report: dict[str, Any] = json.loads(run_helper(ws, "inspect", *officers))
     return report
 
@@ -278,7 +282,9 @@ def _inspect_main(ws_path: Path, officers: list[str]) -> None:
         objects: dict[str, list[list[str]]] = {}
         for obj in inventory:
             objects.setdefault(obj.cka_id.hex(), []).append([obj.object_class, obj.label])
-        print(json.dumps({"objects": objects, "reconcile": report.to_json()}))
+        keys = [{"keyset": name, "kid": k.kid, "state": k.state.value, "cka_id": k.cka_id}
+                for name, state in replay(entries).keysets.items() for k in state.keys]
+        print(json.dumps({"objects": objects, "reconcile": report.to_json(), "keys": keys}))
     finally:
         ws.close()
 

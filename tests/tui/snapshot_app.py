@@ -29,7 +29,7 @@ ceremony doctor — {now}
 
 Module /usr/lib/softhsm/libsofthsm2.so — SoftHSM2
   library: SoftHSM / Implementation of PKCS11, library 2.6, Cryptoki 2.40
-  config: <workspace>/softhsm/softhsm2.conf (from SOFTHSM2_CONF); tokens in <workspace>/softhsm/tokens
+  config: <workspace>/softhsm/softhsm2.conf (from SOFTHSM2_CONF); tokens in softhsm/tokens
   slot 0: token 'demo-token' serial 5ab0c0ffee000001 — SoftHSM project SoftHSM v2; user PIN ok
     flags: login required, user PIN initialised, RNG, token initialised
     ok  RS256: CKM_RSA_PKCS with CKM_RSA_PKCS_KEY_PAIR_GEN (2048–16384 bits)
@@ -48,7 +48,7 @@ exports are allowed
 
 def fixed_now(ws: Workspace) -> datetime:
     """One hour after the fixture's last entry: stable, and later than anything recorded."""
-    last = ws.ledger.last_time()
+    last: datetime | None = ws.ledger.last_time()
     assert last is not None
     return last + timedelta(hours=1)
 

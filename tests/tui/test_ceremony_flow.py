@@ -72,9 +72,9 @@ def test_quarterly_rotation_by_key_presses(flow: tuple[Path, dict[str, Any]]) ->
 
 
 def _verifier(officer: Any) -> Any:
-    from console.ledger import parse_verifier_key, verifier_key
-
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from console.ledger import parse_verifier_key, verifier_key
 
     key = Ed25519PublicKey.from_public_bytes(officer.ed25519)
     return parse_verifier_key(verifier_key(officer.name, key))

@@ -38,7 +38,8 @@ def _wait_for(session: str, ready: Callable[[str], bool], timeout: float = 20) -
 def test_ceremony_in_tmux(demo_workspace: Path) -> None:
     session = f"tui-{uuid.uuid4().hex[:8]}"
     env = subprocess_env()
-    command = " ".join(["env", "-u", "SOFTHSM2_CONF", f"PYTHONPATH={shlex.quote(env['PYTHONPATH'])}",
+    pythonpath = shlex.quote(env["PYTHONPATH"])
+    command = " ".join(["env", "-u", "SOFTHSM2_CONF", f"PYTHONPATH={pythonpath}",
                         shlex.quote(CEREMONY), "--workspace", shlex.quote(str(demo_workspace))])
     _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-c", str(REPO), command)
     try:

@@ -1,0 +1,116 @@
+"""`ceremony init` and a first genesis on a production (non-rehearsal) workspace, in-process,
+on a fresh SoftHSM2 token of the test session; cards and passphrases come from files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from console.ceremony.officers import write_new_card
+from console.cli import ExitCode, main
+from console.quorum.pin_gate import read_sealed_pin
+from tests.softhsm import TEST_USER_PIN, SoftHsmToken
+
+POLICY = """\
+[keysets.api]
+issuer = "https://auth.example.com"
+alg = "ES256"
+max_token_lifetime = "1h"
+
+[[keysets.api.consumers]]
+name = "edge"
+type = "envoy"
+cache_lifetime = "10m"
+"""
+
+
+@pytest.fixture
+def officers(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
+    cards: dict[str, tuple[Path, Path]] = {}
+    for name, words in (("alice", "amber-falcon-river-stone-42"),
+                        ("bob", "copper-meadow-violin-tiger-17"),
+                        ("carol", "silver-canyon-orbit-maple-93")):
+        card, secret = tmp_path / f"{name}.card", tmp_path / f"{name}.pass"
+        write_new_card(name, words, card, unsafe_kdf_cost_for_tests=2**10)
+        secret.write_text(words + "\n")
+        cards[name] = (card, secret)
+    return cards
+
+
+def _officer_args(cards: dict[str, tuple[Path, Path]], *names: str) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        card, secret = cards[name]
+        out += ["--officer", name, "--card", f"{name}={card}", "--passphrase-file",
+                f"{name}={secret}"]
+    return out
+
+
+def test_init_then_genesis_on_a_production_workspace(
+    make_softhsm_token: Callable[[str], SoftHsmToken], tmp_path: Path,
+    officers: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = make_softhsm_token("init")
+    ws = tmp_path / "ws"
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(TEST_USER_PIN)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    args = ["init", "--workspace", str(ws), "--org", "acme", "--module", token.module,
+            "--token-label", token.label, "--pin-file", str(pin_file), "--policy", str(policy),
+            "--quorum", "routine=2/3", "--quorum", "destructive=3/3", "--quorum", "emergency=2/3"]
+    for name in ("alice", "bob", "carol"):
+        args += ["--officer-card", str(officers[name][0])]
+    assert main(args) == ExitCode.OK
+    # The token's PIN was changed: the old one is dead, and only the sealed file opens the new.
+    sealed = read_sealed_pin((ws / "pin.sealed").read_bytes())
+    assert sealed.threshold == 2 and sorted(sealed.officers) == ["alice", "bob", "carol"]
+    assert TEST_USER_PIN.encode() not in (ws / "pin.sealed").read_bytes()
+    assert not any(TEST_USER_PIN in p.read_text(errors="ignore")
+                   for p in ws.iterdir() if p.is_file() and p.suffix in (".toml", ".sealed"))
+
+    # Production workspaces refuse the rehearsal clock, before anything happens.
+    capsys.readouterr()
+    assert main(["run", "genesis", "--workspace", str(ws), "--now", "2030-01-01T00:00:00Z",
+                 *_officer_args(officers, "alice", "bob")]) == ExitCode.FAILED
+    assert "rehearsal" in capsys.readouterr().err
+
+    assert main(["run", "genesis", "--workspace", str(ws),
+                 *_officer_args(officers, "alice", "bob")]) == ExitCode.OK
+    capsys.readouterr()
+    assert main(["status", "--json", "--workspace", str(ws)]) == ExitCode.OK
+    status = json.loads(capsys.readouterr().out)
+    (keyset,) = status["keysets"]
+    states = sorted(k["state"] for k in keyset["keys"])
+    assert states == ["active", "published"]
+    assert status["bundle_signing_key"]["alg"] == "ES256"
+    assert (ws / "exports" / "api" / "1" / "jwks.jwt").is_file()
+
+    # A second init on the same folder is refused and changes nothing.
+    before = sorted(p.name for p in ws.iterdir())
+    assert main(args) == ExitCode.FAILED
+    assert "already holds a workspace" in capsys.readouterr().err
+    assert sorted(p.name for p in ws.iterdir()) == before
+
+
+def test_init_with_a_wrong_pin_leaves_nothing_behind(
+    make_softhsm_token: Callable[[str], SoftHsmToken], tmp_path: Path,
+    officers: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = make_softhsm_token("initbad")
+    ws = tmp_path / "ws"
+    pin_file = tmp_path / "pin"
+    pin_file.write_text("not-the-pin-000")
+    args = ["init", "--workspace", str(ws), "--org", "acme", "--module", token.module,
+            "--token-label", token.label, "--pin-file", str(pin_file)]
+    for name in ("alice", "bob", "carol"):
+        args += ["--officer-card", str(officers[name][0])]
+    assert main(args) == ExitCode.FAILED
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("ceremony: error:")]
+    assert len(errors) == 1 and "PIN" in errors[0] and "Traceback" not in err
+    assert not (ws / "ceremony.toml").exists() and not (ws / "ledger.sqlite").exists()
+    assert not (ws / "pin.sealed").exists()
