@@ -188,11 +188,15 @@ def mutated_bytes(draw: st.DrawFn, seed: bytes) -> bytes:
     return bytes(data)
 
 
-def report(terminal: Any, module: str) -> None:
-    """Write the examples-run-per-parser table to the pytest terminal."""
-    if terminal is None:
+def report(request: Any, module: str, before: Mapping[str, int]) -> None:
+    """Write the examples-run-per-parser table of one module to the pytest terminal."""
+    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if terminal is None or capture is None:
         return
-    terminal.write_line("")
-    terminal.write_line(f"fuzz examples run per parser ({module}):")
-    for name, count in sorted(RUNS.items()):
-        terminal.write_line(f"  {name:<40} {count:>7}")
+    with capture.global_and_fixture_disabled():
+        terminal.write_line("")
+        terminal.write_line(f"fuzz examples run per parser ({module}):")
+        for name, count in sorted(RUNS.items()):
+            if count - before.get(name, 0):
+                terminal.write_line(f"  {name:<36} {count - before.get(name, 0):>6}")

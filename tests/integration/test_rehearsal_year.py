@@ -82,6 +82,7 @@ def test_a_rehearsal_year(tmp_path: Path) -> None:
     seen_active: list[str] = [keyset(status(ws))["active_kid"]]
 
     # Quarter 1 and 2: alice and bob.
+    report = status(ws)
     for _ in range(2):
         report = _quarterly(ws, out, after(ws, 91), "alice", "bob")
         seen_active.append(keyset(report)["active_kid"])

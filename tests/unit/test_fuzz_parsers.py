@@ -59,10 +59,10 @@ from tests.fuzz.support import (
     HOSTILE_TEXT,
     RUNS,
     call,
-    file_text,
     json_values,
     mutated_bytes,
     mutated_tree,
+    report,
     toml_dumps,
 )
 from tests.unit.test_ledger_support import KEYS, ORIGIN, T0, enrol_data
@@ -81,13 +81,7 @@ PASSPHRASE = "correct horse battery staple fuzz"
 def _report(request: pytest.FixtureRequest) -> Iterator[None]:
     before = dict(RUNS)
     yield
-    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
-    if terminal is not None:
-        terminal.write_line("")
-        terminal.write_line("fuzz examples run per parser (tests/unit/test_fuzz_parsers.py):")
-        for name, count in sorted(RUNS.items()):
-            if count - before.get(name, 0):
-                terminal.write_line(f"  {name:<36} {count - before.get(name, 0):>6}")
+    report(request, "tests/unit/test_fuzz_parsers.py", before)
 
 
 _TMP = tempfile.TemporaryDirectory(prefix="fuzz-parsers-")
