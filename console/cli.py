@@ -282,6 +282,8 @@ def _unlock_officers(args: argparse.Namespace, ws: Any) -> list[Any]:
 def _read_secret_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read passphrase file {path!r}", "check the path") from e
     except OSError as e:
         raise UsageError(f"cannot read passphrase file {path}: {e.strerror}", "check the path") \
             from e

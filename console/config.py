@@ -74,7 +74,7 @@ P11KIT_CLIENT_PATHS: tuple[str, ...] = (
     "/usr/lib64/pkcs11/p11-kit-client.so",
 )
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")  # as console.quorum.cards
 _KEYSET_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,39})$")
 _CONSUMER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")

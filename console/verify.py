@@ -41,6 +41,8 @@ def _read(path: Path, what: str) -> bytes:
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
+    except ValueError as e:  # a NUL in the path
+        raise VerificationError(f"{what} path is not a valid file name", "check the path") from e
     except OSError as e:
         raise VerificationError(f"cannot read {what} {path}: {e.strerror}", "check the path") \
             from e

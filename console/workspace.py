@@ -18,7 +18,7 @@ from typing import Any
 
 from console.clock import wall_clock
 from console.config import Policy, WorkspaceConfig, load_policy, load_workspace_config
-from console.errors import HsmError, LedgerBusyError, WorkspaceError
+from console.errors import HsmError, LedgerBusyError, UsageError, WorkspaceError
 from console.lifecycle import effective_now
 
 CEREMONY_TOML = "ceremony.toml"
@@ -31,6 +31,8 @@ LOCK_FILE = ".lock"
 def locate(path: str | os.PathLike[str] | None) -> Path:
     """The workspace folder the user means: the argument, CEREMONY_WORKSPACE, or `.`."""
     chosen = path if path is not None else os.environ.get("CEREMONY_WORKSPACE") or "."
+    if "\x00" in os.fspath(chosen):
+        raise UsageError("the workspace path holds a NUL character", "give a plain folder path")
     return Path(chosen).expanduser().resolve()
 
 

@@ -36,6 +36,8 @@ def read_card_file(path: Path) -> bytes:
             data = handle.read(MAX_CARD_BYTES + 1)
     except OSError as e:
         raise CardError(f"cannot read card {path}: {e.strerror}", "check the path") from e
+    except ValueError as e:  # a NUL in the path
+        raise CardError("the card path is not a valid file name", "check the path") from e
     if len(data) > MAX_CARD_BYTES:
         raise CardError(f"{path} is not an officer card (too large)", "give the .card file")
     return data
@@ -85,19 +87,22 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+# What `OfficerRegistry.from_entries` folds (it skips every other type).
+OFFICER_ENTRY_TYPES: tuple[str, ...] = ("officer.enrolled", "officer.revoked")
+
+
 def officer_registry(ws: Any) -> OfficerRegistry:
-    return OfficerRegistry.from_entries(
-        e for e in ws.ledger.entries() if e.type.startswith("officer.")
-    )
+    # Through the type index, in seq order: the registry's cost follows the officers, not the
+    # ledger's size.
+    return OfficerRegistry.from_entries(ws.ledger.entries_of_type(*OFFICER_ENTRY_TYPES))
 
 
 def officer_rows(ws: Any) -> list[dict[str, Any]]:
     """One row per officer the ledger knows, with the last approval each gave."""
     registry = officer_registry(ws)
     last_approval: dict[str, str] = {}
-    for entry in ws.ledger.entries():
-        if entry.type == "ceremony.approved":
-            last_approval[str(entry.data.get("officer"))] = format_optional(entry.time) or ""
+    for entry in ws.ledger.entries_of_type("ceremony.approved"):
+        last_approval[str(entry.data.get("officer"))] = format_optional(entry.time) or ""
     rows = []
     for officer in registry.officers:
         from console.quorum.cards import OfficerPublicKeys

@@ -3,6 +3,10 @@
 The JSON shape is the contract of DESIGN.md §10 (built by `lifecycle.status_json`), extended
 with the workspace, the ledger's size and last checkpoint, the bundle-signing key, open plans and
 emergency ceremonies awaiting ratification.
+
+Each replay reads only the entry types it folds, through the ledger's type index, so the time
+status takes grows with the keys and ceremonies recorded, not with the ledger's size (findings,
+checkpoints and exports can run to millions of entries).
 """
 
 from __future__ import annotations
@@ -16,13 +20,23 @@ from console.ceremony.planner import BUNDLE_KEYSET
 from console.clock import format_time
 from console.lifecycle import KeyState, replay, short_kid, status_json
 
+# What `lifecycle.replay` folds (it skips every other type).
+KEY_ENTRY_TYPES: tuple[str, ...] = ("key.generated", "key.state_changed", "policy.changed")
+# What `journal.replay_plans` folds: every `ceremony.*` type a console writes.
+CEREMONY_ENTRY_TYPES: tuple[str, ...] = (
+    "ceremony.planned", "ceremony.approved", "ceremony.approval_refused",
+    "ceremony.execution_refused", "ceremony.started", "ceremony.resumed",
+    "ceremony.step.intent", "ceremony.step.done", "ceremony.step.failed",
+    "ceremony.completed", "ceremony.aborted", "ceremony.ratified",
+)
+
 
 def workspace_status(ws: Any, now: datetime) -> dict[str, Any]:
-    entries = list(ws.ledger.entries())
-    replayed = replay(entries)
+    # entries_of_type yields in seq order, which both replays depend on.
+    replayed = replay(ws.ledger.entries_of_type(*KEY_ENTRY_TYPES))
     keysets = {k: v for k, v in replayed.keysets.items() if k != BUNDLE_KEYSET}
     report = status_json(keysets, ws.policy, now)
-    plans = replay_plans(entries)
+    plans = replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES))
     bundle = replayed.keysets.get(BUNDLE_KEYSET)
     bundle_key = next((k for k in bundle.keys if k.state is KeyState.ACTIVE), None) if bundle \
         else None

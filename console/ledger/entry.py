@@ -9,16 +9,17 @@ exactly the canonical form of what they parse to.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from console import jcs
 from console.clock import format_time, require_utc
 from console.errors import EntryRejectedError
-from console.ledger.merkle import leaf_hash
+from console.ledger.merkle import leaf_hash, range_nodes
 
 FORMAT_VERSION = 1
 MAX_ENTRY_BYTES = 8 * 1024 * 1024
@@ -156,9 +157,11 @@ def _is_canonical(value: dict[str, Any], raw: bytes) -> bool:
     ensure_ascii=False)` writes the same escapes as RFC 8785 and differs only in key order for
     keys with characters at or above U+E000 (code-point vs UTF-16 order). Such characters need a
     UTF-8 lead byte >= 0xEE, so when no byte of `raw` is that large the C encoder's output is the
-    canonical form; otherwise, or when it differs, `jcs.canonicalize` decides.
+    canonical form; otherwise, or when it differs, `jcs.canonicalize` decides. The C encoder has no
+    depth limit, so bytes with enough brackets to nest past `jcs.MAX_DEPTH` also go to
+    `jcs.canonicalize` (which refuses them).
     """
-    if raw and max(raw) < 0xEE:
+    if raw and _trust_encoder(raw):
         try:
             fast = _ENCODER.encode(value)
         except (TypeError, ValueError):
@@ -191,3 +194,172 @@ def _loads_fast(raw: bytes) -> Any:
 
 _DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse)
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_HIGH_BYTE = re.compile(rb"[\xee-\xff]")
+_BELOW_EE = bytes(range(0xEE))
+
+
+def _trust_encoder(raw: bytes) -> bool:
+    """Whether the C encoder's output for what `raw` parses to can stand for RFC 8785's: no byte
+    that could start a character at or above U+E000, and too few brackets to nest past the depth
+    `jcs.canonicalize` refuses (a value at depth MAX_DEPTH + 1 needs MAX_DEPTH + 1 containers)."""
+    return (
+        _HIGH_BYTE.search(raw) is None
+        and raw.count(b"{") + raw.count(b"[") <= jcs.MAX_DEPTH
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LineScan:
+    """What `scan_lines` established about a block of entry lines.
+
+    `slow` lists `(index, time_before, line)` for each line the caller must judge with
+    `parse_entry` (and its own checks), in order; `time_before` is the time of the line just
+    before it when that line was accepted here, else None. `runs[k]` holds the Merkle nodes
+    (`merkle.range_nodes`) of the accepted lines before `slow[k]` (after the previous slow
+    line); `runs[-1]` those after the last slow line. `last_time` is the time of the block's last
+    line when it was accepted here.
+    """
+
+    count: int
+    slow: list[tuple[int, str | None, bytes]]
+    runs: list[list[tuple[int, bytes]]]
+    last_time: str | None
+
+
+def scan_lines(
+    block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int]
+) -> LineScan:
+    """Accept, fast, the lines of `block` (each ended by a newline) that are plainly valid entries.
+
+    A line is accepted only when `parse_entry(line, expect_seq=first_seq + i)` would accept it,
+    its type is not in `special_types`, its seq is not in `cuts`, its time is not earlier than
+    that of the line before it, and that line was accepted too. The first line of the block is
+    never accepted (the time before it is the caller's). Everything else is left to the caller,
+    in order, so the first bad line is reported exactly as the strict reader would report it.
+    Canonical form is the C encoder's output compared with the line (see `_is_canonical`).
+    """
+    raws = block.split(b"\n")
+    if raws.pop() != b"":
+        raise ValueError("block does not end with a newline")
+    n = len(raws)
+    try:
+        texts = block.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        texts = [_utf8_or_empty(raw) for raw in raws]  # "" never parses: left to the caller
+    plain = block.isascii() or not block.translate(None, _BELOW_EE)
+    scan = _SCAN_ONCE
+    encode = _ENCODE
+    sha256 = hashlib.sha256
+    fields = _FIELDS
+    max_depth = jcs.MAX_DEPTH
+    max_bytes = MAX_ENTRY_BYTES
+    good_types: set[str] = set()
+    fromiso = datetime.fromisoformat
+    time_re = _TIME.match
+    type_re = _TYPE.match
+    valid_time = ""
+    before: str | None = None  # time of the previous line when it was accepted
+    leaves: list[bytes] = []
+    run_start = 0
+    slow: list[tuple[int, str | None, bytes]] = []
+    runs: list[list[tuple[int, bytes]]] = []
+    seq = first_seq - 1
+    for i in range(n):
+        raw = raws[i]
+        seq += 1
+        when = None
+        # Any failed test below leaves the line to the caller (`when` stays None).
+        if (
+            i
+            and len(raw) <= max_bytes
+            and raw.count(b"{") + raw.count(b"[") <= max_depth
+            and (plain or _HIGH_BYTE.search(raw) is None)
+        ):
+            text = texts[i]
+            try:
+                value, end = scan(text, 0)
+            except (StopIteration, _NotStrict, ValueError, RecursionError):
+                value, end = None, 0
+            if end == len(text) and type(value) is dict and value.keys() == fields:
+                when = value["time"]
+                kind = value["type"]
+                actor = value["actor"]
+                ceremony = value["ceremony"]
+                if (
+                    when != valid_time
+                    and type(when) is str
+                    and time_re(when)
+                    and _valid_date(fromiso, when)
+                ):
+                    valid_time = when
+                if type(kind) is str and kind not in good_types and type_re(kind):
+                    good_types.add(kind)
+                v = value["v"]
+                if (
+                    when != valid_time
+                    or before is None
+                    or when < before
+                    or type(kind) is not str
+                    or kind not in good_types
+                    or kind in special_types
+                    or value["seq"] != seq
+                    or type(value["seq"]) is not int
+                    or v != 1
+                    or type(v) is not int
+                    or type(actor) is not str
+                    or not actor
+                    or not (ceremony is None or (type(ceremony) is str and ceremony))
+                    or type(value["data"]) is not dict
+                    or seq in cuts
+                    or "".join(encode(value, 0)) != text
+                ):
+                    when = None
+        if when is None:
+            runs.append(range_nodes(first_seq + run_start, leaves))
+            slow.append((i, before, raw))
+            leaves = []
+            run_start = i + 1
+            before = None
+        else:
+            leaves.append(sha256(b"\x00" + raw).digest())
+            before = when
+    runs.append(range_nodes(first_seq + run_start, leaves))
+    return LineScan(n, slow, runs, before)
+
+
+def _valid_date(fromiso: Any, when: str) -> bool:
+    try:
+        fromiso(when[:-1] + "+00:00")
+    except ValueError:
+        return False
+    return True
+
+
+def _utf8_or_empty(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+
+
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _make_encode() -> Any:
+    """The C encoder object behind `_ENCODER`, made once: `JSONEncoder.encode` builds a new one on
+    every call, which costs as much as encoding a small entry. Falls back to `_ENCODER`."""
+    encoder_module: Any = json.encoder  # the C parts are private, hence untyped
+    make, escape = encoder_module.c_make_encoder, encoder_module.c_encode_basestring
+    if make is not None and escape is not None:
+        try:
+            return make(None, _no_default, escape, None, ":", ",", True, False, False)
+        except TypeError:  # another Python's private signature
+            pass
+    return lambda value, _level: (_ENCODER.encode(value),)
+
+
+_ENCODE = _make_encode()
+_SCAN_ONCE: Any = cast(Any, _DECODER).scan_once  # the C scanner when built, else Python's

@@ -60,6 +60,32 @@ def largest_power_of_two_below(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+def range_nodes(start: int, leaves: Sequence[bytes]) -> list[tuple[int, bytes]]:
+    """The perfect subtrees `(level, hash)` covering leaves `[start, start + len(leaves))`, left to
+    right: each is aligned (its first leaf index is a multiple of `2**level`), so
+    `CompactRange.append_range` can join them to a range ending at `start`. Lets the hashing of
+    a block of leaves happen away from the running range (another process)."""
+    hashes: list[bytes] = []
+    levels: list[int] = []
+    sha256 = hashlib.sha256
+    index = start
+    for leaf in leaves:
+        if len(leaf) != HASH_SIZE:
+            raise VerificationError("leaf hash is not 32 bytes")
+        h, level, i = leaf, 0, index
+        # The last node is the left sibling exactly when it has this level and i is odd: a node
+        # whose sibling lies before `start` never has a peer here to merge with.
+        while i & 1 and levels and levels[-1] == level:
+            h = sha256(b"\x01" + hashes.pop() + h).digest()
+            levels.pop()
+            level += 1
+            i >>= 1
+        hashes.append(h)
+        levels.append(level)
+        index += 1
+    return list(zip(levels, hashes, strict=True))
+
+
 def root_from_leaf_hashes(leaves: Sequence[bytes]) -> bytes:
     """Root of a tree given all its leaf hashes (linear time, for verifiers and tests)."""
     cr = CompactRange()
@@ -98,6 +124,22 @@ class CompactRange:
         self.levels.append(level)
         self.size += 1
         return made
+
+    def append_range(self, nodes: Sequence[tuple[int, bytes]]) -> None:
+        """Add the perfect subtrees `range_nodes(self.size, leaves)` returned: the same state as
+        appending each of those leaves."""
+        hashes, levels = self.hashes, self.levels
+        for level, h in nodes:
+            if len(h) != HASH_SIZE or self.size & ((1 << level) - 1):
+                raise VerificationError("subtree is not a 32-byte hash aligned at the range's end")
+            self.size += 1 << level
+            # An aligned node meets an equal-level last node only as its right sibling.
+            while levels and levels[-1] == level:
+                h = node_hash(hashes.pop(), h)
+                levels.pop()
+                level += 1
+            hashes.append(h)
+            levels.append(level)
 
     def root(self) -> bytes:
         if not self.hashes:

@@ -80,7 +80,7 @@ SINGLE_CLASS_MIN_LENGTH = 20
 UNLOCK_FAILED = "card could not be unlocked with that passphrase"
 _UNLOCK_HINT = "check that this is your card and retype the passphrase"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 _AAD_CONTEXT = b"key-ceremony-card/v1\n"
 _FINGERPRINT_CONTEXT = b"key-ceremony-officer/v1\n"
 _CARD_KEYS = {
@@ -89,7 +89,7 @@ _CARD_KEYS = {
 
 
 def check_officer_name(name: object) -> str:
-    """Return `name` if it is a valid officer name: 1-64 of letters, digits, '.', '_', '-'.
+    """Return `name` if it is a valid officer name: 1-32 of letters, digits, '.', '_', '-'.
 
     The name appears in signed-note key names and file names, so spaces, '+' and control
     characters are refused.
@@ -97,10 +97,12 @@ def check_officer_name(name: object) -> str:
     Raises:
         OfficerError: the name is not valid.
     """
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        shown = repr(name[:40]) + ("…" if len(name) > 40 else "") if isinstance(name, str) \
+            else type(name).__name__
         raise OfficerError(
-            f"officer name {name!r} is not valid",
-            "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            f"officer name {shown} is not valid",
+            "use 1-32 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
     return name
 

@@ -1,5 +1,6 @@
 """TUI benchmarks (run by hand: `python -m tests.bench.bench_tui [--keysets N] [--entries N]
-[--big N | --skip-big] [--repeat N]`), reported as ratios against a baseline measured in the same run.
+[--big N | --skip-big] [--repeat N]`), reported as ratios against a baseline measured in the
+same run.
 
 1. Time to the first painted dashboard on a workspace with 200 keysets and 100,000 ledger
    entries, vs a minimal Textual app (goal <= 1.3x); also the time until the keysets are painted
