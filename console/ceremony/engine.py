@@ -75,6 +75,7 @@ class CeremonyRun:
     pin: bytes = field(repr=False, default=b"")
     keysets: dict[str, KeysetState] = field(default_factory=dict)
     entries: list[EntryLike] = field(default_factory=list)
+    reconciled: bool = False
 
     # --- running ---------------------------------------------------------------------------
 
@@ -201,6 +202,7 @@ class CeremonyRun:
                     if not (f.kind == "orphan" and f.cka_id in resolving)]
         self._append_many([self._done(action, objects=report.objects,
                                       findings=len(findings))])
+        self.reconciled = not findings
         if findings:
             first = findings[0]
             raise ReconcileError(
@@ -405,11 +407,14 @@ class CeremonyRun:
 
     def _do_export_bundle(self, action: dict[str, Any]) -> str:
         keyset = str(action["keyset"])
-        report = reconcile(self.hsm.inventory(), self.keysets, _plans_of(self.entries),
-                           private_visible=True)
-        if not report.clean:
-            raise ReconcileError("exports are blocked: the HSM and the ledger disagree",
-                                 "run `ceremony reconcile` and resolve every finding first")
+        if not self.reconciled:
+            # Once per ceremony: every HSM change after it is journaled by this run.
+            report = reconcile(self.hsm.inventory(), self.keysets, _plans_of(self.entries),
+                               private_visible=True)
+            if not report.clean:
+                raise ReconcileError("exports are blocked: the HSM and the ledger disagree",
+                                     "run `ceremony reconcile` and resolve every finding first")
+            self.reconciled = True
         previous_seq, previous_digest = self._previous_bundle(keyset)
         seq = previous_seq + 1
         self._intent(action, keyset=keyset, seq=seq)

@@ -5,6 +5,7 @@ Pure `qrcode` (its SVG factory uses the standard library's ElementTree): no Pill
 
 from __future__ import annotations
 
+import functools
 import io
 
 import qrcode
@@ -27,6 +28,7 @@ def _qr(text: str, border: int) -> qrcode.QRCode:
     return qr
 
 
+@functools.lru_cache(maxsize=64)
 def qr_svg(text: str) -> str:
     """An SVG document (one path) encoding `text`.
 

@@ -235,9 +235,11 @@ def scan_lines(
 
     A line is accepted only when `parse_entry(line, expect_seq=first_seq + i)` would accept it,
     its type is not in `special_types`, its seq is not in `cuts`, its time is not earlier than
-    that of the line before it, and that line was accepted too. The first line of the block is
+    that of the line before it (well-formed, too). The first line of the block is
     never accepted (the time before it is the caller's). Everything else is left to the caller,
     in order, so the first bad line is reported exactly as the strict reader would report it.
+    (When the line before was left to the caller, the caller either failed on it or accepted it
+    with the very time compared here.)
     Canonical form is the C encoder's output compared with the line (see `_is_canonical`).
     """
     raws = block.split(b"\n")
@@ -261,6 +263,7 @@ def scan_lines(
     type_re = _TYPE.match
     valid_time = ""
     before: str | None = None  # time of the previous line when it was accepted
+    previous: str | None = None  # time of the previous line when well-formed (accepted or not)
     leaves: list[bytes] = []
     run_start = 0
     slow: list[tuple[int, str | None, bytes]] = []
@@ -270,10 +273,10 @@ def scan_lines(
         raw = raws[i]
         seq += 1
         when = None
+        time_before, previous = previous, None
         # Any failed test below leaves the line to the caller (`when` stays None).
         if (
-            i
-            and len(raw) <= max_bytes
+            len(raw) <= max_bytes
             and raw.count(b"{") + raw.count(b"[") <= max_depth
             and (plain or _HIGH_BYTE.search(raw) is None)
         ):
@@ -294,13 +297,15 @@ def scan_lines(
                     and _valid_date(fromiso, when)
                 ):
                     valid_time = when
+                if when == valid_time:
+                    previous = when
                 if type(kind) is str and kind not in good_types and type_re(kind):
                     good_types.add(kind)
                 v = value["v"]
                 if (
                     when != valid_time
-                    or before is None
-                    or when < before
+                    or time_before is None
+                    or when < time_before
                     or type(kind) is not str
                     or kind not in good_types
                     or kind in special_types
