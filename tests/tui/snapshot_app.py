@@ -1,7 +1,8 @@
 """The app the snapshot tests and screenshots photograph: fixed data, fixed clock, no HSM.
 
 `tests/tui/data/demo-workspace/` is a demo workspace made once by `ceremony demo --headless` and
-committed without its SoftHSM2 token: kids, digests and times in it never change, so snapshots
+committed without its SoftHSM2 token, its throwaway cards and passphrases, or its sealed PIN (no
+secret is in git, even a throwaway one): kids, digests and times in it never change, so snapshots
 are stable. Everything on screen comes from the real services over that real ledger; only the two
 HSM-probing reports (doctor, reconciliation) and the clock are fixed values here. The Pilot,
 tmux and ceremony tests run on freshly made demo workspaces with a real token instead.
@@ -9,7 +10,7 @@ tmux and ceremony tests run on freshly made demo workspaces with a real token in
 Regenerate the fixture (then `pytest tests/tui --snapshot-update`):
     rm -rf tests/tui/data/demo-workspace
     ceremony demo --workspace tests/tui/data/demo-workspace --headless
-    rm -rf tests/tui/data/demo-workspace/softhsm tests/tui/data/demo-workspace/*.lock
+    cd tests/tui/data/demo-workspace && rm -rf softhsm demo-cards pin.sealed *.lock
 """
 
 from __future__ import annotations

@@ -40,7 +40,9 @@ class ConsoleScreen(Screen[None]):
         yield from ()
 
     def on_mount(self) -> None:
-        self.refresh_data()
+        # After the first frame: a loading worker holds the GIL for most of its run, and
+        # started here it would delay the screen's first paint by about its own duration.
+        self.call_after_refresh(self.refresh_data)
 
     def refresh_data(self) -> None:
         """Start the workers that load this screen's data."""
