@@ -21,28 +21,21 @@ from console.errors import ConsoleError, ExportError
 
 __all__ = ["Backend", "BundleFile", "BundleRow", "Health", "LedgerSummary", "WorkspaceBackend"]
 
-# Where each file of a bundle folder goes (DESIGN.md §9), keyed by file name or suffix.
-FILE_DESTINATIONS: tuple[tuple[str, str], ...] = (
-    ("jwks.json", "IdPs and gateways that fetch a plain JWKS (serve at the issuer's jwks_uri)"),
-    ("jwks.jwt", "the signed bundle: pinned-key consumers verify it before use"),
-    ("MANIFEST.sha256", "keep with the bundle: SHA-256 of every file"),
-    ("bundle-digest.svg", "print for the transcript: QR of the bundle digest"),
-    ("signer.json", "the token-signing service: active kid and its PKCS#11 URI"),
-    ("envoy", "Envoy jwt_authn provider (local_jwks)"),
-    ("istio", "Istio RequestAuthentication"),
-    ("kong", "Kong via decK (jwt_secrets, one credential per kid)"),
-    ("nginx", "NGINX Plus auth_jwt_key_file"),
-    ("apim", "Azure APIM validate-jwt issuer-signing-keys"),
-    ("auth0", "Auth0 client credentials (private_key_jwt)"),
-    (".pem", "one PEM public key per kid"),
-)
-
-
-def destination_of(name: str) -> str:
-    for key, where in FILE_DESTINATIONS:
-        if name == key or key in name:
-            return where
-    return "—"
+def destinations(folder: Path) -> dict[str, str]:
+    """Where each file of a bundle folder goes, as the export's own README.txt says it
+    (`<file>: <where it goes>` lines), so the TUI repeats the exporter rather than guessing."""
+    readme = folder / "README.txt"
+    out: dict[str, str] = {"README.txt": "this list", "MANIFEST.sha256":
+                           "keep with the bundle: SHA-256 of every file"}
+    try:
+        lines = readme.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        name, sep, where = line.partition(": ")
+        if sep and name and " " not in name:
+            out[name] = where
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,9 +208,10 @@ class Backend:
             folder = Path(str(data.get("path", "")))
             if not folder.is_absolute():
                 folder = self.ws.root / folder
+            where = destinations(folder)
             files = tuple(
                 BundleFile(p.relative_to(folder).as_posix(), p.stat().st_size,
-                           destination_of(p.name))
+                           where.get(p.relative_to(folder).as_posix(), "—"))
                 for p in sorted(folder.rglob("*")) if p.is_file()
             ) if folder.is_dir() else ()
             verified: bool | None = None
