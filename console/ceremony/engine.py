@@ -25,7 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from console.ceremony.journal import EntryLike, PlanRecord
+from console.ceremony.journal import STATE_ENTRY_TYPES, EntryLike, PlanRecord
 from console.ceremony.planner import BUNDLE_KEYSET, jwks_keys, pin_threshold
 from console.ceremony.progress import ProgressSink, StepEvent
 from console.ceremony.reconcile import reconcile
@@ -86,7 +86,7 @@ class CeremonyRun:
             ConsoleError: a step failed (recorded as `ceremony.step.failed`); the plan stays
                 open for `ceremony resume`.
         """
-        self.entries = list(self.ws.ledger.entries())
+        self.entries = list(self.ws.ledger.entries_of_type(*STATE_ENTRY_TYPES))
         self.keysets = dict(replay(self.entries).keysets)
         actions = self.record.actions
         total = len(actions)

@@ -14,6 +14,21 @@ from typing import Any, Protocol
 
 from console.errors import PlanError
 
+# Entry types each replay folds; reading only these (through the ledger's type index) keeps
+# replays proportional to the keys and ceremonies recorded, not to the ledger's size.
+KEY_ENTRY_TYPES: tuple[str, ...] = ("key.generated", "key.state_changed", "policy.changed")
+OFFICER_ENTRY_TYPES: tuple[str, ...] = ("officer.enrolled", "officer.revoked")
+CEREMONY_ENTRY_TYPES: tuple[str, ...] = (
+    "ceremony.planned", "ceremony.approved", "ceremony.approval_refused",
+    "ceremony.execution_refused", "ceremony.started", "ceremony.resumed",
+    "ceremony.step.intent", "ceremony.step.done", "ceremony.step.failed",
+    "ceremony.completed", "ceremony.aborted", "ceremony.ratified",
+)
+STATE_ENTRY_TYPES: tuple[str, ...] = (
+    *KEY_ENTRY_TYPES, *OFFICER_ENTRY_TYPES, *CEREMONY_ENTRY_TYPES, "bundle.exported",
+)
+"""Everything planning and execution replay: keys, officers, ceremonies and bundles."""
+
 
 class EntryLike(Protocol):
     @property

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from console.ceremony.journal import OFFICER_ENTRY_TYPES
 from console.clock import format_optional, wall_clock
 from console.errors import CardError, ExportError, OfficerError
 from console.quorum.approvals import OfficerRegistry
@@ -88,7 +89,6 @@ def write_private_file(path: Path, data: bytes) -> None:
 
 
 # What `OfficerRegistry.from_entries` folds (it skips every other type).
-OFFICER_ENTRY_TYPES: tuple[str, ...] = ("officer.enrolled", "officer.revoked")
 
 
 def officer_registry(ws: Any) -> OfficerRegistry:

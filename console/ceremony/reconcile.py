@@ -127,10 +127,10 @@ def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
 def reconcile_workspace(ws: Any) -> Reconciliation:
     """Read-only reconciliation from the CLI: the token is not logged in (no quorum needed),
     so only public key objects are compared; ceremonies reconcile logged in."""
-    from console.ceremony.journal import replay_plans
+    from console.ceremony.journal import STATE_ENTRY_TYPES, replay_plans
     from console.lifecycle import replay
 
-    entries = list(ws.ledger.entries())
+    entries = list(ws.ledger.entries_of_type(*STATE_ENTRY_TYPES))
     return reconcile(ws.hsm().inventory(), replay(entries).keysets, replay_plans(entries),
                      private_visible=False)
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from console.ceremony.engine import CeremonyRun
 from console.ceremony.journal import (
+    CEREMONY_ENTRY_TYPES,
+    STATE_ENTRY_TYPES,
     PlanRecord,
     find_plan,
     open_plans,
@@ -83,7 +85,7 @@ def plan_ceremony(ws: Any, script_name: str, *, keysets: Sequence[str], now: dat
     """
     script = load_script(script_name, workspace=ws.root)
     params = _parse_parameters(script, parameters)
-    entries = list(ws.ledger.entries())
+    entries = list(ws.ledger.entries_of_type(*STATE_ENTRY_TYPES))
     plans = replay_plans(entries)
     replayed = replay(entries)
     registry = OfficerRegistry.from_entries(e for e in entries if e.type.startswith("officer."))
@@ -166,7 +168,7 @@ def render_plan(planned: PlannedCeremony) -> str:
 
 
 def _record_and_registry(ws: Any, plan_id: str) -> tuple[PlanRecord, OfficerRegistry]:
-    entries = list(ws.ledger.entries())
+    entries = list(ws.ledger.entries_of_type(*STATE_ENTRY_TYPES))
     record = find_plan(replay_plans(entries), plan_id)
     registry = OfficerRegistry.from_entries(e for e in entries if e.type.startswith("officer."))
     return record, registry
@@ -356,7 +358,7 @@ def resume_plan(ws: Any, officers: Sequence[UnlockedCard], *, now: datetime,
 
 
 def _interrupted(ws: Any, now: datetime) -> PlanRecord:
-    plans = replay_plans(ws.ledger.entries())
+    plans = replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES))
     started = [p for p in plans.values() if p.started and not p.closed]
     if not started:
         raise PlanError("no interrupted ceremony to resume", "see `ceremony status`")
@@ -366,7 +368,7 @@ def _interrupted(ws: Any, now: datetime) -> PlanRecord:
 def abort_unstarted_plan(ws: Any, plan_id: str, *, now: datetime, reason: str) -> None:
     """Close a plan that never started (e.g. `run` failed at an approval), so it does not
     block the next plan for its keysets."""
-    record = find_plan(replay_plans(ws.ledger.entries()), plan_id)
+    record = find_plan(replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES)), plan_id)
     if record.started or record.closed:
         return
     ws.ledger.append("ceremony.aborted", {"plan_id": plan_id, "after_step": 0,
@@ -376,7 +378,7 @@ def abort_unstarted_plan(ws: Any, plan_id: str, *, now: datetime, reason: str) -
 
 def abort_open_plan(ws: Any, *, now: datetime) -> str:
     """Close the interrupted (or merely planned) ceremony without running more steps."""
-    plans = replay_plans(ws.ledger.entries())
+    plans = replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES))
     candidates = [p for p in plans.values() if not p.closed and (p.started or
                                                                   p.expires_at() > now)]
     if not candidates:
@@ -435,8 +437,15 @@ def export_audit(ws: Any, out: Path | None) -> Path:
 
 def write_transcript_again(ws: Any, plan_id: str) -> list[Path]:
     """Write the plan's transcript (Markdown and HTML) unless it exists already."""
-    entries = list(ws.ledger.entries())
-    record = find_plan(replay_plans(entries), plan_id)
+    from console.ledger import EntryFilter
+
+    record = find_plan(replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES)), plan_id)
+    mine = EntryFilter(ceremony=record.plan_id)
+    # The ceremony's own entries, and the checkpoints (recorded without a ceremony id).
+    entries = sorted(
+        [*ws.ledger.page(0, ws.ledger.count(mine), mine),
+         *ws.ledger.entries_of_type("checkpoint.signed")],
+        key=lambda e: e.seq)
     transcript = build_transcript(record, entries)
     ws.transcripts_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -15,20 +15,16 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from console.ceremony.journal import open_plans, pending_ratifications, replay_plans
+from console.ceremony.journal import (
+    CEREMONY_ENTRY_TYPES,
+    KEY_ENTRY_TYPES,
+    open_plans,
+    pending_ratifications,
+    replay_plans,
+)
 from console.ceremony.planner import BUNDLE_KEYSET
 from console.clock import format_time
 from console.lifecycle import KeyState, replay, short_kid, status_json
-
-# What `lifecycle.replay` folds (it skips every other type).
-KEY_ENTRY_TYPES: tuple[str, ...] = ("key.generated", "key.state_changed", "policy.changed")
-# What `journal.replay_plans` folds: every `ceremony.*` type a console writes.
-CEREMONY_ENTRY_TYPES: tuple[str, ...] = (
-    "ceremony.planned", "ceremony.approved", "ceremony.approval_refused",
-    "ceremony.execution_refused", "ceremony.started", "ceremony.resumed",
-    "ceremony.step.intent", "ceremony.step.done", "ceremony.step.failed",
-    "ceremony.completed", "ceremony.aborted", "ceremony.ratified",
-)
 
 
 def workspace_status(ws: Any, now: datetime) -> dict[str, Any]:

@@ -29,6 +29,7 @@ control character (JCS writes those as six-byte `\\u00XX` escapes)."""
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
 _FIELDS = frozenset({"v", "seq", "time", "type", "ceremony", "actor", "data"})
+_FIELD_ORDER = tuple(sorted(_FIELDS))
 
 __all__ = ["FORMAT_VERSION", "MAX_ENTRY_BYTES", "Entry", "encode_entry", "parse_entry"]
 
@@ -204,10 +205,7 @@ def _trust_encoder(raw: bytes) -> bool:
     """Whether the C encoder's output for what `raw` parses to can stand for RFC 8785's: no byte
     that could start a character at or above U+E000, and too few brackets to nest past the depth
     `jcs.canonicalize` refuses (a value at depth MAX_DEPTH + 1 needs MAX_DEPTH + 1 containers)."""
-    return (
-        _HIGH_BYTE.search(raw) is None
-        and raw.count(b"{") + raw.count(b"[") <= jcs.MAX_DEPTH
-    )
+    return _HIGH_BYTE.search(raw) is None and raw.count(b"{") + raw.count(b"[") <= jcs.MAX_DEPTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +237,16 @@ def scan_lines(
     never accepted (the time before it is the caller's). Everything else is left to the caller,
     in order, so the first bad line is reported exactly as the strict reader would report it.
     (When the line before was left to the caller, the caller either failed on it or accepted it
-    with the very time compared here.)
-    Canonical form is the C encoder's output compared with the line (see `_is_canonical`).
+    with the very time compared here.) Lines with a byte >= 0xEE are always left to the caller.
+
+    Canonical form, for a line the strict C scanner parsed whole into the object V:
+    - with no backslash and exactly two objects and no array (outside strings): every string
+      token is `"` + its value + `"` (no escapes; raw control characters are refused by the
+      scanner), which is what RFC 8785 writes; with no whitespace, tabs or `-0` outside strings,
+      every other token is too. Outside strings ':' appears once per member, so a count equal to
+      7 + len(data) means no duplicate key, hence dict order is text order; sorted top-level and
+      data keys (code-point order: UTF-16 order when no character is >= U+E000) complete it.
+    - otherwise: the C encoder's output equals the line (see `_is_canonical`).
     """
     raws = block.split(b"\n")
     if raws.pop() != b"":
@@ -254,10 +260,11 @@ def scan_lines(
     scan = _SCAN_ONCE
     encode = _ENCODE
     sha256 = hashlib.sha256
-    fields = _FIELDS
     max_depth = jcs.MAX_DEPTH
     max_bytes = MAX_ENTRY_BYTES
     good_types: set[str] = set()
+    sorted_keys: set[tuple[str, ...]] = set()
+    order = _FIELD_ORDER
     fromiso = datetime.fromisoformat
     time_re = _TIME.match
     type_re = _TYPE.match
@@ -274,53 +281,67 @@ def scan_lines(
         seq += 1
         when = None
         time_before, previous = previous, None
-        # Any failed test below leaves the line to the caller (`when` stays None).
-        if (
-            len(raw) <= max_bytes
-            and raw.count(b"{") + raw.count(b"[") <= max_depth
-            and (plain or _HIGH_BYTE.search(raw) is None)
-        ):
-            text = texts[i]
-            try:
-                value, end = scan(text, 0)
-            except (StopIteration, _NotStrict, ValueError, RecursionError):
-                value, end = None, 0
-            if end == len(text) and type(value) is dict and value.keys() == fields:
-                when = value["time"]
-                kind = value["type"]
-                actor = value["actor"]
-                ceremony = value["ceremony"]
-                if (
-                    when != valid_time
-                    and type(when) is str
-                    and time_re(when)
-                    and _valid_date(fromiso, when)
-                ):
-                    valid_time = when
-                if when == valid_time:
-                    previous = when
-                if type(kind) is str and kind not in good_types and type_re(kind):
-                    good_types.add(kind)
-                v = value["v"]
-                if (
-                    when != valid_time
-                    or time_before is None
-                    or when < time_before
-                    or type(kind) is not str
-                    or kind not in good_types
-                    or kind in special_types
-                    or value["seq"] != seq
-                    or type(value["seq"]) is not int
-                    or v != 1
-                    or type(v) is not int
-                    or type(actor) is not str
-                    or not actor
-                    or not (ceremony is None or (type(ceremony) is str and ceremony))
-                    or type(value["data"]) is not dict
-                    or seq in cuts
-                    or "".join(encode(value, 0)) != text
+        text = texts[i]
+        try:
+            value, end = scan(text, 0) if len(raw) <= max_bytes else (None, 0)
+        except (StopIteration, _NotStrict, ValueError, RecursionError):
+            value, end = None, 0
+        # Every test below must pass for the line to be accepted (`when` set), as in parse_entry.
+        if end == len(text) and type(value) is dict and tuple(value) == order:
+            when = value["time"]
+            if (
+                when != valid_time
+                and type(when) is str
+                and time_re(when)
+                and _valid_date(fromiso, when)
+            ):
+                valid_time = when
+            if when == valid_time:
+                previous = when
+            kind = value["type"]
+            if type(kind) is str and kind not in good_types and type_re(kind):
+                good_types.add(kind)
+            v = value["v"]
+            actor = value["actor"]
+            ceremony = value["ceremony"]
+            data = value["data"]
+            if (
+                when != valid_time
+                or time_before is None
+                or when < time_before
+                or type(kind) is not str
+                or kind not in good_types
+                or kind in special_types
+                or value["seq"] != seq
+                or type(value["seq"]) is not int
+                or v != 1
+                or type(v) is not int
+                or type(actor) is not str
+                or not actor
+                or not (ceremony is None or (type(ceremony) is str and ceremony))
+                or type(data) is not dict
+                or seq in cuts
+                or not (plain or _HIGH_BYTE.search(raw) is None)
+            ):
+                when = None
+            elif "\\" not in text:
+                # Without a backslash every string is `"` + its value + `"`: the parts between
+                # quotes alternate outside / inside strings. See `_plain_line_is_canonical`.
+                outside = "".join(text.split('"')[::2])
+                if outside.count("{") != 2 or "[" in outside:
+                    if not _encodes_to(value, raw, text, max_depth, encode):
+                        when = None
+                elif (
+                    " " in outside
+                    or "\t" in outside
+                    or "\r" in outside
+                    or "-0" in outside
+                    or outside.count(":") != 7 + len(data)
+                    or not _sorted_keys(data, sorted_keys)
                 ):
                     when = None
+            elif not _encodes_to(value, raw, text, max_depth, encode):
+                when = None
         if when is None:
             runs.append(range_nodes(first_seq + run_start, leaves))
             slow.append((i, before, raw))
@@ -332,6 +353,20 @@ def scan_lines(
             before = when
     runs.append(range_nodes(first_seq + run_start, leaves))
     return LineScan(n, slow, runs, before)
+
+
+def _encodes_to(value: Any, raw: bytes, text: str, max_depth: int, encode: Any) -> bool:
+    return raw.count(b"{") + raw.count(b"[") <= max_depth and "".join(encode(value, 0)) == text
+
+
+def _sorted_keys(data: dict[str, Any], known: set[tuple[str, ...]]) -> bool:
+    keys = tuple(data)
+    if keys in known:
+        return True
+    if list(keys) != sorted(keys):
+        return False
+    known.add(keys)
+    return True
 
 
 def _valid_date(fromiso: Any, when: str) -> bool:

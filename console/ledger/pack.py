@@ -67,6 +67,8 @@ _ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_TYPE})
 """Entry types `_Verifier._entry` (or the officer replay) does more with than check and hash: such
 lines always take the strict path, the others may be accepted by `scan_lines`."""
 _BLOCK_BYTES = 4 << 20
+_WINDOW = 4
+"""Blocks in flight per worker: enough to hide a worker's start-up, bounded for memory."""
 """Read size: big enough to amortise a block's overhead, small enough to keep workers busy."""
 PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this big are scanned by worker processes (one per core) while this one reads,
@@ -189,6 +191,7 @@ class _Verifier:
         self.parallel_min_bytes = parallel_min_bytes
         self.workers = workers if workers is not None else _cores()
         self.digests: dict[str, str] = {}  # SHA-256 of each file read whole, as it was read
+        self.blocks_in_workers = 0
         self.cr = merkle.CompactRange()
         self.replay = OfficerReplay()
         self.last_time = ""
@@ -437,9 +440,7 @@ class _Verifier:
 
             def submit(line_no: int, block: bytes) -> Future[LineScan] | None:
                 try:
-                    return pool.submit(
-                        scan_lines, block, first_seq + line_no - 1, _ACTED_ON, cuts
-                    )
+                    return pool.submit(scan_lines, block, first_seq + line_no - 1, _ACTED_ON, cuts)
                 except (BrokenProcessPool, OSError, RuntimeError):
                     return None
 
@@ -452,6 +453,8 @@ class _Verifier:
                     scan = None
                 if scan is None:  # no worker could do it: the same scan, here
                     scan = scan_lines(block, first_seq + line_no - 1, _ACTED_ON, cuts)
+                else:
+                    self.blocks_in_workers += 1
                 use(line_no, scan)
                 count += scan.count
 
@@ -461,7 +464,7 @@ class _Verifier:
                         truncated = line_no
                         break
                     waiting.append((line_no, block, submit(line_no, block)))
-                    while len(waiting) > 2 * self.workers or (
+                    while len(waiting) > _WINDOW * self.workers or (
                         waiting and (waiting[0][2] is None or waiting[0][2].done())
                     ):
                         collect()

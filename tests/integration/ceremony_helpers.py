@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.softhsm import P11KitServer
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 FAST_KDF = 2**10
@@ -112,6 +114,26 @@ def set_config(ws: Path, pattern: str, replacement: str) -> None:
     path.write_text(new, encoding="utf-8")
 
 
+def serve_over_p11kit(ws: Path, socket_dir: Path) -> P11KitServer:
+    """Turn a demo workspace into a network-HSM one: its own SoftHSM2 token is served by a
+    `p11-kit server` (started here, with the workspace's SOFTHSM2_CONF), and ceremony.toml
+    names the p11-kit client instead (`module = "p11-kit"`, no `softhsm_conf`). Every command
+    then needs the server's `env()` (P11_KIT_SERVER_ADDRESS)."""
+    from tests.softhsm import SOFTHSM_MODULE_CANDIDATES, SoftHsmToken, find_first
+
+    module = find_first(SOFTHSM_MODULE_CANDIDATES)
+    assert module is not None, "SoftHSM2 is not installed"
+    label = re.search(r'(?m)^token_label = "(.*)"$', (ws / "ceremony.toml").read_text())
+    assert label is not None, "the workspace names no token_label"
+    set_config(ws, r'^module = "softhsm"$', 'module = "p11-kit"')
+    set_config(ws, r'^softhsm_conf = .*\n', "")
+    token = SoftHsmToken(conf=(ws / "softhsm" / "softhsm2.conf").resolve(), module=module,
+                         label=label.group(1))
+    server = P11KitServer(token, socket_dir)
+    server.start()
+    return server
+
+
 # --- reading state -------------------------------------------------------------------------
 
 
@@ -131,6 +153,15 @@ def ledger_rows(ws: Path) -> list[Row]:
                 db.execute("SELECT seq, type, time, ceremony FROM entries ORDER BY seq")]
 
 
+def ledger_entries(ws: Path) -> list[dict[str, Any]]:
+    """The ledger's entries as JSON objects, parsed from the stored bytes with sqlite3 and
+    `json` (not through the console), for checks that replay the ledger independently."""
+    uri = f"file:{ws / 'ledger.sqlite'}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as db:
+        return [json.loads(bytes(raw)) for (raw,) in
+                db.execute("SELECT raw FROM entries ORDER BY seq")]
+
+
 def last_time(ws: Path) -> datetime:
     return datetime.fromisoformat(ledger_rows(ws)[-1].time.replace("Z", "+00:00"))
 
@@ -144,9 +175,10 @@ def after(ws: Path, days: float = 0, seconds: float = 60) -> str:
     return stamp(last_time(ws) + timedelta(days=days, seconds=seconds))
 
 
-def status(ws: Path, now: str | None = None) -> dict[str, Any]:
+def status(ws: Path, now: str | None = None, *,
+           env: dict[str, str] | None = None) -> dict[str, Any]:
     args = ["status", "--json"] + (["--now", now] if now else [])
-    report: dict[str, Any] = json.loads(ok(ws, *args))
+    report: dict[str, Any] = json.loads(ok(ws, *args, env=env))
     return report
 
 
@@ -184,14 +216,29 @@ def check_manifest(export: Path) -> None:
     assert present == listed, f"{export}: files not in the manifest: {present ^ listed}"
 
 
-def verify_everything(ws: Path, out: Path, *, all_bundles: bool = False) -> None:
+def verify_everything(ws: Path, out: Path, *, all_bundles: bool = False,
+                      env: dict[str, str] | None = None) -> None:
     """A fresh audit pack verifies, the latest bundle (or every one) verifies against its
     predecessor, and every visible export folder is complete."""
+    verify_audit(ws, out, env=env)
+    verify_bundles(ws, all_bundles=all_bundles)
+
+
+def verify_audit(ws: Path, out: Path, *, env: dict[str, str] | None = None) -> Path:
+    """`ceremony audit export` a fresh pack into `out`, then `ceremony verify audit` it (offline,
+    no workspace); return the pack."""
     pack = out / f"audit-{len(ledger_rows(ws))}"
-    ok(ws, "audit", "export", "--out", str(pack))
+    ok(ws, "audit", "export", "--out", str(pack), env=env)
     ok(None, "verify", "audit", str(pack))
+    return pack
+
+
+def verify_bundles(ws: Path, *, all_bundles: bool = False, name: str = "demo-api") -> None:
+    """Every visible export folder is complete (MANIFEST), and the newest bundle (or every one,
+    in order) passes `ceremony verify bundle --previous` against its predecessor, each as of its
+    own issue time."""
     trust = ws / "exports" / "bundle-signing-key.jwk"
-    exports = export_dirs(ws)
+    exports = export_dirs(ws, name)
     for export in exports:
         check_manifest(export)
     chain = exports if all_bundles else exports[-2:]
@@ -225,24 +272,32 @@ def _jwt_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def run_helper(ws: Path, command: str, *args: str) -> str:
-    result = subprocess.run([PYTHON, "-m", "tests.integration.ceremony_helpers", command,
-                             str(ws), *args], capture_output=True, text=True, env=_env(),
-                            cwd=REPO, timeout=TIMEOUT, check=False)
+def helper(ws: Path, command: str, *args: str,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run this module's logged-in `inspect`/`sign` side in a subprocess (any outcome)."""
+    return subprocess.run([PYTHON, "-m", "tests.integration.ceremony_helpers", command,
+                           str(ws), *args], capture_output=True, text=True, env=_env(env),
+                          cwd=REPO, timeout=TIMEOUT, check=False)
+
+
+def run_helper(ws: Path, command: str, *args: str, env: dict[str, str] | None = None) -> str:
+    result = helper(ws, command, *args, env=env)
     assert result.returncode == 0, f"helper {command}: {result.stderr[-3000:]}"
     return result.stdout
 
 
-def inspect(ws: Path, officers: tuple[str, ...] = ("alice", "bob")) -> dict[str, Any]:
+def inspect(ws: Path, officers: tuple[str, ...] = ("alice", "bob"), *,
+            env: dict[str, str] | None = None) -> dict[str, Any]:
     """Logged-in inventory: objects per CKA_ID, a reconciliation seeing private keys, and the
     ledger's keys (every keyset, the bundle-signing one too) with their states."""
-    report: dict[str, Any] = json.loads(run_helper(ws, "inspect", *officers))
+    report: dict[str, Any] = json.loads(run_helper(ws, "inspect", *officers, env=env))
     return report
 
 
-def sign_jwt(ws: Path, kid: str, claims: dict[str, Any]) -> str:
+def sign_jwt(ws: Path, kid: str, claims: dict[str, Any], *,
+             env: dict[str, str] | None = None) -> str:
     """A JWT signed inside the workspace's HSM by the key `kid`."""
-    return run_helper(ws, "sign", kid, json.dumps(claims)).strip()
+    return run_helper(ws, "sign", kid, json.dumps(claims), env=env).strip()
 
 
 def sha256_tree(path: Path) -> dict[str, str]:
