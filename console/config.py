@@ -575,7 +575,8 @@ def _workspace_from_toml(reader: _Reader, data: Mapping[str, Any]) -> WorkspaceC
         name = reader.string(table, op, "name")
         if not _NAME.match(name):
             reader.fail((*op, "name"), f"officer name {name!r} is not allowed",
-                        "use 1-32 letters, digits, '-', '_' or '.', starting with a letter or digit")
+                        "use 1-32 letters, digits, '-', '_' or '.', starting with a letter or "
+                        "digit")
         if any(o.name == name for o in officers):
             reader.fail((*op, "name"), f"officer {name!r} is listed twice",
                         "give each officer one [[officers]] table")

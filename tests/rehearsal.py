@@ -739,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 summary = run_year(where, network=network,
                                    report=lambda m: print(m, file=sys.stderr, flush=True))
-            except RehearsalError as e:
+            except AssertionError as e:  # RehearsalError, or a CLI helper's assertion
                 print(f"rehearsal: check failed: {e}", file=sys.stderr)
                 failed = True
                 continue
