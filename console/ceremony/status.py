@@ -12,7 +12,7 @@ checkpoints and exports can run to millions of entries).
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from console.ceremony.journal import (
@@ -61,11 +61,39 @@ def workspace_status(ws: Any, now: datetime) -> dict[str, Any]:
         f"emergency ceremony {p.plan_id} of {format_time(p.completed_at or now)[:10]} awaits "
         "ratification — the next routine ceremony records it" for p in pending
     ]
+    _bundle_expiry(ws, report, now)
     for plan in report["open_plans"]:
         if plan["state"] == "interrupted":
             report["warnings"].append(f"ceremony {plan['plan_id']} was interrupted — run "
                                       "`ceremony resume` (or `ceremony resume --abort`)")
     return report
+
+
+BUNDLE_RENEWAL_LEAD = timedelta(days=14)
+
+
+def _bundle_expiry(ws: Any, report: dict[str, Any], now: datetime) -> None:
+    """Each keyset's latest bundle and when it expires (signed `exp` = export + lifetime)."""
+    latest: dict[str, Any] = {}
+    for entry in ws.ledger.entries_of_type("bundle.exported"):
+        latest[str(entry.data.get("keyset"))] = entry
+    for keyset in report["keysets"]:
+        entry = latest.get(keyset["name"])
+        policy = ws.policy.get(keyset["name"])
+        if entry is None or policy is None:
+            keyset["bundle"] = None
+            continue
+        expires = entry.time + policy.bundle_lifetime
+        keyset["bundle"] = {"seq": entry.data.get("seq"), "sha256": entry.data.get("sha256"),
+                            "exported_at": format_time(entry.time),
+                            "expires_at": format_time(expires)}
+        if now >= expires:
+            report["warnings"].append(f"{keyset['name']}: bundle #{entry.data.get('seq')} "
+                                      f"expired {format_time(expires)} — run export-only now")
+        elif now >= expires - BUNDLE_RENEWAL_LEAD:
+            report["warnings"].append(f"{keyset['name']}: bundle #{entry.data.get('seq')} "
+                                      f"expires {format_time(expires)} — run export-only "
+                                      "(or the next rotation) before then")
 
 
 def render_status(report: dict[str, Any]) -> str:
@@ -82,6 +110,10 @@ def render_status(report: dict[str, Any]) -> str:
         flag = " OVERDUE" if keyset.get("overdue") else ""
         lines.append("")
         lines.append(f"{keyset['name']} · {keyset['alg']} · next rotation due {due}{flag}")
+        if keyset.get("bundle"):
+            b = keyset["bundle"]
+            lines.append(f"  bundle #{b['seq']} sha256 {str(b['sha256'])[:16]}… expires "
+                         f"{b['expires_at']}")
         lines.append(f"  {'kid':<12} {'state':<11} {'published':<21} {'activated':<21} "
                      f"{'retired':<21}")
         for key in keyset["keys"]:
