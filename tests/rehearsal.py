@@ -21,7 +21,8 @@ rehearsal clock (`--now`, about a quarter apart). After each one:
   with PyJWT against the newest jwks.json while its key is served, and is refused from the
   bundle that drops it onwards, never to verify again. A key leaves the JWKS no earlier than
   `retired_at + max_token_lifetime + clock_skew + margin` (read from policy.toml here), except a
-  compromised one, which leaves at once.
+  compromised one, which leaves at once; and a routine rotation activates a key no earlier than
+  `published_at + C_max + margin`.
 
 In the network year the HSM is lost once, in the middle of the first rotation: when the console
 announces its key generation it is paused (SIGSTOP), the server and its `p11-kit-remote`
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,7 @@ class _Key:
     cka_id: str
     alg: str
     times: dict[str, datetime]  # state → when the key entered it
+    via: dict[str, str | None]  # state → the ceremony (plan id) that moved it there
 
 
 def _parse_time(text: str) -> datetime:
@@ -237,13 +239,15 @@ def _replay(entries: Sequence[dict[str, Any]], keyset: str = KEYSET) -> dict[str
         if entry["type"] == "key.generated" and data["keyset"] == keyset:
             _require(data["kid"] not in keys, f"kid {data['kid']} generated twice")
             keys[data["kid"]] = _Key(data["kid"], "generated", data["cka_id"], data["alg"],
-                                     {"generated": _parse_time(entry["time"])})
+                                     {"generated": _parse_time(entry["time"])},
+                                     {"generated": entry["ceremony"]})
         elif entry["type"] == "key.state_changed" and data["keyset"] == keyset:
             key = keys[data["kid"]]
             _require(key.state == data["from"], f"entry {entry['seq']}: {data['kid']} moves "
                      f"from {data['from']} but the ledger had it {key.state}")
             keys[key.kid] = _Key(key.kid, data["to"], key.cka_id, key.alg,
-                                 {**key.times, data["to"]: _parse_time(entry["time"])})
+                                 {**key.times, data["to"]: _parse_time(entry["time"])},
+                                 {**key.via, data["to"]: entry["ceremony"]})
     return keys
 
 
@@ -256,13 +260,18 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{unit: int(match.group(1))})
 
 
-def _grace(ws: Path) -> timedelta:
-    """max_token_lifetime + clock_skew + margin of the keyset, from policy.toml."""
+def _waits(ws: Path) -> tuple[timedelta, timedelta]:
+    """From policy.toml: how long a retired key stays published (max_token_lifetime +
+    clock_skew + margin) and a published one waits before it signs (C_max + margin, C_max the
+    largest consumer cache lifetime + install delay)."""
     import tomllib
 
     policy = tomllib.loads((ws / "policy.toml").read_text(encoding="utf-8"))["keysets"][KEYSET]
-    return sum((_duration(policy[k]) for k in ("max_token_lifetime", "clock_skew", "margin")),
-               timedelta())
+    grace = sum((_duration(policy[k]) for k in ("max_token_lifetime", "clock_skew", "margin")),
+                timedelta())
+    c_max = max(_duration(c["cache_lifetime"]) + _duration(c.get("install_delay", "0s"))
+                for c in policy["consumers"])
+    return grace, c_max + _duration(policy["margin"])
 
 
 # --- the year ------------------------------------------------------------------------------
@@ -353,13 +362,21 @@ class _Year:
         _require(len(recorded) == 1, f"bundle #{export.name} recorded {len(recorded)} times")
         _require(recorded[0]["sha256"] == _sha256(export / "jwks.jwt"),
                  f"bundle #{export.name}: jwks.jwt is not the file the ledger recorded")
-        grace = _grace(self.ws)
+        grace, activation_wait = _waits(self.ws)
+        scripts = {e["data"]["plan_id"]: e["data"]["script"] for e in entries
+                   if e["type"] == "ceremony.completed"}
         for key in keys.values():
-            # The lifecycle's promise to token holders: a retired key stays served for the
+            # The lifecycle's promises. To token holders: a retired key stays served for the
             # longest token lifetime plus skew and margin; only a compromised one leaves early.
+            # To consumers: a routine rotation activates a key only once every consumer has
+            # had time to cache it (genesis and an emergency rotation waive this).
             if "archived" in key.times and "retired" in key.times:
                 _require(key.times["archived"] >= key.times["retired"] + grace,
                          f"{key.kid} was unpublished before its grace ended")
+            if "active" in key.times and scripts.get(key.via["active"] or "") not in (
+                    "genesis", "emergency-rotation"):
+                _require(key.times["active"] >= key.times["published"] + activation_wait,
+                         f"{key.kid} signed before every consumer could cache it")
         return export
 
     def token_checks(self, label: str, export: Path, keys: dict[str, _Key]) -> tuple[int, int]:
@@ -478,8 +495,7 @@ class _Year:
         carol = helper(self.ws, "inspect", "alice", "carol", env=self.env)
         _require(carol.returncode != 0, "carol's old share still opens the PIN")
         note = f"carol revoked, dave enrolled; bob+carol refused: {line!r}"
-        row = CeremonyRow(**{**_fields(row), "note": note,
-                             "checks": (*row.checks, "carol's share refused")})
+        row = replace(row, note=note, checks=(*row.checks, "carol's share refused"))
         self.rows[-1] = row
         return row
 
@@ -628,10 +644,6 @@ _STRAY_FINALIZER = re.compile(
     re.MULTILINE)
 """What python-pkcs11 prints when it finalises, at garbage collection, a search the lost HSM
 cut short: set apart (and reported) so the rest of stderr is still held to one error line."""
-
-
-def _fields(row: CeremonyRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in CeremonyRow.__slots__}
 
 
 def _position(new_entries: Sequence[dict[str, Any]], line: str) -> str:

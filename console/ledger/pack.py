@@ -257,7 +257,9 @@ class _Verifier:
         def later(line_no: int, raw: bytes, seq: int) -> None:
             entry = self._entry(PENDING, line_no, raw, seq, origin)
             if seq == size:
-                if entry.type != CHECKPOINT_TYPE or entry.data.get("note") != note:
+                if (entry.type != CHECKPOINT_TYPE or entry.data.get("note") != note
+                        or entry.data.get("size") != size
+                        or entry.data.get("root") != _b64(root)):
                     raise self.fail(
                         f"{PENDING} line 1 (seq {size}): is not the entry recording {CHECKPOINT}"
                     )

@@ -11,6 +11,7 @@ silently skipped a ceremony or a check cannot pass.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,8 @@ def assert_a_full_year(summary: YearSummary) -> None:
     assert "carol's share refused" in by["officer-change"].checks
     # Times, ledger and bundles only move forward; only key changes export a bundle.
     assert [r.now for r in rows] == sorted(r.now for r in rows)
-    assert all(a.ledger_size < b.ledger_size for a, b in zip(rows, rows[1:], strict=False))
-    for before, row in zip(rows, rows[1:], strict=False):
+    assert all(a.ledger_size < b.ledger_size for a, b in itertools.pairwise(rows))
+    for before, row in itertools.pairwise(rows):
         if row.ceremony in ROTATIONS:
             assert row.bundle_seq == before.bundle_seq + 1, row.ceremony
             assert row.active_kid != before.active_kid, row.ceremony

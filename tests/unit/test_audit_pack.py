@@ -111,6 +111,32 @@ def test_extra_file_is_refused(ledger: Ledger, tmp_path: Path) -> None:
         verify_audit_pack(pack)
 
 
+@pytest.mark.parametrize("field", ["size", "root"])
+def test_edited_checkpoint_record_in_pending_is_refused(
+    ledger: Ledger, tmp_path: Path, field: str
+) -> None:
+    """The first pending line records the pack's checkpoint: its size and root are checked too,
+    even when the editor re-canonicalises the line and re-hashes the manifest."""
+    import hashlib
+
+    from console.jcs import canonicalize
+
+    pack = export_audit_pack(ledger, tmp_path / "pack")
+    lines = (pack / "pending.jsonl").read_bytes().splitlines(keepends=True)
+    entry = json.loads(lines[0])
+    entry["data"][field] = 1 if field == "size" else "AAAA" + entry["data"]["root"][4:]
+    lines[0] = canonicalize(entry) + b"\n"
+    (pack / "pending.jsonl").write_bytes(b"".join(lines))
+    manifest = "".join(
+        f"{hashlib.sha256((pack / name).read_bytes()).hexdigest()}  {name}\n"
+        for name in sorted(line.split("  ", 1)[1].strip()
+                           for line in (pack / "MANIFEST.sha256").read_text().splitlines())
+    )
+    (pack / "MANIFEST.sha256").write_text(manifest)
+    with pytest.raises(LedgerTamperedError, match=r"pending\.jsonl line 1"):
+        verify_audit_pack(pack)
+
+
 def test_verifier_imports_no_sqlite_tooling_hsm_or_ui() -> None:
     code = (
         "import sys, console.ledger.pack, console.ledger as L; L.verify_audit_pack;"
