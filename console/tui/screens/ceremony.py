@@ -163,6 +163,14 @@ class CeremonyScreen(ConsoleScreen):
             lines.append("\n")
             if action.get("why"):
                 lines.append(f"     = {action['why']}\n", style="dim")
+        for item in plan.get("deferred", []):
+            # What the timing rules do not allow yet, and from when (the "why" of a wait).
+            earliest = str(item.get("earliest", ""))[:16].replace("T", " ")
+            lines.append(f" later: {item.get('action')} {str(item.get('kid', ''))[:8]}… from "
+                         f"{earliest} UTC\n", style="yellow")
+            lines.append(f"     = {item.get('why', '')}\n", style="dim")
+        for note in plan.get("notes", []):
+            lines.append(f" note: {note}\n", style="dim")
         self.query_one("#plan", Static).update(lines)
         expires = str(plan.get("expires_at") or "")[:16].replace("T", " ")
         script = plan.get("script")
