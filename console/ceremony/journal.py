@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from console.errors import PlanError
+from console.lifecycle import LedgerEntry
 
 # Entry types each replay folds; reading only these (through the ledger's type index) keeps
 # replays proportional to the keys and ceremonies recorded, not to the ledger's size.
@@ -30,19 +31,13 @@ STATE_ENTRY_TYPES: tuple[str, ...] = (
 """Everything planning and execution replay: keys, officers, ceremonies and bundles."""
 
 
-class EntryLike(Protocol):
-    @property
-    def seq(self) -> int: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def time(self) -> datetime: ...
+class EntryLike(LedgerEntry, Protocol):
+    """A ledger entry as replays read it (console.ledger.Entry satisfies it)."""
+
     @property
     def actor(self) -> str: ...
     @property
     def ceremony(self) -> str | None: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
 
 
 @dataclass

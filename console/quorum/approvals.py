@@ -428,30 +428,3 @@ def require_quorum(
             hint = "collect approvals from more enrolled officers with `ceremony approve`"
         raise QuorumError(status.summary(), hint, have=status.have, need=need)
     return status
-
-
-# --- emergency ratification ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PendingRatification:
-    """A completed emergency ceremony that no routine quorum has ratified yet."""
-
-    plan_id: str
-    completed_at: datetime
-
-
-def pending_ratifications(entries: Iterable[LedgerEntryLike]) -> list[PendingRatification]:
-    """Completed emergency ceremonies (``ceremony.completed`` with ``"class": "emergency"``)
-    without a later ``ceremony.ratified`` entry for the same ``plan_id``, oldest first.
-    """
-    pending: dict[str, PendingRatification] = {}
-    for entry in entries:
-        plan_id = entry.data.get("plan_id")
-        if not isinstance(plan_id, str):
-            continue
-        if entry.type == "ceremony.completed" and entry.data.get("class") == "emergency":
-            pending[plan_id] = PendingRatification(plan_id, require_utc(entry.time))
-        elif entry.type == "ceremony.ratified":
-            pending.pop(plan_id, None)
-    return list(pending.values())

@@ -20,7 +20,6 @@ from console.quorum import (
     OfficerPublicKeys,
     OfficerRegistry,
     OfficerStatus,
-    PendingRatification,
     QuorumClass,
     QuorumRule,
     RejectReason,
@@ -30,7 +29,6 @@ from console.quorum import (
     create_card,
     digest_words,
     grouped_hex,
-    pending_ratifications,
     plan_digest,
     require_quorum,
     sign_approval,
@@ -352,26 +350,6 @@ def test_quorum_rules() -> None:
     for m, n in ((0, 3), (4, 3), (1, 256)):
         with pytest.raises(QuorumError, match="impossible"):
             QuorumRule(QuorumClass.DESTRUCTIVE, m, n)
-
-
-def test_pending_ratifications() -> None:
-    t = [T0 + timedelta(days=d) for d in range(6)]
-    entries = [
-        Entry("ceremony.ratified", {"plan_id": "e1"}, t[0]),  # before completion: not counted
-        Entry("ceremony.completed", {"plan_id": "e1", "class": "emergency"}, t[1]),
-        Entry("ceremony.completed", {"plan_id": "r1", "class": "routine"}, t[1]),
-        Entry("ceremony.completed", {"plan_id": "e2", "class": "emergency"}, t[2]),
-        Entry("ceremony.completed", {"plan_id": "e3", "class": "emergency"}, t[3]),
-        Entry("ceremony.ratified", {"plan_id": "e2"}, t[4]),
-        Entry("ceremony.completed", {"class": "emergency"}, t[5]),  # no plan id: ignored
-    ]
-    assert pending_ratifications(entries) == [
-        PendingRatification("e1", t[1]), PendingRatification("e3", t[3]),
-    ]
-    assert pending_ratifications([]) == []
-
-
-# --- words ---------------------------------------------------------------------------------
 
 
 def test_wordlist_shape() -> None:
