@@ -187,8 +187,9 @@ class YearSummary:
             refused = f"refused from: {w.refused_after[0]}" if w.refused_after else "still served"
             span = w.verified_after[0] + (f" … {w.verified_after[-1]}"
                                           if len(w.verified_after) > 1 else "")
+            count = len(w.verified_after)
             out.append(f"  {_short(w.kid)} signed after {w.signed_after}; verifies after "
-                       f"{len(w.verified_after)} ceremonies ({span}); {refused}; "
+                       f"{count} ceremon{'y' if count == 1 else 'ies'} ({span}); {refused}; "
                        f"now {w.final_state}")
         if self.outage is not None:
             o = self.outage

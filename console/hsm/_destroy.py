@@ -17,7 +17,7 @@ import pkcs11.exceptions as p11e
 from pkcs11 import Attribute
 
 from console.errors import HsmError, ObjectNotFoundError
-from console.hsm._pkcs11 import LOCK, consume, translate
+from console.hsm._pkcs11 import LOCK, find_objects, translate
 
 if TYPE_CHECKING:
     from console.hsm._hsm import Hsm
@@ -35,7 +35,7 @@ def destroy_keypair(hsm: Hsm, cka_id: bytes) -> None:
         hsm._require_login("destroying a key")
 
         def destroy(session: Any) -> int:
-            objects = consume(session.get_objects({Attribute.ID: cka_id}))
+            objects = find_objects(session, {Attribute.ID: cka_id})
             for obj in objects:
                 obj.destroy()
             return len(objects)
@@ -49,7 +49,7 @@ def destroy_keypair(hsm: Hsm, cka_id: bytes) -> None:
             )
         left = hsm._run(
             "checking the key is gone",
-            lambda s: len(consume(s.get_objects({Attribute.ID: cka_id}))),
+            lambda s: len(find_objects(s, {Attribute.ID: cka_id})),
         )
         fresh_left = _count_in_fresh_session(hsm, cka_id)
         if left or fresh_left:
@@ -66,7 +66,7 @@ def _count_in_fresh_session(hsm: Hsm, cka_id: bytes) -> int:
     except p11e.PKCS11Error as e:
         raise translate(e, "opening a session to check the key is gone") from e
     try:
-        return len(consume(session.get_objects({Attribute.ID: cka_id})))
+        return len(find_objects(session, {Attribute.ID: cka_id}))
     except p11e.PKCS11Error as e:
         raise translate(e, "checking the key is gone") from e
     finally:

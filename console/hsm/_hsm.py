@@ -46,7 +46,7 @@ from console.hsm._pkcs11 import (
     RECONCILE_HINT,
     Modules,
     Pkcs11Library,
-    consume,
+    find_objects,
     is_p11kit_client,
     token_flag_words,
     translate,
@@ -547,8 +547,8 @@ class Hsm:
             ref = self._run("finding the key", lambda s: self._private_key(s, cka_id))
 
             def find_public(session: Any) -> Any:
-                found = consume(session.get_objects(
-                    {Attribute.ID: cka_id, Attribute.CLASS: ObjectClass.PUBLIC_KEY}))
+                found = find_objects(
+                    session, {Attribute.ID: cka_id, Attribute.CLASS: ObjectClass.PUBLIC_KEY})
                 if len(found) != 1:
                     raise ObjectNotFoundError(
                         f"{len(found)} public keys with CKA_ID {cka_id.hex()}",
@@ -738,9 +738,8 @@ class Hsm:
         ref = self._keys.get(cka_id)
         if ref is not None and ref.generation == self._generation:
             return ref
-        found = consume(
-            session.get_objects({Attribute.ID: cka_id, Attribute.CLASS: ObjectClass.PRIVATE_KEY})
-        )
+        found = find_objects(
+            session, {Attribute.ID: cka_id, Attribute.CLASS: ObjectClass.PRIVATE_KEY})
         if not found:
             raise ObjectNotFoundError(
                 f"no private key with CKA_ID {cka_id.hex()} on token {self._label!r}",
@@ -765,8 +764,8 @@ class Hsm:
 
     def _refuse_existing(self, label: str, cka_id: bytes) -> None:
         def op(session: Any) -> tuple[int, int]:
-            by_label = consume(session.get_objects({Attribute.LABEL: label}))
-            by_id = consume(session.get_objects({Attribute.ID: cka_id}))
+            by_label = find_objects(session, {Attribute.LABEL: label})
+            by_id = find_objects(session, {Attribute.ID: cka_id})
             return len(by_label), len(by_id)
 
         n_label, n_id = self._run("checking for existing objects", op)
@@ -916,11 +915,16 @@ def _find_token(lib: Pkcs11Library, label: str | None, serial: str | None) -> An
         )
         or "any label"
     )
+    if not matches and not seen:
+        raise TokenNotFoundError(
+            f"no token is visible through the PKCS#11 module (looking for {wanted})",
+            "connect the HSM (for a network HSM: start the p11-kit server and set "
+            "P11_KIT_SERVER_ADDRESS), then run `ceremony doctor`",
+        )
     if not matches:
         raise TokenNotFoundError(
-            f"no token with {wanted}; tokens seen: {', '.join(seen) or 'none'}",
-            "check the token label/serial in ceremony.toml, that the HSM is connected, "
-            "and run `ceremony doctor`",
+            f"no token with {wanted}; tokens seen: {', '.join(seen)}",
+            "check the token label/serial in ceremony.toml and run `ceremony doctor`",
         )
     if len(matches) > 1:
         raise TokenNotFoundError(
@@ -1003,9 +1007,7 @@ def _public_attrs(pub: Any, kind: str) -> dict[Attribute, Any]:
 
 
 def _read_public(session: Any, cka_id: bytes) -> PublicKey:
-    found = consume(
-        session.get_objects({Attribute.ID: cka_id, Attribute.CLASS: ObjectClass.PUBLIC_KEY})
-    )
+    found = find_objects(session, {Attribute.ID: cka_id, Attribute.CLASS: ObjectClass.PUBLIC_KEY})
     if len(found) != 1:
         raise ObjectNotFoundError(
             f"{'no' if not found else len(found)} public key(s) with CKA_ID {cka_id.hex()}",
@@ -1034,7 +1036,7 @@ _CLASS_WORDS: Final = {
 def _inventory(session: Any, cka_id: bytes | None) -> list[HsmObject]:
     template = {} if cka_id is None else {Attribute.ID: cka_id}
     out: list[HsmObject] = []
-    for obj in consume(session.get_objects(template)):
+    for obj in find_objects(session, template):
         base = obj.get_attributes([Attribute.CLASS, Attribute.LABEL, Attribute.ID])
         cls_ = base.get(Attribute.CLASS)
         key_type = None

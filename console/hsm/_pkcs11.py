@@ -25,9 +25,10 @@ Every pkcs11 exception is turned into a `console.errors.HsmError` subclass here,
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -35,6 +36,12 @@ from typing import Any, Final, Protocol
 import pkcs11
 import pkcs11.exceptions as p11e
 from pkcs11 import Mechanism, TokenFlag
+from pkcs11._pkcs11 import (  # type: ignore[attr-defined]  # absent from its .pyi
+    SearchIter as _SearchIter,
+)
+from pkcs11._pkcs11 import (  # type: ignore[attr-defined]  # absent from its .pyi
+    Session as _Session,
+)
 
 from console.errors import (
     HsmError,
@@ -262,7 +269,33 @@ def mechanism_name(m: int) -> str:
         return f"CKM_0x{m:08X}"
 
 
-def consume(it: Iterator[Any]) -> list[Any]:
-    """Drain a `get_objects` iterator under the lock (a half-read search blocks the session)."""
+def find_objects(session: Any, template: dict[Any, Any]) -> list[Any]:
+    """All objects matching `template`, the whole search under the lock.
+
+    We run python-pkcs11's search object ourselves rather than its `get_objects` generator:
+    when C_FindObjectsInit fails (device gone) the library leaves the search marked active, and
+    its `__del__` later retries C_FindObjectsFinal on the dead device and prints a traceback on
+    stderr after our one-line error. Holding the object lets us finalise it here, quietly.
+    """
     with LOCK:
-        return list(it)
+        if not isinstance(session, _Session):
+            # A wrapped session (the tests' fault injector) searches through its own API.
+            return list(session.get_objects(template))
+        search = _SearchIter(session, template, 10)
+        try:
+            search.__enter__()
+        except PKCS11Error:
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(PKCS11Error):
+                search._finalize()
+            raise
+        found: list[Any] = []
+        try:
+            for batch in search:
+                found.extend(batch)
+        finally:
+            with contextlib.suppress(PKCS11Error):
+                search._finalize()
+        return found
+
+
+

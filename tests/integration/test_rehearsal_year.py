@@ -12,13 +12,21 @@ silently skipped a ceremony or a check cannot pass.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.rehearsal import CHECKS, YearSummary, run_year
-
-pytestmark = [pytest.mark.hsm, pytest.mark.slow]
+from tests.rehearsal import (
+    AUDIENCE,
+    CHECKS,
+    ISSUER,
+    RehearsalError,
+    YearSummary,
+    _replay,
+    _verify_token,
+    run_year,
+)
 
 CEREMONIES = ["genesis (demo)", "rotation (demo)", "rotation Q1", "rotation Q2",
               "officer-change", "rotation Q3", "emergency-rotation", "rotation Q4",
@@ -71,6 +79,45 @@ def assert_a_full_year(summary: YearSummary) -> None:
     assert rows[-1].tokens_verified == 2 and rows[-1].tokens_refused == len(windows) - 2
 
 
+def test_the_year_checks_can_fail() -> None:
+    """The token-window and replay checks of the year refuse what they must (no HSM here: a
+    software ES256 key signs, the checks do not care who signed)."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    kid = "k" * 43
+    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "rehearsal-kkkkkk"}, key,
+                       algorithm="ES256", headers={"kid": kid})
+    served = {"keys": [{**jwk, "kid": kid, "use": "sig", "alg": "ES256"}]}
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    stranger = {"keys": [{**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(other)),
+                          "kid": "s" * 43, "use": "sig", "alg": "ES256"}]}
+    _verify_token(token, served, kid, "ES256", served=True)
+    _verify_token(token, stranger, kid, "ES256", served=False)
+    with pytest.raises(RehearsalError, match="still served"):
+        _verify_token(token, served, kid, "ES256", served=False)
+    with pytest.raises(RehearsalError, match="verifies with"):  # same key under another kid
+        _verify_token(token, {"keys": [{**served["keys"][0], "kid": "x" * 43}]}, kid, "ES256",
+                      served=False)
+    with pytest.raises(RehearsalError, match="does not verify"):
+        _verify_token(token, {"keys": [{**stranger["keys"][0], "kid": kid}]}, kid, "ES256",
+                      served=True)
+    generated = {"seq": 1, "time": "2027-01-01T00:00:00Z", "type": "key.generated",
+                 "ceremony": "p", "data": {"keyset": "demo-api", "kid": kid, "alg": "ES256",
+                                           "cka_id": "00"}}
+    jump = {"seq": 2, "time": "2027-01-01T00:00:00Z", "type": "key.state_changed",
+            "ceremony": "p", "data": {"keyset": "demo-api", "kid": kid, "from": "published",
+                                      "to": "active"}}
+    with pytest.raises(RehearsalError, match="ledger had it generated"):
+        _replay([generated, jump])
+    with pytest.raises(RehearsalError, match="generated twice"):
+        _replay([generated, generated])
+
+
+@pytest.mark.hsm
+@pytest.mark.slow
 def test_a_rehearsal_year(tmp_path: Path) -> None:
     summary = run_year(tmp_path, network=False, report=lambda message: None)
     print(summary.table())
