@@ -18,7 +18,7 @@ from console.errors import ExportError
 from console.exports import build_jwks, jwk_to_pem, public_jwk, sanitize_public_jwk, thumbprint
 from console.exports._keys import PRIVATE_MEMBERS, _roca_fingerprint
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 RFC7638 = VECTORS / "rfc7638.json"
 
 

@@ -1,4 +1,4 @@
-"""Wycheproof JOSE vectors (C2SP/wycheproof, ../shared/vectors/wycheproof) through our JWS core.
+"""Wycheproof JOSE vectors (C2SP/wycheproof, in tests/vectors/wycheproof) through our JWS core.
 
 Every test carrying a `jws` must agree with its label, except:
 - KNOWN_DEVIATIONS: single cases whose label contradicts the RFCs (README of the vectors);
@@ -23,7 +23,7 @@ from console.errors import VerificationError
 from console.exports import verify_jws, verify_jws_with_jwks
 from console.exports._keys import SUPPORTED_ALGS
 
-WYCHEPROOF = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "wycheproof"
+WYCHEPROOF = Path(__file__).resolve().parents[1] / "vectors" / "wycheproof"
 FILES = {
     "jws": "json_web_signature_test.json",
     "jwk": "json_web_key_test.json",
