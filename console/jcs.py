@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from json.encoder import encode_basestring as _encode_basestring
 from typing import Any
 
 from console.errors import EntryRejectedError
@@ -19,10 +21,7 @@ from console.errors import EntryRejectedError
 MAX_DEPTH = 32
 """Deepest nesting accepted; deeper values are refused rather than recursed into."""
 
-_ESCAPES = {
-    '"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-    "\t": "\\t",
-}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def canonicalize(value: Any, *, allow_floats: bool = False) -> bytes:
@@ -111,19 +110,12 @@ def _write(value: Any, parts: list[str], depth: int, allow_floats: bool) -> None
 
 
 def _string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if 0xD800 <= code <= 0xDFFF:
-            raise EntryRejectedError("text holds a lone surrogate (not valid Unicode)")
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif code < 0x20:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    # The standard library's C escaper writes exactly RFC 8785's form: `"` and `\\` escaped,
+    # \b \f \n \r \t short, other controls as lower-case \u00xx, everything else raw.
+    if _SURROGATE.search(text):
+        raise EntryRejectedError("text holds a lone surrogate (not valid Unicode)")
+    escaped: str = _encode_basestring(text)
+    return escaped
 
 
 def _es6_number(x: float) -> str:

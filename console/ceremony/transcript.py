@@ -66,7 +66,8 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
     checkpoints = [e for e in leaves if e.type == "checkpoint.signed"]
     qr_items: list[tuple[str, str]] = [("Plan digest", f"plan-sha256:{record.digest}")]
     qr_items += [
-        (f"Bundle {b.data['keyset']} #{b.data['seq']}", f"jwks-jwt-sha256:{b.data['sha256']}")
+        # The same payload as the export's bundle-digest.svg, so the two codes can be compared.
+        (f"Bundle {b.data['keyset']} #{b.data['seq']} (SHA-256 of jwks.jwt)", str(b.data["sha256"]))
         for b in bundles
     ]
     closing_note = checkpoints[-1].data.get("note", "") if checkpoints else ""
@@ -107,10 +108,11 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
         md += [_inert(line) for line in str(closing_note).splitlines()]
         md.append("```")
     md += ["", "## QR codes", ""]
+    svgs = [qr_svg(payload) for _, payload in qr_items]  # each drawn once, used twice
     images: list[tuple[str, str]] = []
     for index, (title, payload) in enumerate(qr_items, start=1):
         image = f"{stem}-qr{index}.svg"
-        images.append((image, qr_svg(payload)))
+        images.append((image, svgs[index - 1]))
         md.append(f"- {_md(title)}: `{_inert(payload.splitlines()[0])}`  ")
         md.append(f"  ![QR code: {_md(title)}]({image})")
     md.append("")
@@ -144,8 +146,8 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
     if closing_note:
         body.append(f"<h2>Closing checkpoint</h2><pre>{_h(closing_note)}</pre>")
     body.append("<h2>QR codes</h2>")
-    for title, payload in qr_items:
-        body.append(f'<div class="qr">{qr_svg(payload)}<br>{_h(title)}</div>')
+    for (title, _), svg in zip(qr_items, svgs, strict=True):
+        body.append(f'<div class="qr">{svg}<br>{_h(title)}</div>')
     body.append("</body></html>\n")
     return Transcript(markdown="\n".join(md), html="\n".join(body), name=stem,
                       images=tuple(images))

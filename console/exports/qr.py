@@ -16,19 +16,23 @@ from console.errors import ExportError
 
 __all__ = ["qr_svg", "qr_text"]
 
+FIXED_MASK = 2  # (column mod 3) == 0: no long runs along rows for the low-penalty layouts here
 _MAX_TEXT = 512  # digests and thumbprint URIs; anything longer is a caller bug
 
 
 def _qr(text: str, border: int) -> qrcode.QRCode:
     if not text or len(text) > _MAX_TEXT:
         raise ExportError(f"QR text must be 1–{_MAX_TEXT} characters", "encode a digest")
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=border, box_size=8)
+    # A fixed mask: every mask is valid for decoders, and scoring all eight (qrcode's default)
+    # is most of the cost of a code, paid for every exported bundle.
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=border,
+                       box_size=8, mask_pattern=FIXED_MASK)
     qr.add_data(text)
     qr.make(fit=True)
     return qr
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)  # ~16 kB each; a big ceremony reuses its bundle codes
 def qr_svg(text: str) -> str:
     """An SVG document (one path) encoding `text`.
 

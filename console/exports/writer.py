@@ -86,6 +86,19 @@ def _write_new_file(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
+def _write_staged_file(path: Path, data: bytes) -> None:
+    """Write a file inside a private staging folder: nobody sees it before the folder is
+    renamed into place, so no temp name is needed; the folder is synced once, before the
+    rename."""
+    try:
+        with open(path, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise ExportError(f"cannot write {path}: {e.strerror}", "check the disk and rights") from e
+
+
 def _check_name(name: str) -> PurePosixPath:
     rel = PurePosixPath(name)
     if rel.is_absolute() or not rel.parts or any(not _NAME.fullmatch(p) for p in rel.parts):
@@ -134,8 +147,8 @@ def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, byte
         for name in sorted(files):
             target = staging / names[name]
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write_new_file(target, files[name])
-        _write_new_file(staging / MANIFEST_FILE, manifest(files))
+            _write_staged_file(target, files[name])
+        _write_staged_file(staging / MANIFEST_FILE, manifest(files))
         for sub in sorted({staging / n.parent for n in names.values()}, reverse=True):
             _fsync_dir(sub)
         try:

@@ -146,7 +146,7 @@ def test_even_an_empty_existing_folder_is_not_replaced(tmp_path: Path) -> None:
 def test_crash_between_files_leaves_nothing_visible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = writer_module._write_new_file
+    real = writer_module._write_staged_file
     written: list[str] = []
 
     def crash_on_third(path: Path, data: bytes) -> None:
@@ -155,13 +155,13 @@ def test_crash_between_files_leaves_nothing_visible(
         real(path, data)
         written.append(path.name)
 
-    monkeypatch.setattr(writer_module, "_write_new_file", crash_on_third)
+    monkeypatch.setattr(writer_module, "_write_staged_file", crash_on_third)
     files = {"a.json": b"1", "b.json": b"2", "jwks.jwt": b"3", "keys/k.pem": b"4"}
     with pytest.raises(OSError, match="injected"):
         write_bundle(tmp_path, "demo-api", 1, files)
     assert written == ["a.json", "b.json"]
     assert list((tmp_path / "demo-api").iterdir()) == []  # no bundle folder, no staging folder
-    monkeypatch.setattr(writer_module, "_write_new_file", real)
+    monkeypatch.setattr(writer_module, "_write_staged_file", real)
     result = write_bundle(tmp_path, "demo-api", 1, files)  # the same seq is still free
     assert result.path.is_dir()
 
@@ -170,14 +170,14 @@ def test_staging_is_hidden_until_the_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At the moment of the last file write, readers see only a dot-folder, never demo-api/1."""
-    real = writer_module._write_new_file
+    real = writer_module._write_staged_file
     seen: list[list[str]] = []
 
     def spy(path: Path, data: bytes) -> None:
         real(path, data)
         seen.append(sorted(p.name for p in (tmp_path / "demo-api").iterdir()))
 
-    monkeypatch.setattr(writer_module, "_write_new_file", spy)
+    monkeypatch.setattr(writer_module, "_write_staged_file", spy)
     write_bundle(tmp_path, "demo-api", 1, {"jwks.jwt": b"3", "x.json": b"1"})
     assert seen and all(len(names) == 1 and names[0].startswith(".partial-1-") for names in seen)
     assert sorted(p.name for p in (tmp_path / "demo-api").iterdir()) == ["1"]
