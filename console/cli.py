@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Quorum-approved key ceremonies for JWT signing keys on a PKCS#11 HSM.",
     )
     parser.add_argument("--version", action="version", version=f"ceremony {__version__}")
+    parser.add_argument("--now", dest="tui_now", metavar="T",
+                        help="rehearsal workspaces: open the console at this time (RFC 3339)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], helptext: str,
@@ -305,10 +307,14 @@ def _missing_sub(args: argparse.Namespace) -> int:
 
 
 def _open_tui(args: argparse.Namespace) -> int:
+    from console.clock import parse_time
     from console.tui.app import run_app
 
     ws = _open(args)
-    run_app(ws)
+    text = getattr(args, "tui_now", None)
+    requested = None if text is None else parse_time(text, "--now")
+    ws.now(requested)  # refuses --now outside rehearsal, or earlier than the ledger, up front
+    run_app(ws, clock=lambda: ws.now(requested))
     return ExitCode.OK
 
 
