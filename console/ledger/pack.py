@@ -35,6 +35,7 @@ import hashlib
 import multiprocessing
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -434,9 +435,11 @@ class _Verifier:
                 use(line_no, scan)
                 count += scan.count
         else:
-            # spawn, not fork: the caller may have threads (the TUI, an HSM session).
+            # fork only when this process has a single thread (the CLI): a forked child of a
+            # threaded process (the TUI, an HSM session) may inherit a held lock; spawn then.
+            method = "fork" if threading.active_count() == 1 else "spawn"
             pool = ProcessPoolExecutor(
-                self.workers, multiprocessing.get_context("spawn"), initializer=gc.disable
+                self.workers, multiprocessing.get_context(method), initializer=gc.disable
             )
             waiting: deque[tuple[int, bytes, Future[LineScan] | None]] = deque()
 
