@@ -28,7 +28,7 @@ PARAMETER_TYPES = ("cards", "officers", "text")
 
 # Which keys each step may carry besides `action`, and the values they accept.
 _STEP_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
-    "generate": {"purpose": ("token", "bundle"), "role": ("first", "successor")},
+    "generate": {"purpose": ("token", "bundle")},
     "note": {"text": ()},
 }
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
