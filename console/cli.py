@@ -272,6 +272,11 @@ def _unlock_officers(args: argparse.Namespace, ws: Any) -> list[Any]:
             secret_file = secret_file or demo[1]
         if card is None:
             raise UsageError(f"no card for officer {name}", f"add --card {name}=FILE")
+        if not ws.rehearsal and card.resolve().is_relative_to(ws.root):
+            raise UsageError(
+                f"{name}'s card is inside the workspace ({card})",
+                "an officer's card lives on their own medium, never in the workspace",
+            )
         if secret_file is not None:
             passphrase = _read_secret_file(secret_file)
         else:

@@ -114,3 +114,37 @@ def test_init_with_a_wrong_pin_leaves_nothing_behind(
     assert len(errors) == 1 and "PIN" in errors[0] and "Traceback" not in err
     assert not (ws / "ceremony.toml").exists() and not (ws / "ledger.sqlite").exists()
     assert not (ws / "pin.sealed").exists()
+
+
+def test_production_refuses_a_card_kept_in_the_workspace(
+    make_softhsm_token: Callable[[str], SoftHsmToken], tmp_path: Path,
+    officers: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = make_softhsm_token("cardloc")
+    ws = tmp_path / "ws"
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(TEST_USER_PIN)
+    args = ["init", "--workspace", str(ws), "--org", "acme", "--module", token.module,
+            "--token-label", token.label, "--pin-file", str(pin_file)]
+    for name in ("alice", "bob", "carol"):
+        args += ["--officer-card", str(officers[name][0])]
+    assert main(args) == ExitCode.OK
+    inside = ws / "alice.card"
+    inside.write_bytes(officers["alice"][0].read_bytes())
+    size_before = _ledger_size(ws)
+    capsys.readouterr()
+    code = main(["run", "genesis", "--workspace", str(ws), "--officer", "alice", "--card",
+                 f"alice={inside}", "--passphrase-file", f"alice={officers['alice'][1]}",
+                 *_officer_args(officers, "bob")])
+    assert code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "inside the workspace" in err and err.count("ceremony: error:") == 1
+    assert _ledger_size(ws) == size_before
+
+
+def _ledger_size(ws: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{ws / 'ledger.sqlite'}?mode=ro", uri=True) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM entries").fetchone()
+    return int(count)
