@@ -149,6 +149,14 @@ def build_plan(inputs: PlanInputs, *, plan_id: str | None = None) -> dict[str, A
             remaining = [n for n in inputs.active_officers
                          if n not in inputs.parameters.get("revoke", ())]
             remaining += [o.name for o in inputs.enrolling]
+            rules = inputs.config.quorum
+            hardest = max(rules.routine.m, rules.destructive.m, rules.emergency.m)
+            if len(remaining) < hardest:
+                raise PlanError(
+                    f"the change leaves {len(remaining)} officers, but a quorum in "
+                    f"ceremony.toml needs {hardest}",
+                    "enrol a replacement in the same ceremony (--set enroll=CARD)",
+                )
             threshold = pin_threshold(inputs.config, len(remaining))
             actions.append({
                 "action": "resplit_pin", "officers": remaining, "threshold": threshold,

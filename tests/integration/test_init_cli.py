@@ -148,3 +148,27 @@ def _ledger_size(ws: Path) -> int:
     with sqlite3.connect(f"file:{ws / 'ledger.sqlite'}?mode=ro", uri=True) as conn:
         (count,) = conn.execute("SELECT count(*) FROM entries").fetchone()
     return int(count)
+
+
+def test_officer_change_that_would_break_a_quorum_is_refused(
+    make_softhsm_token: Callable[[str], SoftHsmToken], tmp_path: Path,
+    officers: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = make_softhsm_token("quorumbreak")
+    ws = tmp_path / "ws"
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(TEST_USER_PIN)
+    args = ["init", "--workspace", str(ws), "--org", "acme", "--module", token.module,
+            "--token-label", token.label, "--pin-file", str(pin_file),
+            "--quorum", "destructive=3/3"]
+    for name in ("alice", "bob", "carol"):
+        args += ["--officer-card", str(officers[name][0])]
+    assert main(args) == ExitCode.OK
+    before = _ledger_size(ws)
+    capsys.readouterr()
+    code = main(["officer", "revoke", "carol", "--workspace", str(ws),
+                 *_officer_args(officers, "alice", "bob", "carol")])
+    assert code == ExitCode.FAILED
+    err = capsys.readouterr().err
+    assert "leaves 2 officers" in err and err.count("ceremony: error:") == 1
+    assert _ledger_size(ws) == before
