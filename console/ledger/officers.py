@@ -82,6 +82,7 @@ class OfficerReplay:
 
     def __init__(self) -> None:
         self.officers: dict[str, OfficerRecord] = {}
+        self._keys: set[bytes] = set()
 
     def apply(self, entry: Entry) -> None:
         """Raises: VerificationError naming the entry when the ledger is inconsistent."""
@@ -98,8 +99,9 @@ class OfficerReplay:
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise VerificationError(f"seq {entry.seq}: officer.enrolled has no name")
-        current = self.officers.get(name)
-        if current is not None and current.active:
+        # The same rules as console.quorum.approvals.OfficerRegistry: a name is enrolled once
+        # (a replacement card gets a new name) and a key never twice, revoked or not.
+        if name in self.officers:
             raise VerificationError(f"seq {entry.seq}: officer {name!r} is enrolled twice")
         ed = b64url_decode(data.get("ed25519"), f"seq {entry.seq}: ed25519 key of {name!r}")
         if len(ed) != 32:
@@ -110,7 +112,12 @@ class OfficerReplay:
             key_id(name, Ed25519PublicKey.from_public_bytes(ed))
         except ValueError as e:
             raise VerificationError(f"seq {entry.seq}: ed25519 key of {name!r} is invalid") from e
-        self.officers.pop(name, None)  # re-enrolment moves the name to the end, like a new entry
+        for key in (ed, x):
+            if key is not None and key in self._keys:
+                raise VerificationError(
+                    f"seq {entry.seq}: officer {name!r} reuses a key already enrolled")
+            if key is not None:
+                self._keys.add(key)
         self.officers[name] = OfficerRecord(name, "active", ed, x, entry.seq)
 
     def _revoke(self, entry: Entry) -> None:

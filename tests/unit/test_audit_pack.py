@@ -145,3 +145,17 @@ def test_verifier_imports_no_sqlite_tooling_hsm_or_ui() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_revoked_name_or_key_is_never_enrolled_again(tmp_path: Path) -> None:
+    """The ledger's officer replay follows the quorum registry's rules: one enrolment per name,
+    one per key; so the checkpoint signer set cannot be widened by re-enrolling."""
+    from console.errors import VerificationError
+    from tests.unit.test_ledger_support import enrol_data
+
+    led = new_ledger(tmp_path)
+    led.append("officer.revoked", {"name": "carol", "reason": "left"}, time=T0, actor="alice")
+    led.append("officer.enrolled", enrol_data("carol"), time=T0, actor="alice")
+    with pytest.raises(VerificationError, match="enrolled twice"):
+        checkpoint_now(led, "alice")
+    led.close()
