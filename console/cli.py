@@ -390,8 +390,9 @@ def _approve(args: argparse.Namespace) -> int:
     with _open(args) as ws, ws.exclusive():
         if len(args.officer) != 1:
             raise UsageError("approve takes exactly one --officer", "run it once per officer")
+        now = ws.now(_requested_now(args))  # a bad --now is refused before any prompt
         (officer,) = _unlock_officers(args, ws)
-        status = approve_plan(ws, args.plan_id, officer, now=ws.now(_requested_now(args)))
+        status = approve_plan(ws, args.plan_id, officer, now=now)
     print(status)
     return ExitCode.OK
 
@@ -400,8 +401,9 @@ def _execute(args: argparse.Namespace) -> int:
     from console.ceremony.service import execute_plan
 
     with _open(args) as ws, ws.exclusive():
+        now = ws.now(_requested_now(args))
         officers = _unlock_officers(args, ws)
-        result = execute_plan(ws, args.plan_id, officers, now=ws.now(_requested_now(args)),
+        result = execute_plan(ws, args.plan_id, officers, now=now,
                               progress=LineProgress(_progress))
     print(result)
     return ExitCode.OK
@@ -419,8 +421,8 @@ def _run(args: argparse.Namespace) -> int:
     with _open(args) as ws, ws.exclusive():
         if not args.officer:
             raise UsageError("run needs the approving officers", "add --officer NAME (repeat)")
-        officers = _unlock_officers(args, ws)
         now = ws.now(_requested_now(args))
+        officers = _unlock_officers(args, ws)
         planned = plan_ceremony(ws, args.script, keysets=args.keyset, now=now,
                                 parameters=args.set)
         _progress(render_plan(planned))
