@@ -34,7 +34,6 @@ from console.errors import (
     ConsoleError,
     ExportError,
     KeyAuditError,
-    ObjectNotFoundError,
     PinIncorrectError,
     PlanError,
     ReconcileError,
@@ -615,4 +614,4 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["BUNDLE_SIGNING_KEY_FILE", "CeremonyRun", "HsmBundleSigner", "ObjectNotFoundError"]
+__all__ = ["BUNDLE_SIGNING_KEY_FILE", "CeremonyRun", "HsmBundleSigner"]

@@ -41,7 +41,6 @@ from console.errors import (
     UsageError,
     WorkspaceError,
 )
-from console.jcs import canonicalize
 from console.lifecycle import replay
 from console.quorum.approvals import (
     Approval,
@@ -460,10 +459,6 @@ def write_transcript_again(ws: Any, plan_id: str) -> list[Path]:
         if name.endswith((".md", ".html")):
             paths.append(path)
     return paths
-
-
-def canonical_plan_bytes(plan: dict[str, Any]) -> bytes:
-    return canonicalize(plan)
 
 
 __all__ = [

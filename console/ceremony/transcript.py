@@ -8,7 +8,6 @@ Markdown and HTML special characters and control characters are shown, never int
 
 from __future__ import annotations
 
-import hashlib
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,6 +151,3 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
     return Transcript(markdown="\n".join(md), html="\n".join(body), name=stem,
                       images=tuple(images))
 
-
-def transcript_digest(transcript: Transcript) -> str:
-    return hashlib.sha256(transcript.markdown.encode("utf-8")).hexdigest()

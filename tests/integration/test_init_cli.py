@@ -49,21 +49,28 @@ def _officer_args(cards: dict[str, tuple[Path, Path]], *names: str) -> list[str]
     return out
 
 
+def _init_args(token: SoftHsmToken, tmp_path: Path, officers: dict[str, tuple[Path, Path]],
+               *extra: str, pin: str = TEST_USER_PIN) -> tuple[Path, list[str]]:
+    """The workspace folder and the `ceremony init` command for `token` and three officers."""
+    ws = tmp_path / "ws"
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(pin)
+    args = ["init", "--workspace", str(ws), "--org", "acme", "--module", token.module,
+            "--token-label", token.label, "--pin-file", str(pin_file), *extra]
+    for name in ("alice", "bob", "carol"):
+        args += ["--officer-card", str(officers[name][0])]
+    return ws, args
+
+
 def test_init_then_genesis_on_a_production_workspace(
     make_softhsm_token: Callable[[str], SoftHsmToken], tmp_path: Path,
     officers: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = make_softhsm_token("init")
-    ws = tmp_path / "ws"
-    pin_file = tmp_path / "pin"
-    pin_file.write_text(TEST_USER_PIN)
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
-    args = ["init", "--workspace", str(ws), "--org", "acme", "--module", token.module,
-            "--token-label", token.label, "--pin-file", str(pin_file), "--policy", str(policy),
-            "--quorum", "routine=2/3", "--quorum", "destructive=3/3", "--quorum", "emergency=2/3"]
-    for name in ("alice", "bob", "carol"):
-        args += ["--officer-card", str(officers[name][0])]
+    ws, args = _init_args(make_softhsm_token("init"), tmp_path, officers, "--policy",
+                          str(policy), "--quorum", "routine=2/3", "--quorum", "destructive=3/3",
+                          "--quorum", "emergency=2/3")
     assert main(args) == ExitCode.OK
     # The token's PIN was changed: the old one is dead, and only the sealed file opens the new.
     sealed = read_sealed_pin((ws / "pin.sealed").read_bytes())
@@ -100,14 +107,8 @@ def test_init_with_a_wrong_pin_leaves_nothing_behind(
     make_softhsm_token: Callable[[str], SoftHsmToken], tmp_path: Path,
     officers: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = make_softhsm_token("initbad")
-    ws = tmp_path / "ws"
-    pin_file = tmp_path / "pin"
-    pin_file.write_text("not-the-pin-000")
-    args = ["init", "--workspace", str(ws), "--org", "acme", "--module", token.module,
-            "--token-label", token.label, "--pin-file", str(pin_file)]
-    for name in ("alice", "bob", "carol"):
-        args += ["--officer-card", str(officers[name][0])]
+    ws, args = _init_args(make_softhsm_token("initbad"), tmp_path, officers,
+                          pin="not-the-pin-000")
     assert main(args) == ExitCode.FAILED
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("ceremony: error:")]
@@ -120,14 +121,7 @@ def test_production_refuses_a_card_kept_in_the_workspace(
     make_softhsm_token: Callable[[str], SoftHsmToken], tmp_path: Path,
     officers: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = make_softhsm_token("cardloc")
-    ws = tmp_path / "ws"
-    pin_file = tmp_path / "pin"
-    pin_file.write_text(TEST_USER_PIN)
-    args = ["init", "--workspace", str(ws), "--org", "acme", "--module", token.module,
-            "--token-label", token.label, "--pin-file", str(pin_file)]
-    for name in ("alice", "bob", "carol"):
-        args += ["--officer-card", str(officers[name][0])]
+    ws, args = _init_args(make_softhsm_token("cardloc"), tmp_path, officers)
     assert main(args) == ExitCode.OK
     inside = ws / "alice.card"
     inside.write_bytes(officers["alice"][0].read_bytes())
@@ -154,15 +148,8 @@ def test_officer_change_that_would_break_a_quorum_is_refused(
     make_softhsm_token: Callable[[str], SoftHsmToken], tmp_path: Path,
     officers: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = make_softhsm_token("quorumbreak")
-    ws = tmp_path / "ws"
-    pin_file = tmp_path / "pin"
-    pin_file.write_text(TEST_USER_PIN)
-    args = ["init", "--workspace", str(ws), "--org", "acme", "--module", token.module,
-            "--token-label", token.label, "--pin-file", str(pin_file),
-            "--quorum", "destructive=3/3"]
-    for name in ("alice", "bob", "carol"):
-        args += ["--officer-card", str(officers[name][0])]
+    ws, args = _init_args(make_softhsm_token("quorumbreak"), tmp_path, officers,
+                          "--quorum", "destructive=3/3")
     assert main(args) == ExitCode.OK
     before = _ledger_size(ws)
     capsys.readouterr()
