@@ -1,8 +1,10 @@
 """The `ceremony` command: parse, call the services, print. The contract is DESIGN.md §10.
 
-stdout carries data (`--json` where output is data); stderr carries progress and the one error
-line `ceremony: error: <what> — <what to do>`. Exit codes live in `ExitCode`, and the mapping
-from errors to exit codes is `exit_code_for`, in one place.
+stdout carries data (`--json` where output is data); stderr carries plans shown for review,
+progress, prompts and the one error line `ceremony: error: <what> — <what to do>`. Exit codes
+live in `ExitCode`, and the mapping from errors to exit codes is `exit_code_for`, in one place.
+Ceremony flows are the session service's (`console.ceremony.session`); this module only gives
+it cards and passphrases when it asks, and shows what it returns.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from console import __version__
 from console.ceremony.progress import LineProgress
-from console.errors import ConsoleError, UsageError
+from console.errors import CardError, ConsoleError, UsageError
+
+if TYPE_CHECKING:
+    from console.ceremony.journal import PlanRecord
+    from console.ceremony.review import PlanView
+    from console.ceremony.session import Session
+    from console.workspace import Workspace
 
 
 class ExitCode(IntEnum):
@@ -59,8 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ceremony: error: {error.user_message()}", file=sys.stderr)
         return exit_code_for(error)
     except KeyboardInterrupt:
-        print("ceremony: interrupted", file=sys.stderr)
+        print(f"\nceremony: interrupted — {_next_step(words)}", file=sys.stderr)
         return ExitCode.INTERRUPTED
+
+
+def _next_step(words: list[str]) -> str:
+    """What to run after ctrl+c, for the command that was interrupted."""
+    command = next((w for w in words if not w.startswith("-")), "")
+    if command in ("execute", "run", "resume"):
+        return ("if a step had started, `ceremony status` shows the ceremony as interrupted: "
+                "continue with `ceremony resume --officer NAME …` or abort with "
+                "`ceremony resume --abort --officer NAME`")
+    return "nothing was changed after the last line printed; run the command again"
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -72,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace", metavar="DIR", default=argparse.SUPPRESS,
         help="workspace folder (default: $CEREMONY_WORKSPACE or .)",
     )
+    common.add_argument("--now", metavar="T", default=argparse.SUPPRESS,
+                        help="rehearsal workspaces only: act at this time (RFC 3339)")
+    common.add_argument("--expect-checkpoint", metavar="FILE", default=argparse.SUPPRESS,
+                        help="a checkpoint an officer kept: refuse a ledger that does not "
+                             "extend it (also $CEREMONY_EXPECT_CHECKPOINT)")
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks for errors (for developers)")
     parser = _Parser(
@@ -79,13 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Quorum-approved key ceremonies for JWT signing keys on a PKCS#11 HSM.",
     )
     parser.add_argument("--version", action="version", version=f"ceremony {__version__}")
-    parser.add_argument("--now", dest="tui_now", metavar="T",
-                        help="rehearsal workspaces: open the console at this time (RFC 3339)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], helptext: str,
-                **kw: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=helptext, description=helptext, **kw)
+                parent: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, parents=[common], help=helptext,
+                                                       description=helptext)
         p.set_defaults(handler=handler)
         return p
 
@@ -105,40 +127,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin-file", type=Path,
                    help="file holding the token's current user PIN (else asked without echo)")
     p.add_argument("--rehearsal", action="store_true",
-                   help="a rehearsal workspace (accepts --now)")
+                   help="a rehearsal workspace (accepts --now), fixed for its life")
     p.add_argument("--policy", type=Path, help="policy.toml to copy into the workspace")
 
-    p = command("status", _status, "keysets, keys, due dates and warnings")
+    p = command("status", _status, "keysets, keys, due dates, open ceremonies and warnings")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--now", help=argparse.SUPPRESS)
 
-    p = command("plan", _plan, "write a ceremony plan, print its id and digest")
-    p.add_argument("script", help="script name (see ceremonies/) or path")
-    _keyset_now(p)
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="a script parameter (e.g. enroll=dave.card, revoke=carol)")
+    p = command("plan", _plan, "write a ceremony plan, print its id, digest and words")
+    p.add_argument("script", help="script name (see ceremonies/)")
+    _keysets(p)
     p.add_argument("--json", action="store_true")
 
-    p = command("approve", _approve, "one officer signs a plan")
+    p = command("approve", _approve, "one officer reviews the plan and signs it")
     p.add_argument("plan_id")
     _officers(p, single=True)
-    p.add_argument("--now", help="rehearsal time (RFC 3339)")
+    _confirmation(p)
 
-    p = command("execute", _execute, "M officers unlock their cards; the plan runs")
+    p = command("execute", _execute, "the approving officers unlock their cards; the plan runs")
     p.add_argument("plan_id")
     _officers(p)
-    p.add_argument("--now", help="rehearsal time (RFC 3339)")
+    _confirmation(p)
 
-    p = command("run", _run, "plan, approve and execute in one")
+    p = command("run", _run, "plan, review, approve and execute in one")
     p.add_argument("script")
-    _keyset_now(p)
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    _keysets(p)
     _officers(p)
+    _confirmation(p)
 
-    p = command("resume", _resume, "continue (or abort) an interrupted ceremony")
+    p = command("resume", _resume, "continue (or abort) an interrupted or open ceremony")
     _officers(p)
-    p.add_argument("--abort", action="store_true", help="abort the interrupted ceremony cleanly")
-    p.add_argument("--now", help="rehearsal time (RFC 3339)")
+    p.add_argument("--abort", action="store_true",
+                   help="abort it instead (one approving officer; kept and undone are listed)")
+    _confirmation(p)
 
     p = command("reconcile", _reconcile, "HSM inventory against the ledger (read-only)")
     p.add_argument("--json", action="store_true")
@@ -149,46 +169,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = command("audit", _missing_sub, "audit packs")
     audit_sub = audit.add_subparsers(metavar="ACTION", parser_class=_Parser)
-    p = audit_sub.add_parser("export", parents=[common], help="write an audit pack")
+    p = command("export", _audit_export, "write an audit pack", audit_sub)
     p.add_argument("--out", type=Path)
-    p.set_defaults(handler=_audit_export)
 
     verify = command("verify", _missing_sub, "offline verification of bundles and audit packs")
     verify_sub = verify.add_subparsers(metavar="WHAT", parser_class=_Parser)
-    p = verify_sub.add_parser("bundle", parents=[common], help="verify a signed JWKS bundle")
+    p = command("bundle", _verify_bundle, "verify a signed JWKS bundle and its folder",
+                verify_sub)
     p.add_argument("file", type=Path)
     p.add_argument("--trust", type=Path, required=True, help="the pinned bundle-signing key JWK")
     p.add_argument("--previous", type=Path, help="the previous jwks.jwt")
-    p.add_argument("--now", help="verify as of this time (RFC 3339)")
-    p.set_defaults(handler=_verify_bundle)
-    p = verify_sub.add_parser("audit", parents=[common], help="verify an audit pack")
+    p.add_argument("--issuer", help="the issuer the bundle must name")
+    p.add_argument("--keyset", help="the keyset the bundle must be for")
+    p = command("audit", _verify_audit, "verify an audit pack", verify_sub)
     p.add_argument("dir", type=Path)
-    p.add_argument("--expect-checkpoint", type=Path)
-    p.set_defaults(handler=_verify_audit)
 
-    officer = command("officer", _missing_sub, "officers: list, enroll, revoke")
+    officer = command("officer", _missing_sub, "officers: list, new-card, enroll, revoke")
     officer_sub = officer.add_subparsers(metavar="ACTION", parser_class=_Parser)
-    p = officer_sub.add_parser("list", parents=[common], help="list officers")
+    p = command("list", _officer_list, "list officers", officer_sub)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_officer_list)
-    p = officer_sub.add_parser("new-card", parents=[common],
-                               help="make a new officer card (asks for a passphrase)")
+    p = command("new-card", _officer_new_card, "make a new officer card (asks a passphrase)",
+                officer_sub)
     p.add_argument("name")
     p.add_argument("--out", type=Path, required=True, help="where to write the card")
     p.add_argument("--passphrase-file", type=Path)
-    p.set_defaults(handler=_officer_new_card)
-    p = officer_sub.add_parser("enroll", parents=[common],
-                               help="enrol officers (runs officer-change)")
+    p = command("enroll", _officer_enroll, "enrol officers (runs officer-change)", officer_sub)
     p.add_argument("--new-card", action="append", required=True, type=Path, metavar="FILE")
     _officers(p)
-    p.add_argument("--now")
-    p.set_defaults(handler=_officer_enroll)
-    p = officer_sub.add_parser("revoke", parents=[common],
-                               help="revoke officers (runs officer-change)")
+    _confirmation(p)
+    p = command("revoke", _officer_revoke, "revoke officers (runs officer-change)", officer_sub)
     p.add_argument("name", nargs="+")
     _officers(p)
-    p.add_argument("--now")
-    p.set_defaults(handler=_officer_revoke)
+    _confirmation(p)
 
     p = command("doctor", _doctor, "PKCS#11 modules, tokens, mechanisms, and what is missing")
     p.add_argument("--module", action="append", default=[], metavar="PATH")
@@ -199,10 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _keyset_now(p: argparse.ArgumentParser) -> None:
+def _keysets(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keyset", action="append", default=[], metavar="K",
                    help="keyset (repeat; default: every due keyset)")
-    p.add_argument("--now", help="rehearsal time (RFC 3339); refused in production")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a script parameter (e.g. enroll=dave.card, revoke=carol)")
 
 
 def _officers(p: argparse.ArgumentParser, *, single: bool = False) -> None:
@@ -214,17 +227,22 @@ def _officers(p: argparse.ArgumentParser, *, single: bool = False) -> None:
                    help="file holding the officer's passphrase (else asked without echo)")
 
 
+def _confirmation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--words", metavar="'W1 W2 …'",
+                   help="the plan's digest words as read aloud (at least the first two)")
+    p.add_argument("--yes", action="store_true",
+                   help="rehearsal workspaces only: do not ask for the words")
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _workspace_arg(args: argparse.Namespace) -> str | None:
-    return getattr(args, "workspace", None)
+def _open(args: argparse.Namespace) -> Workspace:
+    from console.workspace import Workspace, read_expected_checkpoint
 
-
-def _open(args: argparse.Namespace, **kw: Any) -> Any:
-    from console.workspace import Workspace
-
-    return Workspace.open(_workspace_arg(args), **kw)
+    return Workspace.open(getattr(args, "workspace", None),
+                          expect_checkpoint=read_expected_checkpoint(
+                              getattr(args, "expect_checkpoint", None)))
 
 
 def _requested_now(args: argparse.Namespace) -> datetime | None:
@@ -232,6 +250,12 @@ def _requested_now(args: argparse.Namespace) -> datetime | None:
 
     text = getattr(args, "now", None)
     return None if text is None else parse_time(text, "--now")
+
+
+def _session(args: argparse.Namespace, ws: Workspace) -> Session:
+    from console.ceremony.session import Session
+
+    return Session(ws, now=ws.now(_requested_now(args)))  # a bad --now refuses up front
 
 
 def _pairs(values: list[str], option: str) -> dict[str, Path]:
@@ -246,44 +270,58 @@ def _pairs(values: list[str], option: str) -> dict[str, Path]:
     return out
 
 
-def _unlock_officers(args: argparse.Namespace, ws: Any) -> list[Any]:
-    """Read and unlock the cards of the officers named with --officer, in order.
+class _Cards:
+    """The CLI's `CardSource`: --card / --passphrase-file, else the rehearsal demo's card and a
+    no-echo prompt (rehearsals practise typing the passphrase)."""
 
-    Passphrases come from --passphrase-file or a no-echo prompt, never from argv.
-    """
-    from console.ceremony.officers import unlock_officer_card
+    def __init__(self, args: argparse.Namespace, ws: Workspace) -> None:
+        names: list[str] = list(args.officer)
+        self.ws = ws
+        self.cards = _pairs(args.card, "--card")
+        self.secrets = _pairs(args.passphrase_file, "--passphrase-file")
+        for name in list(self.cards) + list(self.secrets):
+            if name not in names:
+                raise UsageError(f"--card/--passphrase-file for {name}, who is not an --officer",
+                                 f"add --officer {name}")
 
-    names: list[str] = list(args.officer)
-    if len(set(names)) != len(names):
-        raise UsageError("an officer is named twice", "name each officer once")
-    cards = _pairs(args.card, "--card")
-    secrets = _pairs(args.passphrase_file, "--passphrase-file")
-    for name in list(cards) + list(secrets):
-        if name not in names:
-            raise UsageError(f"--card/--passphrase-file for {name}, who is not an --officer",
-                             f"add --officer {name}")
-    unlocked = []
-    for name in names:
-        card = cards.get(name)
-        secret_file = secrets.get(name)
-        demo = ws.demo_card(name)
-        if card is None and demo is not None:
-            card = demo[0]
-            secret_file = secret_file or demo[1]
+    def card_path(self, officer: str) -> Path:
+        card = self.cards.get(officer)
         if card is None:
-            raise UsageError(f"no card for officer {name}", f"add --card {name}=FILE")
-        if not ws.rehearsal and card.resolve().is_relative_to(ws.root):
-            raise UsageError(
-                f"{name}'s card is inside the workspace ({card})",
-                "an officer's card lives on their own medium, never in the workspace",
-            )
+            demo = self.ws.demo_card(officer)
+            card = demo[0] if demo is not None else None
+        if card is None:
+            raise UsageError(f"no card for officer {officer}", f"add --card {officer}=FILE")
+        return card
+
+    def passphrase(self, officer: str, attempt: int) -> str:
+        secret_file = self.secrets.get(officer)
         if secret_file is not None:
-            passphrase = _read_secret_file(secret_file)
-        else:
-            passphrase = getpass.getpass(f"passphrase for {name}'s card: ")
-        print(f"unlocking {name}'s card…", file=sys.stderr)
-        unlocked.append(unlock_officer_card(name, card, passphrase))
-    return unlocked
+            if attempt > 1:
+                raise CardError(f"the passphrase in {secret_file} does not unlock {officer}'s "
+                                "card", "check the file, or leave --passphrase-file out")
+            return _read_secret_file(secret_file)
+        if attempt > 1:
+            print("that passphrase did not unlock the card; try again", file=sys.stderr)
+        print(f"unlocking {officer}'s card…", file=sys.stderr)
+        return _ask_secret(f"passphrase for {officer}'s card: ")
+
+
+def _ask_secret(prompt: str) -> str:
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask a passphrase without echo",
+                         "give it with --passphrase-file NAME=FILE")
+    return getpass.getpass(prompt)
+
+
+def _ask_line(prompt: str) -> str:
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the digest words",
+                         "give them with --words '…' after reading them aloud")
+    print(prompt, end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise UsageError("no words were typed", "type the first two digest words")
+    return line
 
 
 def _read_secret_file(path: Path) -> str:
@@ -294,6 +332,46 @@ def _read_secret_file(path: Path) -> str:
     except OSError as e:
         raise UsageError(f"cannot read passphrase file {path}: {e.strerror}", "check the path") \
             from e
+
+
+def _refuse_yes_in_production(args: argparse.Namespace, ws: Workspace) -> None:
+    if args.yes and not ws.rehearsal:
+        raise UsageError("--yes is for rehearsal workspaces only",
+                         "read the digest words and give them with --words")
+
+
+def _confirm(args: argparse.Namespace, ws: Workspace) -> Callable[[PlanView], None]:
+    """Show the plan, then have the officer confirm its digest words (before any card)."""
+    from console.ceremony.review import check_words
+
+    _refuse_yes_in_production(args, ws)
+
+    def confirm(view: PlanView) -> None:
+        print(view.render(), file=sys.stderr)
+        if args.words is not None:
+            check_words(view.digest, args.words)
+        elif not args.yes:
+            check_words(view.digest, _ask_line(
+                "compare the words across the room, then type the first two: "))
+
+    return confirm
+
+
+def _confirm_abort(args: argparse.Namespace, ws: Workspace) -> Callable[[PlanRecord], None]:
+    from console.ceremony.review import check_words
+
+    _refuse_yes_in_production(args, ws)
+
+    def confirm(record: PlanRecord) -> None:
+        print(f"abort plan {record.plan_id} ({record.plan.script}, {record.state()}, "
+              f"{record.last_done} of {len(record.actions)} steps done)", file=sys.stderr)
+        if args.words is not None:
+            check_words(record.digest, args.words)
+        elif not args.yes:
+            check_words(record.digest, _ask_line(
+                "type the first two digest words of the plan to abort it: "))
+
+    return confirm
 
 
 def _print_json(value: Any) -> None:
@@ -312,12 +390,10 @@ def _missing_sub(args: argparse.Namespace) -> int:
 
 
 def _open_tui(args: argparse.Namespace) -> int:
-    from console.clock import parse_time
     from console.tui.app import run_app
 
     ws = _open(args)
-    text = getattr(args, "tui_now", None)
-    requested = None if text is None else parse_time(text, "--now")
+    requested = _requested_now(args)
     ws.now(requested)  # refuses --now outside rehearsal, or earlier than the ledger, up front
     run_app(ws, clock=lambda: ws.now(requested))
     return ExitCode.OK
@@ -328,7 +404,8 @@ def _demo(args: argparse.Namespace) -> int:
     from console.workspace import locate
 
     # The demo never lands in the current folder by accident: default ./demo.
-    root = locate(_workspace_arg(args) or os.environ.get("CEREMONY_WORKSPACE") or "demo")
+    root = locate(getattr(args, "workspace", None)
+                  or os.environ.get("CEREMONY_WORKSPACE") or "demo")
     run_demo(root, progress=_progress)
     if args.headless:
         print(f"demo workspace ready in {root}")
@@ -347,8 +424,8 @@ def _init(args: argparse.Namespace) -> int:
     if args.pin_file is not None:
         pin = _read_secret_file(args.pin_file)
     else:
-        pin = getpass.getpass("current user PIN of the token: ")
-    root = locate(_workspace_arg(args))
+        pin = _ask_secret("current user PIN of the token: ")
+    root = locate(getattr(args, "workspace", None))
     init_workspace(
         root, org=args.org, module=args.module, token_label=args.token_label,
         token_serial=args.token_serial, officer_cards=[Path(p) for p in args.officer_card],
@@ -372,84 +449,55 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from console.ceremony.service import plan_ceremony, render_plan
-
-    with _open(args) as ws, ws.exclusive():
-        planned = plan_ceremony(ws, args.script, keysets=args.keyset,
-                                now=ws.now(_requested_now(args)), parameters=args.set)
+    with _open(args) as ws:
+        view = _session(args, ws).plan(args.script, keysets=args.keyset, parameters=args.set)
     if args.json:
-        _print_json(planned.summary())
+        _print_json(view.summary())
     else:
-        print(render_plan(planned))
+        print(view.render())
     return ExitCode.OK
 
 
 def _approve(args: argparse.Namespace) -> int:
-    from console.ceremony.service import approve_plan
-
-    with _open(args) as ws, ws.exclusive():
-        if len(args.officer) != 1:
-            raise UsageError("approve takes exactly one --officer", "run it once per officer")
-        now = ws.now(_requested_now(args))  # a bad --now is refused before any prompt
-        (officer,) = _unlock_officers(args, ws)
-        status = approve_plan(ws, args.plan_id, officer, now=now)
-    print(status)
+    if len(args.officer) != 1:
+        raise UsageError("approve takes exactly one --officer", "run it once per officer")
+    with _open(args) as ws:
+        session = _session(args, ws)
+        print(session.approve(args.plan_id, args.officer[0], _Cards(args, ws),
+                              confirm=_confirm(args, ws)).message)
     return ExitCode.OK
 
 
 def _execute(args: argparse.Namespace) -> int:
-    from console.ceremony.service import execute_plan
-
-    with _open(args) as ws, ws.exclusive():
-        now = ws.now(_requested_now(args))
-        officers = _unlock_officers(args, ws)
-        result = execute_plan(ws, args.plan_id, officers, now=now,
-                              progress=LineProgress(_progress))
-    print(result)
+    with _open(args) as ws:
+        session = _session(args, ws)
+        print(session.execute(args.plan_id, args.officer, _Cards(args, ws),
+                              confirm=_confirm(args, ws), progress=LineProgress(_progress)))
     return ExitCode.OK
 
 
 def _run(args: argparse.Namespace) -> int:
-    from console.ceremony.service import (
-        abort_unstarted_plan,
-        approve_plan,
-        execute_plan,
-        plan_ceremony,
-        render_plan,
-    )
-
-    with _open(args) as ws, ws.exclusive():
-        if not args.officer:
-            raise UsageError("run needs the approving officers", "add --officer NAME (repeat)")
-        now = ws.now(_requested_now(args))
-        officers = _unlock_officers(args, ws)
-        planned = plan_ceremony(ws, args.script, keysets=args.keyset, now=now,
-                                parameters=args.set)
-        _progress(render_plan(planned))
-        try:
-            for officer in officers:
-                _progress(approve_plan(ws, planned.plan_id, officer, now=now))
-            result = execute_plan(ws, planned.plan_id, officers, now=now,
-                                  progress=LineProgress(_progress))
-        except ConsoleError as error:
-            # A plan that `run` made and could not start must not block the next one.
-            abort_unstarted_plan(ws, planned.plan_id, now=now, reason=error.user_message())
-            raise
-    print(result)
+    with _open(args) as ws:
+        session = _session(args, ws)
+        cards = _Cards(args, ws)
+        print(session.run(args.script, args.officer, cards, confirm=_confirm(args, ws),
+                          keysets=args.keyset, parameters=args.set,
+                          progress=LineProgress(_progress)))
     return ExitCode.OK
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from console.ceremony.service import abort_open_plan, resume_plan
-
-    with _open(args) as ws, ws.exclusive():
-        now = ws.now(_requested_now(args))
+    with _open(args) as ws:
+        session = _session(args, ws)
         if args.abort:
-            print(abort_open_plan(ws, now=now))
+            if len(args.officer) != 1:
+                raise UsageError("an abort needs one approving officer",
+                                 "add --officer NAME (an officer who approved the plan)")
+            outcome = session.abort(args.officer[0], _Cards(args, ws),
+                                    confirm=_confirm_abort(args, ws))
+            print(outcome.render())
             return ExitCode.OK
-        officers = _unlock_officers(args, ws)
-        result = resume_plan(ws, officers, now=now, progress=LineProgress(_progress))
-    print(result)
+        print(session.resume(args.officer, _Cards(args, ws), progress=LineProgress(_progress)))
     return ExitCode.OK
 
 
@@ -466,7 +514,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from console.ceremony.service import copy_latest_export
+    from console.ceremony.exporting import copy_latest_export
 
     with _open(args) as ws:
         path = copy_latest_export(ws, args.keyset, args.out)
@@ -475,7 +523,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _audit_export(args: argparse.Namespace) -> int:
-    from console.ceremony.service import export_audit
+    from console.ceremony.exporting import export_audit
 
     with _open(args) as ws:
         path = export_audit(ws, args.out)
@@ -487,7 +535,8 @@ def _verify_bundle(args: argparse.Namespace) -> int:
     from console.verify import verify_bundle_files
 
     summary = verify_bundle_files(args.file, trust=args.trust, previous=args.previous,
-                                  now=_requested_now(args))
+                                  now=_requested_now(args), issuer=args.issuer,
+                                  keyset=args.keyset)
     print(summary)
     return ExitCode.OK
 
@@ -495,7 +544,8 @@ def _verify_bundle(args: argparse.Namespace) -> int:
 def _verify_audit(args: argparse.Namespace) -> int:
     from console.verify import verify_audit_dir
 
-    print(verify_audit_dir(args.dir, expect_checkpoint=args.expect_checkpoint))
+    expect = getattr(args, "expect_checkpoint", None)
+    print(verify_audit_dir(args.dir, expect_checkpoint=Path(expect) if expect else None))
     return ExitCode.OK
 
 
@@ -513,13 +563,23 @@ def _officer_list(args: argparse.Namespace) -> int:
 
 def _officer_new_card(args: argparse.Namespace) -> int:
     from console.ceremony.officers import write_new_card
+    from console.quorum.cards import check_passphrase
 
     if args.passphrase_file is not None:
         passphrase = _read_secret_file(args.passphrase_file)
     else:
-        passphrase = getpass.getpass(f"new passphrase for {args.name}'s card: ")
-        if getpass.getpass("again: ") != passphrase:
-            raise UsageError("the two passphrases differ", "type the same passphrase twice")
+        for _ in range(3):
+            passphrase = _ask_secret(f"new passphrase for {args.name}'s card: ")
+            try:
+                check_passphrase(passphrase, name=args.name)
+            except ConsoleError as error:
+                print(f"{error.user_message()}; try another", file=sys.stderr)
+                continue
+            if _ask_secret("again: ") == passphrase:
+                break
+            print("the two passphrases differ; start again", file=sys.stderr)
+        else:
+            raise UsageError("no passphrase was set", "run the command again")
     print(write_new_card(args.name, passphrase, args.out))
     return ExitCode.OK
 
@@ -543,15 +603,18 @@ def _doctor(args: argparse.Namespace) -> int:
 
     from console.clock import wall_clock
     from console.hsm.doctor import diagnose, render_text
-    from console.workspace import CEREMONY_TOML, locate
+    from console.sealing import CEREMONY_TOML
+    from console.workspace import locate
 
-    root = locate(_workspace_arg(args))
+    root = locate(getattr(args, "workspace", None))
+    modules = list(args.module)
     if (root / CEREMONY_TOML).is_file():
-        # A workspace with its own SoftHSM2 token: look at that token.
-        ws = _open(args)
-        ws.prepare_module_environment()
-        ws.close()
-    report = diagnose(args.module or None, now=wall_clock())
+        # A workspace's own module and token, and only when they are what the ledger records.
+        with _open(args) as ws:
+            ws.require_sealed()
+            ws.prepare_module_environment()
+            modules = modules or [ws.module_path()]
+    report = diagnose(modules or None, now=wall_clock())
     if args.json:
         print(json.dumps(dataclasses.asdict(report), indent=2, default=str, ensure_ascii=False))
     else:
@@ -560,10 +623,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _transcript(args: argparse.Namespace) -> int:
-    from console.ceremony.service import write_transcript_again
+    from console.ceremony.transcript import write_transcript
 
     with _open(args) as ws:
-        for path in write_transcript_again(ws, args.plan_id):
+        for path in write_transcript(ws, args.plan_id):
             print(path)
     return ExitCode.OK
 

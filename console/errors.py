@@ -66,6 +66,10 @@ class WorkspaceError(ConsoleError):
     """No workspace here, or the workspace is incomplete."""
 
 
+class ConfigDriftError(ConfigError):
+    """The files differ from the configuration the ledger records (a config-change is due)."""
+
+
 class RehearsalOnlyError(ConsoleError):
     """An option that only a rehearsal workspace accepts (e.g. --now) was used in production."""
 
@@ -203,6 +207,10 @@ class PlanExpiredError(PlanError):
 
 class PlanAlreadyExecutedError(PlanError):
     """The plan was executed (or aborted) before: nothing to do."""
+
+
+class PlanInputsChangedError(PlanError):
+    """A file or the ledger changed since the plan was made: the plan no longer holds."""
 
 
 class ReconcileError(ConsoleError):

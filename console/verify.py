@@ -53,8 +53,10 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def verify_bundle_files(bundle: Path, *, trust: Path, previous: Path | None = None,
-                        now: datetime | None = None) -> str:
-    """Verify `jwks.jwt` against the pinned bundle-signing key (and its predecessor).
+                        now: datetime | None = None, issuer: str | None = None,
+                        keyset: str | None = None) -> str:
+    """Verify `jwks.jwt` against the pinned bundle-signing key (and its predecessor); with
+    `issuer`/`keyset`, refuse a bundle naming another `iss`/`sub`.
 
     Raises:
         VerificationError: naming the failed check.
@@ -69,7 +71,8 @@ def verify_bundle_files(bundle: Path, *, trust: Path, previous: Path | None = No
         raise VerificationError(f"{trust} is not a JWK object", "give bundle-signing-key.jwk")
     before = _read(previous, "previous bundle") if previous is not None else None
     when = now or wall_clock()
-    verified = verify_bundle(token, trust=trusted, previous=before, now=when)
+    verified = verify_bundle(token, trust=trusted, previous=before, now=when, issuer=issuer,
+                             keyset=keyset)
     return (f"✓ bundle #{verified.seq} of {verified.keyset} ({verified.issuer}) verifies as of "
             f"{format_time(when)}: {len(verified.keys)} keys, signed by {verified.signer_kid}, "
             f"valid until {format_time(verified.expires_at)}, sha256 {verified.sha256}")

@@ -1,8 +1,11 @@
 """Opening a workspace: the folder holding ceremony.toml, policy.toml, the ledger and exports.
 
 `Workspace.open` finds the folder (argument, `CEREMONY_WORKSPACE`, or `.`), parses both TOML
-files strictly, opens the ledger behind its rollback guard and replays it. The HSM is opened
-only when a command needs it. Nothing here prints: the faces (CLI, TUI) present what it returns.
+files strictly, opens the ledger (which checks its checkpoint chain, the entries since the last
+checkpoint, the `.checkpoint` guard and any checkpoint an officer brings), and compares the files
+with the configuration the ledger records (`console.sealing`). The HSM is opened only when a
+command needs it, and never while the configuration differs from the record. Nothing here
+prints: the faces (CLI, TUI) present what it returns.
 """
 
 from __future__ import annotations
@@ -14,19 +17,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from console.clock import wall_clock
 from console.config import Policy, WorkspaceConfig, load_policy, load_workspace_config
-from console.errors import HsmError, LedgerBusyError, UsageError, WorkspaceError
+from console.errors import (
+    ConfigDriftError,
+    HsmError,
+    LedgerBusyError,
+    UsageError,
+    WorkspaceError,
+)
 from console.lifecycle import effective_now
+from console.sealing import CEREMONY_TOML, POLICY_TOML, ConfigRecord, Drift, drift, file_sha256
 
-CEREMONY_TOML = "ceremony.toml"
-POLICY_TOML = "policy.toml"
+if TYPE_CHECKING:
+    from console.hsm import Hsm
+    from console.ledger import Ledger, Trust
+
 LEDGER_DB = "ledger.sqlite"
 CHECKPOINT_FILE = ".checkpoint"
 SEALED_PIN = "pin.sealed"
 LOCK_FILE = ".lock"
+EXPECT_CHECKPOINT_VARIABLE = "CEREMONY_EXPECT_CHECKPOINT"
+
 
 def locate(path: str | os.PathLike[str] | None) -> Path:
     """The workspace folder the user means: the argument, CEREMONY_WORKSPACE, or `.`."""
@@ -36,6 +50,23 @@ def locate(path: str | os.PathLike[str] | None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
+def read_expected_checkpoint(path: str | os.PathLike[str] | None) -> str | None:
+    """The checkpoint note an officer kept: `--expect-checkpoint FILE`, else the file named by
+    `CEREMONY_EXPECT_CHECKPOINT`, else None.
+
+    Raises:
+        UsageError: the file cannot be read.
+    """
+    chosen = path if path is not None else os.environ.get(EXPECT_CHECKPOINT_VARIABLE) or None
+    if chosen is None:
+        return None
+    try:
+        return Path(chosen).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UsageError(f"cannot read the expected checkpoint {os.fspath(chosen)!r}",
+                         "give the checkpoint file an officer kept") from e
+
+
 @dataclass
 class Workspace:
     """An opened workspace. Holds the ledger open; the HSM is opened on demand."""
@@ -43,10 +74,11 @@ class Workspace:
     root: Path
     config: WorkspaceConfig
     policy: Policy
-    ledger: Any  # console.ledger.Ledger (typed loosely to keep this module import-light)
-    _hsm: Any = field(default=None, repr=False)
+    ledger: Ledger
+    drift: tuple[Drift, ...] = ()
+    _hsm: Hsm | None = field(default=None, repr=False)
 
-    # --- opening ---------------------------------------------------------------------------
+    # --- opening -----------------------------------------------------------------------------
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *,
@@ -73,12 +105,25 @@ class Workspace:
                 f"the workspace in {root} has no ledger ({LEDGER_DB})",
                 "restore it from your backup; a ledger is never recreated silently",
             )
-        ledger = Ledger.open(
-            root / LEDGER_DB,
-            checkpoint_file=root / CHECKPOINT_FILE,
-            expect_checkpoint=expect_checkpoint,
-        )
-        return cls(root=root, config=config, policy=policy, ledger=ledger)
+        ledger = Ledger.open(root / LEDGER_DB, checkpoint_file=root / CHECKPOINT_FILE,
+                             expect_checkpoint=expect_checkpoint)
+        ws = cls(root=root, config=config, policy=policy, ledger=ledger)
+        ws.drift = ws._find_drift()
+        return ws
+
+    def _find_drift(self) -> tuple[Drift, ...]:
+        trust = self.trust
+        found: list[Drift] = []
+        if trust.rehearsal is not None and trust.rehearsal != self.config.rehearsal:
+            found.append(Drift(
+                CEREMONY_TOML,
+                f"rehearsal = {str(self.config.rehearsal).lower()}, but the ledger fixed "
+                f"rehearsal = {str(trust.rehearsal).lower()} at genesis (it never changes)"))
+        if trust.config is None:
+            found.append(Drift("the ledger", "records no configuration (config.recorded)"))
+        else:
+            found += drift(ConfigRecord(trust.config), self.root, self.config, self.policy)
+        return tuple(found)
 
     def close(self) -> None:
         if self._hsm is not None:
@@ -92,7 +137,35 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- paths -----------------------------------------------------------------------------
+    # --- trust -------------------------------------------------------------------------------
+
+    @property
+    def trust(self) -> Trust:
+        return self.ledger.trust
+
+    @property
+    def recorded_config(self) -> ConfigRecord | None:
+        config = self.trust.config
+        return None if config is None else ConfigRecord(config)
+
+    def require_sealed(self) -> None:
+        """Refuse when the files differ from the configuration the ledger records.
+
+        Raises:
+            ConfigDriftError: naming the first difference (`status` lists them all).
+        """
+        if self.drift:
+            first = self.drift[0]
+            more = f" (and {len(self.drift) - 1} more)" if len(self.drift) > 1 else ""
+            raise ConfigDriftError(
+                f"{first.what} differs from the configuration the ledger records: "
+                f"{first.detail}{more}",
+                "nothing that touches the HSM or the ledger runs until a `config-change` "
+                "ceremony records it with the destructive quorum (`ceremony plan "
+                "config-change`); `ceremony status` lists every difference",
+            )
+
+    # --- paths -------------------------------------------------------------------------------
 
     @property
     def exports_dir(self) -> Path:
@@ -108,7 +181,16 @@ class Workspace:
 
     @property
     def rehearsal(self) -> bool:
-        return bool(self.config.rehearsal)
+        """Fixed by the ledger's first entry; a ceremony.toml that says otherwise is drift."""
+        fixed = self.trust.rehearsal
+        return self.config.rehearsal if fixed is None else fixed
+
+    def sealed_pin_sha256(self) -> str:
+        """SHA-256 of `pin.sealed` as it is now (WorkspaceError when it is missing)."""
+        if not self.sealed_pin_path.is_file():
+            raise WorkspaceError(f"{self.sealed_pin_path} is missing",
+                                 "restore pin.sealed from your backup")
+        return file_sha256(self.sealed_pin_path)
 
     def demo_card(self, officer: str) -> tuple[Path, Path] | None:
         """The throwaway card and passphrase files of a rehearsal demo, when they exist."""
@@ -118,7 +200,7 @@ class Workspace:
         secret = self.root / "demo-cards" / f"{officer}.pass"
         return (card, secret) if card.is_file() and secret.is_file() else None
 
-    # --- time ------------------------------------------------------------------------------
+    # --- time --------------------------------------------------------------------------------
 
     def now(self, requested: datetime | None = None) -> datetime:
         """The time a command acts at: --now in rehearsal, else max(wall clock, last entry)."""
@@ -129,44 +211,41 @@ class Workspace:
             wall=wall_clock(),
         )
 
-    # --- HSM -------------------------------------------------------------------------------
+    # --- HSM ---------------------------------------------------------------------------------
 
     def module_path(self) -> str:
         return str(self.config.hsm.module_path())
 
     def prepare_module_environment(self) -> None:
-        """Point SoftHSM2 at the workspace's own token directory (demo and rehearsal tokens).
+        """Point SoftHSM2 at the workspace's own token directory (demo and rehearsal tokens)."""
+        prepare_module_environment(self.root, self.config)
 
-        SoftHSM2 reads SOFTHSM2_CONF once per process, when the module is loaded, so it must be
-        set before the first load; a process that already loaded another configuration refuses.
+    def hsm(self) -> Hsm:
+        """The workspace's token, opened on first use.
+
+        Raises:
+            ConfigDriftError: the configuration differs from the record (no module is loaded).
+            HsmError: the module or the token cannot be opened.
         """
-        conf = self.config.hsm.softhsm_conf
-        if not conf:
-            return
-        wanted = str((self.root / conf).resolve())
-        current = os.environ.get("SOFTHSM2_CONF")
-        if current and current != wanted and _module_loaded():
-            raise HsmError(
-                "this process already loaded SoftHSM2 with another configuration",
-                "run the command in a new process",
-            )
-        os.environ["SOFTHSM2_CONF"] = wanted
-
-    def hsm(self) -> Any:
-        """The workspace's token, opened on first use (console.hsm.Hsm)."""
         if self._hsm is None:
-            from console.hsm import Hsm
-
-            self.prepare_module_environment()
-            hsm_config = self.config.hsm
-            self._hsm = Hsm.open(
-                self.module_path(),
-                token_label=hsm_config.token_label or None,
-                token_serial=hsm_config.token_serial or None,
-            )
+            self.require_sealed()
+            recorded = self.recorded_config
+            path = self.module_path()
+            if recorded is not None and file_sha256(Path(path)) != recorded.module_sha256:
+                raise ConfigDriftError(
+                    f"the PKCS#11 module {path} changed since the configuration was recorded",
+                    "it is not loaded; record it with a `config-change` ceremony if the change "
+                    "is expected")
+            self._hsm = open_token(self.root, self.config)
         return self._hsm
 
-    # --- exclusive operations --------------------------------------------------------------
+    def close_hsm(self) -> None:
+        """Log out and close the token (the next `hsm()` opens it again)."""
+        if self._hsm is not None:
+            self._hsm.close()
+            self._hsm = None
+
+    # --- exclusive operations ----------------------------------------------------------------
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -175,8 +254,11 @@ class Workspace:
         The ledger serialises single writes; this lock keeps two consoles from interleaving
         the steps of one ceremony.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.root / LOCK_FILE, "a+")  # noqa: SIM115 - held for the block
+        try:
+            handle = open(self.root / LOCK_FILE, "a+")  # noqa: SIM115 - held for the block
+        except OSError as e:
+            raise WorkspaceError(f"cannot open {self.root / LOCK_FILE}: {e.strerror or e}",
+                                 "the workspace must be writable for this command") from e
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -194,6 +276,39 @@ class Workspace:
             yield
         finally:
             handle.close()
+
+
+def prepare_module_environment(root: Path, config: WorkspaceConfig) -> None:
+    """Point SoftHSM2 at a workspace's own token directory (demo and rehearsal tokens).
+
+    SoftHSM2 reads SOFTHSM2_CONF once per process, when the module is loaded, so it must be set
+    before the first load; a process that already loaded another configuration refuses.
+    """
+    conf = config.hsm.softhsm_conf
+    if not conf:
+        return
+    wanted = str((root / conf).resolve())
+    current = os.environ.get("SOFTHSM2_CONF")
+    if current and current != wanted and _module_loaded():
+        raise HsmError(
+            "this process already loaded SoftHSM2 with another configuration",
+            "run the command in a new process",
+        )
+    os.environ["SOFTHSM2_CONF"] = wanted
+
+
+def open_token(root: Path, config: WorkspaceConfig) -> Hsm:
+    """Load the configured module and open the configured token (no login).
+
+    `Workspace.hsm` calls this only once the configuration matches the ledger's record; `init`
+    calls it before there is a ledger.
+    """
+    from console.hsm import Hsm
+
+    prepare_module_environment(root, config)
+    hsm_config = config.hsm
+    return Hsm.open(str(hsm_config.module_path()), token_label=hsm_config.token_label or None,
+                    token_serial=hsm_config.token_serial or None)
 
 
 def _module_loaded() -> bool:

@@ -24,6 +24,7 @@ from console.config import SOFTHSM_MODULE_PATHS
 from console.errors import HsmError, WorkspaceError
 from console.quorum.cards import create_card
 from console.quorum.words import wordlist
+from console.workspace import Workspace
 
 OFFICERS = ("alice", "bob", "carol")
 TOKEN_LABEL = "demo-token"
@@ -81,8 +82,7 @@ def run_demo(root: Path, *, progress: Callable[[str], None],
         HsmError: SoftHSM2 is missing.
     """
     from console.ceremony.init import init_workspace
-    from console.ceremony.service import approve_plan, execute_plan, plan_ceremony
-    from console.quorum.cards import unlock_card
+    from console.ceremony.session import Session
 
     if (root / "ceremony.toml").exists():
         if (root / "demo-cards").is_dir():
@@ -114,7 +114,7 @@ def run_demo(root: Path, *, progress: Callable[[str], None],
     (cards / "README.txt").write_text(CARDS_README, encoding="utf-8")
     now = wall_clock()
     genesis_at = now - timedelta(days=91)
-    unlocked = {}
+    passphrases: dict[str, str] = {}
     for name in OFFICERS:
         passphrase = "-".join(secrets.choice(wordlist()) for _ in range(6))
         progress(f"making {name}'s demo card")
@@ -122,7 +122,7 @@ def run_demo(root: Path, *, progress: Callable[[str], None],
                            unsafe_kdf_cost_for_tests=unsafe_kdf_cost_for_tests)
         write_private_file(cards / f"{name}.card", data)
         write_private_file(cards / f"{name}.pass", passphrase.encode("utf-8") + b"\n")
-        unlocked[name] = unlock_card(data, passphrase)
+        passphrases[name] = passphrase
     policy = root / ".demo-policy.toml"
     policy.write_text(DEMO_POLICY, encoding="utf-8")
     ws = init_workspace(
@@ -135,17 +135,33 @@ def run_demo(root: Path, *, progress: Callable[[str], None],
     policy.unlink()
     _forget_so_pin(ws, so_pin)
     sink = LineProgress(progress)
+    source = _DemoCards(root / "demo-cards", passphrases)
     try:
-        approvers = [unlocked["alice"], unlocked["bob"]]
         for script, when in (("genesis", genesis_at), ("quarterly-rotation", now)):
             progress(f"— {script} at {when.isoformat()} —")
-            planned = plan_ceremony(ws, script, keysets=[], now=when, parameters=[])
-            for card in approvers:
-                progress(approve_plan(ws, planned.plan_id, card, now=when))
-            progress(execute_plan(ws, planned.plan_id, approvers, now=when, progress=sink))
-            ws.hsm().logout()
+            session = Session(ws, now=when)
+            view = session.plan(script)
+            progress(view.render())
+            for name in ("alice", "bob"):
+                progress(session.approve(view.plan_id, name, source, confirm=lambda _: None).message)
+            progress(session.execute(view.plan_id, ["alice", "bob"], source, progress=sink))
+            ws.close_hsm()
     finally:
         ws.close()
+
+
+class _DemoCards:
+    """The demo's throwaway cards and passphrases, as a `CardSource`."""
+
+    def __init__(self, folder: Path, passphrases: dict[str, str]) -> None:
+        self.folder = folder
+        self.passphrases = passphrases
+
+    def card_path(self, officer: str) -> Path:
+        return self.folder / f"{officer}.card"
+
+    def passphrase(self, officer: str, attempt: int) -> str:
+        return self.passphrases[officer]
 
 
 def _make_softhsm(root: Path) -> Path:
@@ -160,7 +176,7 @@ def _make_softhsm(root: Path) -> Path:
     return conf
 
 
-def _forget_so_pin(ws: object, so_pin: str) -> None:
+def _forget_so_pin(ws: Workspace, so_pin: str) -> None:
     """Replace the demo token's SO PIN by a random one nobody keeps: a demo needs no SO."""
-    hsm = ws.hsm()  # type: ignore[attr-defined]
-    hsm.set_so_pin(so_pin.encode(), secrets.token_hex(16).encode())
+    ws.hsm().set_so_pin(so_pin.encode(), secrets.token_hex(16).encode())
+    ws.close_hsm()

@@ -4,53 +4,94 @@ Every step that touches the HSM or the files writes `ceremony.step.intent` first
 planned CKA_LABEL and CKA_ID) and `ceremony.step.done` after, in the same transaction as the
 entries that record its effect (`key.generated`, `key.state_changed`, `bundle.exported`). Steps
 that only change the ledger write their result and effect in one transaction. After a crash the
-journal says exactly which step was in flight; `recover_*` methods finish or redo it, never
-adopting an HSM object that does not match the intent or fails its audit.
+journal says exactly which step was in flight; each step's `recover` finishes or redoes it,
+never adopting an HSM object that does not match the intent or fails its audit.
+
+Publication is a fact: an `ExportBundle` step applies its key changes (publish, activate,
+retire, unpublish, …) in the same transaction that records the bundle showing them, so the
+ledger never says a key is published before a signed bundle carries it, nor active before an
+exported `signer.json` names it. A failed export leaves every key as it was.
+
+Steps are dispatched through `STEPS`, a table from action type to handler; each handler takes
+its own typed action, parsed from the plan's verified bytes.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
 import os
 import secrets
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-
-from console.ceremony.journal import STATE_ENTRY_TYPES, EntryLike, PlanRecord
-from console.ceremony.planner import BUNDLE_KEYSET, jwks_keys, pin_threshold
+from console.ceremony.actions import (
+    Action,
+    Checkpoint,
+    Destroy,
+    DestroyOrphan,
+    EnrollOfficer,
+    ExportAudit,
+    ExportBundle,
+    Generate,
+    KeyRef,
+    Note,
+    PublishBundleKey,
+    Reconcile,
+    RecordConfig,
+    ReleaseSigner,
+    ResplitPin,
+    RevokeOfficer,
+    RevokeSigner,
+    SelfTest,
+)
+from console.ceremony.journal import STATE_ENTRY_TYPES, EntryLike, PlanRecord, replay_plans
+from console.ceremony.planner import BUNDLE_KEYSET, jwks_keys
 from console.ceremony.progress import ProgressSink, StepEvent
 from console.ceremony.reconcile import reconcile
+from console.ceremony.signers import release_pin, remove_release
 from console.clock import format_time
 from console.errors import (
     ConsoleError,
     ExportError,
+    HsmError,
     KeyAuditError,
     PinIncorrectError,
     PlanError,
     ReconcileError,
 )
-from console.exports import public_jwk
+from console.exports.jwks import public_jwk
 from console.exports.verify_bundle import verify_bundle, verify_jws
 from console.exports.writer import export_bundle, write_signing_key
-from console.lifecycle import KeysetState, KeyState, check_transition, replay, short_kid
-from console.quorum.approvals import OfficerRegistry
+from console.ledger import cosign_note, sign_note
+from console.lifecycle import Key, KeysetState, KeyState, check_transition, replay, short_kid
+from console.quorum._codec import b64url_decode, b64url_encode
 from console.quorum.cards import UnlockedCard
-from console.quorum.pin_gate import new_pin, read_sealed_pin, seal_pin
+from console.quorum.pin_gate import new_pin, open_pin, read_sealed_pin, seal_pin
+
+if TYPE_CHECKING:
+    from console.config import KeysetPolicy
+    from console.hsm import Hsm
+    from console.workspace import Workspace
 
 BUNDLE_SIGNING_KEY_FILE = "bundle-signing-key.jwk"
+_Item = tuple[str, dict[str, Any]]
+"""An entry to append: (type, data)."""
 CRASH_VARIABLE = "CEREMONY_UNSAFE_CRASH_AT"
 """Rehearsal-only fault injection for crash tests: `<point>:<step>` with point `intent` (intent
 recorded, HSM/file work not started), `effect` (work done, result not recorded) or `done`
 (result recorded). The process kills itself with SIGKILL there, as a power cut would."""
+
+_VERB_TARGET: Mapping[str, KeyState] = {
+    "publish": KeyState.PUBLISHED, "activate": KeyState.ACTIVE, "retire": KeyState.RETIRED,
+    "unpublish": KeyState.ARCHIVED, "suspend": KeyState.SUSPENDED, "resume": KeyState.ACTIVE,
+    "compromise": KeyState.COMPROMISED, "withdraw": KeyState.ARCHIVED,
+}
 
 
 def _crash_point(rehearsal: bool, point: str, step: int) -> None:
@@ -61,20 +102,43 @@ def _crash_point(rehearsal: bool, point: str, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+A = TypeVar("A", bound=Action)
+
+
+@dataclass(frozen=True)
+class Step(Generic[A]):
+    """How the engine runs one action kind, and how it finishes one a crash interrupted."""
+
+    kind: type[A]
+    run: Callable[[CeremonyRun, A], str]
+    recover: Callable[[CeremonyRun, A, Mapping[str, Any]], str] | None = None
+
+    def start(self, engine: CeremonyRun, action: Action) -> str:
+        assert isinstance(action, self.kind)
+        return self.run(engine, action)
+
+    def resume(self, engine: CeremonyRun, action: Action, intent: Mapping[str, Any]) -> str:
+        assert isinstance(action, self.kind)
+        if self.recover is None:
+            return self.run(engine, action)
+        return self.recover(engine, action, intent)
+
+
 @dataclass
 class CeremonyRun:
-    """One execution (or resumption) of a plan, with the HSM logged in."""
+    """One execution (or resumption) of a plan. `hsm` is logged in when the plan needs it."""
 
-    ws: Any  # console.workspace.Workspace
-    hsm: Any  # console.hsm.Hsm, logged in
+    ws: Workspace
     record: PlanRecord
-    officers: list[UnlockedCard]
+    officers: Sequence[UnlockedCard]
     clock: Callable[[], datetime]
     progress: ProgressSink
-    pin: bytes = field(repr=False, default=b"")
+    hsm_session: Hsm | None = None
+    pin: bytearray = field(repr=False, default_factory=bytearray)
     keysets: dict[str, KeysetState] = field(default_factory=dict)
     entries: list[EntryLike] = field(default_factory=list)
     reconciled: bool = False
+    completed: bool = False
 
     # --- running ---------------------------------------------------------------------------
 
@@ -90,65 +154,71 @@ class CeremonyRun:
         actions = self.record.actions
         total = len(actions)
         for action in actions:
-            n = int(action["n"])
-            description = str(action.get("description", action["action"]))
+            n = action.n
             if n in self.record.done:
-                self.progress.step(StepEvent(n, total, action["action"], description, "skipped",
-                                             "done before"))
+                self.progress.step(StepEvent(n, total, action.kind, action.description,
+                                             "skipped", "done before"))
                 continue
             started = _time.monotonic()
-            self.progress.step(StepEvent(n, total, action["action"], description, "started"))
+            self.progress.step(StepEvent(n, total, action.kind, action.description, "started"))
+            step = STEPS[type(action)]
             try:
-                detail = self._recover(action) if n in self.record.intents else self._step(action)
+                intent = self.record.intents.get(n)
+                detail = (step.resume(self, action, intent) if intent is not None
+                          else step.start(self, action))
             except ConsoleError as error:
                 self._append("ceremony.step.failed", {
-                    "plan_id": self.record.plan_id, "step": n, "action": action["action"],
+                    "plan_id": self.record.plan_id, "step": n, "action": action.kind,
                     "error": error.user_message(),
                 })
-                self.progress.step(StepEvent(n, total, action["action"], description, "failed",
-                                             error.user_message(),
+                self.progress.step(StepEvent(n, total, action.kind, action.description,
+                                             "failed", error.user_message(),
                                              _time.monotonic() - started))
                 raise
             _crash_point(self.ws.rehearsal, "done", n)
-            self.progress.step(StepEvent(n, total, action["action"], description, "done",
+            self.progress.step(StepEvent(n, total, action.kind, action.description, "done",
                                          detail, _time.monotonic() - started))
-        self._complete()
-
-    def _step(self, action: dict[str, Any]) -> str:
-        handler = getattr(self, f"_do_{action['action']}")
-        detail: str = handler(action)
-        return detail
-
-    def _recover(self, action: dict[str, Any]) -> str:
-        """The step's intent is in the ledger but not its result: the process died mid-step."""
-        recover = getattr(self, f"_recover_{action['action']}", None)
-        if recover is None:
-            return self._step(action)
-        detail: str = recover(action, self.record.intents[int(action["n"])])
-        return detail
-
-    def _complete(self) -> None:
-        plan = self.record.plan
-        items: list[tuple[str, dict[str, Any]]] = [("ceremony.completed", {
-            "plan_id": self.record.plan_id, "class": plan["class"],
-            "script": plan["script"]["name"], "keysets": plan.get("keysets", []),
-        })]
-        for ratified in plan.get("ratifies", []):
-            items.append(("ceremony.ratified", {"plan_id": self.record.plan_id,
-                                                "ratified_plan": ratified}))
-        self._append_many(items)
+        if not self.completed:
+            self._append_many(self._completion())
         self.progress.message(f"ceremony {self.record.plan_id} completed")
+
+    def _completion(self) -> list[_Item]:
+        plan = self.record.plan
+        items: list[_Item] = [("ceremony.completed", {
+            "plan_id": plan.id, "class": plan.ceremony_class, "script": plan.script,
+            "keysets": list(plan.keysets),
+        })]
+        items += [("ceremony.ratified", {"plan_id": plan.id, "ratified_plan": ratified})
+                  for ratified in plan.ratifies]
+        return items
+
+    @property
+    def hsm(self) -> Hsm:
+        if self.hsm_session is None:  # pragma: no cover - plans that touch the HSM get one
+            raise HsmError("this step needs the HSM, which this run did not open",
+                           "report this bug")
+        return self.hsm_session
 
     # --- ledger helpers --------------------------------------------------------------------
 
-    def _append(self, type: str, data: dict[str, Any]) -> Any:
+    def _append(self, type: str, data: dict[str, Any]) -> EntryLike:
         return self._append_many([(type, data)])[0]
 
-    def _append_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    def _append_many(self, items: Sequence[_Item], *,
+                     checkpoint: bool = False) -> list[EntryLike]:
+        """Append `items` in one transaction; with `checkpoint`, the officers present cosign
+        a checkpoint covering them in the same transaction (when they can make one count)."""
         now = self.clock()
-        written = self.ws.ledger.append_many(
-            [(t, d, now, "console", self.record.plan_id) for t, d in items]
-        )
+        plan_id = self.record.plan_id
+        with self.ws.ledger.transaction() as w:
+            for kind, data in items:
+                w.append(kind, data, time=now, actor="console", ceremony=plan_id)
+            if checkpoint:
+                signers = self._checkpoint_signers()
+                if signers:
+                    w.append_checkpoint(self._sign(w.checkpoint_body(), signers), time=now,
+                                        actor="console")
+            written = list(w.appended)
         self.entries.extend(written)
         for entry in written:
             if entry.type in ("key.generated", "key.state_changed"):
@@ -165,42 +235,78 @@ class CeremonyRun:
             self.keysets[keyset] = state.moved(str(entry.data["kid"]), KeyState(entry.data["to"]),
                                                entry.time, str(entry.data.get("reason", "")))
 
-    def _intent(self, action: dict[str, Any], **extra: Any) -> None:
+    def _intent(self, action: Action, **extra: Any) -> None:
         self._append("ceremony.step.intent", {
-            "plan_id": self.record.plan_id, "step": int(action["n"]),
-            "action": action["action"], **extra,
+            "plan_id": self.record.plan_id, "step": action.n, "action": action.kind, **extra,
         })
-        _crash_point(self.ws.rehearsal, "intent", int(action["n"]))
+        _crash_point(self.ws.rehearsal, "intent", action.n)
 
-    def _done(self, action: dict[str, Any], **extra: Any) -> tuple[str, dict[str, Any]]:
+    def _done(self, action: Action, **extra: Any) -> tuple[str, dict[str, Any]]:
         # Called just before the result is written: the step's effect has happened.
-        _crash_point(self.ws.rehearsal, "effect", int(action["n"]))
-        return ("ceremony.step.done", {"plan_id": self.record.plan_id, "step": int(action["n"]),
-                                       "action": action["action"], **extra})
+        _crash_point(self.ws.rehearsal, "effect", action.n)
+        return ("ceremony.step.done", {"plan_id": self.record.plan_id, "step": action.n,
+                                       "action": action.kind, **extra})
 
-    def _key(self, action: dict[str, Any]) -> Any:
-        """The key an action targets: by kid, or by the label of a key this plan generated."""
-        state = self.keysets.get(str(action["keyset"]))
-        if state is not None:
-            for key in state.keys:
-                if ("kid" in action and key.kid == action["kid"]) or (
-                        "label" in action and key.label == action["label"]):
-                    return key
-        target = action.get("kid") or action.get("label")
-        raise PlanError(f"step {action['n']}: no key {target} in keyset {action['keyset']}",
+    def _key(self, keyset: str, ref: KeyRef) -> Key:
+        """The key a reference names: by kid, or by the label of a key this plan generated."""
+        state = self.keysets.get(keyset)
+        for key in (state.keys if state is not None else ()):
+            if (ref.kid is not None and key.kid == ref.kid) or (
+                    ref.label is not None and key.label == ref.label):
+                return key
+        raise PlanError(f"no key {ref.text} in keyset {keyset}",
                         "the ledger and the plan disagree: run `ceremony reconcile`")
 
-    # --- steps -----------------------------------------------------------------------------
+    def _policy(self, keyset: str) -> KeysetPolicy:
+        policy = self.ws.policy
+        if keyset == BUNDLE_KEYSET:
+            return policy.keysets[0]
+        return policy.keyset(keyset)
 
-    def _do_reconcile(self, action: dict[str, Any]) -> str:
-        report = reconcile(self.hsm.inventory(), self.keysets,
-                           _plans_of(self.entries), private_visible=True)
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def _checkpoint_signers(self) -> list[UnlockedCard]:
+        """The officers present who approved the plan and are in force, if they are enough
+        to make a checkpoint count (an emergency quorum may be smaller)."""
+        trust = self.ws.trust
+        approvers = set(self.record.approvers())
+        signers = [c for c in self.officers if c.name in approvers
+                   and (o := trust.officers.get(c.name)) is not None and o.active
+                   and o.ed25519 == c.public.ed25519_public]
+        need = trust.quorum.routine.m if trust.quorum is not None else len(signers) + 1
+        return signers if len(signers) >= need else []
+
+    @staticmethod
+    def _sign(body: str, signers: Sequence[UnlockedCard]) -> str:
+        note = sign_note(body, signers[0].name, signers[0].ed25519_private)
+        for card in signers[1:]:
+            note = cosign_note(note, card.name, card.ed25519_private)
+        return note
+
+    def _checkpoint(self, action: Checkpoint) -> str:
+        last = action.n == self.record.actions[-1].n
+        items = [self._done(action, signers=[c.name for c in self._checkpoint_signers()])]
+        if last:
+            items += self._completion()
+            self.completed = True
+        if not self._checkpoint_signers():
+            self._append_many(items)
+            return ("no checkpoint: the officers present are fewer than the routine quorum; "
+                    "the next routine ceremony's checkpoint covers these entries")
+        self._append_many(items, checkpoint=True)
+        names = ", ".join(c.name for c in self._checkpoint_signers())
+        return f"checkpoint at size {self.ws.ledger.size - 1} cosigned by {names}"
+
+    # --- steps: keys -----------------------------------------------------------------------
+
+    def _reconcile(self, action: Reconcile) -> str:
+        report = reconcile(self.hsm.inventory(), self.keysets, replay_plans(self.entries),
+                           private_visible=True)
         # Orphans this very plan was approved to destroy are expected here.
-        resolving = {str(a["cka_id"]) for a in self.record.actions if a.get("orphan")}
+        resolving = {a.cka_id for a in self.record.actions if isinstance(a, DestroyOrphan)}
         findings = [f for f in report.findings
                     if not (f.kind == "orphan" and f.cka_id in resolving)]
-        self._append_many([self._done(action, objects=report.objects,
-                                      findings=len(findings))])
+        self._append_many([self._done(action, objects=report.objects, findings=len(findings))])
         self.reconciled = not findings
         if findings:
             first = findings[0]
@@ -212,183 +318,150 @@ class CeremonyRun:
         expected = f"; {len(resolving)} orphan(s) to destroy" if resolving else ""
         return f"{report.objects} objects, all known{expected}"
 
-    def _do_generate(self, action: dict[str, Any]) -> str:
+    def _generate(self, action: Generate) -> str:
         cka_id = self.hsm.random_id()
-        label = str(action["label"])
-        self._intent(action, keyset=action["keyset"], label=label, cka_id=cka_id.hex(),
-                     alg=action["alg"])
-        generated = self.hsm.generate_keypair(
-            str(action["alg"]), label=label, rsa_bits=action.get("rsa_bits"), cka_id=cka_id
-        )
-        return self._record_generated(action, generated.public_key, cka_id, recovered=False)
+        self._intent(action, keyset=action.keyset, label=action.label, cka_id=cka_id.hex(),
+                     alg=action.alg)
+        generated = self.hsm.generate_keypair(action.alg, label=action.label,
+                                              rsa_bits=action.rsa_bits, cka_id=cka_id)
+        return self._record_generated(action, public_jwk(generated.public_key, action.alg),
+                                      cka_id, recovered=False)
 
-    def _record_generated(self, action: dict[str, Any], public_key: Any, cka_id: bytes, *,
+    def _record_generated(self, action: Generate, jwk: Mapping[str, str], cka_id: bytes, *,
                           recovered: bool) -> str:
-        jwk = public_jwk(public_key, str(action["alg"]))
         kid = jwk["kid"]
         self._append_many([
-            self._done(action, kid=kid, label=action["label"], cka_id=cka_id.hex(),
+            self._done(action, kid=kid, label=action.label, cka_id=cka_id.hex(),
                        recovered=recovered),
             ("key.generated", {
-                "keyset": action["keyset"], "kid": kid, "alg": action["alg"],
-                "label": action["label"], "cka_id": cka_id.hex(),
-                "purpose": action.get("purpose", "token"), "jwk": jwk,
+                "keyset": action.keyset, "kid": kid, "alg": action.alg, "label": action.label,
+                "cka_id": cka_id.hex(), "purpose": action.purpose, "jwk": dict(jwk),
             }),
         ])
         return f"kid {short_kid(kid)} (attributes audited, self-test passed)"
 
-    def _recover_generate(self, action: dict[str, Any], intent: dict[str, Any]) -> str:
+    def _recover_generate(self, action: Generate, intent: Mapping[str, Any]) -> str:
         """A generation was in flight: adopt the object only if it matches the intent exactly
-        and passes the full attribute audit and a self-test; else remove nothing and redo."""
+        and passes the full attribute audit; else remove nothing and stop."""
         cka_id = bytes.fromhex(str(intent["cka_id"]))
         objects = self.hsm.find(cka_id)
         if not objects:
-            self.progress.message(f"step {action['n']}: no key was made before the crash; "
+            self.progress.message(f"step {action.n}: no key was made before the crash; "
                                   "generating again")
-            return self._do_generate(action)
+            return self._generate(action)
         labels = {o.label for o in objects}
-        if labels != {intent["label"]}:
+        if labels != {action.label} or intent.get("label") != action.label:
             raise ReconcileError(
                 f"objects with the planned CKA_ID carry labels {sorted(labels)}, not the "
-                f"planned {intent['label']}", "they were not made by this step: investigate "
+                f"planned {action.label}", "they were not made by this step: investigate "
                 "with `ceremony reconcile`")
-        audit = self.hsm.audit_key(cka_id, str(action["alg"]))
+        audit = self.hsm.audit_key(cka_id, action.alg)
         if audit.problems():
             raise KeyAuditError(
                 f"the key left by the interrupted step fails its audit: {audit.problems()[0]}",
                 "it is not used; abort with `ceremony resume --abort` and destroy it after "
                 "review",
             )
-        public = self.hsm.public_key(cka_id)
-        self.progress.message(f"step {action['n']}: adopting the key generated before the "
+        jwk = public_jwk(self.hsm.public_key(cka_id), action.alg)
+        self.progress.message(f"step {action.n}: adopting the key generated before the "
                               "crash (label and CKA_ID match the intent; audit passed)")
-        return self._record_generated(action, public, cka_id, recovered=True)
+        return self._record_generated(action, jwk, cka_id, recovered=True)
 
-    def _do_self_test(self, action: dict[str, Any]) -> str:
-        key = self._key(action)
+    def _self_test(self, action: SelfTest) -> str:
+        key = self._key(action.keyset, KeyRef(label=action.label))
         header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
         payload = {"self_test": secrets.token_hex(16)}
-        signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
-                         _b64url(json.dumps(payload, separators=(",", ":")).encode()))
+        signing_input = (b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+                         + "." +
+                         b64url_encode(json.dumps(payload, separators=(",", ":")).encode()))
         signature = self.hsm.sign(bytes.fromhex(key.cka_id), key.alg, signing_input.encode())
-        token = signing_input + "." + _b64url(signature)
-        verify_jws(token, key.jwk, allowed_algs={key.alg})
+        verify_jws(signing_input + "." + b64url_encode(signature), key.jwk,
+                   allowed_algs={key.alg})
         self._append_many([self._done(action, kid=key.kid, result="signature verified")])
         return f"a JWS signed in the HSM by {short_kid(key.kid)} verifies"
 
-    def _transition(self, action: dict[str, Any], to: KeyState, **extra: Any) -> str:
-        key = self._key(action)
-        state = self.keysets[str(action["keyset"])]
-        partner = action.get("paired_with")
-        if to is KeyState.ACTIVE and partner is not None:
-            active = state.active_key
-            partner = partner if active is not None and active.kid == partner else None
-        check_transition(state, key.kid, to, self._policy(action), self.clock(),
-                         paired_with=partner, emergency=bool(action.get("waived")))
+    def _publish_bundle_key(self, action: PublishBundleKey) -> str:
+        key = self._key(BUNDLE_KEYSET, KeyRef(label=action.label))
+        self._write_bundle_signing_key(key)
+        now = self.clock()
+        state = self.keysets[BUNDLE_KEYSET]
+        published = state.moved(key.kid, KeyState.PUBLISHED, now)
         self._append_many([
-            self._done(action, kid=key.kid, **extra),
-            ("key.state_changed", {"keyset": action["keyset"], "kid": key.kid,
-                                   "from": key.state.value, "to": to.value,
-                                   "reason": str(action.get("why", action["action"]))}),
+            self._done(action, kid=key.kid),
+            self._change_entry(BUNDLE_KEYSET, key, KeyState.PUBLISHED, "the pinned bundle key"),
+            self._change_entry(BUNDLE_KEYSET, published.key(key.kid), KeyState.ACTIVE,
+                               "signs every JWKS bundle from now on"),
         ])
-        return f"{short_kid(key.kid)}: {key.state.value} → {to.value}"
+        return f"bundle-signing key {short_kid(key.kid)} written to exports/" \
+               f"{BUNDLE_SIGNING_KEY_FILE}"
 
-    def _policy(self, action: dict[str, Any]) -> Any:
-        if action["keyset"] == BUNDLE_KEYSET:
-            return self.ws.policy.keysets[0] if self.ws.policy.keysets else None
-        return self.ws.policy.keyset(str(action["keyset"]))
+    @staticmethod
+    def _change_entry(keyset: str, key: Key, to: KeyState, why: str) -> _Item:
+        return ("key.state_changed", {"keyset": keyset, "kid": key.kid, "from": key.state.value,
+                                      "to": to.value, "reason": why})
 
-    def _do_publish(self, action: dict[str, Any]) -> str:
-        return self._transition(action, KeyState.PUBLISHED)
-
-    def _do_activate(self, action: dict[str, Any]) -> str:
-        detail = self._transition(action, KeyState.ACTIVE)
-        if action["keyset"] == BUNDLE_KEYSET:
-            self._write_bundle_signing_key(self._key(action))
-        return detail
-
-    def _do_retire(self, action: dict[str, Any]) -> str:
-        return self._transition(action, KeyState.RETIRED)
-
-    def _do_unpublish(self, action: dict[str, Any]) -> str:
-        return self._transition(action, KeyState.ARCHIVED)
-
-    def _do_suspend(self, action: dict[str, Any]) -> str:
-        return self._transition(action, KeyState.SUSPENDED)
-
-    def _do_compromise(self, action: dict[str, Any]) -> str:
-        return self._transition(action, KeyState.COMPROMISED)
-
-    def _do_destroy(self, action: dict[str, Any]) -> str:
-        if action.get("orphan"):
-            return self._destroy_orphan(action)
-        key = self._key(action)
-        check_transition(self.keysets[str(action["keyset"])], key.kid, KeyState.DESTROYED,
-                         self._policy(action), self.clock())
-        self._intent(action, keyset=action["keyset"], kid=key.kid, label=key.label,
+    def _destroy(self, action: Destroy) -> str:
+        key = self._key(action.keyset, KeyRef(kid=action.kid))
+        check_transition(self.keysets[action.keyset], key.kid, KeyState.DESTROYED,
+                         self._policy(action.keyset), self.clock())
+        self._intent(action, keyset=action.keyset, kid=key.kid, label=key.label,
                      cka_id=key.cka_id)
         self.hsm.destroy_keypair(bytes.fromhex(key.cka_id))
         return self._record_destroyed(action, key)
 
-    def _record_destroyed(self, action: dict[str, Any], key: Any) -> str:
+    def _record_destroyed(self, action: Destroy, key: Key) -> str:
         self._append_many([
             self._done(action, kid=key.kid),
-            ("key.state_changed", {"keyset": action["keyset"], "kid": key.kid,
-                                   "from": key.state.value, "to": "destroyed",
-                                   "reason": str(action.get("why", "destruction"))}),
+            self._change_entry(action.keyset, key, KeyState.DESTROYED, action.why),
         ])
         return f"private key of {short_kid(key.kid)} destroyed; public key stays in the ledger"
 
-    def _destroy_orphan(self, action: dict[str, Any]) -> str:
-        cka_id = bytes.fromhex(str(action["cka_id"]))
-        objects = self.hsm.find(cka_id)
-        labels = {o.label for o in objects}
-        if objects and labels != {action["label"]}:
-            raise ReconcileError(
-                f"objects with CKA_ID {action['cka_id'][:12]}… carry labels {sorted(labels)}, "
-                f"not the recorded {action['label']}", "they are not the orphan: investigate")
-        self._intent(action, cka_id=action["cka_id"], label=action["label"], orphan=True)
-        if objects:
-            self.hsm.destroy_keypair(cka_id)
-        outcome = "destroyed" if objects else "absent"
-        self._append_many([
-            self._done(action, cka_id=action["cka_id"], orphan=True, outcome=outcome),
-            ("reconcile.finding", {"kind": "orphan", "cka_id": action["cka_id"],
-                                   "label": action["label"], "resolution": outcome}),
-        ])
-        return f"orphan {action['label']}: {outcome}"
-
-    def _recover_destroy(self, action: dict[str, Any], intent: dict[str, Any]) -> str:
-        if action.get("orphan"):
-            objects = self.hsm.find(bytes.fromhex(str(action["cka_id"])))
-            if objects:
-                self.hsm.destroy_keypair(bytes.fromhex(str(action["cka_id"])))
-            self._append_many([
-                self._done(action, cka_id=action["cka_id"], orphan=True, outcome="destroyed"),
-                ("reconcile.finding", {"kind": "orphan", "cka_id": action["cka_id"],
-                                       "label": action["label"], "resolution": "destroyed"}),
-            ])
-            return f"orphan {action['label']}: destroyed"
-        key = self._key(action)
+    def _recover_destroy(self, action: Destroy, intent: Mapping[str, Any]) -> str:
+        key = self._key(action.keyset, KeyRef(kid=action.kid))
         if self.hsm.find(bytes.fromhex(key.cka_id)):
             self.hsm.destroy_keypair(bytes.fromhex(key.cka_id))
         return self._record_destroyed(action, key)
 
-    # --- exports ---------------------------------------------------------------------------
+    def _destroy_orphan(self, action: DestroyOrphan) -> str:
+        cka_id = bytes.fromhex(action.cka_id)
+        objects = self.hsm.find(cka_id)
+        labels = {o.label for o in objects}
+        if objects and labels != {action.label}:
+            raise ReconcileError(
+                f"objects with CKA_ID {action.cka_id[:12]}… carry labels {sorted(labels)}, "
+                f"not the recorded {action.label}", "they are not the orphan: investigate")
+        self._intent(action, cka_id=action.cka_id, label=action.label, orphan=True)
+        if objects:
+            self.hsm.destroy_keypair(cka_id)
+        return self._record_orphan(action, "destroyed" if objects else "absent")
+
+    def _record_orphan(self, action: DestroyOrphan, outcome: str) -> str:
+        self._append_many([
+            self._done(action, cka_id=action.cka_id, orphan=True, outcome=outcome),
+            ("reconcile.finding", {"kind": "orphan", "cka_id": action.cka_id,
+                                   "label": action.label, "resolution": outcome}),
+        ])
+        return f"orphan {action.label}: {outcome}"
+
+    def _recover_destroy_orphan(self, action: DestroyOrphan, intent: Mapping[str, Any]) -> str:
+        cka_id = bytes.fromhex(action.cka_id)
+        if self.hsm.find(cka_id):
+            self.hsm.destroy_keypair(cka_id)
+        return self._record_orphan(action, "destroyed")
+
+    # --- steps: bundles --------------------------------------------------------------------
 
     def _bundle_signer(self) -> HsmBundleSigner:
         state = self.keysets.get(BUNDLE_KEYSET)
         key = state.active_key if state is not None else None
-        if key is None:
-            for candidate in (state.keys if state is not None else ()):
-                if candidate.state is KeyState.ACTIVE:
-                    key = candidate
+        if key is None and state is not None:
+            key = next((k for k in state.keys if k.state is KeyState.ACTIVE), None)
         if key is None:
             raise ExportError("there is no active bundle-signing key", "run genesis first")
         return HsmBundleSigner(self.hsm, key.alg, key.kid, dict(key.jwk),
                                bytes.fromhex(key.cka_id))
 
-    def _write_bundle_signing_key(self, key: Any) -> None:
+    def _write_bundle_signing_key(self, key: Key) -> None:
         path = self.ws.exports_dir / BUNDLE_SIGNING_KEY_FILE
         if path.exists():
             current = json.loads(path.read_text(encoding="utf-8"))
@@ -404,68 +477,105 @@ class CeremonyRun:
                 seq, digest = int(entry.data["seq"]), str(entry.data["sha256"])
         return seq, digest
 
-    def _do_export_bundle(self, action: dict[str, Any]) -> str:
-        keyset = str(action["keyset"])
+    def _after_changes(self, action: ExportBundle, now: datetime) -> tuple[
+            KeysetState, list[_Item]]:
+        """The keyset as the bundle will show it, and the entries recording each change.
+
+        Raises:
+            TransitionRefusedError: a change breaks a timing rule now (naming the rule and the
+                earliest permitted time): nothing is exported.
+        """
+        state = self.keysets.get(action.keyset, KeysetState(action.keyset))
+        policy = self._policy(action.keyset)
+        entries: list[_Item] = []
+        for change in action.changes:
+            key = _find(state, change.key)
+            to = _VERB_TARGET[change.verb]
+            partner = change.paired_with
+            if to is KeyState.ACTIVE and partner is not None:
+                active = state.active_key
+                partner = partner if active is not None and active.kid == partner else None
+            check_transition(state, key.kid, to, policy, now, paired_with=partner,
+                             emergency=change.waived is not None)
+            entries.append(("key.state_changed", {
+                "keyset": action.keyset, "kid": key.kid, "from": key.state.value,
+                "to": to.value, "reason": change.why}))
+            state = state.moved(key.kid, to, now, change.why)
+        return state, entries
+
+    def _export_bundle(self, action: ExportBundle) -> str:
         if not self.reconciled:
             # Once per ceremony: every HSM change after it is journaled by this run.
-            report = reconcile(self.hsm.inventory(), self.keysets, _plans_of(self.entries),
+            report = reconcile(self.hsm.inventory(), self.keysets, replay_plans(self.entries),
                                private_visible=True)
             if not report.clean:
                 raise ReconcileError("exports are blocked: the HSM and the ledger disagree",
                                      "run `ceremony reconcile` and resolve every finding first")
             self.reconciled = True
-        previous_seq, previous_digest = self._previous_bundle(keyset)
+        now = self.clock()
+        after, changes = self._after_changes(action, now)
+        previous_seq, previous_digest = self._previous_bundle(action.keyset)
         seq = previous_seq + 1
-        self._intent(action, keyset=keyset, seq=seq)
-        return self._export(action, keyset, seq, previous_digest)
+        kids = [str(j["kid"]) for j in jwks_keys(after)]
+        active = after.active_key
+        self._intent(action, keyset=action.keyset, seq=seq, kids=kids,
+                     signer=active.kid if active is not None else None)
+        return self._export(action, after, changes, seq, previous_digest, now)
 
-    def _export(self, action: dict[str, Any], keyset: str, seq: int,
-                previous_digest: str | None) -> str:
-        policy = self.ws.policy.keyset(keyset)
-        state = self.keysets[keyset]
-        active = state.active_key
+    def _export(self, action: ExportBundle, after: KeysetState,
+                changes: list[_Item], seq: int, previous_digest: str | None,
+                now: datetime) -> str:
+        policy = self.ws.policy.keyset(action.keyset)
+        active = after.active_key
         uri = (self.hsm.key_uri(bytes.fromhex(active.cka_id), active.label)
                if active is not None else None)
-        now = self.clock()
         result = export_bundle(
-            self.ws.exports_dir, self._bundle_signer(), issuer=policy.issuer, keyset=keyset,
-            keys=jwks_keys(state), seq=seq, prev=previous_digest, now=now,
+            self.ws.exports_dir, self._bundle_signer(), issuer=policy.issuer,
+            keyset=action.keyset, keys=jwks_keys(after), seq=seq, prev=previous_digest, now=now,
             lifetime=policy.bundle_lifetime, consumers=[c.type for c in policy.consumers],
             active_kid=active.kid if active is not None else None, pkcs11_uri=uri,
             clock_skew_seconds=int(policy.clock_skew.total_seconds()),
         )
-        return self._record_export(action, keyset, seq, result.path, result.sha256)
+        return self._record_export(action, after, changes, seq, result.path, result.sha256)
 
-    def _record_export(self, action: dict[str, Any], keyset: str, seq: int, path: Path,
+    def _record_export(self, action: ExportBundle, after: KeysetState,
+                       changes: list[_Item], seq: int, path: Path,
                        digest: str) -> str:
-        state = self.keysets[keyset]
-        kids = [str(j["kid"]) for j in jwks_keys(state)]
-        relative = os.path.relpath(path, self.ws.root)
+        kids = [str(j["kid"]) for j in jwks_keys(after)]
         self._append_many([
-            self._done(action, keyset=keyset, seq=seq, sha256=digest),
-            ("bundle.exported", {"keyset": keyset, "seq": seq, "sha256": digest,
-                                 "path": relative, "kids": kids}),
+            self._done(action, keyset=action.keyset, seq=seq, sha256=digest),
+            ("bundle.exported", {"keyset": action.keyset, "seq": seq, "sha256": digest,
+                                 "path": os.path.relpath(path, self.ws.root), "kids": kids}),
+            *changes,
         ])
-        return f"bundle #{seq} of {keyset} ({len(kids)} keys) sha256 {digest[:16]}…"
+        shown = "; ".join(f"{c.verb} {c.key.text}" for c in action.changes)
+        return (f"bundle #{seq} of {action.keyset} ({len(kids)} keys) sha256 {digest[:16]}…"
+                + (f" — {shown}" if shown else ""))
 
-    def _recover_export_bundle(self, action: dict[str, Any], intent: dict[str, Any]) -> str:
-        keyset, seq = str(intent["keyset"]), int(intent["seq"])
-        path = self.ws.exports_dir / keyset / str(seq)
-        _, previous_digest = self._previous_bundle(keyset)
+    def _recover_export_bundle(self, action: ExportBundle, intent: Mapping[str, Any]) -> str:
+        seq = int(intent["seq"])
+        path = self.ws.exports_dir / action.keyset / str(seq)
+        _, previous_digest = self._previous_bundle(action.keyset)
+        now = self.clock()
         if not path.exists():
-            return self._export(action, keyset, seq, previous_digest)
+            after, changes = self._after_changes(action, now)
+            return self._export(action, after, changes, seq, previous_digest, now)
         token = (path / "jwks.jwt").read_bytes()
-        signer = self._bundle_signer()
-        verified = verify_bundle(token, trust=signer.jwk, now=self.clock())
-        if verified.seq != seq or verified.keyset != keyset or verified.prev != previous_digest:
-            raise ExportError(f"{path} does not hold bundle #{seq} of {keyset}",
+        verified = verify_bundle(token, trust=self._bundle_signer().jwk, now=now)
+        # The bundle's own time is when the changes took effect.
+        after, changes = self._after_changes(action, verified.issued_at)
+        kids = [str(j["kid"]) for j in jwks_keys(after)]
+        if (verified.seq != seq or verified.keyset != action.keyset
+                or verified.prev != previous_digest
+                or sorted(k["kid"] for k in verified.keys) != sorted(kids)):
+            raise ExportError(f"{path} does not hold bundle #{seq} of {action.keyset} as planned",
                               "move it aside after review, then `ceremony resume`")
-        self.progress.message(f"step {action['n']}: adopting bundle #{seq} written before the "
-                              "crash (signature and claims verified)")
-        return self._record_export(action, keyset, seq, path,
+        self.progress.message(f"step {action.n}: adopting bundle #{seq} written before the "
+                              "crash (signature, claims and keys verified)")
+        return self._record_export(action, after, changes, seq, path,
                                    hashlib.sha256(token).hexdigest())
 
-    def _do_export_audit(self, action: dict[str, Any]) -> str:
+    def _export_audit(self, action: ExportAudit) -> str:
         from console.ledger import export_audit_pack
 
         out = self.ws.exports_dir / "audit" / (
@@ -475,125 +585,144 @@ class CeremonyRun:
         self._append_many([self._done(action, path=os.path.relpath(path, self.ws.root))])
         return f"audit pack in {path}"
 
-    # --- checkpoint, officers, PIN ---------------------------------------------------------
+    # --- steps: officers, PIN, configuration, signers --------------------------------------
 
-    def _do_checkpoint(self, action: dict[str, Any]) -> str:
-        from console.ledger import checkpoint_body, cosign_note, sign_note
-
-        approvers = {str(a["officer"]) for a in self.record.approvals}
-        signers = [c for c in self.officers if c.name in approvers]
-        if not signers:
-            raise PlanError("no approving officer is present to cosign the checkpoint",
-                            "resume with officers who approved the plan")
-        ledger = self.ws.ledger
-        body = checkpoint_body(self.ws.config.origin, ledger.size, ledger.root())
-        note = sign_note(body, signers[0].name, signers[0].ed25519_private)
-        for card in signers[1:]:
-            note = cosign_note(note, card.name, card.ed25519_private)
-        entry = ledger.record_checkpoint(note, time=self.clock(), actor="console")
-        self.entries.append(entry)
-        self._append_many([self._done(action, size=int(entry.data["size"]),
-                                      signers=[c.name for c in signers])])
-        return (f"checkpoint at size {entry.data['size']} cosigned by "
-                f"{', '.join(c.name for c in signers)}")
-
-    def _do_enroll_officer(self, action: dict[str, Any]) -> str:
+    def _enroll_officer(self, action: EnrollOfficer) -> str:
         self._append_many([
-            self._done(action, officer=action["officer"]),
-            ("officer.enrolled", {"name": action["officer"], "ed25519": action["ed25519"],
-                                  "x25519": action["x25519"]}),
+            self._done(action, officer=action.officer),
+            ("officer.enrolled", {"name": action.officer, "ed25519": action.ed25519,
+                                  "x25519": action.x25519}),
         ])
-        return f"{action['officer']} enrolled"
+        return f"{action.officer} enrolled (in force from this ceremony's checkpoint)"
 
-    def _do_revoke_officer(self, action: dict[str, Any]) -> str:
+    def _revoke_officer(self, action: RevokeOfficer) -> str:
         self._append_many([
-            self._done(action, officer=action["officer"]),
-            ("officer.revoked", {"name": action["officer"],
+            self._done(action, officer=action.officer),
+            ("officer.revoked", {"name": action.officer,
                                  "reason": f"officer-change {self.record.plan_id}"}),
         ])
-        return f"{action['officer']} revoked"
+        return f"{action.officer} revoked (from this ceremony's checkpoint on)"
 
-    def _do_resplit_pin(self, action: dict[str, Any]) -> str:
+    def _resplit_pin(self, action: ResplitPin) -> str:
         """Change the PIN and split it anew; the new sealed file is durable before C_SetPIN,
         so a crash at any point leaves a PIN that some sealed file opens."""
-        registry = OfficerRegistry.from_entries(
-            e for e in self.entries if e.type.startswith("officer."))
-        names = [str(n) for n in action["officers"]]
-        recipients = [
-            (n, X25519PublicKey.from_public_bytes(registry.require_active(n).x25519_public))
-            for n in names
-        ]
-        threshold = pin_threshold(self.ws.config, len(recipients))
-        fresh = new_pin()
-        sealed = seal_pin(fresh, recipients, threshold, now=self.clock(),
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+        recipients = [(r.officer, X25519PublicKey.from_public_bytes(b64url_decode(r.x25519)))
+                      for r in action.recipients]
+        fresh = bytearray(new_pin())
+        sealed = seal_pin(bytes(fresh), recipients, action.threshold, now=self.clock(),
                           token=self.ws.config.hsm.token_label)
         pending = self.ws.sealed_pin_path.with_suffix(".next")
         _write_durably(pending, sealed)
         info = read_sealed_pin(sealed)
-        self._intent(action, sealed_id=info.id)
-        self.hsm.set_pin(self.pin, fresh)
+        self._intent(action, sealed_id=info.id, sha256=hashlib.sha256(sealed).hexdigest())
+        self.hsm.set_pin(bytes(self.pin), bytes(fresh))
+        self._replace_pin(fresh)
         return self._finish_resplit(action, pending, sealed)
 
-    def _finish_resplit(self, action: dict[str, Any], pending: Path, sealed: bytes) -> str:
-        os.replace(pending, self.ws.sealed_pin_path)
-        _fsync_dir(self.ws.sealed_pin_path.parent)
+    def _replace_pin(self, fresh: bytearray) -> None:
+        for i in range(len(self.pin)):
+            self.pin[i] = 0
+        self.pin[:] = fresh
+        for i in range(len(fresh)):
+            fresh[i] = 0
+
+    def _finish_resplit(self, action: ResplitPin, pending: Path, sealed: bytes) -> str:
+        if pending.exists():
+            os.replace(pending, self.ws.sealed_pin_path)
+            _fsync_dir(self.ws.sealed_pin_path.parent)
         info = read_sealed_pin(sealed)
-        self._append_many([self._done(action, sealed_id=info.id),
-                           ("pin.resplit", info.ledger_data())])
+        record = {**info.ledger_data(), "sha256": hashlib.sha256(sealed).hexdigest()}
+        # The new sealed file is trusted at once: the officers present cosign its record.
+        self._append_many([self._done(action, sealed_id=info.id), ("pin.resplit", record)],
+                          checkpoint=True)
         return f"PIN changed and split {info.threshold} of {len(info.officers)}"
 
-    def _recover_resplit_pin(self, action: dict[str, Any], intent: dict[str, Any]) -> str:
+    def _recover_resplit_pin(self, action: ResplitPin, intent: Mapping[str, Any]) -> str:
         pending = self.ws.sealed_pin_path.with_suffix(".next")
-        if not pending.exists():
-            # The rename happened; only the ledger record is missing.
-            sealed = self.ws.sealed_pin_path.read_bytes()
-            if read_sealed_pin(sealed).id != intent["sealed_id"]:
-                raise PlanError("the sealed PIN file does not match the interrupted re-split",
-                                "restore pin.sealed from your backup")
-            info = read_sealed_pin(sealed)
-            self._append_many([self._done(action, sealed_id=info.id),
-                               ("pin.resplit", info.ledger_data())])
-            return "re-split completed before the crash; recorded"
-        sealed = pending.read_bytes()
-        from console.quorum.pin_gate import open_pin
-
-        try:
-            fresh = open_pin(sealed, self.officers)
-        except ConsoleError:
-            fresh = b""
-        # PinIncorrect: the old PIN no longer works, so C_SetPIN happened before the crash.
-        with contextlib.suppress(PinIncorrectError):
-            self.hsm.set_pin(self.pin, fresh)
+        sealed = (pending if pending.exists() else self.ws.sealed_pin_path).read_bytes()
+        if hashlib.sha256(sealed).hexdigest() != intent.get("sha256"):
+            raise PlanError("the sealed PIN file does not match the interrupted re-split",
+                            "restore pin.sealed and pin.next from your backup")
+        fresh = bytearray(open_pin(sealed, self.officers))
+        if pending.exists():
+            # PinIncorrect: the old PIN no longer works, so C_SetPIN happened before the crash.
+            with contextlib.suppress(PinIncorrectError):
+                self.hsm.set_pin(bytes(self.pin), bytes(fresh))
+        self._replace_pin(fresh)
         return self._finish_resplit(action, pending, sealed)
 
-    def _do_note(self, action: dict[str, Any]) -> str:
-        self._append_many([self._done(action, text=str(action.get("text", "")))])
+    def _record_config(self, action: RecordConfig) -> str:
+        self._append_many([self._done(action, changes=list(action.changes)),
+                           ("config.recorded", dict(action.record))])
+        return f"configuration recorded ({len(action.changes)} change(s))"
+
+    def _release_signer(self, action: ReleaseSigner) -> str:
+        path, digest = release_pin(self.ws.exports_dir, action.signer, action.recipient,
+                                   bytes(self.pin))
+        self._append_many([
+            self._done(action, signer=action.signer, sha256=digest),
+            ("signer.released", {"signer": action.signer, "recipient": action.recipient,
+                                 "path": os.path.relpath(path, self.ws.root), "sha256": digest}),
+        ])
+        return f"PIN released to {action.signer}: {os.path.relpath(path, self.ws.root)}"
+
+    def _revoke_signer(self, action: RevokeSigner) -> str:
+        remove_release(self.ws.exports_dir, action.signer)
+        self._append_many([self._done(action, signer=action.signer),
+                           ("signer.revoked", {"signer": action.signer})])
+        return f"{action.signer} revoked; its copy of the PIN dies with the PIN change"
+
+    def _note(self, action: Note) -> str:
+        self._append_many([self._done(action, text=action.text)])
         return "noted"
+
+
+def _find(state: KeysetState, ref: KeyRef) -> Key:
+    for key in state.keys:
+        if (ref.kid is not None and key.kid == ref.kid) or (
+                ref.label is not None and key.label == ref.label):
+            return key
+    raise PlanError(f"no key {ref.text} in keyset {state.name}",
+                    "the ledger and the plan disagree: run `ceremony reconcile`")
+
+
+STEPS: Mapping[type[Action], Step[Any]] = {
+    step.kind: step for step in (
+        Step(Reconcile, CeremonyRun._reconcile),
+        Step(Generate, CeremonyRun._generate, CeremonyRun._recover_generate),
+        Step(SelfTest, CeremonyRun._self_test),
+        Step(PublishBundleKey, CeremonyRun._publish_bundle_key),
+        Step(ExportBundle, CeremonyRun._export_bundle, CeremonyRun._recover_export_bundle),
+        Step(Destroy, CeremonyRun._destroy, CeremonyRun._recover_destroy),
+        Step(DestroyOrphan, CeremonyRun._destroy_orphan, CeremonyRun._recover_destroy_orphan),
+        Step(ExportAudit, CeremonyRun._export_audit),
+        Step(Checkpoint, CeremonyRun._checkpoint),
+        Step(Note, CeremonyRun._note),
+        Step(EnrollOfficer, CeremonyRun._enroll_officer),
+        Step(RevokeOfficer, CeremonyRun._revoke_officer),
+        Step(ResplitPin, CeremonyRun._resplit_pin, CeremonyRun._recover_resplit_pin),
+        Step(RecordConfig, CeremonyRun._record_config),
+        Step(ReleaseSigner, CeremonyRun._release_signer),
+        Step(RevokeSigner, CeremonyRun._revoke_signer),
+    )
+}
+"""How each action kind runs: the engine's one dispatch table."""
 
 
 @dataclass(frozen=True)
 class HsmBundleSigner:
     """The bundle-signing key on the HSM, as `exports` wants a signer."""
 
-    hsm: Any
+    hsm: Hsm
     alg: str
     kid: str
     jwk: dict[str, Any]
     cka_id: bytes
 
     def sign(self, data: bytes) -> bytes:
-        signature: bytes = self.hsm.sign(self.cka_id, self.alg, data)
-        return signature
-
-
-def _plans_of(entries: list[EntryLike]) -> dict[str, PlanRecord]:
-    from console.ceremony.journal import replay_plans
-
-    return replay_plans(entries)
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        return self.hsm.sign(self.cka_id, self.alg, data)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -601,7 +730,7 @@ def _write_durably(path: Path, data: bytes) -> None:
     with open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
-        os.fsync(handle.fileno())
+        os.fsync(handle.fileno())  # the new sealed PIN is whole on disk before C_SetPIN
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -609,9 +738,9 @@ def _write_durably(path: Path, data: bytes) -> None:
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        os.fsync(fd)  # a rename is durable only once its directory is
     finally:
         os.close(fd)
 
 
-__all__ = ["BUNDLE_SIGNING_KEY_FILE", "CeremonyRun", "HsmBundleSigner"]
+__all__ = ["BUNDLE_SIGNING_KEY_FILE", "STEPS", "CeremonyRun", "HsmBundleSigner", "Step"]

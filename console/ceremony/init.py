@@ -7,6 +7,7 @@ every input has been validated and the current PIN has been proved.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from console.ceremony.officers import read_card_file
+from console.ceremony.planner import pin_threshold
 from console.clock import wall_clock
 from console.config import (
     HsmConfig,
@@ -29,14 +31,8 @@ from console.config import (
 from console.errors import ConsoleError, UsageError, WorkspaceError
 from console.quorum.cards import read_card_public
 from console.quorum.pin_gate import new_pin, read_sealed_pin, seal_pin
-from console.workspace import (
-    CEREMONY_TOML,
-    CHECKPOINT_FILE,
-    LEDGER_DB,
-    POLICY_TOML,
-    SEALED_PIN,
-    Workspace,
-)
+from console.sealing import CEREMONY_TOML, POLICY_TOML, current_record
+from console.workspace import CHECKPOINT_FILE, LEDGER_DB, SEALED_PIN, Workspace, open_token
 
 DEFAULT_POLICY = """\
 # Keysets and their policy (DESIGN.md section 7). Durations: 90d, 12h, 20m, 45s.
@@ -128,8 +124,7 @@ def init_workspace(
         shutil.rmtree(staging)
         raise
     now = now or wall_clock()
-    threshold = min(r.m for r in (config.quorum.routine, config.quorum.destructive,
-                                  config.quorum.emergency))
+    threshold = pin_threshold(config.quorum, len(officers))
     fresh = new_pin()
     sealed = seal_pin(fresh, [(o.name, o.x25519_key()) for o in officers], threshold, now=now,
                       token=token_label)
@@ -138,8 +133,7 @@ def init_workspace(
     from console.ledger import Ledger
 
     # Prove the current PIN before anything leaves the staging folder.
-    probe = Workspace(root=root, config=config, policy=policy, ledger=None)
-    hsm = probe.hsm()
+    hsm = open_token(root, config)
     created: list[Path] = []
     pin_changed = False
     try:
@@ -148,23 +142,24 @@ def init_workspace(
         for name in (CEREMONY_TOML, POLICY_TOML, SEALED_PIN):
             os.replace(staging / name, root / name)
             created.append(root / name)
+        record = current_record(root, config, policy)
         created += [root / LEDGER_DB, root / CHECKPOINT_FILE]
         ledger = Ledger.create(root / LEDGER_DB, origin=config.origin,
                                checkpoint_file=root / CHECKPOINT_FILE)
         ledger.append_many(
             [("workspace.created", {"origin": config.origin, "org": org,
-                                    "rehearsal": rehearsal}, now, "console", None)]
+                                    "rehearsal": rehearsal}, now, "console", None),
+             ("config.recorded", dict(record.data), now, "console", None)]
             + [("officer.enrolled", o.enrollment_data(), now, "console", None)
                for o in officers]
-            + [("policy.changed", {"sha256": policy.sha256(), "policy": policy.to_dict()},
-                now, "console", None)]
         )
         progress("setting a fresh random PIN, sealed "
                  f"{threshold} of {len(officers)} to the officers' cards")
         hsm.set_pin(current_pin, fresh)
         pin_changed = True
-        ledger.append("pin.resplit", read_sealed_pin(sealed).ledger_data(), time=now,
-                      actor="console")
+        ledger.append("pin.resplit", {**read_sealed_pin(sealed).ledger_data(),
+                                      "sha256": hashlib.sha256(sealed).hexdigest()},
+                      time=now, actor="console")
     except BaseException:
         if not pin_changed:  # the token is as it was: leave no half-made workspace behind
             for path in created:

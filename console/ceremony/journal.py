@@ -1,34 +1,40 @@
 """The ceremony journal, replayed from the ledger: plans, approvals, step intents and results.
 
 Nothing about a ceremony's progress is kept anywhere but the ledger. `replay_plans` reads the
-`ceremony.*` entries and returns, for each plan, what was planned, who approved, which steps
-have an intent, which are done, and how the ceremony ended.
+`ceremony.*` entries and returns, for each plan, the typed `Plan` parsed from the stored bytes
+(with the digest of exactly those bytes), who approved, which steps have an intent, which are
+done, and how the ceremony ended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from console.ceremony.actions import Action
+from console.ceremony.plan import Plan
 from console.errors import PlanError
 from console.lifecycle import LedgerEntry
+from console.quorum.approvals import Approval
 
 # Entry types each replay folds; reading only these (through the ledger's type index) keeps
 # replays proportional to the keys and ceremonies recorded, not to the ledger's size.
-KEY_ENTRY_TYPES: tuple[str, ...] = ("key.generated", "key.state_changed", "policy.changed")
+KEY_ENTRY_TYPES: tuple[str, ...] = ("key.generated", "key.state_changed")
 OFFICER_ENTRY_TYPES: tuple[str, ...] = ("officer.enrolled", "officer.revoked")
 CEREMONY_ENTRY_TYPES: tuple[str, ...] = (
     "ceremony.planned", "ceremony.approved", "ceremony.approval_refused",
     "ceremony.execution_refused", "ceremony.started", "ceremony.resumed",
     "ceremony.step.intent", "ceremony.step.done", "ceremony.step.failed",
-    "ceremony.completed", "ceremony.aborted", "ceremony.ratified",
+    "ceremony.completed", "ceremony.aborted", "ceremony.ratified", "card.unlock_failed",
 )
 STATE_ENTRY_TYPES: tuple[str, ...] = (
     *KEY_ENTRY_TYPES, *OFFICER_ENTRY_TYPES, *CEREMONY_ENTRY_TYPES, "bundle.exported",
+    "pin.resplit", "config.recorded", "signer.released", "signer.revoked", "consumer.probed",
+    "reconcile.finding",
 )
-"""Everything planning and execution replay: keys, officers, ceremonies and bundles."""
+"""Everything planning and execution replay: keys, officers, ceremonies, bundles, PIN, config."""
 
 
 class EntryLike(LedgerEntry, Protocol):
@@ -44,54 +50,63 @@ class EntryLike(LedgerEntry, Protocol):
 class PlanRecord:
     """Everything the ledger says about one plan (built by replay; not a stored value)."""
 
-    plan_id: str
-    plan: dict[str, Any]
-    digest: str
+    plan: Plan
+    digest: bytes
+    """SHA-256 of the plan's stored bytes (what approvals must sign)."""
+    recorded_digest: str
+    """The digest written beside the plan; differs from `digest` only if someone edited it."""
     planned_at: datetime
-    approvals: list[dict[str, Any]] = field(default_factory=list)
-    intents: dict[int, dict[str, Any]] = field(default_factory=dict)
-    done: dict[int, dict[str, Any]] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    refusals: list[dict[str, Any]] = field(default_factory=list)
+    planned_seq: int
+    approvals: list[Approval] = field(default_factory=list)
+    intents: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    done: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    failures: list[Mapping[str, Any]] = field(default_factory=list)
+    refusals: list[Mapping[str, Any]] = field(default_factory=list)
+    executors: tuple[str, ...] = ()
     started: bool = False
     completed_at: datetime | None = None
     aborted_at: datetime | None = None
     ratified_by: str | None = None
 
     @property
+    def plan_id(self) -> str:
+        return self.plan.id
+
+    @property
     def ceremony_class(self) -> str:
-        return str(self.plan["class"])
+        return self.plan.ceremony_class
 
     @property
     def closed(self) -> bool:
         return self.completed_at is not None or self.aborted_at is not None
 
     @property
-    def keysets(self) -> list[str]:
-        return list(self.plan.get("keysets", []))
+    def keysets(self) -> tuple[str, ...]:
+        return self.plan.keysets
 
     @property
-    def actions(self) -> list[dict[str, Any]]:
-        return list(self.plan["actions"])
+    def actions(self) -> tuple[Action, ...]:
+        return self.plan.actions
 
+    @property
     def expires_at(self) -> datetime:
-        from console.clock import parse_time
+        return self.plan.expires_at
 
-        return parse_time(self.plan["expires_at"], "plan expires_at")
+    @property
+    def last_done(self) -> int:
+        return max(self.done, default=0)
 
     def next_step(self) -> int | None:
         """The first action number without a done record, or None when all are done."""
-        for action in self.actions:
-            if int(action["n"]) not in self.done:
-                return int(action["n"])
-        return None
+        return next((a.n for a in self.actions if a.n not in self.done), None)
 
     def interrupted_step(self) -> int | None:
         """An action whose intent was written but whose result was not (crash in between)."""
-        for n in sorted(self.intents):
-            if n not in self.done:
-                return n
-        return None
+        return next((n for n in sorted(self.intents) if n not in self.done), None)
+
+    def approvers(self) -> tuple[str, ...]:
+        """Officers who recorded an approval of this plan (not yet counted: see quorum)."""
+        return tuple(dict.fromkeys(a.officer for a in self.approvals))
 
     def state(self) -> str:
         if self.completed_at is not None:
@@ -108,29 +123,27 @@ def _bad(entry: EntryLike, what: str) -> PlanError:
                      "the ledger history is inconsistent: run `ceremony verify audit`")
 
 
-def _plan_of(entry: EntryLike) -> tuple[dict[str, Any], str]:
-    data: Any = entry.data
-    plan = data.get("plan") if isinstance(data, dict) else None
-    digest = data.get("digest") if isinstance(data, dict) else None
-    if not isinstance(plan, dict) or not isinstance(plan.get("id"), str):
-        raise _bad(entry, "no plan with an id")
-    if not isinstance(digest, str) or not isinstance(plan.get("actions"), list):
-        raise _bad(entry, "no digest or no actions")
-    for action in plan["actions"]:
-        if not isinstance(action, dict) or not isinstance(action.get("n"), int) \
-                or isinstance(action.get("n"), bool) or not isinstance(action.get("action"), str):
-            raise _bad(entry, "an action without a number or a name")
-    for key in ("class", "expires_at"):
-        if not isinstance(plan.get(key), str):
-            raise _bad(entry, f"the plan has no {key}")
-    return plan, digest
-
-
 def _step_of(entry: EntryLike) -> int:
     step = entry.data.get("step")
     if isinstance(step, bool) or not isinstance(step, int):
         raise _bad(entry, "the step number is not an integer")
     return step
+
+
+def _planned(entry: EntryLike) -> PlanRecord:
+    data: Any = entry.data
+    digest = data.get("digest") if isinstance(data, Mapping) else None
+    if not isinstance(data, Mapping) or set(data) != {"plan", "digest"} or not isinstance(
+            digest, str):
+        raise _bad(entry, "not a plan and its digest")
+    try:
+        plan, computed = Plan.from_stored(data["plan"])
+    except PlanError as e:
+        raise _bad(entry, e.message) from e
+    if entry.ceremony != plan.id:
+        raise _bad(entry, "recorded under another ceremony id than its plan's")
+    return PlanRecord(plan=plan, digest=computed, recorded_digest=digest,
+                      planned_at=entry.time, planned_seq=entry.seq)
 
 
 def replay_plans(entries: Iterable[EntryLike]) -> dict[str, PlanRecord]:
@@ -148,21 +161,25 @@ def replay_plans(entries: Iterable[EntryLike]) -> dict[str, PlanRecord]:
         if not isinstance(data, dict):
             raise _bad(entry, "data is not an object")
         if kind == "ceremony.planned":
-            plan, digest = _plan_of(entry)
-            plans[plan["id"]] = PlanRecord(
-                plan_id=plan["id"], plan=plan, digest=digest, planned_at=entry.time
-            )
+            record = _planned(entry)
+            if record.plan_id in plans:
+                raise _bad(entry, f"plan id {record.plan_id} is used twice")
+            plans[record.plan_id] = record
             continue
-        plan_id = data.get("plan_id") or entry.ceremony
-        record = plans.get(str(plan_id))
-        if record is None:
-            continue
+        plan_id = data.get("plan_id")
+        record_or_none = plans.get(str(plan_id))
+        if record_or_none is None or entry.ceremony != plan_id:
+            raise _bad(entry, f"names plan {plan_id!r}, which was not planned before it")
+        record = record_or_none
         if kind == "ceremony.approved":
-            record.approvals.append(dict(data))
-        elif kind == "ceremony.approval_refused":
+            record.approvals.append(Approval.from_dict(data, approved_at=entry.time))
+        elif kind in ("ceremony.approval_refused", "ceremony.execution_refused"):
             record.refusals.append(dict(data))
         elif kind in ("ceremony.started", "ceremony.resumed"):
             record.started = True
+            officers = data.get("officers")
+            if isinstance(officers, list):
+                record.executors = tuple(str(o) for o in officers)
         elif kind == "ceremony.step.intent":
             record.intents[_step_of(entry)] = dict(data)
         elif kind == "ceremony.step.done":
@@ -180,7 +197,7 @@ def replay_plans(entries: Iterable[EntryLike]) -> dict[str, PlanRecord]:
     return plans
 
 
-def find_plan(plans: dict[str, PlanRecord], plan_id: str) -> PlanRecord:
+def find_plan(plans: Mapping[str, PlanRecord], plan_id: str) -> PlanRecord:
     """Find a plan by its id or a unique prefix of at least 4 characters.
 
     Raises:
@@ -192,22 +209,34 @@ def find_plan(plans: dict[str, PlanRecord], plan_id: str) -> PlanRecord:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise PlanError(f"no plan {plan_id!r} in the ledger", "run `ceremony plan SCRIPT` first")
+        raise PlanError(f"no plan {plan_id!r} in the ledger",
+                        "see `ceremony status` for open plans, or make one with `ceremony plan`")
     raise PlanError(f"plan id {plan_id!r} is ambiguous", "give more characters of the id")
 
 
-def open_plans(plans: dict[str, PlanRecord], now: datetime) -> list[PlanRecord]:
+def open_plans(plans: Mapping[str, PlanRecord], now: datetime) -> list[PlanRecord]:
     """Plans not completed or aborted that can still go on: started ones, or unexpired ones."""
-    return [
-        p for p in plans.values()
-        if not p.closed and (p.started or p.expires_at() > now)
-    ]
+    return [p for p in plans.values() if not p.closed and (p.started or p.expires_at > now)]
 
 
-def pending_ratifications(plans: dict[str, PlanRecord]) -> list[PlanRecord]:
+def pending_ratifications(plans: Mapping[str, PlanRecord]) -> list[PlanRecord]:
     """Completed emergency ceremonies not yet ratified by a routine ceremony."""
     return [
         p for p in plans.values()
         if p.ceremony_class == "emergency" and p.completed_at is not None
         and p.ratified_by is None
     ]
+
+
+__all__ = [
+    "CEREMONY_ENTRY_TYPES",
+    "KEY_ENTRY_TYPES",
+    "OFFICER_ENTRY_TYPES",
+    "STATE_ENTRY_TYPES",
+    "EntryLike",
+    "PlanRecord",
+    "find_plan",
+    "open_plans",
+    "pending_ratifications",
+    "replay_plans",
+]

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from console.ceremony.journal import OFFICER_ENTRY_TYPES
 from console.clock import format_optional, wall_clock
 from console.errors import CardError, ExportError, OfficerError
-from console.quorum.approvals import OfficerRegistry
 from console.quorum.cards import (
-    UnlockedCard,
     check_passphrase,
     create_card,
     read_card_public,
-    unlock_card,
 )
 from console.quorum.words import digest_words
 
+if TYPE_CHECKING:
+    from console.workspace import Workspace
+
 MAX_CARD_BYTES = 64 * 1024
+FINGERPRINT_WORDS = 8
+"""Words of a card's fingerprint, everywhere it is shown (new-card, officer list, TUI)."""
 
 
 def read_card_file(path: Path) -> bytes:
@@ -44,21 +45,6 @@ def read_card_file(path: Path) -> bytes:
     return data
 
 
-def unlock_officer_card(name: str, path: Path, passphrase: str) -> UnlockedCard:
-    """Unlock `name`'s card at `path`.
-
-    Raises:
-        CardError: unreadable card, wrong passphrase, or a card that belongs to someone else.
-    """
-    data = read_card_file(path)
-    public = read_card_public(data)
-    if public.name != name:
-        raise CardError(
-            f"{path} is {public.name}'s card, not {name}'s", f"give {name}'s own card"
-        )
-    return unlock_card(data, passphrase)
-
-
 def write_new_card(name: str, passphrase: str, out: Path, *,
                    unsafe_kdf_cost_for_tests: int | None = None) -> str:
     """Make a new officer card at `out` (never overwriting) and say how to check it aloud.
@@ -71,7 +57,7 @@ def write_new_card(name: str, passphrase: str, out: Path, *,
     data = create_card(name, passphrase, now=wall_clock(),
                        unsafe_kdf_cost_for_tests=unsafe_kdf_cost_for_tests)
     write_private_file(out, data)
-    words = " ".join(digest_words(read_card_public(data).fingerprint()))
+    words = " ".join(digest_words(read_card_public(data).fingerprint(), count=FINGERPRINT_WORDS))
     return f"card for {name} written to {out}; fingerprint words: {words}"
 
 
@@ -88,32 +74,27 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-# What `OfficerRegistry.from_entries` folds (it skips every other type).
+def officer_rows(ws: Workspace) -> list[dict[str, Any]]:
+    """One row per officer the ledger knows, with the last approval each gave.
 
-
-def officer_registry(ws: Any) -> OfficerRegistry:
-    # Through the type index, in seq order: the registry's cost follows the officers, not the
-    # ledger's size.
-    return OfficerRegistry.from_entries(ws.ledger.entries_of_type(*OFFICER_ENTRY_TYPES))
-
-
-def officer_rows(ws: Any) -> list[dict[str, Any]]:
-    """One row per officer the ledger knows, with the last approval each gave."""
-    registry = officer_registry(ws)
+    `status` is `enrolled` or `revoked` as in force (a checkpoint ratified it), or `pending`
+    when an officer change is recorded but no checkpoint covers it yet.
+    """
+    trust = ws.trust
     last_approval: dict[str, str] = {}
     for entry in ws.ledger.entries_of_type("ceremony.approved"):
         last_approval[str(entry.data.get("officer"))] = format_optional(entry.time) or ""
     rows = []
-    for officer in registry.officers:
-        from console.quorum.cards import OfficerPublicKeys
-
-        keys = OfficerPublicKeys(officer.name, officer.ed25519_public, officer.x25519_public)
+    for officer in trust.pending_officers.officers:
+        in_force = trust.officers.get(officer.name)
+        status = str(officer.status) if in_force is not None and \
+            in_force.status is officer.status else f"{officer.status} (pending)"
         rows.append({
             "name": officer.name,
-            "status": str(officer.status),
+            "status": status,
             "enrolled_at": format_optional(officer.enrolled_at),
             "revoked_at": format_optional(officer.revoked_at),
-            "fingerprint": " ".join(digest_words(keys.fingerprint(), count=4)),
+            "fingerprint": " ".join(digest_words(officer.fingerprint(), count=FINGERPRINT_WORDS)),
             "last_approval": last_approval.get(officer.name),
         })
     return rows

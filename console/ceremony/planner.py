@@ -1,26 +1,50 @@
-"""Planning: a script, the ledger's state, the policy and `now` become one canonical plan.
+"""Planning: a script, the ledger's state, the policy and `now` become one typed `Plan`.
 
-The plan is what officers approve: every action with its parameters and the computed times
-(and why each time is what it is), the ledger checkpoint it starts from, and when it expires.
-Its digest is SHA-256 of its JCS bytes. Key actions come from `lifecycle.plan_rotation` /
-`plan_emergency`, so the timing rules are applied in one place; the script decides which kinds
-of action this ceremony may take.
+The plan is what officers approve: every action with its parameters, the computed times and why
+each time is what it is, the inputs that decide the ceremony, and when it expires. Key changes
+come from `lifecycle.plan_rotation` / `plan_emergency`, so the timing rules live in one place;
+the script decides which kinds of action this ceremony may take. Changes that consumers see are
+attached to the keyset's `ExportBundle` action (see `console.ceremony.actions`).
+
+Pure: everything planning reads is gathered by the session into a `PlanningContext`.
 """
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
+from console.ceremony.actions import (
+    Action,
+    Change,
+    Checkpoint,
+    Destroy,
+    DestroyOrphan,
+    EnrollOfficer,
+    ExportAudit,
+    ExportBundle,
+    Generate,
+    KeyRef,
+    Note,
+    PublishBundleKey,
+    Recipient,
+    Reconcile,
+    RecordConfig,
+    ReleaseSigner,
+    ResplitPin,
+    RevokeOfficer,
+    RevokeSigner,
+    SelfTest,
+)
 from console.ceremony.journal import PlanRecord
-from console.ceremony.script import Script
+from console.ceremony.plan import Deferred, Plan, PlanInputs
+from console.ceremony.script import BUNDLE_CHANGES, Script
 from console.clock import format_time
-from console.config import Policy, WorkspaceConfig
+from console.config import Policy, Quorum
 from console.errors import PlanError
+from console.ledger import OfficerRegistry
 from console.lifecycle import (
     PUBLISHED_STATES,
     KeysetState,
@@ -32,6 +56,7 @@ from console.lifecycle import (
     rotation_due,
     short_kid,
 )
+from console.quorum._codec import b64url_encode
 from console.quorum.cards import OfficerPublicKeys
 
 PLAN_LIFETIME = timedelta(hours=24)
@@ -42,182 +67,91 @@ BUNDLE_KEYSET = "_bundle"
 with '_')."""
 
 BUNDLE_ALG = "ES256"
-KEY_ACTIONS = ("generate", "self_test", "publish", "activate", "retire", "unpublish",
-               "compromise", "destroy", "suspend")
+KEY_STEPS = frozenset({"generate", "self_test", "destroy", *BUNDLE_CHANGES})
 # A keyset is due for a quarterly rotation this long before its cryptoperiod ends.
 DUE_LEAD = timedelta(days=14)
+CLASS_RANK = {"emergency": 0, "routine": 1, "destructive": 2}
 
 
 @dataclass(frozen=True, slots=True)
-class PlanInputs:
-    """Everything planning reads, gathered by the service from the workspace."""
+class PlanningContext:
+    """Everything planning reads, gathered by the session from the workspace."""
 
     script: Script
-    config: WorkspaceConfig
+    origin: str
+    quorum: Quorum
+    """The quorum rules in force (from the ledger, never from a file)."""
     policy: Policy
     keysets: Mapping[str, KeysetState]
     plans: Mapping[str, PlanRecord]
+    officers: OfficerRegistry
+    """The officers in force."""
     ledger_size: int
     ledger_root: bytes
     now: datetime
-    requested_keysets: Sequence[str]
-    parameters: Mapping[str, tuple[str, ...]]
-    enrolling: Sequence[OfficerPublicKeys]
-    active_officers: Sequence[str]
-    pending_ratification: Sequence[str]
+    inputs: PlanInputs
+    requested_keysets: Sequence[str] = ()
+    parameters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    enrolling: Sequence[OfficerPublicKeys] = ()
+    signers: Mapping[str, str] = field(default_factory=dict)
+    """Signing services holding the PIN now: name → age recipient."""
+    config_change: tuple[Mapping[str, object], tuple[str, ...]] | None = None
+    """For config-change: the record the files now make, and the differences, worded."""
 
 
 def new_plan_id() -> str:
     return secrets.token_hex(6)
 
 
-def build_plan(inputs: PlanInputs, *, plan_id: str | None = None) -> dict[str, Any]:
-    """The plan document (JCS-ready: text, integers, booleans, lists and objects only).
+def build_plan(ctx: PlanningContext, *, plan_id: str | None = None) -> Plan:
+    """The plan for `ctx.script` now.
 
     Raises:
         PlanError: nothing to do, a keyset not in the policy, or parameters that do not fit.
     """
-    script = inputs.script
-    now = inputs.now
-    steps = {s.action for s in script.steps}
-    keyset_names = _select_keysets(inputs)
-    actions: list[dict[str, Any]] = []
-    deferred: list[dict[str, Any]] = []
-    notes: list[str] = []
-    labels = _Labels(now)
-    emitted_key_actions = False
-    bundle_key = _bundle_key(inputs.keysets)
-
-    for step in script.steps:
-        action = step.action
-        if action == "reconcile":
-            actions.append({"action": "reconcile",
-                            "description": "reconcile the HSM inventory with the ledger"})
-        elif action == "generate" and step.option("purpose") == "bundle":
-            if bundle_key is None:
-                label = labels.make("bundle-signing")
-                actions.append({
-                    "action": "generate", "keyset": BUNDLE_KEYSET, "purpose": "bundle",
-                    "alg": BUNDLE_ALG, "label": label,
-                    "description": f"generate the bundle-signing key {label} ({BUNDLE_ALG})",
-                })
-                actions.append({"action": "self_test", "keyset": BUNDLE_KEYSET, "label": label,
-                                "description": f"self-test {label}"})
-                actions.append({"action": "publish", "keyset": BUNDLE_KEYSET, "label": label,
-                                "description": f"publish {label} as the pinned bundle key"})
-                actions.append({"action": "activate", "keyset": BUNDLE_KEYSET, "label": label,
-                                "description": f"make {label} the bundle-signing key"})
-        elif action in KEY_ACTIONS:
-            if emitted_key_actions:
-                continue
-            emitted_key_actions = True
-            for name in keyset_names:
-                planned, extra = _key_actions(inputs, name, steps, labels)
-                actions += planned
-                deferred += extra["deferred"]
-                notes += extra["notes"]
-            if "destroy" in steps and "generate" not in steps:
-                actions += _orphan_destructions(inputs.plans)
-        elif action == "export_bundle":
-            for name in keyset_names:
-                actions.append({"action": "export_bundle", "keyset": name,
-                                "description": f"sign and export the JWKS bundle of {name}"})
-        elif action == "export_audit":
-            actions.append({"action": "export_audit", "description": "write an audit pack"})
-        elif action == "checkpoint":
-            actions.append({"action": "checkpoint",
-                            "description": "checkpoint cosigned by the approving officers"})
-        elif action == "note":
-            actions.append({"action": "note", "text": step.option("text"),
-                            "description": "witness note"})
-        elif action == "enroll_officer":
-            for officer in inputs.enrolling:
-                actions.append({
-                    "action": "enroll_officer", "officer": officer.name,
-                    "ed25519": _b64url(officer.ed25519_public),
-                    "x25519": _b64url(officer.x25519_public),
-                    "description": f"enrol officer {officer.name}",
-                })
-        elif action == "revoke_officer":
-            for name in inputs.parameters.get("revoke", ()):
-                if name not in inputs.active_officers:
-                    raise PlanError(f"{name} is not an enrolled officer",
-                                    "see `ceremony officer list`")
-                actions.append({"action": "revoke_officer", "officer": name,
-                                "description": f"revoke officer {name}"})
-        elif action == "resplit_pin":
-            remaining = [n for n in inputs.active_officers
-                         if n not in inputs.parameters.get("revoke", ())]
-            remaining += [o.name for o in inputs.enrolling]
-            rules = inputs.config.quorum
-            hardest = max(rules.routine.m, rules.destructive.m, rules.emergency.m)
-            if len(remaining) < hardest:
-                raise PlanError(
-                    f"the change leaves {len(remaining)} officers, but a quorum in "
-                    f"ceremony.toml needs {hardest}",
-                    "enrol a replacement in the same ceremony (--set enroll=CARD)",
-                )
-            threshold = pin_threshold(inputs.config, len(remaining))
-            actions.append({
-                "action": "resplit_pin", "officers": remaining, "threshold": threshold,
-                "description": f"change the HSM PIN and split it {threshold} of "
-                               f"{len(remaining)} among {', '.join(remaining)}",
-            })
-
-    if not any(a["action"] not in ("reconcile", "checkpoint", "note") for a in actions):
-        raise PlanError(f"{script.name}: nothing to do now",
-                        _nothing_to_do_hint(deferred))
-    if script.name == "genesis" and bundle_key is None and not any(
-            a.get("purpose") == "bundle" for a in actions):
-        raise PlanError("genesis must make the bundle-signing key", "use the shipped genesis")
-    if any(a["action"] == "export_bundle" for a in actions) and bundle_key is None and not any(
-            a.get("purpose") == "bundle" for a in actions):
-        raise PlanError("there is no bundle-signing key yet", "run genesis first")
-
-    quorum = inputs.config.quorum.for_class(script.ceremony_class)
-    ratifies = list(inputs.pending_ratification) if script.ceremony_class == "routine" else []
-    for plan_ref in ratifies:
-        notes.append(f"ratifies emergency ceremony {plan_ref}")
-    return {
-        "v": 1,
-        "id": plan_id or new_plan_id(),
-        "origin": inputs.config.origin,
-        "script": {"name": script.name, "sha256": script.sha256},
-        "class": script.ceremony_class,
-        "quorum": {"m": quorum.m, "n": quorum.n},
-        "keysets": list(keyset_names),
-        "parameters": {k: list(v) for k, v in sorted(inputs.parameters.items())},
-        "policy_sha256": inputs.policy.sha256(),
-        "actions": [{"n": i, **a} for i, a in enumerate(actions, start=1)],
-        "deferred": deferred,
-        "notes": notes,
-        "ratifies": ratifies,
-        "ledger": {"size": inputs.ledger_size,
-                   "root": base64.b64encode(inputs.ledger_root).decode("ascii")},
-        "created_at": format_time(now),
-        "expires_at": format_time(now + PLAN_LIFETIME),
-    }
+    builder = _Builder(ctx)
+    actions = builder.build()
+    ceremony_class = _plan_class(ctx.script.ceremony_class, actions, ctx.quorum)
+    rule = ctx.quorum.for_class(ceremony_class)
+    notes = list(builder.notes)
+    ratifies = ([p.plan_id for p in _pending_ratifications(ctx.plans)]
+                if ceremony_class == "routine" else [])
+    notes += [f"ratifies emergency ceremony {ref}" for ref in ratifies]
+    if ceremony_class != ctx.script.ceremony_class:
+        notes.append(f"needs the {ceremony_class} quorum: an action in it always does")
+    return Plan(
+        id=plan_id or new_plan_id(), origin=ctx.origin, script=ctx.script.name,
+        ceremony_class=ceremony_class, quorum_m=rule.m, quorum_n=rule.n,
+        keysets=tuple(builder.keysets), parameters=dict(ctx.parameters), inputs=ctx.inputs,
+        ledger_size=ctx.ledger_size, ledger_root=ctx.ledger_root,
+        actions=tuple(_numbered(actions)), deferred=tuple(builder.deferred),
+        notes=tuple(notes), ratifies=tuple(ratifies),
+        created_at=ctx.now, expires_at=ctx.now + PLAN_LIFETIME,
+    )
 
 
-def pin_threshold(config: WorkspaceConfig, officers: int) -> int:
+def pin_threshold(quorum: Quorum, officers: int) -> int:
     """The PIN opens with the smallest quorum of any class: every ceremony must log in."""
-    quorum = config.quorum
-    return max(1, min(min(r.m for r in (quorum.routine, quorum.destructive, quorum.emergency)),
-                      officers))
+    smallest = min(r.m for r in (quorum.routine, quorum.destructive, quorum.emergency))
+    return max(1, min(smallest, officers))
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+def _plan_class(script_class: str, actions: Sequence[Action], quorum: Quorum) -> str:
+    """The script's class, raised to what its actions need (never lowered)."""
+    classes = {script_class, *(a.required_class for a in actions if a.required_class)}
+    return max(classes, key=lambda c: (quorum.for_class(c).m, CLASS_RANK[c]))
 
 
-def _bundle_key(keysets: Mapping[str, KeysetState]) -> str | None:
-    state = keysets.get(BUNDLE_KEYSET)
-    if state is None:
-        return None
-    for key in state.keys:
-        if key.state is KeyState.ACTIVE:
-            return key.kid
-    return None
+def _numbered(actions: Sequence[Action]) -> list[Action]:
+    from dataclasses import replace
+
+    return [replace(a, n=i) for i, a in enumerate(actions, start=1)]
+
+
+def _pending_ratifications(plans: Mapping[str, PlanRecord]) -> list[PlanRecord]:
+    from console.ceremony.journal import pending_ratifications
+
+    return pending_ratifications(plans)
 
 
 class _Labels:
@@ -230,134 +164,283 @@ class _Labels:
         return f"{keyset}-{self.day}-{secrets.token_hex(3)}"
 
 
-def _select_keysets(inputs: PlanInputs) -> list[str]:
-    policy = inputs.policy
-    script = inputs.script
-    for name in inputs.requested_keysets:
+class _Builder:
+    def __init__(self, ctx: PlanningContext) -> None:
+        self.ctx = ctx
+        self.steps = {s.action for s in ctx.script.steps}
+        self.labels = _Labels(ctx.now)
+        self.keysets = _select_keysets(ctx)
+        self.deferred: list[Deferred] = []
+        self.notes: list[str] = []
+        self.changes: dict[str, list[Change]] = {}
+        self.bundle_key = _bundle_key(ctx.keysets)
+        self.actions: list[Action] = []
+
+    def add(self, action: Action) -> None:
+        self.actions.append(action)
+
+    def build(self) -> list[Action]:
+        keys_done = False
+        for step in self.ctx.script.steps:
+            kind = step.action
+            if kind == "reconcile":
+                self.add(Reconcile(0, "reconcile the HSM inventory with the ledger"))
+            elif kind == "generate" and step.option("purpose") == "bundle":
+                self._bundle_signing_key()
+            elif kind in KEY_STEPS:
+                if not keys_done:
+                    keys_done = True
+                    for name in self.keysets:
+                        self._key_actions(name)
+                    if "destroy" in self.steps and "generate" not in self.steps:
+                        self._orphan_destructions()
+            elif kind == "export_bundle":
+                for name in self.keysets:
+                    self._export_bundle(name)
+            elif kind == "export_audit":
+                self.add(ExportAudit(0, "write an audit pack"))
+            elif kind == "checkpoint":
+                self.add(Checkpoint(0, "checkpoint cosigned by the approving officers"))
+            elif kind == "note":
+                self.add(Note(0, "witness note", text=step.option("text")))
+            elif kind == "enroll_officer":
+                self._enrolments()
+            elif kind == "revoke_officer":
+                self._revocations()
+            elif kind == "resplit_pin":
+                self._resplit()
+            elif kind == "record_config":
+                self._record_config()
+            elif kind == "release_signer":
+                self._release_signer()
+            elif kind == "revoke_signer":
+                self._revoke_signer()
+        self._check_something_to_do()
+        return self.actions
+
+    # --- keys ------------------------------------------------------------------------------
+
+    def _bundle_signing_key(self) -> None:
+        if self.bundle_key is not None:
+            return
+        label = self.labels.make("bundle-signing")
+        self.add(Generate(0, f"generate the bundle-signing key {label} ({BUNDLE_ALG})",
+                          keyset=BUNDLE_KEYSET, label=label, alg=BUNDLE_ALG, purpose="bundle",
+                          why="the key that signs every JWKS bundle (never tokens)"))
+        self.add(SelfTest(0, f"self-test {label}", keyset=BUNDLE_KEYSET, label=label))
+        self.add(PublishBundleKey(0, f"make {label} the bundle-signing key operators pin "
+                                  "(exports/bundle-signing-key.jwk)", label=label))
+        self.bundle_key = label
+
+    def _key_actions(self, name: str) -> None:
+        policy = self.ctx.policy.keyset(name)
+        state = self.ctx.keysets.get(name, KeysetState(name))
+        now = self.ctx.now
+        if "destroy" in self.steps and not ({"generate", "activate"} & self.steps):
+            for key in state.in_state(KeyState.ARCHIVED, KeyState.COMPROMISED):
+                ready = earliest_destruction(key, policy)
+                if ready <= now:
+                    self.add(Destroy(
+                        0, f"destroy the private key of {short_kid(key.kid)}", keyset=name,
+                        kid=key.kid, label=key.label, cka_id=key.cka_id,
+                        why=f"unpublished {format_time(key.archived_at or now)} + wait "
+                            f"{policy.destruction_wait.days} d ended {format_time(ready)}"))
+                else:
+                    self.deferred.append(Deferred("destroy", name, key.kid, format_time(ready),
+                                                  "destruction wait"))
+            return
+        rotation: RotationPlan = (plan_emergency(state, policy, now) if "compromise" in self.steps
+                                  else plan_rotation(state, policy, now))
+        refs: dict[str, str] = {}
+        pairs = _pairs(rotation)
+        changes = self.changes.setdefault(name, [])
+        for planned in rotation.actions:
+            if planned.action not in self.steps:
+                continue
+            if planned.new_key is not None:
+                label = refs.get(planned.new_key) or self.labels.make(name)
+                refs[planned.new_key] = label
+                ref = KeyRef(label=label)
+            else:
+                assert planned.kid is not None
+                ref = KeyRef(kid=planned.kid)
+            if planned.action == "generate":
+                self.add(Generate(0, f"generate {policy.alg} key {ref.text} for {name}",
+                                  keyset=name, label=ref.text, alg=policy.alg, purpose="token",
+                                  why=planned.reason, rsa_bits=policy.rsa_bits))
+                if "self_test" in self.steps:
+                    self.add(SelfTest(0, f"self-test {ref.text}", keyset=name, label=ref.text))
+                continue
+            partner = pairs.get((planned.action, planned.kid or planned.new_key or ""))
+            changes.append(Change(planned.action, ref, planned.reason, waived=planned.waived,
+                                  paired_with=partner))
+        for item in rotation.deferred:
+            self.deferred.append(Deferred(item.action, name, item.kid,
+                                          format_time(item.earliest), item.reason))
+        self.notes += [f"{name}: {n}" for n in rotation.notes]
+
+    def _export_bundle(self, name: str) -> None:
+        if self.bundle_key is None:
+            raise PlanError("there is no bundle-signing key yet", "run genesis first")
+        changes = tuple(self.changes.pop(name, []))
+        described = "; ".join(f"{c.verb} {c.key.text}" for c in changes)
+        self.add(ExportBundle(
+            0, f"sign and export the JWKS bundle of {name}"
+               + (f" — with it: {described}" if described else " (no key changes)"),
+            keyset=name, changes=changes))
+
+    def _orphan_destructions(self) -> None:
+        """Keys left on the token by generation steps of aborted ceremonies: reconciliation
+        reports them; destroying them is this quorum-approved step (never done silently)."""
+        resolved = {str(d.get("cka_id")) for p in self.ctx.plans.values()
+                    for d in p.done.values() if d.get("orphan")}
+        for record in self.ctx.plans.values():
+            if record.aborted_at is None:
+                continue
+            for n, intent in sorted(record.intents.items()):
+                cka_id = str(intent.get("cka_id", ""))
+                if intent.get("action") != "generate" or n in record.done or cka_id in resolved:
+                    continue
+                label = str(intent.get("label", ""))
+                self.add(DestroyOrphan(
+                    0, f"destroy orphan key {label} (if on the token)",
+                    keyset=str(intent.get("keyset", "")), cka_id=cka_id, label=label,
+                    why=f"left by step {n} of aborted plan {record.plan_id}"))
+
+    # --- officers, PIN, configuration, signers ---------------------------------------------
+
+    def _enrolments(self) -> None:
+        for officer in self.ctx.enrolling:
+            if self.ctx.officers.get(officer.name) is not None:
+                raise PlanError(f"{officer.name} was enrolled before (names are never reused)",
+                                "make the new card under another name")
+            self.add(EnrollOfficer(0, f"enrol officer {officer.name}", officer=officer.name,
+                                   ed25519=b64url_encode(officer.ed25519_public),
+                                   x25519=b64url_encode(officer.x25519_public)))
+
+    def _revocations(self) -> None:
+        for name in self.ctx.parameters.get("revoke", ()):
+            if name not in {o.name for o in self.ctx.officers.active()}:
+                raise PlanError(f"{name} is not an enrolled officer",
+                                "see `ceremony officer list`")
+            self.add(RevokeOfficer(0, f"revoke officer {name}", officer=name))
+
+    def _remaining_officers(self) -> list[Recipient]:
+        revoked = set(self.ctx.parameters.get("revoke", ()))
+        out = [Recipient(o.name, b64url_encode(o.x25519)) for o in self.ctx.officers.active()
+               if o.name not in revoked]
+        out += [Recipient(o.name, b64url_encode(o.x25519_public)) for o in self.ctx.enrolling]
+        return out
+
+    def _resplit(self) -> None:
+        remaining = self._remaining_officers()
+        quorum = self.ctx.quorum
+        hardest = max(quorum.routine.m, quorum.destructive.m, quorum.emergency.m)
+        if len(remaining) < hardest:
+            raise PlanError(
+                f"the change leaves {len(remaining)} officers, but a quorum in force needs "
+                f"{hardest}", "enrol a replacement in the same ceremony (--set enroll=CARD)")
+        threshold = pin_threshold(quorum, len(remaining))
+        names = ", ".join(r.officer for r in remaining)
+        self.add(ResplitPin(0, f"change the HSM PIN and split it {threshold} of "
+                            f"{len(remaining)} among {names}",
+                            recipients=tuple(remaining), threshold=threshold))
+        for signer, recipient in sorted(self.ctx.signers.items()):
+            if signer in self.ctx.parameters.get("signer", ()) and "revoke_signer" in self.steps:
+                continue
+            self.add(ReleaseSigner(0, f"re-release the new PIN to signing service {signer}",
+                                   signer=signer, recipient=recipient))
+
+    def _record_config(self) -> None:
+        if self.ctx.config_change is None:
+            raise PlanError("the configuration is as the ledger records it: nothing to change",
+                            "edit ceremony.toml, policy.toml or ceremonies/ first")
+        record, lines = self.ctx.config_change
+        self.add(RecordConfig(0, "record the configuration as it now is:\n"
+                              + "\n".join(f"    {line}" for line in lines),
+                              record=record, changes=lines))
+
+    def _release_signer(self) -> None:
+        names = self.ctx.parameters.get("signer", ())
+        recipients = self.ctx.parameters.get("recipient", ())
+        if len(names) != 1 or len(recipients) != 1:
+            raise PlanError("signer-enrollment needs one signer and one recipient",
+                            "--set signer=NAME --set recipient=age1…")
+        name, recipient = names[0], recipients[0]
+        if name in self.ctx.signers:
+            raise PlanError(f"signing service {name} already holds the PIN",
+                            "revoke it first (signer-revocation) or choose another name")
+        self.add(ReleaseSigner(0, f"release the token PIN to signing service {name}, "
+                               f"encrypted to {recipient[:16]}…", signer=name,
+                               recipient=recipient))
+
+    def _revoke_signer(self) -> None:
+        names = self.ctx.parameters.get("signer", ())
+        if len(names) != 1 or names[0] not in self.ctx.signers:
+            held = ", ".join(sorted(self.ctx.signers)) or "none"
+            raise PlanError("signer-revocation needs the name of a signing service holding the "
+                            f"PIN (now: {held})", "--set signer=NAME")
+        self.add(RevokeSigner(0, f"revoke signing service {names[0]}: its PIN stops working "
+                              "when the PIN changes below", signer=names[0]))
+
+    def _check_something_to_do(self) -> None:
+        busy = [a for a in self.actions if not isinstance(a, Reconcile | Checkpoint | Note)]
+        if any(isinstance(a, ExportBundle) for a in busy) or busy:
+            return
+        raise PlanError(f"{self.ctx.script.name}: nothing to do now",
+                        _nothing_to_do_hint(self.deferred))
+
+
+def _bundle_key(keysets: Mapping[str, KeysetState]) -> str | None:
+    state = keysets.get(BUNDLE_KEYSET)
+    if state is None:
+        return None
+    return next((k.kid for k in state.keys if k.state is KeyState.ACTIVE), None)
+
+
+def _select_keysets(ctx: PlanningContext) -> list[str]:
+    policy = ctx.policy
+    script = ctx.script
+    for name in ctx.requested_keysets:
         policy.keyset(name)  # raises with the list of keysets
-    if not any(s.action in (*KEY_ACTIONS, "export_bundle") for s in script.steps):
-        if inputs.requested_keysets:
+    steps = {s.action for s in script.steps}
+    if not steps & (KEY_STEPS | {"export_bundle"}):
+        if ctx.requested_keysets:
             raise PlanError(f"{script.name} takes no --keyset", "leave --keyset out")
         return []
-    if inputs.requested_keysets:
-        return list(dict.fromkeys(inputs.requested_keysets))
+    if ctx.requested_keysets:
+        return list(dict.fromkeys(ctx.requested_keysets))
     names = list(policy.names)
     if script.name == "genesis":
-        chosen = [n for n in names if not _has_token_keys(inputs.keysets.get(n))]
+        chosen = [n for n in names if not _has_token_keys(ctx.keysets.get(n))]
         if not chosen:
             raise PlanError("every keyset already has keys: genesis ran before",
                             "run quarterly-rotation, or add a keyset to policy.toml")
         return chosen
     if script.name == "quarterly-rotation":
-        chosen = []
-        for name in names:
-            state = inputs.keysets.get(name)
-            if not _has_token_keys(state):
-                continue
-            assert state is not None
-            due = rotation_due(state, policy.keyset(name), inputs.now)
-            if due.next_due is None or due.overdue or inputs.now >= due.next_due - DUE_LEAD:
-                chosen.append(name)
+        chosen = [n for n in names if _rotation_has_work(ctx, n)]
         if not chosen:
             raise PlanError("no keyset is due for rotation",
                             "see `ceremony status`; name one with --keyset to rotate early")
         return chosen
-    return [n for n in names if _has_token_keys(inputs.keysets.get(n))]
+    return [n for n in names if _has_token_keys(ctx.keysets.get(n))]
+
+
+def _rotation_has_work(ctx: PlanningContext, name: str) -> bool:
+    """Due (or nearly), or a retired key may be unpublished, or a successor is missing."""
+    state = ctx.keysets.get(name)
+    if state is None or not _has_token_keys(state):
+        return False
+    policy = ctx.policy.keyset(name)
+    due = rotation_due(state, policy, ctx.now)
+    if due.next_due is None or due.overdue or ctx.now >= due.next_due - DUE_LEAD:
+        return True
+    rotation = plan_rotation(state, policy, ctx.now)
+    return any(a.action in ("unpublish", "generate", "publish") for a in rotation.actions)
 
 
 def _has_token_keys(state: KeysetState | None) -> bool:
     return state is not None and bool(state.token_keys)
-
-
-def _key_actions(inputs: PlanInputs, name: str, steps: set[str],
-                 labels: _Labels) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
-    policy = inputs.policy.keyset(name)
-    state = inputs.keysets.get(name, KeysetState(name))
-    now = inputs.now
-    extra: dict[str, list[Any]] = {"deferred": [], "notes": []}
-    out: list[dict[str, Any]] = []
-    if "destroy" in steps and not ({"generate", "activate"} & steps):
-        for key in state.in_state(KeyState.ARCHIVED, KeyState.COMPROMISED):
-            ready = earliest_destruction(key, policy)
-            if ready <= now:
-                out.append({"action": "destroy", "keyset": name, "kid": key.kid,
-                            "label": key.label, "cka_id": key.cka_id,
-                            "why": f"unpublished {format_time(key.archived_at or now)} + wait "
-                                   f"{policy.destruction_wait.days} d ended {format_time(ready)}",
-                            "description": f"destroy the private key of {short_kid(key.kid)}"})
-            else:
-                extra["deferred"].append({"action": "destroy", "keyset": name, "kid": key.kid,
-                                          "earliest": format_time(ready),
-                                          "why": "destruction wait"})
-        return out, extra
-    rotation: RotationPlan
-    if "compromise" in steps:
-        rotation = plan_emergency(state, policy, now)
-    else:
-        rotation = plan_rotation(state, policy, now)
-    refs: dict[str, str] = {}
-    pairs = _pairs(rotation)
-    for planned in rotation.actions:
-        if planned.action not in steps:
-            continue
-        target: dict[str, Any] = {}
-        if planned.new_key is not None:
-            label = refs.get(planned.new_key)
-            if label is None:
-                label = refs[planned.new_key] = labels.make(name)
-            target = {"label": label}
-            shown = label
-        else:
-            assert planned.kid is not None
-            target = {"kid": planned.kid}
-            shown = short_kid(planned.kid)
-        entry: dict[str, Any] = {"action": planned.action, "keyset": name, **target,
-                                 "why": planned.reason}
-        if planned.action == "generate":
-            entry["alg"] = policy.alg
-            if policy.rsa_bits is not None:
-                entry["rsa_bits"] = policy.rsa_bits
-            entry["purpose"] = "token"
-            entry["description"] = f"generate {policy.alg} key {shown} for {name}"
-            out.append(entry)
-            if "self_test" in steps:
-                out.append({"action": "self_test", "keyset": name, **target,
-                            "description": f"self-test {shown}"})
-            continue
-        if planned.waived:
-            entry["waived"] = planned.waived
-        partner = pairs.get((planned.action, planned.kid or planned.new_key or ""))
-        if partner is not None:
-            entry["paired_with"] = partner
-        entry["description"] = f"{planned.action} {shown}"
-        out.append(entry)
-    for item in rotation.deferred:
-        extra["deferred"].append({"action": item.action, "keyset": name, "kid": item.kid,
-                                  "earliest": format_time(item.earliest), "why": item.reason})
-    extra["notes"] += [f"{name}: {n}" for n in rotation.notes]
-    return out, extra
-
-
-def _orphan_destructions(plans: Mapping[str, PlanRecord]) -> list[dict[str, Any]]:
-    """Keys left on the token by generation steps of aborted ceremonies: reconciliation reports
-    them; destroying them is this quorum-approved step (never done silently)."""
-    resolved = {str(d.get("cka_id")) for p in plans.values() for d in p.done.values()
-                if d.get("orphan")}
-    out = []
-    for record in plans.values():
-        if record.aborted_at is None:
-            continue
-        for n, intent in sorted(record.intents.items()):
-            cka_id = str(intent.get("cka_id", ""))
-            if intent.get("action") != "generate" or n in record.done or cka_id in resolved:
-                continue
-            out.append({
-                "action": "destroy", "orphan": True, "keyset": str(intent.get("keyset", "")),
-                "cka_id": cka_id, "label": str(intent.get("label", "")),
-                "why": f"left by step {n} of aborted plan {record.plan_id}",
-                "description": f"destroy orphan key {intent.get('label')} (if on the token)",
-            })
-    return out
 
 
 def _pairs(rotation: RotationPlan) -> dict[tuple[str, str], str]:
@@ -369,14 +452,26 @@ def _pairs(rotation: RotationPlan) -> dict[tuple[str, str], str]:
     return {("retire", retire.kid): activate.kid, ("activate", activate.kid): retire.kid}
 
 
-def _nothing_to_do_hint(deferred: list[dict[str, Any]]) -> str:
+def _nothing_to_do_hint(deferred: Sequence[Deferred]) -> str:
     if deferred:
-        first = min(deferred, key=lambda d: d["earliest"])
-        return (f"the next action ({first['action']} {short_kid(first['kid'])}) is allowed "
-                f"from {first['earliest']}")
+        first = min(deferred, key=lambda d: d.earliest)
+        return (f"the next action ({first.action} {short_kid(first.kid)}) is allowed "
+                f"from {first.earliest}")
     return "see `ceremony status`"
 
 
-def jwks_keys(state: KeysetState) -> list[Mapping[str, Any]]:
+def jwks_keys(state: KeysetState) -> list[Mapping[str, object]]:
     """The public JWKs a keyset's bundle carries: published, active, retired, suspended."""
     return [k.jwk for k in state.token_keys if k.state in PUBLISHED_STATES]
+
+
+__all__ = [
+    "BUNDLE_ALG",
+    "BUNDLE_KEYSET",
+    "PLAN_LIFETIME",
+    "PlanningContext",
+    "build_plan",
+    "jwks_keys",
+    "new_plan_id",
+    "pin_threshold",
+]

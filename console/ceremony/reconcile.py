@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.ceremony.journal import PlanRecord
 from console.lifecycle import KeysetState, KeyState, short_kid
+
+if TYPE_CHECKING:
+    from console.workspace import Workspace
 
 _KEY_CLASSES = ("private key", "public key", "secret key")
 
@@ -67,7 +70,7 @@ def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
         if obj.object_class in _KEY_CLASSES:
             by_id.setdefault(obj.cka_id.hex(), []).append(obj)
     ledger_keys = {k.cka_id: k for state in keysets.values() for k in state.keys}
-    intents: dict[str, tuple[PlanRecord, dict[str, Any]]] = {}
+    intents: dict[str, tuple[PlanRecord, Mapping[str, Any]]] = {}
     for record in plans.values():
         for n, intent in record.intents.items():
             if intent.get("action") == "generate" and n not in record.done and "cka_id" in intent:
@@ -124,9 +127,13 @@ def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
                           findings=tuple(findings), private_visible=private_visible)
 
 
-def reconcile_workspace(ws: Any) -> Reconciliation:
+def reconcile_workspace(ws: Workspace) -> Reconciliation:
     """Read-only reconciliation from the CLI: the token is not logged in (no quorum needed),
-    so only public key objects are compared; ceremonies reconcile logged in."""
+    so only public key objects are compared; ceremonies reconcile logged in.
+
+    Raises:
+        ConfigDriftError: the configuration differs from the record (no module is loaded).
+    """
     from console.ceremony.journal import STATE_ENTRY_TYPES, replay_plans
     from console.lifecycle import replay
 

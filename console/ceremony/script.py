@@ -18,11 +18,16 @@ from console.errors import ScriptError
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "ceremonies"
 
+SCRIPT_SUFFIX = ".toml"
 ACTIONS = (
     "reconcile", "generate", "self_test", "publish", "activate", "retire", "unpublish",
     "destroy", "suspend", "compromise", "export_bundle", "export_audit", "enroll_officer",
-    "revoke_officer", "resplit_pin", "checkpoint", "note",
+    "revoke_officer", "resplit_pin", "checkpoint", "note", "record_config", "release_signer",
+    "revoke_signer",
 )
+BUNDLE_CHANGES = frozenset({"publish", "activate", "retire", "unpublish", "suspend",
+                            "compromise"})
+"""Steps that change what consumers see: they take effect with the script's export_bundle."""
 CLASSES = ("routine", "destructive", "emergency")
 PARAMETER_TYPES = ("cards", "officers", "text")
 
@@ -104,6 +109,13 @@ class Script:
         if not isinstance(raw_steps, list) or not raw_steps:
             raise ScriptError(f"{source}: no [[steps]]", 'add [[steps]] action = "reconcile"')
         steps = tuple(_step(raw, i, where) for i, raw in enumerate(raw_steps))
+        kinds = {step.action for step in steps}
+        if kinds & BUNDLE_CHANGES and "export_bundle" not in kinds:
+            changes = ", ".join(sorted(kinds & BUNDLE_CHANGES))
+            raise ScriptError(
+                f"{source}: {changes} take effect only with a signed bundle, and the script has "
+                "no export_bundle step",
+                'add [[steps]] action = "export_bundle" after them')
         return cls(
             name=name,
             ceremony_class=klass,
@@ -115,21 +127,22 @@ class Script:
         )
 
 
-def load_script(name_or_path: str, *, workspace: Path | None = None) -> Script:
-    """Find a script by name (workspace `ceremonies/`, then the shipped ones) or by path.
+def load_script(name: str, *, workspace: Path | None = None) -> Script:
+    """Find a script by name: the workspace's `ceremonies/NAME.toml`, else the shipped one.
+
+    Scripts are named, never given as paths: a workspace script is used only when the ledger's
+    recorded configuration includes it (`console.sealing`), which the caller checks.
 
     Raises:
         ScriptError: no such script, or it does not validate.
     """
+    if not _NAME.match(name):
+        raise ScriptError(f"unknown script {name!r}",
+                          f"scripts are named, not paths: choose one of {_shipped()}")
     candidates: list[Path] = []
-    if name_or_path.endswith(".toml") or "/" in name_or_path:
-        candidates.append(Path(name_or_path))
-    else:
-        if not _NAME.match(name_or_path):
-            raise ScriptError(f"unknown script {name_or_path!r}", f"choose one of {_shipped()}")
-        if workspace is not None:
-            candidates.append(workspace / "ceremonies" / f"{name_or_path}.toml")
-        candidates.append(SHIPPED_DIR / f"{name_or_path}.toml")
+    if workspace is not None:
+        candidates.append(workspace / "ceremonies" / f"{name}{SCRIPT_SUFFIX}")
+    candidates.append(SHIPPED_DIR / f"{name}{SCRIPT_SUFFIX}")
     for path in candidates:
         if path.is_file():
             try:
@@ -137,11 +150,16 @@ def load_script(name_or_path: str, *, workspace: Path | None = None) -> Script:
             except OSError as e:
                 raise ScriptError(f"cannot read {path}: {e.strerror}", "check the path") from e
             return Script.from_bytes(data, str(path))
-    raise ScriptError(f"unknown script {name_or_path!r}", f"choose one of {_shipped()}")
+    raise ScriptError(f"unknown script {name!r}", f"choose one of {_shipped()}")
+
+
+def shipped_script_paths() -> dict[str, Path]:
+    """Every shipped script by name."""
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob(f"*{SCRIPT_SUFFIX}"))}
 
 
 def shipped_scripts() -> list[str]:
-    return sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
+    return sorted(shipped_script_paths())
 
 
 def _shipped() -> str:

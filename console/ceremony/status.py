@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.ceremony.journal import (
     CEREMONY_ENTRY_TYPES,
@@ -26,8 +26,12 @@ from console.ceremony.planner import BUNDLE_KEYSET
 from console.clock import format_time
 from console.lifecycle import KeyState, replay, short_kid, status_json
 
+if TYPE_CHECKING:
+    from console.ledger import Entry
+    from console.workspace import Workspace
 
-def workspace_status(ws: Any, now: datetime) -> dict[str, Any]:
+
+def workspace_status(ws: Workspace, now: datetime) -> dict[str, Any]:
     # entries_of_type yields in seq order, which both replays depend on.
     replayed = replay(ws.ledger.entries_of_type(*KEY_ENTRY_TYPES))
     keysets = {k: v for k, v in replayed.keysets.items() if k != BUNDLE_KEYSET}
@@ -51,10 +55,13 @@ def workspace_status(ws: Any, now: datetime) -> dict[str, Any]:
         if bundle_key is not None else None
     )
     report["open_plans"] = [
-        {"plan_id": p.plan_id, "script": p.plan["script"]["name"], "state": p.state(),
-         "approvals": len(p.approvals), "expires_at": p.plan["expires_at"]}
+        {"plan_id": p.plan_id, "script": p.plan.script, "state": p.state(),
+         "keysets": list(p.keysets), "approvals": len(p.approvers()),
+         "quorum": p.plan.quorum_m, "steps_done": len(p.done), "steps": len(p.actions),
+         "expires_at": format_time(p.expires_at)}
         for p in open_plans(plans, now)
     ]
+    report["config_drift"] = [str(d) for d in ws.drift]
     pending = pending_ratifications(plans)
     report["pending_ratification"] = [p.plan_id for p in pending]
     report["warnings"] += [
@@ -62,21 +69,32 @@ def workspace_status(ws: Any, now: datetime) -> dict[str, Any]:
         "ratification — the next routine ceremony records it" for p in pending
     ]
     _bundle_expiry(ws, report, now)
+    first: list[str] = []
     for plan in report["open_plans"]:
-        if plan["state"] == "interrupted":
-            report["warnings"].append(f"ceremony {plan['plan_id']} was interrupted — run "
-                                      "`ceremony resume` (or `ceremony resume --abort`)")
+        if plan["state"] in ("interrupted", "executing"):
+            first.append(f"ceremony {plan['plan_id']} ({plan['script']}) was interrupted after "
+                         f"step {plan['steps_done']} of {plan['steps']} — continue with "
+                         "`ceremony resume --officer NAME …` or abort with `ceremony resume "
+                         "--abort --officer NAME`")
+        else:
+            first.append(f"plan {plan['plan_id']} ({plan['script']}) is open: approved by "
+                         f"{plan['approvals']} of {plan['quorum']} — `ceremony approve "
+                         f"{plan['plan_id']} --officer NAME`, then `ceremony execute`")
+    for difference in ws.drift:
+        first.append(f"configuration differs from the ledger's record: {difference} — run "
+                     "`ceremony plan config-change` (destructive quorum)")
+    report["warnings"] = first + report["warnings"]
     return report
 
 
 BUNDLE_RENEWAL_LEAD = timedelta(days=14)
 
 
-def _bundle_expiry(ws: Any, report: dict[str, Any], now: datetime) -> None:
+def _bundle_expiry(ws: Workspace, report: dict[str, Any], now: datetime) -> None:
     """Each keyset's latest bundle and when it expires (signed `exp` = export + lifetime)."""
-    latest: dict[str, Any] = {}
-    for entry in ws.ledger.entries_of_type("bundle.exported"):
-        latest[str(entry.data.get("keyset"))] = entry
+    latest: dict[str, Entry] = {}
+    for exported in ws.ledger.entries_of_type("bundle.exported"):
+        latest[str(exported.data.get("keyset"))] = exported
     for keyset in report["keysets"]:
         entry = latest.get(keyset["name"])
         policy = ws.policy.get(keyset["name"])
@@ -122,11 +140,6 @@ def render_status(report: dict[str, Any]) -> str:
                 f"{key['published_at'] or '—':<21} {key['activated_at'] or '—':<21} "
                 f"{key['retired_at'] or '—':<21}"
             )
-    if report["open_plans"]:
-        lines.append("")
-        for plan in report["open_plans"]:
-            lines.append(f"open plan {plan['plan_id']} ({plan['script']}, {plan['state']}, "
-                         f"{plan['approvals']} approvals, expires {plan['expires_at']})")
     if report["warnings"]:
         lines.append("")
         lines += [f"! {w}" for w in report["warnings"]]

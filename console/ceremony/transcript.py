@@ -9,13 +9,20 @@ Markdown and HTML special characters and control characters are shown, never int
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from console.ceremony.journal import EntryLike, PlanRecord
 from console.clock import format_time
-from console.errors import _inert
+from console.errors import ExportError, _inert
 from console.exports.qr import qr_svg
+from console.quorum.words import digest_words
+
+if TYPE_CHECKING:
+    from console.workspace import Workspace
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +60,9 @@ def _summary(entry: EntryLike) -> str:
 def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transcript:
     """Make the transcript of the plan `record` from its ledger `entries` (in ledger order)."""
     plan = record.plan
-    stem = (
-        f"{format_time(record.planned_at)[:10]}-{plan['script']['name']}-{record.plan_id}"
-    )
+    digest = record.digest.hex()
+    words = " ".join(digest_words(record.digest))
+    stem = f"{format_time(record.planned_at)[:10]}-{plan.script}-{record.plan_id}"
     mine = [e.seq for e in entries if e.ceremony == record.plan_id]
     first, last = (min(mine), max(mine)) if mine else (0, -1)
     # The closing checkpoint is recorded by the ledger itself, without a ceremony id.
@@ -63,7 +70,7 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
         e.type == "checkpoint.signed" and first <= e.seq <= last)]
     bundles = [e for e in leaves if e.type == "bundle.exported"]
     checkpoints = [e for e in leaves if e.type == "checkpoint.signed"]
-    qr_items: list[tuple[str, str]] = [("Plan digest", f"plan-sha256:{record.digest}")]
+    qr_items: list[tuple[str, str]] = [("Plan digest", f"plan-sha256:{digest}")]
     qr_items += [
         # The same payload as the export's bundle-digest.svg, so the two codes can be compared.
         (f"Bundle {b.data['keyset']} #{b.data['seq']} (SHA-256 of jwks.jwt)", str(b.data["sha256"]))
@@ -75,26 +82,25 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
 
     state = record.state()
     md: list[str] = [
-        f"# Ceremony transcript: {_md(plan['script']['name'])}",
+        f"# Ceremony transcript: {_md(plan.script)}",
         "",
         f"- Plan id: `{record.plan_id}`",
-        f"- Class: {_md(plan['class'])}",
-        f"- Script SHA-256: `{plan['script']['sha256']}`",
-        f"- Keysets: {_md(', '.join(plan.get('keysets', [])) or '(none)')}",
-        f"- Planned: {format_time(record.planned_at)} · expires {plan['expires_at']}",
-        f"- Plan digest (SHA-256 of the JCS plan): `{record.digest}`",
+        f"- Class: {_md(plan.ceremony_class)} (quorum {plan.quorum_m} of {plan.quorum_n})",
+        f"- Script SHA-256: `{plan.inputs.script_sha256}`",
+        f"- Keysets: {_md(', '.join(plan.keysets) or '(none)')}",
+        f"- Planned: {format_time(record.planned_at)} · expires {format_time(plan.expires_at)}",
+        f"- Plan digest (SHA-256 of the JCS plan): `{digest}`",
+        f"- Digest words (read aloud at approval): {_md(words)}",
         f"- Outcome: {state}",
         "",
         "## Plan",
         "",
     ]
-    for action in plan["actions"]:
-        md.append(f"{action['n']}. {_md(action.get('description', action['action']))}")
-        if action.get("why") and action["action"] != "generate":
-            md.append(f"   — {_md(action['why'])}")
+    for action in plan.actions:
+        md.append(f"{action.n}. {_md(action.description)}")
     md += ["", "## Approvals", ""]
     for approval in record.approvals:
-        md.append(f"- {_md(approval['officer'])}: signature `{approval['signature'][:24]}…`")
+        md.append(f"- {_md(approval.officer)}: signature `{approval.signature[:24]}…`")
     md += ["", "## Steps", "", "| seq | time (UTC) | actor | entry | details |",
            "|---:|---|---|---|---|"]
     for e in leaves:
@@ -124,16 +130,17 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
         "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;"
         "font-size:90%}code,pre{font-family:monospace}.qr{display:inline-block;margin:1em;"
         "text-align:center;width:14em}.qr svg{width:12em;height:12em}</style></head><body>",
-        f"<h1>Ceremony transcript: {_h(plan['script']['name'])}</h1>",
+        f"<h1>Ceremony transcript: {_h(plan.script)}</h1>",
         "<ul>",
         f"<li>Plan id: <code>{_h(record.plan_id)}</code></li>",
-        f"<li>Class: {_h(plan['class'])}</li>",
-        f"<li>Script SHA-256: <code>{_h(plan['script']['sha256'])}</code></li>",
-        f"<li>Plan digest: <code>{_h(record.digest)}</code></li>",
+        f"<li>Class: {_h(plan.ceremony_class)}</li>",
+        f"<li>Script SHA-256: <code>{_h(plan.inputs.script_sha256)}</code></li>",
+        f"<li>Plan digest: <code>{_h(digest)}</code></li>",
+        f"<li>Digest words: {_h(words)}</li>",
         f"<li>Outcome: {_h(state)}</li>",
         "</ul><h2>Approvals</h2><ul>",
     ]
-    body += [f"<li>{_h(a['officer'])}</li>" for a in record.approvals]
+    body += [f"<li>{_h(a.officer)}</li>" for a in record.approvals]
     body.append("</ul><h2>Steps</h2><table><tr><th>seq</th><th>time (UTC)</th><th>actor</th>"
                 "<th>entry</th><th>details</th></tr>")
     for e in leaves:
@@ -151,3 +158,37 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
     return Transcript(markdown="\n".join(md), html="\n".join(body), name=stem,
                       images=tuple(images))
 
+
+
+def write_transcript(ws: Workspace, plan_id: str) -> list[Path]:
+    """Write the plan's transcript (Markdown, HTML and QR images) unless it exists already;
+    return the Markdown and HTML paths."""
+    from console.ceremony.journal import CEREMONY_ENTRY_TYPES, find_plan, replay_plans
+    from console.ledger import EntryFilter
+
+    record = find_plan(replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES)), plan_id)
+    mine = EntryFilter(ceremony=record.plan_id)
+    # The ceremony's own entries, and the checkpoints (recorded without a ceremony id).
+    entries = sorted(
+        [*ws.ledger.page(0, ws.ledger.count(mine), mine),
+         *ws.ledger.entries_of_type("checkpoint.signed")],
+        key=lambda e: e.seq)
+    transcript = build_transcript(record, entries)
+    paths = []
+    files = [(f"{transcript.name}.md", transcript.markdown),
+             (f"{transcript.name}.html", transcript.html), *transcript.images]
+    try:
+        ws.transcripts_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files:
+            path = ws.transcripts_dir / name
+            if not path.exists():
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, path)
+            if name.endswith((".md", ".html")):
+                paths.append(path)
+    except OSError as e:
+        raise ExportError(f"cannot write the transcript in {ws.transcripts_dir}: "
+                          f"{e.strerror or e}", f"free space, then `ceremony transcript "
+                          f"{record.plan_id}`") from e
+    return paths

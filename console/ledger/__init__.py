@@ -23,8 +23,8 @@ from console.ledger.checkpoint import (
 from console.ledger.display import escape_for_display
 from console.ledger.entry import MAX_ENTRY_BYTES, Entry, parse_entry
 from console.ledger.merkle import verify_consistency, verify_inclusion
-from console.ledger.officers import OfficerRecord, replay_officers
 from console.ledger.pack import AuditReport, verify_audit_pack
+from console.ledger.trust import Officer, OfficerRegistry, OfficerStatus, Trust
 
 if TYPE_CHECKING:
     from console.ledger.export import export_audit_pack
@@ -40,7 +40,10 @@ __all__ = [
     "Ledger",
     "NewEntry",
     "NoteVerifier",
-    "OfficerRecord",
+    "Officer",
+    "OfficerRegistry",
+    "OfficerStatus",
+    "Trust",
     "checkpoint_body",
     "cosign_note",
     "escape_for_display",
@@ -48,7 +51,6 @@ __all__ = [
     "parse_checkpoint_body",
     "parse_entry",
     "parse_verifier_key",
-    "replay_officers",
     "sign_note",
     "verifier_key",
     "verify_audit_pack",

@@ -48,6 +48,7 @@ __all__ = [
     "cosign_note",
     "is_ledger_origin",
     "key_id",
+    "note_signers",
     "open_note",
     "parse_checkpoint_body",
     "parse_note",
@@ -268,17 +269,12 @@ def _signature_line(text: str, name: str, private_key: Ed25519PrivateKey) -> str
     return f"{SIGNATURE_PREFIX}{name} {base64.b64encode(kid + signature).decode()}"
 
 
-def open_note(
-    note: str,
-    verifiers: Iterable[NoteVerifier],
-    *,
-    required: set[str] | frozenset[str] = frozenset(),
-) -> tuple[str, frozenset[str]]:
-    """Verify any signed note; return its text and the names of the known keys that signed it.
+def note_signers(note: str, verifiers: Iterable[NoteVerifier]) -> tuple[str, frozenset[str]]:
+    """A note's text and the names of the known keys that signed it (possibly none).
 
     Raises:
         VerificationError: no verifier given; a malformed note; a known key's signature that
-            does not verify; no signature by a known key; a required signer missing.
+            does not verify.
     """
     known = {(v.name, v.key_id): v for v in verifiers}
     if not known:
@@ -293,6 +289,22 @@ def open_note(
         if len(sig.signature) != 64 or not verifier.verify(message, sig.signature):
             raise VerificationError(f"checkpoint signature by {sig.name!r} does not verify")
         signers.add(sig.name)
+    return text, frozenset(signers)
+
+
+def open_note(
+    note: str,
+    verifiers: Iterable[NoteVerifier],
+    *,
+    required: set[str] | frozenset[str] = frozenset(),
+) -> tuple[str, frozenset[str]]:
+    """Verify any signed note; return its text and the names of the known keys that signed it.
+
+    Raises:
+        VerificationError: no verifier given; a malformed note; a known key's signature that
+            does not verify; no signature by a known key; a required signer missing.
+    """
+    text, signers = note_signers(note, verifiers)
     if not signers:
         raise VerificationError(
             "checkpoint is not signed by any known key", "check the officers' verifier keys"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from console.errors import ExportError, LedgerError
 from console.ledger.checkpoint import parse_checkpoint_body, parse_note
-from console.ledger.officers import OfficerRecord, replay_officers
 from console.ledger.pack import (
     CHECKPOINT,
     ENTRIES,
@@ -30,17 +29,12 @@ from console.ledger.store import CHECKPOINT_TYPE, Ledger
 __all__ = ["export_audit_pack"]
 
 
-def export_audit_pack(
-    ledger: Ledger, out_dir: Path, officers: list[OfficerRecord] | None = None
-) -> Path:
+def export_audit_pack(ledger: Ledger, out_dir: Path) -> Path:
     """Write the audit pack of `ledger` to the new folder `out_dir`; return its path.
 
-    `officers`, when given, must be the replay of the ledger (a check that the caller's view
-    agrees); by default the ledger is replayed.
-
     Raises:
-        ExportError: `out_dir` exists, the ledger has no recorded checkpoint, the officers
-            differ from the ledger's, or a file cannot be written.
+        ExportError: `out_dir` exists, the ledger has no recorded checkpoint, or a file cannot
+            be written.
     """
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -56,9 +50,7 @@ def export_audit_pack(
     note = str(latest.data["note"])
     size = parse_checkpoint_body(parse_note(note)[0]).size
     total = ledger.size
-    replayed = replay_officers(ledger.entries_of_type("officer.enrolled", "officer.revoked"))
-    if officers is not None and officers != replayed:
-        raise ExportError("the officers given differ from the ledger's own record")
+    officers = ledger.trust.officers  # in force after the latest checkpoint: entries [0, size)
     root = ledger.root(size)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     if tmp.exists():
@@ -75,7 +67,7 @@ def export_audit_pack(
                     h.update(line)
                 _sync(f.fileno())
             digests[name] = h.hexdigest()
-        files = {CHECKPOINT: note.encode(), OFFICERS: officers_document(ledger.origin, replayed)}
+        files = {CHECKPOINT: note.encode(), OFFICERS: officers_document(ledger.origin, officers)}
         for cp in checkpoints[:-1]:
             old = int(cp.data["size"])
             if old >= 1:

@@ -17,8 +17,9 @@ Strictness beyond the reference implementation is listed in `KNOWN_DEVIATIONS`.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from console.errors import VerificationError
@@ -183,6 +184,33 @@ def subtree_hash_from_perfect(node: Callable[[int, int], bytes]) -> SubtreeHash:
         return node_hash(mth(start, start + k), mth(start + k, end))
 
     return mth
+
+
+def root_with_leaves(size: int, leaves: Mapping[int, bytes], stored: SubtreeHash) -> bytes:
+    """The root of `[0, size)` recomputed through the given leaf hashes (a batch inclusion proof).
+
+    Every range holding one of `leaves` is recomputed from its children; every other range is
+    taken from `stored` (e.g. persisted nodes, untrusted). Comparing the result with a signed root
+    proves all the given leaves at once: the nodes on their paths are shared, so k leaves of an
+    n-leaf tree cost about k * log2(n / k) lookups, not k * log2(n).
+    """
+    indexes = sorted(i for i in leaves if 0 <= i < size)
+    if len(indexes) != len(leaves):
+        raise VerificationError(f"a leaf to prove is outside the tree of size {size}")
+
+    def mth(lo: int, hi: int, first: int, last: int) -> bytes:
+        # indexes[first:last] are the leaves inside [lo, hi)
+        if first == last:
+            return stored(lo, hi)
+        if hi - lo == 1:
+            return leaves[lo]
+        k = largest_power_of_two_below(hi - lo)
+        cut = bisect.bisect_left(indexes, lo + k, first, last)
+        return node_hash(mth(lo, lo + k, first, cut), mth(lo + k, hi, cut, last))
+
+    if size == 0:
+        return EMPTY_ROOT
+    return mth(0, size, 0, len(indexes))
 
 
 def inclusion_path(index: int, size: int, mth: SubtreeHash) -> list[bytes]:

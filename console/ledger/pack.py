@@ -13,17 +13,19 @@ A pack is a directory (format v1):
 - `checkpoint` — the latest signed note (C2SP tlog-checkpoint in a C2SP signed-note).
 - `officers.json` — JCS JSON `{"v":1,"origin":...,"officers":[{"name","status","ed25519"
   (a JWK {"kty":"OKP","crv":"Ed25519","x"}),"verifier_key","x25519","enrolled_seq",
-  "revoked_seq"}]}`, the replay of every entry in the pack, in enrolment order.
+  "revoked_seq"}]}`: the officers in force after `checkpoint`, i.e. the replay of
+  `entries.jsonl`, in enrolment order (officer entries in `pending.jsonl` are not in force yet).
 - `proofs/consistency-<old>-<N>.txt` — for each earlier `checkpoint.signed` entry (old size
   >= 1), a consistency proof to N. Text, one item per line:
   `ceremony-ledger/consistency-proof/v1`, old size, new size, base64 old root, base64 new root,
   then one base64 hash per line (RFC 9162 §2.1.4 order).
 - `MANIFEST.sha256` — `sha256sum` lines (`<hex>  <path>`) for every other file, sorted by path.
 
-Verification rule for signatures: the final checkpoint (and every earlier recorded one) must be
-signed by at least one officer that the entries it covers enrol and have not revoked, and every
-signature by such an officer must verify; signatures by other keys are ignored (signed-note).
-`officers.json` must be exactly the replay of the pack's entries.
+Verification rule for signatures (`console.ledger.trust`): the final checkpoint and every earlier
+recorded one must be signed by at least the routine M of the officers in force before it (the
+replay of the entries the previous checkpoint covers; at genesis, of the entries it covers), and
+every signature by such an officer must verify; signatures by other keys are ignored
+(signed-note). `officers.json` must be exactly the replay of `entries.jsonl`.
 """
 
 from __future__ import annotations
@@ -48,9 +50,16 @@ from console import jcs
 from console.clock import format_time
 from console.errors import ConsoleError, EntryRejectedError, LedgerTamperedError, VerificationError
 from console.ledger import merkle
-from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note, verify_note
+from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
 from console.ledger.entry import MAX_ENTRY_BYTES, Entry, LineScan, parse_entry, scan_lines
-from console.ledger.officers import ENROLLED, REVOKED, OfficerRecord, OfficerReplay
+from console.ledger.trust import (
+    CONFIG_RECORDED,
+    ENROLLED,
+    REVOKED,
+    WORKSPACE_CREATED,
+    OfficerRegistry,
+    TrustReplay,
+)
 
 PACK_FORMAT = 1
 PROOF_HEADER = "ceremony-ledger/consistency-proof/v1"
@@ -63,8 +72,7 @@ MANIFEST = "MANIFEST.sha256"
 PROOFS = "proofs"
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._/-]+)$")
 _PROOF_NAME = re.compile(r"^consistency-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)\.txt$")
-WORKSPACE_TYPE = "workspace.created"
-_ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_TYPE})
+_ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CONFIG_RECORDED})
 """Entry types `_Verifier._entry` (or the officer replay) does more with than check and hash: such
 lines always take the strict path, the others may be accepted by `scan_lines`."""
 _BLOCK_BYTES = 4 << 20
@@ -137,7 +145,7 @@ def parse_consistency_proof(text: str) -> ConsistencyProofFile:
     return ConsistencyProofFile(sizes[0], sizes[1], hashes[0], hashes[1], tuple(hashes[2:]))
 
 
-def officers_document(origin: str, officers: list[OfficerRecord]) -> bytes:
+def officers_document(origin: str, officers: OfficerRegistry) -> bytes:
     """The exact bytes of officers.json for these officers (JCS, then a newline)."""
     doc: dict[str, Any] = {
         "v": PACK_FORMAT,
@@ -148,11 +156,11 @@ def officers_document(origin: str, officers: list[OfficerRecord]) -> bytes:
                 "status": o.status,
                 "ed25519": o.jwk(),
                 "verifier_key": o.verifier_key(),
-                "x25519": None if o.x25519 is None else _b64url(o.x25519),
+                "x25519": _b64url(o.x25519),
                 "enrolled_seq": o.enrolled_seq,
                 "revoked_seq": o.revoked_seq,
             }
-            for o in officers
+            for o in officers.officers
         ],
     }
     return jcs.canonicalize(doc) + b"\n"
@@ -194,7 +202,7 @@ class _Verifier:
         self.digests: dict[str, str] = {}  # SHA-256 of each file read whole, as it was read
         self.blocks_in_workers = 0
         self.cr = merkle.CompactRange()
-        self.replay = OfficerReplay()
+        self.replay: TrustReplay | None = None
         self.last_time = ""
         self.earlier: list[tuple[int, bytes, str]] = []  # (size, root, note)
         self.expect_root: bytes | None = None
@@ -213,6 +221,7 @@ class _Verifier:
         except VerificationError as e:
             raise self.fail(f"{CHECKPOINT}: {e.message}") from e
         origin, size = head.origin, head.size
+        self.replay = TrustReplay(origin, strict=True)
         if self.expect is not None:
             try:
                 self.expected = parse_checkpoint_body(parse_note(self.expect)[0])
@@ -249,11 +258,11 @@ class _Verifier:
                 f"says {_b64(head.root)}",
                 "an entry after the last earlier checkpoint was altered, or the checkpoint",
             )
-        try:
-            signed = verify_note(note, self.replay.active_verifiers(), origin=origin)
-        except VerificationError as e:
-            raise self.fail(f"{CHECKPOINT}: {e.message}", "the checkpoint was forged") from e
-        # 2. pending.jsonl: later entries; the first records this very checkpoint.
+        replay = self._replay()
+        officers = replay.pending
+        # 2. pending.jsonl: later entries; the first records this very checkpoint, which counts
+        # only when the routine quorum of the officers in force signed it.
+        signed: list[Checkpoint] = []
 
         def later(line_no: int, raw: bytes, seq: int) -> None:
             entry = self._entry(PENDING, line_no, raw, seq, origin)
@@ -264,6 +273,7 @@ class _Verifier:
                     raise self.fail(
                         f"{PENDING} line 1 (seq {size}): is not the entry recording {CHECKPOINT}"
                     )
+                signed.append(replay.verified[-1])
             elif entry.type == CHECKPOINT_TYPE:
                 raise self.fail(
                     f"{PENDING} line {line_no} (seq {entry.seq}): a later checkpoint exists, "
@@ -274,8 +284,7 @@ class _Verifier:
         pending = self._scan(PENDING, size, frozenset(), later)
         if pending == 0:
             raise self.fail(f"{PENDING} lacks the entry recording {CHECKPOINT} (seq {size})")
-        # 3. officers.json is the replay of the pack's entries.
-        officers = list(self.replay.officers.values())
+        # 3. officers.json is the replay of the covered entries.
         if self._read_bytes(OFFICERS) != officers_document(origin, officers):
             raise self.fail(f"{OFFICERS} does not match the officers the entries enrol")
         # 4. consistency proofs from each earlier checkpoint.
@@ -295,8 +304,8 @@ class _Verifier:
             size=size,
             root=root,
             pending=pending,
-            signers=signed.signers,
-            officers=tuple(o.name for o in officers),
+            signers=signed[0].signers,
+            officers=tuple(o.name for o in officers.officers),
             earlier_checkpoints=tuple(s for s, _, _ in self.earlier),
             expected_checkpoint_size=None if self.expected is None else self.expected.size,
         )
@@ -311,24 +320,23 @@ class _Verifier:
         if when < self.last_time:
             raise self.fail(f"{where}: time {when} is earlier than the entry before it")
         self.last_time = when
-        if (
-            seq == 0
-            and entry.type == "workspace.created"
-            and entry.data.get("origin") not in (None, origin)
-        ):
-            raise self.fail(f"{where}: workspace origin is not the checkpoint's {origin}")
-        if entry.type == CHECKPOINT_TYPE and name == ENTRIES:
-            self._earlier_checkpoint(where, entry, origin)
         if self.expected is not None and self.cr.size == self.expected.size:
             self.expect_root = self.cr.root()
-        try:
-            self.replay.apply(entry)
-        except VerificationError as e:
-            raise self.fail(f"{where}: {e.message}") from e
+        if entry.type == CHECKPOINT_TYPE:
+            self._recorded_checkpoint(where, entry, record=name == ENTRIES)
+        else:
+            try:
+                self._replay().apply(entry)
+            except LedgerTamperedError as e:
+                raise self.fail(f"{where}: {e.message}") from e
         self.cr.append(entry.leaf_hash)
         return entry
 
-    def _earlier_checkpoint(self, where: str, entry: Entry, origin: str) -> None:
+    def _replay(self) -> TrustReplay:
+        assert self.replay is not None  # made as soon as the checkpoint names the origin
+        return self.replay
+
+    def _recorded_checkpoint(self, where: str, entry: Entry, *, record: bool) -> None:
         data = entry.data
         note = data.get("note")
         here = self.cr.root()
@@ -340,12 +348,12 @@ class _Verifier:
         if not isinstance(note, str):
             raise self.fail(f"{where}: the recorded checkpoint has no note")
         try:
-            cp = verify_note(note, self.replay.active_verifiers(), origin=origin)
-        except VerificationError as e:
-            raise self.fail(f"{where}: recorded checkpoint: {e.message}") from e
-        if cp.size != entry.seq or cp.root != here:
-            raise self.fail(f"{where}: the recorded note is for another tree")
-        self.earlier.append((entry.seq, here, note))
+            self._replay().apply(entry, root=here)
+        except LedgerTamperedError as e:
+            raise self.fail(f"{where}: {e.message}", "the checkpoint was forged or the entries "
+                            "before it altered") from e
+        if record:
+            self.earlier.append((entry.seq, here, note))
 
     def _check_proofs(self, size: int, root: bytes) -> None:
         wanted = {proof_file_name(s, size): (s, r) for s, r, _ in self.earlier if s >= 1}

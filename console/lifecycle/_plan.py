@@ -100,6 +100,32 @@ def _unpublish_and_destroy(keyset: KeysetState, policy: KeysetPolicy, now: datet
     return destroyable
 
 
+class _Successors:
+    """Makes successors: a key generated before but never published (an aborted ceremony's,
+    already audited on the token) is published first; otherwise a new one is generated."""
+
+    def __init__(self, keyset: KeysetState, now: datetime, actions: list[PlannedAction],
+                 publish_reason: str) -> None:
+        self.unpublished = list(keyset.in_state(S.GENERATED))
+        self.now = now
+        self.actions = actions
+        self.publish_reason = publish_reason
+        self.count = 0
+
+    def __call__(self, reason: str) -> dict[str, str]:
+        if self.unpublished:
+            key = self.unpublished.pop(0)
+            self.actions.append(PlannedAction(
+                "publish", self.now, f"{reason}: {short_kid(key.kid)} was generated "
+                f"{format_time(key.created_at)} and never published", kid=key.kid))
+            return {"kid": key.kid}
+        self.count += 1
+        ref = f"new-{self.count}"
+        self.actions.append(PlannedAction("generate", self.now, reason, new_key=ref))
+        self.actions.append(PlannedAction("publish", self.now, self.publish_reason, new_key=ref))
+        return {"new_key": ref}
+
+
 def plan_rotation(keyset: KeysetState, policy: KeysetPolicy, now: datetime) -> RotationPlan:
     """The quarterly rotation as of `now` (also genesis, when the keyset has no active key yet).
 
@@ -116,16 +142,7 @@ def plan_rotation(keyset: KeysetState, policy: KeysetPolicy, now: datetime) -> R
     notes: list[str] = []
     active = keyset.active_key
     successors = list(keyset.successors)
-    new_count = 0
-
-    def new_key(reason: str) -> str:
-        nonlocal new_count
-        new_count += 1
-        ref = f"new-{new_count}"
-        actions.append(PlannedAction("generate", now, reason, new_key=ref))
-        actions.append(PlannedAction("publish", now, "announce it in the JWKS before it signs",
-                                     new_key=ref))
-        return ref
+    new_key = _Successors(keyset, now, actions, "announce it in the JWKS before it signs")
 
     if not keyset.set_up:
         # Genesis: no consumer trusts any key yet, so the first key may sign at once.
@@ -136,7 +153,7 @@ def plan_rotation(keyset: KeysetState, policy: KeysetPolicy, now: datetime) -> R
         else:
             ref = new_key("genesis: first signing key")
             actions.append(PlannedAction("activate", now, "genesis: first signing key",
-                                         new_key=ref, waived="activation-delay"))
+                                         waived="activation-delay", **ref))
         notes.append("genesis: consumers accept tokens once they have installed the first bundle")
     elif active is None:
         notes.append("no active key: run emergency-rotation, which may activate a key at once")
@@ -190,15 +207,7 @@ def plan_emergency(keyset: KeysetState, policy: KeysetPolicy, now: datetime, *,
     replaces_active = target is None or target.state is S.ACTIVE
     if target is not None and target.kid in {s.kid for s in successors}:
         successors = [s for s in successors if s.kid != target.kid]
-    new_count = 0
-
-    def new_key(reason: str) -> str:
-        nonlocal new_count
-        new_count += 1
-        ref = f"new-{new_count}"
-        actions.append(PlannedAction("generate", now, reason, new_key=ref))
-        actions.append(PlannedAction("publish", now, "announce it in the JWKS", new_key=ref))
-        return ref
+    new_key = _Successors(keyset, now, actions, "announce it in the JWKS")
 
     if replaces_active:
         if successors:
@@ -210,7 +219,7 @@ def plan_emergency(keyset: KeysetState, policy: KeysetPolicy, now: datetime, *,
         else:
             ref = new_key("no published successor: a new key must sign at once")
             actions.append(PlannedAction("activate", now, "takes over from the compromised key",
-                                         new_key=ref, waived="activation-delay"))
+                                         waived="activation-delay", **ref))
             published, late = now, list(policy.consumers)
         for consumer in late:
             notes.append(f"{consumer.name} rejects tokens of the new signing key until "

@@ -1,8 +1,7 @@
-"""Plans' digests, officers' approvals, the officer registry, and the quorum count.
+"""Officers' approvals of a plan digest, and the quorum count.
 
-This module owns the approval statement (``key-ceremony-approval/v1``), the replay of
-`officer.enrolled` / `officer.revoked` ledger entries into an `OfficerRegistry`, and the rule
-that decides whether a plan may run:
+This module owns the approval statement (``key-ceremony-approval/v1``) and the rule that decides
+whether a plan may run (the officers come from the one registry, `console.ledger.trust`):
 
     the quorum counts DISTINCT enrolled, unrevoked officers whose Ed25519 signature verifies
     over exactly this plan's digest, made before the plan expires.
@@ -15,36 +14,26 @@ passes the ledger entries, the approvals and `now`.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from hashlib import sha256
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from console.clock import format_time, require_utc
 from console.errors import OfficerError, QuorumError
-from console.jcs import canonicalize
-from console.quorum._codec import b64url_decode, b64url_encode, take_bytes, take_str
-from console.quorum.cards import UnlockedCard, check_officer_name
+from console.ledger.trust import OfficerRegistry
+from console.names import check_officer_name
+from console.quorum._codec import b64url_decode, b64url_encode
+from console.quorum.cards import UnlockedCard
 
 APPROVAL_CONTEXT = b"key-ceremony-approval/v1\n"
 DIGEST_SIZE = 32
 SIGNATURE_SIZE = 64
 MAX_OFFICERS = 255
 """Shamir shares are numbered 1..255 in the PIN gate; no quorum class may name more officers."""
-
-
-def plan_digest(plan: Mapping[str, Any]) -> bytes:
-    """SHA-256 of the plan's RFC 8785 canonical bytes.
-
-    Raises:
-        EntryRejectedError: the plan holds a float or another value JSON cannot carry.
-    """
-    return sha256(canonicalize(plan)).digest()
 
 
 def _check_digest(digest: object) -> None:
@@ -97,183 +86,6 @@ def sign_approval(card: UnlockedCard, digest: bytes, *, now: datetime | None = N
     signature = card.sign(approval_message(digest))
     approved_at = None if now is None else require_utc(now)
     return Approval(card.name, digest.hex(), b64url_encode(signature), approved_at)
-
-
-# --- officers ------------------------------------------------------------------------------
-
-
-class OfficerStatus(StrEnum):
-    ENROLLED = "enrolled"
-    REVOKED = "revoked"
-
-
-@dataclass(frozen=True, slots=True)
-class Officer:
-    """An officer as the ledger knows them."""
-
-    name: str
-    ed25519_public: bytes
-    x25519_public: bytes
-    status: OfficerStatus
-    enrolled_at: datetime
-    revoked_at: datetime | None = None
-    revoke_reason: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.status is OfficerStatus.ENROLLED
-
-    def ed25519_key(self) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(self.ed25519_public)
-
-
-class LedgerEntryLike(Protocol):
-    """What the replay functions read from a ledger entry."""
-
-    @property
-    def type(self) -> str: ...
-
-    @property
-    def data(self) -> Mapping[str, Any]: ...
-
-    @property
-    def time(self) -> datetime: ...
-
-
-@dataclass(frozen=True, slots=True)
-class OfficerRegistry:
-    """Every officer ever enrolled, in enrolment order, each with their current status."""
-
-    officers: tuple[Officer, ...] = ()
-    _by_name: dict[str, Officer] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        by_name: dict[str, Officer] = {}
-        keys: set[bytes] = set()
-        for officer in self.officers:
-            if officer.name in by_name:
-                raise OfficerError(f"officer {officer.name!r} appears twice in the registry")
-            for key in (officer.ed25519_public, officer.x25519_public):
-                if key in keys:
-                    raise OfficerError(f"officer {officer.name!r} reuses another officer's key")
-                keys.add(key)
-            by_name[officer.name] = officer
-        object.__setattr__(self, "_by_name", by_name)
-
-    @classmethod
-    def from_entries(cls, entries: Iterable[LedgerEntryLike]) -> OfficerRegistry:
-        """Replay `officer.enrolled` and `officer.revoked` entries (others are skipped).
-
-        A name is enrolled once and revoked at most once; a key is never enrolled twice (a
-        revoked officer's keys stay burnt). A replacement card is enrolled under a new name.
-
-        Raises:
-            OfficerError: an entry breaks those rules or is malformed (the ledger is inconsistent).
-        """
-        order: list[str] = []
-        current: dict[str, Officer] = {}
-        seen_keys: set[bytes] = set()
-        for entry in entries:
-            if entry.type == "officer.enrolled":
-                officer = _enrolled(entry)
-                if officer.name in current:
-                    raise OfficerError(
-                        f"ledger enrols officer {officer.name!r} twice",
-                        "enrol a replacement card under a new name",
-                    )
-                for key in (officer.ed25519_public, officer.x25519_public):
-                    if key in seen_keys:
-                        raise OfficerError(
-                            f"ledger enrols officer {officer.name!r} with a key already enrolled",
-                            "make a new card for every enrolment",
-                        )
-                    seen_keys.add(key)
-                current[officer.name] = officer
-                order.append(officer.name)
-            elif entry.type == "officer.revoked":
-                name, reason = _revoked(entry)
-                officer_or_none = current.get(name)
-                if officer_or_none is None:
-                    raise OfficerError(f"ledger revokes unknown officer {name!r}")
-                if not officer_or_none.active:
-                    raise OfficerError(f"ledger revokes officer {name!r} twice")
-                current[name] = Officer(
-                    officer_or_none.name, officer_or_none.ed25519_public,
-                    officer_or_none.x25519_public, OfficerStatus.REVOKED,
-                    officer_or_none.enrolled_at, require_utc(entry.time), reason,
-                )
-        return cls(tuple(current[name] for name in order))
-
-    def get(self, name: str) -> Officer | None:
-        return self._by_name.get(name)
-
-    def active(self) -> tuple[Officer, ...]:
-        return tuple(o for o in self.officers if o.active)
-
-    def require_active(self, name: str) -> Officer:
-        """The enrolled, unrevoked officer `name`.
-
-        Raises:
-            OfficerError: unknown or revoked.
-        """
-        officer = self._by_name.get(name)
-        if officer is None:
-            raise OfficerError(
-                f"no officer named {name!r} is enrolled", "see `ceremony officer list`"
-            )
-        if not officer.active:
-            raise OfficerError(f"officer {name!r} was revoked", "a revoked card cannot take part")
-        return officer
-
-
-def _enrolled(entry: LedgerEntryLike) -> Officer:
-    try:
-        data = entry.data
-        name = check_officer_name(take_str(data, "name"))
-        ed = take_bytes(data, "ed25519", 32)
-        x = take_bytes(data, "x25519", 32)
-    except ValueError as e:
-        raise OfficerError(f"malformed officer.enrolled entry: {e}") from e
-    return Officer(name, ed, x, OfficerStatus.ENROLLED, require_utc(entry.time))
-
-
-def _revoked(entry: LedgerEntryLike) -> tuple[str, str]:
-    try:
-        return take_str(entry.data, "name"), take_str(entry.data, "reason")
-    except ValueError as e:
-        raise OfficerError(f"malformed officer.revoked entry: {e}") from e
-
-
-# --- quorum classes ------------------------------------------------------------------------
-
-
-class QuorumClass(StrEnum):
-    """The ceremony classes of ceremony.toml; emergency ceremonies need later ratification."""
-
-    ROUTINE = "routine"
-    DESTRUCTIVE = "destructive"
-    EMERGENCY = "emergency"
-
-    @property
-    def needs_ratification(self) -> bool:
-        return self is QuorumClass.EMERGENCY
-
-
-@dataclass(frozen=True, slots=True)
-class QuorumRule:
-    """`threshold` (M) of `officers` (N) for one ceremony class."""
-
-    ceremony_class: QuorumClass
-    threshold: int
-    officers: int
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.threshold <= self.officers <= MAX_OFFICERS:
-            raise QuorumError(
-                f"quorum {self.threshold} of {self.officers} for {self.ceremony_class} "
-                "is impossible",
-                f"use 1 <= M <= N <= {MAX_OFFICERS}",
-            )
 
 
 # --- counting ------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import string
 import unicodedata
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from console.errors import (
     WeakPassphraseError,
 )
 from console.jcs import canonicalize, loads_strict
+from console.names import check_officer_name
 from console.quorum._codec import (
     b64url_encode,
     exact_keys,
@@ -80,31 +80,11 @@ SINGLE_CLASS_MIN_LENGTH = 20
 UNLOCK_FAILED = "card could not be unlocked with that passphrase"
 _UNLOCK_HINT = "check that this is your card and retype the passphrase"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 _AAD_CONTEXT = b"key-ceremony-card/v1\n"
 _FINGERPRINT_CONTEXT = b"key-ceremony-officer/v1\n"
 _CARD_KEYS = {
     "format", "name", "created_at", "ed25519_public", "x25519_public", "kdf", "cipher", "private",
 }
-
-
-def check_officer_name(name: object) -> str:
-    """Return `name` if it is a valid officer name: 1-32 of letters, digits, '.', '_', '-'.
-
-    The name appears in signed-note key names and file names, so spaces, '+' and control
-    characters are refused.
-
-    Raises:
-        OfficerError: the name is not valid.
-    """
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        shown = repr(name[:40]) + ("…" if len(name) > 40 else "") if isinstance(name, str) \
-            else type(name).__name__
-        raise OfficerError(
-            f"officer name {shown} is not valid",
-            "use 1-32 letters, digits, '.', '_' or '-', starting with a letter or digit",
-        )
-    return name
 
 
 @dataclass(frozen=True, slots=True)

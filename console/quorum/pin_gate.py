@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from console.clock import format_time, parse_time
 from console.errors import ClockError, EntryRejectedError, OfficerError, ShareError
 from console.jcs import canonicalize, loads_strict
+from console.names import check_officer_name
 from console.quorum._codec import (
     b64url_encode,
     exact_keys,
@@ -51,7 +52,7 @@ from console.quorum._codec import (
     take_str,
 )
 from console.quorum.approvals import MAX_OFFICERS
-from console.quorum.cards import UnlockedCard, check_officer_name
+from console.quorum.cards import UnlockedCard
 
 PIN_FORMAT = "key-ceremony-pin/v1"
 KEY_SIZE = 16

@@ -14,10 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.clock import format_time
-from console.errors import ConsoleError, ExportError
+from console.errors import CardError, ConsoleError, ExportError, UsageError
+from console.quorum.cards import UNLOCK_FAILED
+
+if TYPE_CHECKING:
+    from console.ceremony.progress import ProgressSink
+    from console.ceremony.review import PlanView
+    from console.ceremony.session import Approved, Session
+    from console.quorum.cards import UnlockedCard
 
 __all__ = ["Backend", "BundleFile", "BundleRow", "Health", "LedgerSummary", "WorkspaceBackend"]
 
@@ -174,9 +181,6 @@ class Backend:
 
         return officer_rows(self.ws)
 
-    def officer_names(self) -> list[str]:
-        return [str(o.name) for o in self.ws.config.officers]
-
     def keysets(self) -> list[str]:
         return [str(k.name) for k in self.ws.policy.keysets]
 
@@ -239,32 +243,34 @@ class Backend:
 
     # --- ceremonies ------------------------------------------------------------------------
 
-    def plan(self, script: str, keyset: str | None) -> Any:
-        from console.ceremony.service import plan_ceremony
+    def session(self) -> Session:
+        from console.ceremony.session import Session
 
-        return plan_ceremony(self.ws, script, keysets=[keyset] if keyset else [],
-                             now=self.now(), parameters=[])
+        return Session(self.ws, now=self.now())
 
-    def unlock(self, name: str, card: Path, passphrase: str) -> Any:
-        from console.ceremony.officers import unlock_officer_card
+    def plan(self, script: str, keyset: str | None) -> PlanView:
+        return self.session().plan(script, keysets=[keyset] if keyset else [])
 
-        return unlock_officer_card(name, card, passphrase)
+    def approve(self, plan_id: str, officer: str, card: Path, passphrase: str) -> Approved:
+        """One officer's approval from the dialog's card and passphrase (one try: the dialog
+        keeps what was typed and asks again)."""
+        return self.session().approve(plan_id, officer, _DialogCard(card, passphrase),
+                                      confirm=lambda view: None)
 
-    def approve(self, plan_id: str, card: Any) -> str:
-        from console.ceremony.service import approve_plan
-
-        return approve_plan(self.ws, plan_id, card, now=self.now())
-
-    def execute(self, plan_id: str, cards: list[Any], progress: Any) -> str:
-        from console.ceremony.service import execute_plan
-
-        with self.ws.exclusive():
-            return execute_plan(
-                self.ws, plan_id, cards, now=self.now(), progress=progress)
+    def execute(self, plan_id: str, cards: list[UnlockedCard], progress: ProgressSink) -> str:
+        names = [c.name for c in cards]
+        return self.session().execute(plan_id, names, _DialogCard(None, ""), progress=progress,
+                                      unlocked=cards)
 
     def quorum_for(self, ceremony_class: str) -> tuple[int, int]:
-        rule = self.ws.config.quorum.for_class(ceremony_class)
+        quorum = self.ws.trust.quorum
+        if quorum is None:
+            return (0, 0)
+        rule = quorum.for_class(ceremony_class)
         return int(rule.m), int(rule.n)
+
+    def officer_names(self) -> list[str]:
+        return [o.name for o in self.ws.trust.officers.active()]
 
     def demo_card(self, name: str) -> tuple[Path, Path] | None:
         return self.ws.demo_card(name)  # type: ignore[no-any-return]
@@ -279,6 +285,24 @@ class Backend:
 
 
 WorkspaceBackend = Backend
+
+
+class _DialogCard:
+    """A `CardSource` holding what the approval dialog collected (one passphrase, no retry)."""
+
+    def __init__(self, card: Path | None, passphrase: str) -> None:
+        self.card = card
+        self.secret = passphrase
+
+    def card_path(self, officer: str) -> Path:
+        if self.card is None:
+            raise UsageError(f"{officer}'s card is not unlocked", "approve again with the card")
+        return self.card
+
+    def passphrase(self, officer: str, attempt: int) -> str:
+        if attempt > 1:
+            raise CardError(UNLOCK_FAILED, "check the card and retype the passphrase")
+        return self.secret
 
 
 def _token_name(report: Any, label: str | None) -> str:

@@ -13,7 +13,6 @@ import pytest
 
 from console.errors import ExportError, LedgerTamperedError
 from console.ledger import Ledger, export_audit_pack, verify_audit_pack
-from console.ledger.officers import replay_officers
 from tests.unit.test_ledger_support import ORIGIN, T0, checkpoint_now, fill, new_ledger
 
 
@@ -24,7 +23,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     checkpoint_now(led, "alice", "bob")
     led.append("officer.revoked", {"name": "carol", "reason": "left"}, time=T0, actor="alice")
     fill(led, 25)
-    checkpoint_now(led, "alice")
+    checkpoint_now(led, "alice", "bob")
     fill(led, 3)
     yield led
     led.close()
@@ -37,13 +36,13 @@ def test_export_then_verify(ledger: Ledger, tmp_path: Path) -> None:
     assert report.origin == ORIGIN and report.size == covered
     assert report.root == ledger.root(covered)
     assert report.pending == ledger.size - covered == 4
-    assert report.signers == {"alice"} and report.earlier_checkpoints == (44,)
+    assert report.signers == {"alice", "bob"} and report.earlier_checkpoints == (45,)
     assert report.officers == ("alice", "bob", "carol")
     assert len((pack / "entries.jsonl").read_bytes().splitlines()) == covered
     officers = json.loads((pack / "officers.json").read_text())["officers"]
     assert [(o["name"], o["status"]) for o in officers] == [
-        ("alice", "active"),
-        ("bob", "active"),
+        ("alice", "enrolled"),
+        ("bob", "enrolled"),
         ("carol", "revoked"),
     ]
     assert officers[0]["ed25519"]["kty"] == "OKP" and officers[0]["verifier_key"].startswith(
@@ -53,7 +52,7 @@ def test_export_then_verify(ledger: Ledger, tmp_path: Path) -> None:
         ["sha256sum", "-c", "--strict", "MANIFEST.sha256"], cwd=pack, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert (pack / "proofs" / f"consistency-44-{covered}.txt").is_file()
+    assert (pack / "proofs" / f"consistency-45-{covered}.txt").is_file()
 
 
 def test_export_never_overwrites(ledger: Ledger, tmp_path: Path) -> None:
@@ -62,24 +61,29 @@ def test_export_never_overwrites(ledger: Ledger, tmp_path: Path) -> None:
         export_audit_pack(ledger, tmp_path / "pack")
 
 
-def test_export_refuses_disagreeing_officers(ledger: Ledger, tmp_path: Path) -> None:
-    officers = replay_officers(ledger.entries_of_type("officer.enrolled", "officer.revoked"))
-    export_audit_pack(ledger, tmp_path / "ok", officers)
-    with pytest.raises(ExportError, match="officers"):
-        export_audit_pack(ledger, tmp_path / "bad", officers[:2])
+def test_officers_json_lists_only_officers_in_force(ledger: Ledger, tmp_path: Path) -> None:
+    """An enrolment no checkpoint covers yet is not in officers.json (it is not in force)."""
+    from tests.unit.test_ledger_support import enrol_data
+
+    ledger.append("officer.enrolled", {**enrol_data("mallory"), "name": "dave"}, time=T0,
+                  actor="console")
+    pack = export_audit_pack(ledger, tmp_path / "pack")
+    names = [o["name"] for o in json.loads((pack / "officers.json").read_text())["officers"]]
+    assert names == ["alice", "bob", "carol"]
+    assert verify_audit_pack(pack).officers == ("alice", "bob", "carol")
 
 
 def test_expect_checkpoint(ledger: Ledger, tmp_path: Path) -> None:
     first = ledger.checkpoint_entries()[0].data["note"]
     pack = export_audit_pack(ledger, tmp_path / "pack")
-    assert verify_audit_pack(pack, expect_checkpoint=first).expected_checkpoint_size == 44
+    assert verify_audit_pack(pack, expect_checkpoint=first).expected_checkpoint_size == 45
     other = tmp_path / "other"
     other.mkdir()
     foreign = new_ledger(other)
     fill(foreign, 50, minutes=5)
-    rewritten = checkpoint_now(foreign, "alice", minutes=5)
+    rewritten = checkpoint_now(foreign, "alice", "bob", minutes=5)
     fill(foreign, 100, minutes=5)
-    newer = checkpoint_now(foreign, "alice", minutes=5)
+    newer = checkpoint_now(foreign, "alice", "bob", minutes=5)
     foreign.close()
     with pytest.raises(LedgerTamperedError, match="rewritten"):
         verify_audit_pack(pack, expect_checkpoint=rewritten)
@@ -155,7 +159,9 @@ def test_a_revoked_name_or_key_is_never_enrolled_again(tmp_path: Path) -> None:
 
     led = new_ledger(tmp_path)
     led.append("officer.revoked", {"name": "carol", "reason": "left"}, time=T0, actor="alice")
-    led.append("officer.enrolled", enrol_data("carol"), time=T0, actor="alice")
     with pytest.raises(VerificationError, match="enrolled twice"):
-        checkpoint_now(led, "alice")
+        led.append("officer.enrolled", enrol_data("carol"), time=T0, actor="alice")
+    with pytest.raises(VerificationError, match="reuses a key"):
+        led.append("officer.enrolled", {**enrol_data("carol"), "name": "carol2"}, time=T0,
+                   actor="alice")
     led.close()

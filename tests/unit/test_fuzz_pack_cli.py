@@ -55,7 +55,7 @@ def _make_pack() -> Path:
     ledger.append("officer.revoked", {"name": "carol", "reason": "left\n\x1b[2J"}, time=T0,
                   actor="alice")
     fill(ledger, 6)
-    checkpoint_now(ledger, "alice")
+    checkpoint_now(ledger, "alice", "bob")
     fill(ledger, 2)
     pack = export_audit_pack(ledger, root / "pack")
     ledger.close()

@@ -46,13 +46,14 @@ from console.ledger.checkpoint import (
 from console.ledger.entry import encode_entry, parse_entry
 from console.lifecycle import replay
 from console.quorum import create_card, seal_pin
+from console.ceremony.plan import Plan
+from console.ledger import OfficerRegistry
 from console.quorum.approvals import (
     Approval,
-    OfficerRegistry,
     approval_status,
-    plan_digest,
     sign_approval,
 )
+from tests.unit.plan_samples import sample_plan
 from console.quorum.cards import read_card_public, unlock_card
 from console.quorum.pin_gate import open_pin, read_sealed_pin
 from tests.fuzz.support import (
@@ -382,9 +383,8 @@ REGISTRY = OfficerRegistry.from_entries(
     [_E("officer.enrolled", dict(UNLOCKED.public.enrollment_data()), T0)]
     + [_E("officer.enrolled", enrol_data(n), T0) for n in ("bob", "carol")]
 )
-PLAN = {"id": "p-1", "actions": [{"n": 1, "action": "reconcile"}],
-        "expires_at": "2027-01-16T10:00:00Z"}
-DIGEST = plan_digest(PLAN)
+PLAN = sample_plan().to_dict()
+DIGEST = sample_plan().digest
 GOOD = sign_approval(UNLOCKED, DIGEST).to_dict()
 
 
@@ -407,12 +407,16 @@ def test_approval_status(items: list[Any], need: int) -> None:
 @settings(FUZZ, max_examples=400)
 @given(st.one_of(mutated_tree(PLAN, json_values), json_values))
 @example(PLAN)
-@example({"x": 1.5})
-@example({"x": float("nan")})
-def test_plan_digest(plan: Any) -> None:
-    digest = call("quorum.plan_digest", plan_digest, plan)
-    if not isinstance(digest, ConsoleError):
-        assert len(digest) == 32 and digest == plan_digest(jcs.loads_strict(jcs.canonicalize(plan)))
+@example({**PLAN, "x": 1.5})
+@example({**PLAN, "actions": [{**PLAN["actions"][0], "n": float("nan")}]})
+def test_plan_from_stored(plan: Any) -> None:
+    """The typed plan parser: a plan either parses into exactly its own canonical bytes (and
+    its digest is of those bytes) or is refused with one ConsoleError."""
+    parsed = call("ceremony.Plan.from_stored", Plan.from_stored, plan)
+    if not isinstance(parsed, ConsoleError):
+        typed, digest = parsed
+        assert typed.canonical() == jcs.canonicalize(plan)
+        assert digest == typed.digest
 
 
 # --- sealed PIN ----------------------------------------------------------------------------

@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-CORE = [
-    "console.errors", "console.jcs", "console.clock", "console.config", "console.lifecycle",
-    "console.workspace", "console.hsm", "console.ledger", "console.quorum", "console.exports",
-    "console.ceremony.script", "console.ceremony.journal", "console.ceremony.service",
-    "console.verify",
-]
+PACKAGE = Path(__file__).resolve().parents[2] / "console"
+CORE = sorted(
+    ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+    for path in PACKAGE.rglob("*.py")
+    if "tui" not in path.relative_to(PACKAGE).parts and path.name != "__main__.py"
+)
+"""Every module of the console but the TUI's: the domain core and the CLI face."""
 UI_MODULES = {"textual", "rich"}
 HSM_MODULES = {"pkcs11", "console.hsm"}
 

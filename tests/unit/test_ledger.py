@@ -55,11 +55,11 @@ def test_connection_pragmas(ledger: Ledger) -> None:
 
 def test_append_read_round_trip_and_stored_bytes(ledger: Ledger) -> None:
     e = ledger.append("key.generated", {"kid": "k1", "n": 3}, time=T0, actor="alice", ceremony="c9")
-    assert e.seq == 4 and ledger.size == 5
+    assert e.seq == 5 and ledger.size == 6
     assert e.raw == jcs.canonicalize(
         {
             "v": 1,
-            "seq": 4,
+            "seq": 5,
             "time": "2027-01-15T10:00:00Z",
             "type": "key.generated",
             "ceremony": "c9",
@@ -67,9 +67,9 @@ def test_append_read_round_trip_and_stored_bytes(ledger: Ledger) -> None:
             "data": {"kid": "k1", "n": 3},
         }
     )
-    back = ledger.entry(4)
+    back = ledger.entry(5)
     assert back == e and back.data == {"kid": "k1", "n": 3} and back.time == T0
-    assert ledger._conn.execute("SELECT raw FROM entries WHERE seq=4").fetchone()[0] == e.raw
+    assert ledger._conn.execute("SELECT raw FROM entries WHERE seq=5").fetchone()[0] == e.raw
     assert e.leaf_hash == merkle.leaf_hash(e.raw)
     assert ledger.last_time() == T0
     assert [x.seq for x in ledger.entries(2, 4)] == [2, 3]
@@ -186,8 +186,11 @@ def test_record_checkpoint_refusals(ledger: Ledger) -> None:
     with pytest.raises(VerificationError, match="covers"):
         ledger.record_checkpoint(stale, time=T0, actor="console")
     forged = sign_note(ledger.checkpoint_body(), "mallory", KEYS["mallory"])
-    with pytest.raises(VerificationError, match="known key"):
+    with pytest.raises(VerificationError, match="signed by 0 of the 2"):
         ledger.record_checkpoint(forged, time=T0, actor="console")
+    alone = sign_note(ledger.checkpoint_body(), "alice", KEYS["alice"])
+    with pytest.raises(VerificationError, match="signed by 1 of the 2 officers it needs"):
+        ledger.record_checkpoint(alone, time=T0, actor="console")
     assert not ledger.checkpoint_file.exists()
 
 
@@ -244,24 +247,26 @@ def test_rewritten_history_and_expect_checkpoint(tmp_path: Path) -> None:
 def test_page_and_count_with_filters(ledger: Ledger) -> None:
     fill(ledger, 30, ceremony="c-1")
     fill(ledger, 5, ceremony="c-2")
-    assert ledger.count() == ledger.size == 39
+    assert ledger.count() == ledger.size == 40
     assert ledger.count(EntryFilter(type_prefix="officer.")) == 3
     assert ledger.count(EntryFilter(ceremony="c-2")) == 5
     assert ledger.count(EntryFilter(text="kid-3")) == 2
     page = ledger.page(0, 10, EntryFilter(ceremony="c-1"))
-    assert [e.seq for e in page] == list(range(4, 14))
-    assert [e.seq for e in ledger.page(0, 3, newest_first=True)] == [38, 37, 36]
-    assert [e.seq for e in ledger.page(36, 10)] == [36, 37, 38]
+    assert [e.seq for e in page] == list(range(5, 15))
+    assert [e.seq for e in ledger.page(0, 3, newest_first=True)] == [39, 38, 37]
+    assert [e.seq for e in ledger.page(37, 10)] == [37, 38, 39]
     assert [e.seq for e in ledger.page(2, 2, EntryFilter(ceremony="c-2"), newest_first=True)] == [
+        37,
         36,
-        35,
     ]
+    # The UI shows 8 characters of a ceremony id: a prefix is enough to filter.
+    assert ledger.count(EntryFilter(ceremony="c-")) == 35
 
 
 def test_verify_tree_names_the_first_bad_seq(ledger: Ledger) -> None:
     fill(ledger, 20)
     ledger._conn.execute("DROP TRIGGER entries_no_update")
-    raw = ledger.entry(9).raw.replace(b"kid-5", b"kid-6")
+    raw = ledger.entry(9).raw.replace(b"kid-4", b"kid-6")
     ledger._conn.execute("UPDATE entries SET raw = ? WHERE seq = 9", (raw,))
     ledger._conn.execute(
         "CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries "

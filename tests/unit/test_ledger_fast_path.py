@@ -189,7 +189,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     checkpoint_now(ledger, "alice", "bob")
     ledger.append("officer.revoked", {"name": "carol", "reason": "left"}, time=T0, actor="alice")
     fill(ledger, 140)
-    checkpoint_now(ledger, "alice")
+    checkpoint_now(ledger, "alice", "bob")
     fill(ledger, 5)
     yield export_audit_pack(ledger, folder / "pack")
     ledger.close()

@@ -11,11 +11,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from console.ledger import Ledger, cosign_note, sign_note
-from console.ledger.officers import b64url_encode
+from console.b64 import encode as b64url_encode
 
 T0 = datetime(2027, 1, 15, 10, 0, 0, tzinfo=UTC)
 ORIGIN = f"example.com/ceremony-ledger/{uuid.UUID(int=1)}"
 OFFICERS = ("alice", "bob", "carol")
+QUORUM = {"routine": {"m": 2, "n": 3}, "destructive": {"m": 3, "n": 3},
+          "emergency": {"m": 2, "n": 3}}
+"""The quorum rules every test ledger records: a checkpoint counts with 2 officers in force."""
 KEYS = {
     n: Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"test-officer:" + n.encode()).digest())
     for n in (*OFFICERS, "mallory")
@@ -44,6 +47,7 @@ def new_ledger(folder: Path, *, officers: tuple[str, ...] = OFFICERS) -> Ledger:
         time=T0,
         actor="console",
     )
+    ledger.append("config.recorded", {"quorum": QUORUM}, time=T0, actor="console")
     for name in officers:
         ledger.append("officer.enrolled", enrol_data(name), time=T0, actor="console")
     return ledger

@@ -8,6 +8,8 @@ distinct officer names among the pool items labelled good, compare with M.
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from console.errors import QuorumError
+from console.jcs import canonicalize
+from console.ledger import OfficerRegistry
 from console.quorum import (
     APPROVAL_CONTEXT,
     Approval,
-    OfficerRegistry,
     QuorumStatus,
-    plan_digest,
     require_quorum,
 )
 from console.quorum._codec import b64url_encode
@@ -32,8 +34,8 @@ EXPIRES = T0 + timedelta(days=1)
 ENROLLED = ("alice", "bob", "carol", "dave")
 REVOKED = ("erin",)
 UNKNOWN = ("mallory",)
-DIGEST = plan_digest({"id": "plan-1", "actions": ["generate"]})
-OTHER = plan_digest({"id": "plan-2", "actions": ["destroy"]})
+DIGEST = hashlib.sha256(canonicalize({"id": "plan-1", "actions": ["generate"]})).digest()
+OTHER = hashlib.sha256(canonicalize({"id": "plan-2", "actions": ["destroy"]})).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Entry:
     type: str
     data: dict[str, Any]
     time: datetime
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, RichLog, Select, Static
 
 from console.ceremony.progress import StepEvent
+from console.clock import format_time
 from console.errors import ConsoleError
 from console.quorum import digest_words, grouped_hex
 from console.tui.dialogs.approval import ApprovalDialog, ApprovalInput
@@ -152,41 +153,34 @@ class CeremonyScreen(ConsoleScreen):
         self.approvals.clear()
         self._cards.clear()
         self.finished = False
-        plan = self.planned.plan
+        plan = self.planned.record.plan
         lines = Text()
-        for action in plan.get("actions", []):
-            lines.append(f"{action.get('n'):>2} ", style="bold")
-            lines.append(str(action.get("description", action.get("action", ""))))
-            if action.get("earliest"):
-                lines.append(f"  allowed since {str(action['earliest'])[:16].replace('T', ' ')}",
-                             style="cyan")
+        for action in plan.actions:
+            lines.append(f"{action.n:>2} ", style="bold")
+            lines.append(action.description)
             lines.append("\n")
-            if action.get("why"):
-                lines.append(f"     = {action['why']}\n", style="dim")
-        for item in plan.get("deferred", []):
+            for change in getattr(action, "changes", ()):
+                lines.append(f"     {change.verb} {change.key.text} = {change.why}\n",
+                             style="dim")
+        for item in plan.deferred:
             # What the timing rules do not allow yet, and from when (the "why" of a wait).
-            earliest = str(item.get("earliest", ""))[:16].replace("T", " ")
-            lines.append(f" later: {item.get('action')} {str(item.get('kid', ''))[:8]}… from "
-                         f"{earliest} UTC\n", style="yellow")
-            lines.append(f"     = {item.get('why', '')}\n", style="dim")
-        for note in plan.get("notes", []):
+            earliest = item.earliest[:16].replace("T", " ")
+            lines.append(f" later: {item.action} {item.kid[:8]}… from {earliest} UTC\n",
+                         style="yellow")
+            lines.append(f"     = {item.why}\n", style="dim")
+        for note in plan.notes:
             lines.append(f" note: {note}\n", style="dim")
         self.query_one("#plan", Static).update(lines)
-        expires = str(plan.get("expires_at") or "")[:16].replace("T", " ")
-        script = plan.get("script")
-        script_name = script.get("name", "") if isinstance(script, dict) else str(script or "")
+        expires = format_time(plan.expires_at)[:16].replace("T", " ")
         self.query_one("#plan-title", Label).update(
-            f"Plan · {script_name} · {self.planned.plan_id[:8]}"
-            + (f" · expires {expires} UTC" if expires else ""))
+            f"Plan · {plan.script} · {self.planned.plan_id[:8]} · expires {expires} UTC")
         digest = self.planned.digest
         self.query_one("#digest", Static).update(Text.assemble(
             (grouped_hex(digest), "bold"), "\n\n", (" ".join(digest_words(digest)), "italic"),
             "\n\n", ("[w] show as QR", "dim")))
         steps = self.query_one("#steps", StepList)
         steps.remove_children()
-        steps.mount_all([StepRow(int(a.get("n", i + 1)), str(a.get("action", "")),
-                                 str(a.get("description", "")))
-                         for i, a in enumerate(plan.get("actions", []))])
+        steps.mount_all([StepRow(a.n, a.kind, a.description) for a in plan.actions])
         self.query_one("#transcript", RichLog).clear()
         self._log(f"planned {self.planned.plan_id} digest {digest.hex()[:16]}…")
         self._show_approvals()
@@ -194,11 +188,12 @@ class CeremonyScreen(ConsoleScreen):
     def _quorum(self) -> tuple[int, int]:
         if self.planned is None:
             return (0, 0)
-        return self.backend.quorum_for(str(self.planned.plan.get("class", "routine")))  # type: ignore[no-any-return]
+        m, n = self.backend.quorum_for(self.planned.record.plan.ceremony_class)
+        return int(m), int(n)
 
     def _show_approvals(self) -> None:
         m, n = self._quorum()
-        cls = self.planned.plan.get("class", "routine") if self.planned is not None else ""
+        cls = self.planned.record.plan.ceremony_class if self.planned is not None else ""
         self.query_one("#approvals-title", Label).update(
             f"Approvals · {cls} quorum {m} of {n}")
         line = Text()
@@ -252,12 +247,11 @@ class CeremonyScreen(ConsoleScreen):
 
         def job() -> None:
             try:
-                card = backend.unlock(given.officer, given.card, given.passphrase)
-                status = backend.approve(plan_id, card)
+                approved = backend.approve(plan_id, given.officer, given.card, given.passphrase)
             except ConsoleError as e:
                 self.post_message(OperationFailed(f"Approval by {given.officer}", e))
                 return
-            self.post_message(ApprovalRecorded(given.officer, status, card))
+            self.post_message(ApprovalRecorded(given.officer, approved.message, approved.card))
 
         self.run_worker(job, thread=True, exit_on_error=False, group="ceremony",
                         description=f"Unlocking {given.officer}'s card")
