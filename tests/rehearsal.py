@@ -62,6 +62,7 @@ from tests.integration.ceremony_helpers import (
     after,
     assert_one_error,
     cli,
+    demo_officer_args,
     export_dirs,
     helper,
     inspect,
@@ -430,10 +431,6 @@ class _Year:
         """`ceremony demo --headless`; genesis is checked after the fact from the ledger, as
         of the moment it completed (no audit pack can be exported as of then)."""
         make_demo(self.ws, fast=False)
-        if self.network:
-            self.server = serve_over_p11kit(self.ws, self.workdir / "p11")
-            self.report(f"the demo token is now served by p11-kit server at "
-                        f"{self.server.address}")
         entries = ledger_entries(self.ws)
         completed = [e for e in entries if e["type"] == "ceremony.completed"]
         _require([c["data"]["script"] for c in completed] == ["genesis", "quarterly-rotation"],
@@ -458,6 +455,11 @@ class _Year:
                  "replayed up to it, PyJWT; the audit pack is checked after the demo's rotation")
         rotation = completed[1]
         self.check("rotation (demo)", rotation["time"], rotation["data"]["plan_id"])
+        if self.network:
+            # The officers record the new module with a config-change (destructive quorum).
+            self.server = serve_over_p11kit(self.ws, self.workdir / "p11")
+            self.report(f"the demo token is now served by p11-kit server at "
+                        f"{self.server.address}")
 
     def quarterly(self, label: str, now: str, officers: Sequence[str], *extra: str,
                   note: str = "") -> CeremonyRow:
@@ -551,8 +553,9 @@ class _Year:
         successor = next(k["kid"] for k in before["keys"] if k["state"] == "published")
         size = len(ledger_entries(self.ws))
         proc = subprocess.Popen(
-            [PYTHON, "-m", "console", "run", "quarterly-rotation", "--now", now,
-             "--officer", "alice", "--officer", "bob"],
+            [PYTHON, "-m", "console", *demo_officer_args(self.ws, (
+                "run", "quarterly-rotation", "--now", now, "--officer", "alice", "--officer",
+                "bob"))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
             env=_env({**self.env, "CEREMONY_WORKSPACE": str(self.ws)}))
         assert proc.stderr is not None

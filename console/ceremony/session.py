@@ -334,6 +334,19 @@ class Session:
 
     # --- cards -----------------------------------------------------------------------------
 
+    def card_path(self, cards: CardSource, officer: str) -> Path:
+        """Where the face says `officer`'s card is, if it may be used from there.
+
+        Raises:
+            UsageError: no card given, or it lives inside a production workspace.
+        """
+        path = cards.card_path(officer)
+        if not self.ws.rehearsal and path.resolve().is_relative_to(self.ws.root):
+            raise UsageError(f"{officer}'s card is inside the workspace ({path})",
+                             "an officer's card lives on their own medium, never in the "
+                             "workspace")
+        return path
+
     def unlock(self, cards: CardSource, officer: str, record: PlanRecord | None) -> UnlockedCard:
         """Read and unlock `officer`'s card: up to three tries, each failure recorded.
 
@@ -342,12 +355,7 @@ class Session:
             CardError: the card cannot be read, or three wrong passphrases.
             QuorumError: the card is not the one enrolled for `officer`.
         """
-        path = cards.card_path(officer)
-        if not self.ws.rehearsal and path.resolve().is_relative_to(self.ws.root):
-            raise UsageError(f"{officer}'s card is inside the workspace ({path})",
-                             "an officer's card lives on their own medium, never in the "
-                             "workspace")
-        data = read_card_file(path)
+        data = read_card_file(self.card_path(cards, officer))
         enrolled = self.ws.trust.officers.get(officer)
         protect_process()
         for attempt in range(1, UNLOCK_TRIES + 1):
@@ -390,6 +398,7 @@ class Session:
             if not self.check_approver(view, officer):
                 return Approved(f"{officer} already approved plan {view.plan_id}: "
                                 f"{view.status.summary()}")
+            self.card_path(cards, officer)
             confirm(view)
             card = self.unlock(cards, officer, view.record)
             return Approved(self._approve(view, card), card)
@@ -433,9 +442,12 @@ class Session:
         with self.ws.exclusive():
             view = self.review(plan_id)
             self.check_executors(view, officers)
+            held = {c.name: c for c in unlocked}
+            for name in officers:
+                if name not in held:
+                    self.card_path(cards, name)
             if confirm is not None:
                 confirm(view)
-            held = {c.name: c for c in unlocked}
             ready = [held.get(name) or self.unlock(cards, name, view.record)
                      for name in officers]
             return self._execute(view, ready, progress, resuming=False)
@@ -508,6 +520,8 @@ class Session:
             raise UsageError("run needs the approving officers", "add --officer NAME (repeat)")
         if len(set(officers)) != len(officers):
             raise UsageError("an officer is named twice", "name each officer once")
+        for name in officers:
+            self.card_path(cards, name)
         view = self.plan(script, keysets=keysets, parameters=parameters)
         if on_plan is not None:
             on_plan(view)
@@ -515,6 +529,7 @@ class Session:
             with self.ws.exclusive():
                 for name in officers:
                     self.check_approver(view, name)
+                    self.card_path(cards, name)
                 if len(officers) < view.record.plan.quorum_m:
                     raise QuorumError(
                         f"plan {view.plan_id} needs {view.record.plan.quorum_m} officers; "
@@ -559,6 +574,8 @@ class Session:
             record = self.interrupted()
             view = self._review(record, for_resume=True)
             self.check_executors(view, officers)
+            for name in officers:
+                self.card_path(cards, name)
             unlocked = [self.unlock(cards, name, record) for name in officers]
             return self._execute(view, unlocked, progress, resuming=True)
 
@@ -594,6 +611,7 @@ class Session:
                 raise QuorumError(
                     f"only an officer who approved plan {record.plan_id} may abort it "
                     f"({', '.join(approvers)})", f"ask {approvers[0]} to abort it")
+            self.card_path(cards, officer)
             confirm(record)
             card = self.unlock(cards, officer, record)
             kept, undone = _abort_outcome(record, self.ws.exports_dir)

@@ -104,6 +104,7 @@ class _HsmTimer:
 def _rotate(root: Path) -> dict[str, Any]:
     """Plan, approve and execute a quarterly rotation in-process; returns timings."""
     from console.ceremony.service import approve_plan, execute_plan, plan_ceremony
+
     from console.workspace import Workspace
 
     ws = Workspace.open(root)

@@ -40,12 +40,36 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+CARD_COMMANDS = ("run", "approve", "execute", "resume", "enroll", "revoke")
+
+
+def demo_officer_args(ws: Path, args: tuple[str, ...]) -> tuple[str, ...]:
+    """What an officer at a rehearsal console types, given as options: the demo card's
+    passphrase file for every --officer without one, and --yes for the digest words (a
+    rehearsal-only option) unless the test gives --words itself."""
+    if not any(command in args for command in CARD_COMMANDS):
+        return args
+    names = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--officer"]
+    given = {args[i + 1].split("=", 1)[0] for i, a in enumerate(args[:-1])
+             if a == "--passphrase-file"}
+    extra: list[str] = []
+    for name in names:
+        secret = ws / "demo-cards" / f"{name}.pass"
+        if name not in given and secret.is_file():
+            extra += ["--passphrase-file", f"{name}={secret}"]
+    if "--words" not in args and "--yes" not in args:
+        extra.append("--yes")
+    return (*args, *extra)
+
+
 def cli(ws: Path | None, *args: str, env: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `ceremony ARGS` in a subprocess against workspace `ws` (via CEREMONY_WORKSPACE)."""
+    """Run `ceremony ARGS` in a subprocess against workspace `ws` (via CEREMONY_WORKSPACE);
+    officers' commands get the demo's passphrase files and --yes (see `demo_officer_args`)."""
     extra = dict(env or {})
     if ws is not None:
         extra["CEREMONY_WORKSPACE"] = str(ws)
+        args = demo_officer_args(ws, args)
     return subprocess.run([PYTHON, "-m", "console", *args], capture_output=True, text=True,
                           env=_env(extra), cwd=cwd or ws or REPO, timeout=TIMEOUT, check=False)
 
@@ -127,6 +151,9 @@ def serve_over_p11kit(ws: Path, socket_dir: Path) -> P11KitServer:
     assert label is not None, "the workspace names no token_label"
     set_config(ws, r'^module = "softhsm"$', 'module = "p11-kit"')
     set_config(ws, r'^softhsm_conf = .*\n', "")
+    # A new module is a configuration change: the officers record it under the quorum.
+    ok(ws, "run", "config-change", "--now", after(ws), "--officer", "alice", "--officer", "bob",
+       "--officer", "carol")
     token = SoftHsmToken(conf=(ws / "softhsm" / "softhsm2.conf").resolve(), module=module,
                          label=label.group(1))
     server = P11KitServer(token, socket_dir)

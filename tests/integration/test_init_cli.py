@@ -85,7 +85,22 @@ def test_init_then_genesis_on_a_production_workspace(
                  *_officer_args(officers, "alice", "bob")]) == ExitCode.FAILED
     assert "rehearsal" in capsys.readouterr().err
 
-    assert main(["run", "genesis", "--workspace", str(ws),
+    # Production: the officers read the digest words aloud and type them (--words here).
+    capsys.readouterr()
+    assert main(["plan", "genesis", "--json", "--workspace", str(ws)]) == ExitCode.OK
+    planned = json.loads(capsys.readouterr().out)
+    words = " ".join(planned["words"][:2])
+    plan_id = planned["plan_id"]
+    assert main(["approve", plan_id, "--workspace", str(ws), "--yes",
+                 *_officer_args(officers, "alice")]) == ExitCode.USAGE
+    assert "rehearsal workspaces only" in capsys.readouterr().err
+    assert main(["approve", plan_id, "--workspace", str(ws), "--words", "wrong words",
+                 *_officer_args(officers, "alice")]) == ExitCode.USAGE
+    assert "not this plan's digest words" in capsys.readouterr().err
+    for name in ("alice", "bob"):
+        assert main(["approve", plan_id, "--workspace", str(ws), "--words", words,
+                     *_officer_args(officers, name)]) == ExitCode.OK
+    assert main(["execute", plan_id, "--workspace", str(ws), "--words", words,
                  *_officer_args(officers, "alice", "bob")]) == ExitCode.OK
     capsys.readouterr()
     assert main(["status", "--json", "--workspace", str(ws)]) == ExitCode.OK
@@ -153,7 +168,7 @@ def test_officer_change_that_would_break_a_quorum_is_refused(
     assert main(args) == ExitCode.OK
     before = _ledger_size(ws)
     capsys.readouterr()
-    code = main(["officer", "revoke", "carol", "--workspace", str(ws),
+    code = main(["officer", "revoke", "carol", "--workspace", str(ws), "--words", "x y",
                  *_officer_args(officers, "alice", "bob", "carol")])
     assert code == ExitCode.FAILED
     err = capsys.readouterr().err

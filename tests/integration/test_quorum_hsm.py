@@ -6,6 +6,7 @@ stops before the gate, so the token sees no C_Login (counted at the PKCS#11 boun
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,13 +16,13 @@ import pytest
 
 from console.errors import QuorumError
 from console.hsm import Hsm
+from console.jcs import canonicalize
+from console.ledger import OfficerRegistry
 from console.quorum import (
     Approval,
-    OfficerRegistry,
     UnlockedCard,
     create_card,
     open_pin,
-    plan_digest,
     require_quorum,
     seal_pin,
     sign_approval,
@@ -43,6 +44,11 @@ class Entry:
     type: str
     data: dict[str, Any]
     time: datetime
+    seq: int = 0
+
+
+def plan_digest(plan: dict[str, Any]) -> bytes:
+    return hashlib.sha256(canonicalize(plan)).digest()
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,14 @@ from hypothesis import strategies as st
 
 from console import jcs
 from console.ceremony.journal import replay_plans
+from console.ceremony.plan import Plan
 from console.ceremony.script import SHIPPED_DIR, Script
 from console.config import Policy, load_policy, load_workspace_config
 from console.errors import ConsoleError, EntryRejectedError
 from console.exports import make_bundle, public_jwk, verify_bundle
 from console.exports.jwks import sanitize_public_jwk
 from console.exports.verify_bundle import verify_jws
+from console.ledger import OfficerRegistry
 from console.ledger.checkpoint import (
     cosign_note,
     parse_checkpoint_body,
@@ -46,14 +48,11 @@ from console.ledger.checkpoint import (
 from console.ledger.entry import encode_entry, parse_entry
 from console.lifecycle import replay
 from console.quorum import create_card, seal_pin
-from console.ceremony.plan import Plan
-from console.ledger import OfficerRegistry
 from console.quorum.approvals import (
     Approval,
     approval_status,
     sign_approval,
 )
-from tests.unit.plan_samples import sample_plan
 from console.quorum.cards import read_card_public, unlock_card
 from console.quorum.pin_gate import open_pin, read_sealed_pin
 from tests.fuzz.support import (
@@ -66,6 +65,7 @@ from tests.fuzz.support import (
     report,
     toml_dumps,
 )
+from tests.unit.plan_samples import sample_plan
 from tests.unit.test_ledger_support import KEYS, ORIGIN, T0, enrol_data
 
 DATA = Path(__file__).parent / "data" / "config"

@@ -10,8 +10,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from console.ledger import Ledger, cosign_note, sign_note
 from console.b64 import encode as b64url_encode
+from console.ledger import Ledger, cosign_note, sign_note
 
 T0 = datetime(2027, 1, 15, 10, 0, 0, tzinfo=UTC)
 ORIGIN = f"example.com/ceremony-ledger/{uuid.UUID(int=1)}"

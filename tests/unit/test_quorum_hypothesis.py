@@ -9,7 +9,6 @@ distinct officer names among the pool items labelled good, compare with M.
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
