@@ -29,6 +29,7 @@ from tests.integration.ceremony_helpers import (
     assert_one_error,
     cli,
     clone,
+    ledger_entries,
     ledger_rows,
     make_demo,
     ok,
@@ -41,7 +42,8 @@ from tests.softhsm import P11KitServer
 pytestmark = pytest.mark.hsm
 
 ALLOWED_NEW = {"ceremony.step.failed", "ceremony.approval_refused",
-               "ceremony.execution_refused"}
+               "ceremony.execution_refused", "ceremony.unlock_failed"}
+"""Refusals the ledger records for the auditor (never with secret material)."""
 OFFICERS = ("--officer", "alice", "--officer", "bob")
 
 
@@ -104,13 +106,18 @@ def test_unknown_script(ws: Path, approved: Approved) -> None:
 
 
 def test_malformed_script_file(ws: Path, approved: Approved, tmp_path: Path) -> None:
+    """A script is named, never a path; a malformed workspace script is refused by name (and a
+    workspace script that is not recorded refuses everything: tests/security)."""
     bad = tmp_path / "broken.toml"
     bad.write_text('[script]\nname = "broken\nclass = routine\n[[steps]]\naction = 3\n')
-    _refused(ws, lambda: cli(ws, "plan", str(bad), "--now", approved.now))
-    unknown = tmp_path / "unknown-action.toml"
-    unknown.write_text('[script]\nname = "odd"\nclass = "routine"\ndescription = "x"\n\n'
-                       '[[steps]]\naction = "format_the_disk"\n')
-    _refused(ws, lambda: cli(ws, "plan", str(unknown), "--now", approved.now))
+    _refused(ws, lambda: cli(ws, "plan", str(bad), "--now", approved.now), code=(1, 2),
+             contains="scripts are named")
+    (ws / "ceremonies").mkdir()
+    (ws / "ceremonies" / "odd.toml").write_text(
+        '[script]\nname = "odd"\nclass = "routine"\ndescription = "x"\n\n'
+        '[[steps]]\naction = "format_the_disk"\n')
+    _refused(ws, lambda: cli(ws, "plan", "odd", "--now", approved.now),
+             contains="script odd")
 
 
 def test_expired_plan(ws: Path, approved: Approved) -> None:
@@ -126,6 +133,10 @@ def test_wrong_passphrase(ws: Path, approved: Approved, tmp_path: Path) -> None:
     wrong.write_text("not-alices-passphrase-at-all\n")
     _refused(ws, lambda: cli(ws, "execute", approved.plan_id, *OFFICERS,
                              "--passphrase-file", f"alice={wrong}", "--now", approved.now))
+    failed = [e for e in ledger_entries(ws) if e["type"] == "ceremony.unlock_failed"]
+    assert [(e["data"]["officer"], e["data"]["plan_id"]) for e in failed] == [
+        ("alice", approved.plan_id)]
+    assert "not-alices" not in json.dumps(failed)
 
 
 def test_too_few_officers(ws: Path, approved: Approved) -> None:
@@ -140,9 +151,20 @@ def test_officer_who_did_not_approve(ws: Path, approved: Approved) -> None:
 
 
 def test_missing_token(ws: Path, approved: Approved) -> None:
+    """The token is unplugged (its SoftHSM2 folder moved away): one line naming the token."""
+    tokens = ws / "softhsm" / "tokens"
+    away = ws / "softhsm" / "unplugged"
+    tokens.rename(away)
+    tokens.mkdir()
+    moved = {f"tokens/{name}" for name in sha256_tree(away)}
+    _refused(ws, lambda: cli(ws, "execute", approved.plan_id, *OFFICERS, "--now", approved.now),
+             contains="demo-token", allow_files=moved)
+
+
+def test_token_label_edited_is_a_configuration_change(ws: Path, approved: Approved) -> None:
     set_config(ws, r'^token_label = ".*"$', 'token_label = "no-such-token"')
     _refused(ws, lambda: cli(ws, "execute", approved.plan_id, *OFFICERS, "--now", approved.now),
-             contains="no-such-token", allow_files={"ceremony.toml"})
+             contains="config-change", allow_files={"ceremony.toml"})
 
 
 def test_plan_already_executed(ws: Path, approved: Approved) -> None:
@@ -255,7 +277,7 @@ def test_hsm_killed_mid_step_then_restarted_and_resumed(p11kit_server: P11KitSer
        "--quorum", "destructive=3/3", "--quorum", "emergency=2/3", "--pin-file",
        str(tmp_path / "pin"), "--rehearsal", "--policy", str(tmp_path / "policy.toml"), env=env)
 
-    proc = subprocess.Popen([PYTHON, "-m", "console", "run", "genesis", *officers],
+    proc = subprocess.Popen([PYTHON, "-m", "console", "run", "genesis", "--yes", *officers],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env({**env, "CEREMONY_WORKSPACE": str(ws)}), cwd=ws)
     assert proc.stderr is not None
