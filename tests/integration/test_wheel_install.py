@@ -64,9 +64,10 @@ def test_wheel_runs_the_demo_from_an_unrelated_folder(tmp_path: Path) -> None:
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    # pyrage: a declared dependency no module imports yet; its wheel must install here too.
     where = _run([venv / "bin" / "python", "-c",
-                  "from console.ceremony.script import SHIPPED_DIR; print(SHIPPED_DIR)"],
-                 cwd=elsewhere, env=env, timeout=60)
+                  "import pyrage\nfrom console.ceremony.script import SHIPPED_DIR\n"
+                  "print(SHIPPED_DIR)"], cwd=elsewhere, env=env, timeout=60)
     assert Path(where.stdout.strip()).is_relative_to(venv)
 
     demo = tmp_path / "demo"
