@@ -1,10 +1,9 @@
 # Key Ceremony Console: the two commands are `make demo` and `make test`.
-# Both create .venv, install the package, and install SoftHSM2, p11-kit and OpenSC when missing.
+# Both create .venv, install the package, and install the system packages below when missing.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := softhsm2 p11-kit p11-kit-modules opensc
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
@@ -18,22 +17,43 @@ $(BIN)/ceremony: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-# apt when a tool is missing; as root, or through sudo; otherwise one clear message.
+# Every system package the console and its tests use, each with what proves it is installed: a
+# command on PATH, or absolute paths (globs allowed, alternatives separated by commas).
+SYSTEM_PACKAGES := \
+	softhsm2=softhsm2-util \
+	p11-kit=p11-kit \
+	p11-kit-modules=/usr/lib/*/pkcs11/p11-kit-client.so,/usr/lib64/pkcs11/p11-kit-client.so,/usr/lib/pkcs11/p11-kit-client.so \
+	opensc=pkcs11-tool \
+	apache2=/usr/sbin/apache2 \
+	libapache2-mod-auth-openidc=/usr/lib/apache2/modules/mod_auth_openidc.so \
+	age=age \
+	fiu-utils=fiu-run \
+	librsvg2-bin=rsvg-convert \
+	zbar-tools=zbarimg \
+	tmux=tmux
+
+# apt for the missing ones; as root, or through sudo; otherwise one clear message.
 system-packages:
 	@missing=""; \
-	command -v softhsm2-util >/dev/null 2>&1 || missing="yes"; \
-	command -v p11-kit >/dev/null 2>&1 || missing="yes"; \
-	command -v pkcs11-tool >/dev/null 2>&1 || missing="yes"; \
-	ls /usr/lib/*/pkcs11/p11-kit-client.so /usr/lib/pkcs11/p11-kit-client.so >/dev/null 2>&1 || missing="yes"; \
+	for entry in $(SYSTEM_PACKAGES); do \
+	  package=$${entry%%=*}; found=""; \
+	  for probe in $$(echo "$${entry#*=}" | tr ',' ' '); do \
+	    case $$probe in \
+	      /*) ls $$probe >/dev/null 2>&1 && found=yes ;; \
+	      *) command -v $$probe >/dev/null 2>&1 && found=yes ;; \
+	    esac; \
+	  done; \
+	  [ -n "$$found" ] || missing="$$missing $$package"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing $(APT_PACKAGES)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	    echo "installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing $(APT_PACKAGES) with sudo"; \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	    echo "installing$$missing with sudo"; \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "error: SoftHSM2, p11-kit and OpenSC are missing — install the Debian/Ubuntu packages '$(APT_PACKAGES)' (macOS: brew install softhsm p11-kit opensc)" >&2; \
+	    echo "error: missing system packages:$$missing — install these Debian/Ubuntu packages (apt-get install$$missing), or their equivalents on your system (macOS: brew install softhsm p11-kit opensc librsvg zbar tmux)" >&2; \
 	    exit 1; \
 	  fi; \
 	fi
@@ -42,7 +62,7 @@ demo: setup
 	$(BIN)/ceremony demo --workspace $(DEMO_DIR)
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: setup

@@ -11,12 +11,25 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from console.errors import ScriptError
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "ceremonies"
+
+def _shipped_dir() -> Path:
+    """The folder of the shipped scripts: package data of `console.shipped_ceremonies`, which
+    pyproject.toml maps to the repository's ceremonies/ (checkout, editable install or wheel)."""
+    folder = resources.files("console.shipped_ceremonies")
+    # The console is installed as files, never run from a zip: the resource is a real folder.
+    if not isinstance(folder, Path):
+        raise ScriptError(f"the shipped ceremony scripts are not a folder ({folder})",
+                          "reinstall the console with pip")
+    return folder
+
+
+SHIPPED_DIR = _shipped_dir()
 
 SCRIPT_SUFFIX = ".toml"
 ACTIONS = (

@@ -3,19 +3,19 @@ and the offline bundle verifier (DESIGN.md §9).
 
 Nothing here imports the HSM layer, Textual or Rich: the bundle signer is a Protocol, and the
 verifier runs on an auditor's machine with `cryptography` alone.
+
+Importing the package loads only the verifier (`verify_bundle`, needed by the auditor's path);
+every other public name is imported from its module on first use (PEP 562), so `console.verify`
+runs without the QR encoder (`qrcode`) and the target writers.
 """
 
-from console.exports.bundle import BundleSigner, bundle_claims, make_bundle
-from console.exports.jwks import (
-    ALGORITHMS,
-    build_jwks,
-    jwk_to_pem,
-    public_jwk,
-    sanitize_public_jwk,
-    thumbprint,
-)
-from console.exports.qr import qr_svg, qr_text
-from console.exports.targets import CONSUMER_TYPES, TargetInput, lint_targets, render_targets
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# Eager, and not only because it is light: importing the submodule `verify_bundle` binds that
+# name on the package, and this import then rebinds it to the function, as callers expect.
 from console.exports.verify_bundle import (
     BUNDLE_TYP,
     CLOCK_LEEWAY,
@@ -26,13 +26,31 @@ from console.exports.verify_bundle import (
     verify_jws,
     verify_jws_with_jwks,
 )
-from console.exports.writer import (
-    ExportResult,
-    export_bundle,
-    manifest,
-    write_bundle,
-    write_signing_key,
-)
+
+if TYPE_CHECKING:
+    from console.exports.bundle import BundleSigner, bundle_claims, make_bundle
+    from console.exports.jwks import (
+        ALGORITHMS,
+        build_jwks,
+        jwk_to_pem,
+        public_jwk,
+        sanitize_public_jwk,
+        thumbprint,
+    )
+    from console.exports.qr import qr_svg, qr_text
+    from console.exports.targets import (
+        CONSUMER_TYPES,
+        TargetInput,
+        lint_targets,
+        render_targets,
+    )
+    from console.exports.writer import (
+        ExportResult,
+        export_bundle,
+        manifest,
+        write_bundle,
+        write_signing_key,
+    )
 
 __all__ = [
     "ALGORITHMS",
@@ -64,3 +82,36 @@ __all__ = [
     "write_bundle",
     "write_signing_key",
 ]
+
+# The module of each lazily imported name; the typing-only imports above list the same names.
+_MODULE_OF: dict[str, str] = {
+    name: f"{__name__}.{module}"
+    for module, names in {
+        "bundle": ("BundleSigner", "bundle_claims", "make_bundle"),
+        "jwks": (
+            "ALGORITHMS", "build_jwks", "jwk_to_pem", "public_jwk", "sanitize_public_jwk",
+            "thumbprint",
+        ),
+        "qr": ("qr_svg", "qr_text"),
+        "targets": ("CONSUMER_TYPES", "TargetInput", "lint_targets", "render_targets"),
+        "writer": (
+            "ExportResult", "export_bundle", "manifest", "write_bundle", "write_signing_key",
+        ),
+    }.items()
+    for name in names
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name from its module on first use, then keep it in the package."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        # Also how `from console.exports import writer` falls through to the submodule.
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -28,6 +28,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.bench import Result, print_table
+
 RATIO_GOAL = 2.0
 PER_KEYSET_GOAL_S = 0.020
 FAST_KDF = 2**10
@@ -184,9 +186,37 @@ def _child(part: str, keysets: int) -> dict[str, Any]:
                           "--keysets", str(keysets)], capture_output=True, text=True,
                          check=False)
     if out.returncode != 0:
-        raise SystemExit(f"bench part {part} failed:\n{out.stderr[-4000:]}")
+        raise RuntimeError(f"bench part {part} failed:\n{out.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def run(*, keysets: int = 200) -> list[Result]:
+    """The one-keyset ratio to bare python-pkcs11, and the cost per keyset over `keysets`."""
+    one = _child("one", keysets)
+    print("quarterly rotation, 1 ES256 keyset (headless, in-process):")
+    print(f"  ceremony (plan+approve+execute, KDF excluded) {one['total_s'] * 1000:8.1f} ms")
+    print(f"    of which inside HSM calls                   {one['hsm_s'] * 1000:8.1f} ms"
+          f"  {one['calls']}")
+    print(f"  card unlocking (scrypt, 2 officers, excluded) {one['kdf_s'] * 1000:8.1f} ms")
+    print(f"  bare python-pkcs11, same HSM operations       {one['bare_s'] * 1000:8.1f} ms")
+    verdict = "ok" if one["ratio"] <= RATIO_GOAL else "OVER GOAL"
+    print(f"  ratio {one['ratio']:.2f}x (goal <= {RATIO_GOAL:.0f}x): {verdict}")
+
+    many = _child("many", keysets)
+    per = many["per_keyset_beyond_hsm_s"]
+    print(f"quarterly rotation over {many['keysets']} keysets "
+          f"(workspace built in {many['build_s']:.1f} s):")
+    print(f"  total {many['total_s']:.2f} s, inside HSM calls {many['hsm_s']:.2f} s, "
+          f"ledger now {many['ledger_size']} entries")
+    verdict = "ok" if per < PER_KEYSET_GOAL_S else "OVER GOAL"
+    print(f"  {per * 1000:.1f} ms per keyset beyond the HSM's own time "
+          f"(goal < {PER_KEYSET_GOAL_S * 1000:.0f} ms): {verdict}")
+    return [
+        Result.at_most("rotation of 1 keyset / bare python-pkcs11", one["ratio"], RATIO_GOAL),
+        Result.below(f"rotation of {many['keysets']} keysets, per keyset beyond HSM time",
+                     per * 1000, PER_KEYSET_GOAL_S * 1000, " ms", digits=1),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,26 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "many":
         print(json.dumps(_part_many(args.keysets)))
         return 0
-
-    one = _child("one", args.keysets)
-    print("quarterly rotation, 1 ES256 keyset (headless, in-process):")
-    print(f"  ceremony (plan+approve+execute, KDF excluded) {one['total_s'] * 1000:8.1f} ms")
-    print(f"    of which inside HSM calls                   {one['hsm_s'] * 1000:8.1f} ms"
-          f"  {one['calls']}")
-    print(f"  card unlocking (scrypt, 2 officers, excluded) {one['kdf_s'] * 1000:8.1f} ms")
-    print(f"  bare python-pkcs11, same HSM operations       {one['bare_s'] * 1000:8.1f} ms")
-    verdict = "ok" if one["ratio"] <= RATIO_GOAL else "OVER GOAL"
-    print(f"  ratio {one['ratio']:.2f}x (goal <= {RATIO_GOAL:.0f}x): {verdict}")
-
-    many = _child("many", args.keysets)
-    per = many["per_keyset_beyond_hsm_s"]
-    print(f"quarterly rotation over {many['keysets']} keysets "
-          f"(workspace built in {many['build_s']:.1f} s):")
-    print(f"  total {many['total_s']:.2f} s, inside HSM calls {many['hsm_s']:.2f} s, "
-          f"ledger now {many['ledger_size']} entries")
-    verdict = "ok" if per < PER_KEYSET_GOAL_S else "OVER GOAL"
-    print(f"  {per * 1000:.1f} ms per keyset beyond the HSM's own time "
-          f"(goal < {PER_KEYSET_GOAL_S * 1000:.0f} ms): {verdict}")
+    print_table("bench_ceremony", run(keysets=args.keysets))
     return 0
 
 

@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tests.bench import Result, print_table
+
 GOAL = 1.10
 ALGS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
 
@@ -91,8 +93,9 @@ def _time(fn: Callable[[], object], n: int) -> float:
     return time.perf_counter() - start
 
 
-def run(module: str, label: str, pin: str, signs: int, where: str, keygens: int) -> list[float]:
-    """Print one table; return the signing ratios."""
+def _measure(module: str, label: str, pin: str, signs: int, where: str,
+             keygens: int) -> list[Result]:
+    """Print one table; return each algorithm's signing overhead ratio."""
     from pkcs11 import Attribute, ObjectClass
 
     from console.hsm import Hsm
@@ -108,14 +111,17 @@ def run(module: str, label: str, pin: str, signs: int, where: str, keygens: int)
     offered = frozenset(token.slot.get_mechanisms())
     support = hsm.mechanisms()
     ratios: list[float] = []
+    results: list[Result] = []
     print(f"\n== {where}: {signs} signatures per algorithm, {keygens} key generations ==")
     print(
         f"{'alg':6} {'ours sign s':>11} {'bare sign s':>11} {'ratio':>6}   "
         f"{'ours keygen ms':>14} {'bare keygen ms':>14}"
     )
     for alg in ALGS:
+        measure = f"signing / bare python-pkcs11, {where} {alg}"
         if not support[alg].available:  # type: ignore[index]
             print(f"{alg:6} skipped: {support[alg].note}")  # type: ignore[index]
+            results.append(Result.info(measure, "skipped (not offered)"))
             continue
         ours_gen, bare_gen = [], []
         key = None
@@ -145,6 +151,7 @@ def run(module: str, label: str, pin: str, signs: int, where: str, keygens: int)
             bare_t += _time(bare_one, signs // rounds)
         ratio = ours_t / bare_t
         ratios.append(ratio)
+        results.append(Result.at_most(measure, ratio, GOAL, digits=3))
         print(
             f"{alg:6} {ours_t:11.3f} {bare_t:11.3f} {ratio:6.3f}   "
             f"{1000 * statistics.median(ours_gen):14.1f} "
@@ -153,7 +160,30 @@ def run(module: str, label: str, pin: str, signs: int, where: str, keygens: int)
     bare.close()
     hsm.close()
     print(f"worst signing overhead ratio {max(ratios):.3f} (goal <= {GOAL})")
-    return ratios
+    return results
+
+
+def run(*, signs: int = 1000, keygens: int = 3, network: bool = True) -> list[Result]:
+    """Signing overhead per algorithm, on a local token and (with `network`) via p11-kit."""
+    base = _setup_env()
+    from tests.softhsm import P11KitServer, make_token
+
+    conf = Path(os.environ["SOFTHSM2_CONF"])
+    local = make_token(base / "softhsm", "bench-local", conf=conf)
+    net = make_token(base / "softhsm", "bench-net", conf=conf)  # both before any load
+    results = _measure(local.module, local.label, local.user_pin, signs, "local", keygens)
+    if network:
+        server = P11KitServer(net, base / "p11")
+        server.start()
+        os.environ["P11_KIT_SERVER_ADDRESS"] = server.address
+        try:
+            assert server.client_module is not None
+            results += _measure(
+                server.client_module, net.label, net.user_pin, signs, "p11-kit", keygens
+            )
+        finally:
+            server.stop()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,30 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keygens", type=int, default=3)
     parser.add_argument("--no-network", action="store_true")
     args = parser.parse_args(argv)
-
-    base = _setup_env()
-    from tests.softhsm import P11KitServer, make_token
-
-    conf = Path(os.environ["SOFTHSM2_CONF"])
-    local = make_token(base / "softhsm", "bench-local", conf=conf)
-    net = make_token(base / "softhsm", "bench-net", conf=conf)  # both before any load
-    ratios = run(local.module, local.label, local.user_pin, args.signs, "local", args.keygens)
-    if not args.no_network:
-        server = P11KitServer(net, base / "p11")
-        server.start()
-        os.environ["P11_KIT_SERVER_ADDRESS"] = server.address
-        try:
-            assert server.client_module is not None
-            ratios += run(
-                server.client_module, net.label, net.user_pin, args.signs, "p11-kit", args.keygens
-            )
-        finally:
-            server.stop()
-    worst = max(ratios)
-    print(
-        f"\noverall worst signing overhead ratio {worst:.3f} (goal <= {GOAL}): "
-        f"{'OK' if worst <= GOAL else 'ABOVE GOAL'}"
-    )
+    results = run(signs=args.signs, keygens=args.keygens, network=not args.no_network)
+    print_table("bench_hsm", results)
     return 0
 
 

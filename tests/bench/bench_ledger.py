@@ -18,6 +18,7 @@ import hashlib
 import json
 import pstats
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
@@ -25,7 +26,10 @@ from pathlib import Path
 
 from console.ledger import Ledger, export_audit_pack, verify_audit_pack
 from console.ledger.entry import scan_lines
+from tests.bench import Result, print_table
 from tests.unit.test_ledger_support import T0, checkpoint_now, new_ledger
+
+VERIFY_GOAL = 5.0
 
 Row = tuple[str, dict[str, object], datetime, str, str | None]
 
@@ -62,30 +66,35 @@ def fill_to(ledger: Ledger, total: int, batch: int, base: datetime) -> float:
     return time.perf_counter() - start
 
 
-def build_pack(folder: Path, args: argparse.Namespace) -> Path:
-    """Fill a ledger to `args.pack` entries (measuring appends) and export its pack."""
+def build_pack(folder: Path, *, appends: int, batch: int,
+               entries: int) -> tuple[Path, list[Result]]:
+    """Fill a ledger to `entries` entries (measuring appends) and export its pack."""
     ledger = new_ledger(folder)
-    n = args.appends
-    elapsed = fill_to(ledger, n, args.batch, T0)
+    n = appends
+    elapsed = fill_to(ledger, n, batch, T0)
     print(
         f"append: {n} entries in {elapsed:.2f} s = {n / elapsed:,.0f} entries/s "
-        f"(batches of {args.batch})"
+        f"(batches of {batch})"
     )
     start = time.perf_counter()
     for i in range(1000):
         ledger.append("note", {"i": i}, time=T0 + timedelta(days=30), actor="console")
     single = time.perf_counter() - start
     print(f"append: 1000 single-entry transactions = {1000 / single:,.0f} entries/s")
-    fill_to(ledger, args.pack, 10_000, T0 + timedelta(days=60))
+    fill_to(ledger, entries, 10_000, T0 + timedelta(days=60))
     checkpoint_now(ledger, minutes=60 * 24 * 200)
     start = time.perf_counter()
     pack = export_audit_pack(ledger, folder / "pack")
-    print(f"export: {args.pack} entries in {time.perf_counter() - start:.2f} s")
+    print(f"export: {entries} entries in {time.perf_counter() - start:.2f} s")
     start = time.perf_counter()
     ledger.verify_tree()
     print(f"verify_tree: {time.perf_counter() - start:.2f} s")
     ledger.close()
-    return pack
+    return pack, [
+        Result.info(f"append, batches of {batch}", f"{n / elapsed:,.0f} entries/s", n / elapsed),
+        Result.info("append, single-entry transactions", f"{1000 / single:,.0f} entries/s",
+                    1000 / single),
+    ]
 
 
 def sha256sum_seconds(path: Path) -> float:
@@ -94,7 +103,7 @@ def sha256sum_seconds(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def phases(path: Path, baseline: float) -> None:
+def time_phases(path: Path, baseline: float) -> None:
     """Time what a verify cannot avoid doing per line, each alone, as ratios to sha256sum."""
 
     def timed(label: str, work: object) -> None:
@@ -130,7 +139,46 @@ def phases(path: Path, baseline: float) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(*, appends: int = 100_000, pack: int = 1_000_000, batch: int = 1000,
+        keep: Path | None = None, repeat: int = 1, phases: bool = False,
+        profile: bool = False) -> list[Result]:
+    """Append throughput, then the audit-pack verify time as a ratio to sha256sum."""
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:
+        folder = keep or Path(tmp)
+        pack_dir = folder / "pack"
+        if keep is not None and (pack_dir / "MANIFEST.sha256").is_file():
+            print(f"reusing the pack in {pack_dir} (no append measurements)")
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            pack_dir, results = build_pack(folder, appends=appends, batch=batch, entries=pack)
+        entries = pack_dir / "entries.jsonl"
+        size_mb = entries.stat().st_size / 1e6
+        baseline = min(sha256sum_seconds(entries) for _ in range(max(repeat, 1)))
+        verify = float("inf")
+        report = None
+        for _ in range(max(repeat, 1)):
+            start = time.perf_counter()
+            report = verify_audit_pack(pack_dir)
+            verify = min(verify, time.perf_counter() - start)
+        assert report is not None
+        print(f"sha256sum entries.jsonl ({size_mb:.0f} MB): {baseline:.2f} s")
+        print(
+            f"verify_audit_pack ({report.size} entries): {verify:.2f} s = "
+            f"{verify / baseline:.1f}x sha256sum (goal <= 5x)"
+        )
+        results.append(Result.at_most(f"verify_audit_pack ({report.size:,} entries) / sha256sum",
+                                      verify / baseline, VERIFY_GOAL, digits=1))
+        if phases:
+            time_phases(entries, baseline)
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(verify_audit_pack, pack_dir)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--appends", type=int, default=100_000)
     parser.add_argument("--pack", type=int, default=1_000_000, help="entries in the pack")
@@ -142,36 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phases", action="store_true", help="time a verify's building blocks")
     parser.add_argument("--profile", action="store_true", help="cProfile one verify")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:
-        folder = args.keep or Path(tmp)
-        pack = folder / "pack"
-        if args.keep is not None and (pack / "MANIFEST.sha256").is_file():
-            print(f"reusing the pack in {pack} (no append measurements)")
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            pack = build_pack(folder, args)
-        entries = pack / "entries.jsonl"
-        size_mb = entries.stat().st_size / 1e6
-        baseline = min(sha256sum_seconds(entries) for _ in range(max(args.repeat, 1)))
-        verify = float("inf")
-        report = None
-        for _ in range(max(args.repeat, 1)):
-            start = time.perf_counter()
-            report = verify_audit_pack(pack)
-            verify = min(verify, time.perf_counter() - start)
-        assert report is not None
-        print(f"sha256sum entries.jsonl ({size_mb:.0f} MB): {baseline:.2f} s")
-        print(
-            f"verify_audit_pack ({report.size} entries): {verify:.2f} s = "
-            f"{verify / baseline:.1f}x sha256sum (goal <= 5x)"
-        )
-        if args.phases:
-            phases(entries, baseline)
-        if args.profile:
-            profiler = cProfile.Profile()
-            profiler.runcall(verify_audit_pack, pack)
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    results = run(appends=args.appends, pack=args.pack, batch=args.batch, keep=args.keep,
+                  repeat=args.repeat, phases=args.phases, profile=args.profile)
+    print_table("bench_ledger", results)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,9 +45,12 @@ from console.tui.backend import Backend
 from console.tui.screens import DashboardScreen
 from console.tui.widgets.ledger_view import LedgerView
 from console.workspace import Workspace
+from tests.bench import Result, print_table
 from tests.tui.snapshot_app import FIXTURE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PAINT_GOAL = 1.3
+RSS_GOAL_MB = 200.0
 POLICY = """[keysets.{name}]
 issuer = "https://bench.example/{name}"
 alg = "ES256"
@@ -199,7 +203,7 @@ def _ms(values: list[Moment]) -> str:
     return ", ".join(f"{v.wall * 1000:.0f}" for v in values)
 
 
-def first_paint_report(root: Path, small: Path, repeat: int) -> None:
+def first_paint_report(root: Path, small: Path, repeat: int) -> list[Result]:
     """Run the apps alternately (so a busy machine slows them alike) and compare medians."""
     minimal: list[Moment] = []
     painted: list[Moment] = []
@@ -223,6 +227,14 @@ def first_paint_report(root: Path, small: Path, repeat: int) -> None:
     print(f"keysets painted (status worker done): {full.wall * 1000:.0f} / {full.cpu * 1000:.0f} ms"
           f" ({full.wall / base.wall:.2f}x the minimal app's first paint, "
           f"{full.wall / ref.wall:.2f}x the demo workspace's); runs [{_ms(loaded)}]")
+    return [
+        Result.at_most("first paint: dashboard / minimal app, wall", dash.wall / base.wall,
+                       PAINT_GOAL),
+        Result.info("first paint: dashboard / minimal app, CPU", f"{dash.cpu / base.cpu:.2f}x",
+                    dash.cpu / base.cpu),
+        Result.info("keysets painted (status worker done)", f"{full.wall * 1000:.0f} ms",
+                    full.wall * 1000),
+    ]
 
 
 async def scroll_memory(root: Path) -> tuple[float, float, int]:
@@ -246,7 +258,31 @@ async def scroll_memory(root: Path) -> tuple[float, float, int]:
     return before, peak, pages
 
 
-def main() -> None:
+def run(*, keysets: int = 200, entries: int = 100_000, big: int = 1_000_000,
+        repeat: int = 3) -> list[Result]:
+    """First paint on a `keysets`/`entries` workspace; peak memory scrolling `big` entries."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        ws_root = build_workspace(Path(tmp) / "ws", keysets, entries)
+        print(f"built {keysets} keysets / {entries:,} entries in "
+              f"{time.perf_counter() - t:.1f} s")
+        small = Path(tmp) / "demo"
+        shutil.copytree(FIXTURE, small)
+        results = first_paint_report(ws_root, small, max(repeat, 1))
+        if big <= 0:
+            print("scrolling benchmark skipped")
+            return [*results, Result.info("peak RSS scrolling the ledger", "skipped")]
+        t = time.perf_counter()
+        big_root = build_workspace(Path(tmp) / "big", 1, big)
+        print(f"built {big:,} entries in {time.perf_counter() - t:.1f} s")
+        before, peak, pages = asyncio.run(scroll_memory(big_root))
+        print(f"scrolling {big:,} entries: RSS {before:.0f} MB before, peak {peak:.0f} MB "
+              f"({pages} pages loaded; goal <= 200 MB)")
+        return [*results, Result.at_most(f"peak RSS scrolling {big:,} entries", peak, RSS_GOAL_MB,
+                                         " MB", digits=0)]
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--keysets", type=int, default=200)
     parser.add_argument("--entries", type=int, default=100_000)
@@ -256,25 +292,12 @@ def main() -> None:
                         help="skip part 2 (building the big ledger takes minutes)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of each app for part 1 (medians are compared)")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        ws_root = build_workspace(Path(tmp) / "ws", args.keysets, args.entries)
-        print(f"built {args.keysets} keysets / {args.entries:,} entries in "
-              f"{time.perf_counter() - t:.1f} s")
-        small = Path(tmp) / "demo"
-        shutil.copytree(FIXTURE, small)
-        first_paint_report(ws_root, small, max(args.repeat, 1))
-        if args.skip_big or args.big <= 0:
-            print("scrolling benchmark skipped")
-            return
-        t = time.perf_counter()
-        big = build_workspace(Path(tmp) / "big", 1, args.big)
-        print(f"built {args.big:,} entries in {time.perf_counter() - t:.1f} s")
-        before, peak, pages = asyncio.run(scroll_memory(big))
-        print(f"scrolling {args.big:,} entries: RSS {before:.0f} MB before, peak {peak:.0f} MB "
-              f"({pages} pages loaded; goal <= 200 MB)")
+    args = parser.parse_args(argv)
+    results = run(keysets=args.keysets, entries=args.entries,
+                  big=0 if args.skip_big else args.big, repeat=args.repeat)
+    print_table("bench_tui", results)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,12 +6,15 @@ import; the assertion is on `sys.modules` after importing exactly one module.
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import console.exports
 
 PACKAGE = Path(__file__).resolve().parents[2] / "console"
 CORE = sorted(
@@ -43,6 +46,28 @@ def test_core_module_imports_no_ui(module: str) -> None:
 def test_verifier_imports_no_hsm_code() -> None:
     loaded = _imported_after("console.verify")
     assert not {m for m in loaded if m in HSM_MODULES or m.startswith("console.hsm.")}
+
+
+def test_verifier_loads_no_qr_encoder_nor_target_writers() -> None:
+    """The auditor's path: `console.exports` re-exports lazily, so the verifier's import of
+    `console.exports.verify_bundle` does not drag in `qrcode` or the gateway file writers."""
+    loaded = _imported_after("console.verify")
+    assert not {m.split(".")[0] for m in loaded} & {"qrcode", "textual", "pkcs11"}
+    assert not {m for m in loaded if m.startswith("console.exports.targets")}
+
+
+def test_exports_lazy_names_are_the_public_names() -> None:
+    """Each public name of `console.exports` is its home module's object, whether it was
+    imported eagerly (the verifier) or on first use; and `verify_bundle` stays the function."""
+    verifier = importlib.import_module("console.exports.verify_bundle")
+    for name in console.exports.__all__:
+        home = console.exports._MODULE_OF.get(name)
+        module = verifier if home is None else importlib.import_module(home)
+        assert getattr(console.exports, name) is getattr(module, name), name
+    assert set(console.exports._MODULE_OF) <= set(console.exports.__all__)
+    assert console.exports.verify_bundle is verifier.verify_bundle
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = console.exports.nope  # type: ignore[attr-defined]
 
 
 def test_package_import_is_light() -> None:
