@@ -353,8 +353,9 @@ class ApacheGateway:
 
     `issuer`/`audience` add `Require claim iss:…`/`Require claim aud:…` (mod_auth_openidc
     2.4.12 checks neither by itself for bearer tokens). `site_conf`, when given, replaces the
-    generated resource-server block (the server-wide lines and a `/api/` alias to a 200 page
-    stay), so a rendered `apache-openidc.conf` can be tested as an operator would include it.
+    generated resource-server block (the server-wide lines, `OIDCCABundlePath` for the test CA
+    and a `/api/` alias to a 200 page stay), so a rendered `apache-openidc.conf` is tested as an
+    operator would include it.
     """
 
     def __init__(self, directory: Path, *, jwks_uri: str | None, ca_file: Path | None,
@@ -434,6 +435,8 @@ class ApacheGateway:
             f'<Directory "{self.www}">', "  Require all granted", "</Directory>",
         ]
         if self.site_conf is not None:
+            if self.ca_file is not None:  # the operator's JWKS host has a public certificate
+                lines.append(f'OIDCCABundlePath "{self.ca_file}"')
             lines.append(f'Include "{self.site_conf}"')
         else:
             lines += self.resource_server_block()
