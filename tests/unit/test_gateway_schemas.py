@@ -121,9 +121,10 @@ def test_decks_schema_requires_secret_even_with_a_public_key() -> None:
     jsonschema = _jsonschema()
     schema = json.loads(_vector(DECK_SCHEMA).read_text())
     assert schema["definitions"]["JWTAuth"]["required"] == ["algorithm", "key", "secret"]
-    consumer = {"username": "demo-api-issuer", "jwt_secrets": [
-        {"key": "kid-1", "algorithm": "ES256", "rsa_public_key": "-----BEGIN PUBLIC KEY-----"}]}
+    credential = {"key": "kid-1", "algorithm": "ES256",
+                  "rsa_public_key": "-----BEGIN PUBLIC KEY-----"}
+    consumer: dict[str, Any] = {"username": "demo-api-issuer", "jwt_secrets": [credential]}
     with pytest.raises(jsonschema.ValidationError, match="secret"):
         jsonschema.validate({"_format_version": "3.0", "consumers": [consumer]}, schema)
-    consumer["jwt_secrets"][0]["secret"] = "unused-random-value"
+    credential["secret"] = "unused-random-value"
     jsonschema.validate({"_format_version": "3.0", "consumers": [consumer]}, schema)
