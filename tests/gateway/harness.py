@@ -36,7 +36,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -748,13 +748,3 @@ def wall_claims(*, issuer: str, audience: str | None = None, lifetime: int = 300
     claims.update(extra)
     return claims
 
-
-@contextlib.contextmanager
-def running(*things: Any) -> Iterator[None]:
-    """Stop every started thing (in reverse order) whatever happens."""
-    try:
-        yield
-    finally:
-        for thing in reversed(things):
-            with contextlib.suppress(Exception):
-                thing.stop()
