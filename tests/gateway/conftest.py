@@ -6,6 +6,7 @@
                                (issuer ISSUER and audience AUDIENCE required), started
     make_apache      function  factory for other Apache set-ups (stopped after the test)
     jose_consumer    function  JoseConsumer (node jose) against jwks_server, started
+    world_readable_dir function  a 0755 folder Apache's children can read, removed after
 
 Every gateway test module sets `pytestmark = pytest.mark.gateway`; a missing apache2, module
 or node turns into a skip that names what is missing and how to install it.
@@ -40,6 +41,15 @@ def gateway_ca() -> Iterator[TestCA]:
     directory = private_dir("gateway-ca-")
     try:
         yield TestCA.create(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def world_readable_dir() -> Iterator[Path]:
+    directory = private_dir("gateway-files-")
+    try:
+        yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

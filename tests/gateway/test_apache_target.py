@@ -13,26 +13,27 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from console.exports import TargetInput, public_jwk
 from console.exports.targets import apache
 from tests.gateway.conftest import AUDIENCE, ISSUER
-from tests.gateway.harness import ApacheGateway, JwksServer, private_dir, sign_jwt, wall_claims
+from tests.gateway.harness import ApacheGateway, JwksServer, sign_jwt, wall_claims
 
 pytestmark = pytest.mark.gateway
 
 
-def write_rendered(inp: TargetInput, **options: object) -> Path:
+def write_rendered(directory: Path, inp: TargetInput, **options: object) -> Path:
     (rendered,) = apache.render(inp, **options)  # type: ignore[arg-type]
-    path = private_dir("gateway-rendered-") / rendered.name
+    path = directory / rendered.name
     path.write_bytes(rendered.data)
     path.chmod(0o644)
     return path
 
 
 def test_rendered_conf_passes_configtest_and_guards_the_location(
-        make_apache: Callable[..., ApacheGateway], jwks_server: JwksServer) -> None:
+        make_apache: Callable[..., ApacheGateway], jwks_server: JwksServer,
+        world_readable_dir: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = public_jwk(key.public_key(), "ES256")
     inp = TargetInput.build(keyset="demo-api", issuer=ISSUER, keys=[jwk])
-    conf = write_rendered(inp, jwks_uri=jwks_server.url, location="/api/", audience=AUDIENCE,
-                          refresh_interval=300)
+    conf = write_rendered(world_readable_dir, inp, jwks_uri=jwks_server.url, location="/api/",
+                          audience=AUDIENCE, refresh_interval=300)
     gateway = make_apache(start=False, site_conf=conf)
     check = gateway.check_config()
     assert check.returncode == 0 and "Syntax OK" in check.stderr, check.stderr
@@ -51,10 +52,12 @@ def test_rendered_conf_passes_configtest_and_guards_the_location(
     assert gateway.request(tok(exp=int(time.time()) - 1)) == 401
 
 
-def test_placeholder_conf_passes_configtest(make_apache: Callable[..., ApacheGateway]) -> None:
+def test_placeholder_conf_passes_configtest(make_apache: Callable[..., ApacheGateway],
+                                            world_readable_dir: Path) -> None:
     """Exported without a JWKS URI, the file still loads: the operator fills the URI in."""
     jwk = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ES256")
-    conf = write_rendered(TargetInput.build(keyset="demo-api", issuer=ISSUER, keys=[jwk]))
+    inp = TargetInput.build(keyset="demo-api", issuer=ISSUER, keys=[jwk])
+    conf = write_rendered(world_readable_dir, inp)
     assert apache.JWKS_URI_PLACEHOLDER in conf.read_text()
     check = make_apache(start=False, site_conf=conf).check_config()
     assert check.returncode == 0, check.stderr
