@@ -376,7 +376,7 @@ def pack_mutation(b: Built, pack: Path, rng: random.Random) -> str:
         detail = "last covered entry to pending"
     else:
         path = pack / "officers.json"
-        path.write_text(path.read_text().replace('"active"', '"revoked"', 1))
+        path.write_text(path.read_text().replace('"enrolled"', '"revoked"', 1))
         detail = "status"
     if fix and detail != "MANIFEST.sha256":  # re-hashing would undo a manifest mutation
         _fix_manifest(pack)

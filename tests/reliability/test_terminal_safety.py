@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from console.ledger import Ledger, parse_entry
+from console.ledger import Ledger, parse_checkpoint_body, parse_entry
+from console.ledger.checkpoint import parse_note
 
 pytestmark = pytest.mark.hsm
 
@@ -57,7 +58,8 @@ def _toml_string(text: str) -> str:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     root = tmp_path_factory.mktemp("hostile") / "ws"
     ceremony("demo", "--workspace", str(root), "--headless")
-    script = root.parent / "hostile-note.toml"
+    (root / "ceremonies").mkdir()
+    script = root / "ceremonies" / "hostile-note.toml"
     script.write_text(
         '[script]\nname = "hostile-note"\nclass = "routine"\n'
         f"description = {_toml_string('desc' + chr(0x1b) + '[2J')}\n\n"
@@ -67,11 +69,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         encoding="utf-8",
     )
     cards = root / "demo-cards"
-    out = ceremony("run", str(script), "--workspace", str(root),
-                   "--officer", "alice", "--officer", "bob",
-                   "--card", f"alice={cards / 'alice.card'}", "--card", f"bob={cards / 'bob.card'}",
-                   "--passphrase-file", f"alice={cards / 'alice.pass'}",
-                   "--passphrase-file", f"bob={cards / 'bob.pass'}")
+    officers = [a for name in ("alice", "bob", "carol") for a in (
+        "--officer", name, "--card", f"{name}={cards / (name + '.card')}",
+        "--passphrase-file", f"{name}={cards / (name + '.pass')}")]
+    # A workspace script is used only once a config-change has recorded it (the quorum saw it).
+    ceremony("run", "config-change", "--workspace", str(root), "--yes", *officers)
+    out = ceremony("run", "hostile-note", "--workspace", str(root), "--yes", *officers[:12])
     for ch in RAW_FORBIDDEN:
         assert ch not in out.stdout + out.stderr, repr(ch)
     found = re.search(r"ceremony ([0-9a-f]+) completed", out.stdout + out.stderr)
@@ -101,7 +104,8 @@ def test_stored_as_data(workspace: tuple[Path, str]) -> None:
     notes = [parse_entry(r).data["note"] for r in raws if b'"checkpoint.signed"' in r]
     assert notes
     for note in notes:
-        assert "line1" not in note and "RED" not in note
+        # Origin, size and root only: no extension line carries user text.
+        assert parse_checkpoint_body(parse_note(note)[0]).extensions == ()
         assert not any(ch in note for ch in RAW_FORBIDDEN)
     checkpoint = (root / ".checkpoint").read_text(encoding="utf-8")
     assert "line1" not in checkpoint and not any(ch in checkpoint for ch in RAW_FORBIDDEN)
