@@ -26,7 +26,8 @@ from textual.pilot import Pilot
 from textual.widgets import Select, Static
 from textual.worker import WorkerState
 
-from console.ceremony.officers import unlock_officer_card
+from console.ceremony.officers import read_card_file
+from console.quorum.cards import unlock_card
 from console.quorum.pin_gate import open_pin
 from console.tui.app import CeremonyApp
 from console.tui.backend import Backend
@@ -47,7 +48,7 @@ async def responsiveness(root: Path) -> dict[str, Any]:
     for name in ("alice", "bob"):
         demo = ws.demo_card(name)
         assert demo is not None
-        cards.append(unlock_officer_card(name, demo[0], demo[1].read_text().strip()))
+        cards.append(unlock_card(read_card_file(demo[0]), demo[1].read_text().strip()))
     pin = open_pin(ws.sealed_pin_path.read_bytes(), cards)
     hsm = ws.hsm()
     hsm.login(pin)
