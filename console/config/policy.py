@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,6 +59,25 @@ _DEFAULTS: Mapping[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """How to ask a consumer whether it accepts a token (DESIGN.md §7, evidence before
+    activation): GET `url` with `Authorization: Bearer <canary>`; `status` means accepted.
+    `ca_file` (PEM) is the CA the probe's TLS trusts, pinned by `ca_sha256` (else the system's)."""
+
+    url: str
+    status: int = 200
+    ca_file: str | None = None
+    ca_sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url, "status": self.status}
+        if self.ca_file is not None:
+            out["ca_file"] = self.ca_file
+            out["ca_sha256"] = self.ca_sha256
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Consumer:
     """A gateway or IdP that caches the keyset's JWKS."""
 
@@ -65,6 +85,11 @@ class Consumer:
     type: str
     cache_lifetime: timedelta
     install_delay: timedelta = timedelta(0)
+    version: str | None = None
+    """The consumer's release, where its limits depend on it (e.g. Kong's algorithms)."""
+    probe: Probe | None = None
+    jwks_uri: str | None = None
+    """Where the consumer fetches the JWKS from: the next kid must be served there first."""
 
     @property
     def propagation(self) -> timedelta:
@@ -107,16 +132,22 @@ class KeysetPolicy:
             "margin": _secs(self.margin),
             "destruction_wait": _secs(self.destruction_wait),
             "bundle_lifetime": _secs(self.bundle_lifetime),
-            "consumers": [
-                {
-                    "name": c.name,
-                    "type": c.type,
-                    "cache_lifetime": _secs(c.cache_lifetime),
-                    "install_delay": _secs(c.install_delay),
-                }
-                for c in self.consumers
-            ],
+            "consumers": [_consumer_dict(c) for c in self.consumers],
         }
+
+
+def _consumer_dict(c: Consumer) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": c.name, "type": c.type,
+                           "cache_lifetime": _secs(c.cache_lifetime),
+                           "install_delay": _secs(c.install_delay)}
+    # Optional members appear only when set, so older canonical policies keep their digests.
+    if c.version is not None:
+        out["version"] = c.version
+    if c.probe is not None:
+        out["probe"] = c.probe.to_dict()
+    if c.jwks_uri is not None:
+        out["jwks_uri"] = c.jwks_uri
+    return out
 
 
 def _secs(delta: timedelta) -> int:
@@ -305,7 +336,8 @@ def _build_keyset(
                     f'write [[keysets.{name}.consumers]] name = "…" type = "envoy" …')
     for index, raw_consumer in enumerate(raw_consumers):
         cp: tuple[PathPart, ...] = (*kp, "consumers", index)
-        ct = reader.table(raw_consumer, cp, ("name", "type", "cache_lifetime", "install_delay"),
+        ct = reader.table(raw_consumer, cp, ("name", "type", "cache_lifetime", "install_delay",
+                                             "version", "probe", "jwks_uri"),
                           ("name", "type", "cache_lifetime"))
         cname = reader.string(ct, cp, "name")
         if not _CONSUMER_NAME.match(cname):
@@ -325,7 +357,13 @@ def _build_keyset(
         cache = duration((*cp, "cache_lifetime"), ct["cache_lifetime"])
         install = duration((*cp, "install_delay"), ct.get("install_delay", 0 if canonical
                                                           else "0s"))
-        consumers.append(Consumer(cname, ctype, cache, install))
+        version = reader.string(ct, cp, "version") if "version" in ct else None
+        if version is not None and not _VERSION.fullmatch(version):
+            reader.fail((*cp, "version"), f"version {version!r} is not a release number",
+                        'write version = "3.7" (major.minor[.patch])')
+        jwks_uri = _https_url(reader, ct, cp, "jwks_uri") if "jwks_uri" in ct else None
+        probe = _probe(reader, ct["probe"], (*cp, "probe")) if "probe" in ct else None
+        consumers.append(Consumer(cname, ctype, cache, install, version, probe, jwks_uri))
 
     policy = KeysetPolicy(
         name=name, issuer=issuer, alg=alg, rsa_bits=rsa_bits, consumers=tuple(consumers),
@@ -348,6 +386,37 @@ def _build_keyset(
                     "write bundle_lifetime = "
                     f'"{format_duration_text(policy.cryptoperiod + timedelta(days=30))}" or more')
     return policy
+
+
+_VERSION = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,4}){1,2}$")
+
+
+def _https_url(reader: Reader, table: Mapping[str, Any], path: tuple[PathPart, ...],
+               key: str) -> str:
+    url = reader.string(table, path, key)
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "https" or not parsed.hostname or parsed.username or parsed.password:
+        reader.fail((*path, key), f"{key} {url[:60]!r} is not an https URL",
+                    f'write {key} = "https://gateway.example.com/…" (https only, no credentials)')
+    return url
+
+
+def _probe(reader: Reader, value: object, path: tuple[PathPart, ...]) -> Probe:
+    table = reader.table(value, path, ("url", "status", "ca_file", "ca_sha256"), ("url",))
+    url = _https_url(reader, table, path, "url")
+    status = reader.integer(table, path, "status") if "status" in table else 200
+    if not 100 <= status <= 599:
+        reader.fail((*path, "status"), f"status {status} is not an HTTP status",
+                    "write the status the gateway answers for an accepted token, e.g. 200")
+    ca_file = reader.string(table, path, "ca_file") if "ca_file" in table else None
+    ca_sha256 = reader.string(table, path, "ca_sha256") if "ca_sha256" in table else None
+    if (ca_file is None) != (ca_sha256 is None):
+        reader.fail(path, "ca_file and ca_sha256 go together",
+                    "pin the CA file's SHA-256 (sha256sum FILE) beside it")
+    if ca_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", ca_sha256):
+        reader.fail((*path, "ca_sha256"), "ca_sha256 is not a lowercase hex SHA-256",
+                    "write the output of sha256sum FILE")
+    return Probe(url, status, ca_file, ca_sha256)
 
 
 def load_policy(path: str | Path) -> Policy:

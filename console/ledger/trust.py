@@ -43,14 +43,14 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from console.b64 import Base64urlError
+from console.b64 import decode as b64url_decode
+from console.b64 import encode as b64url_encode
 from console.config import Quorum, QuorumRule
 from console.errors import ConsoleError, LedgerTamperedError, OfficerError, VerificationError
 from console.ledger.checkpoint import Checkpoint, NoteVerifier, key_id, note_signers, verifier_key
 from console.ledger.checkpoint import parse_checkpoint_body as _parse_body
 from console.names import check_officer_name
-from console.b64 import Base64urlError
-from console.b64 import decode as b64url_decode
-from console.b64 import encode as b64url_encode
 
 WORKSPACE_CREATED = "workspace.created"
 CONFIG_RECORDED = "config.recorded"

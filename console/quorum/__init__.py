@@ -4,6 +4,7 @@ Pure code: no HSM, no SQLite, no files. The caller reads and writes card and sea
 passes ledger entries in, and logs in to the HSM only with the PIN that `open_pin` returns.
 """
 
+from console.names import check_officer_name
 from console.quorum.approvals import (
     APPROVAL_CONTEXT,
     Approval,
@@ -15,7 +16,6 @@ from console.quorum.approvals import (
     require_quorum,
     sign_approval,
 )
-from console.names import check_officer_name
 from console.quorum.cards import (
     CARD_FORMAT,
     PRODUCTION_SCRYPT_N,
