@@ -143,7 +143,8 @@ def run_demo(root: Path, *, progress: Callable[[str], None],
             view = session.plan(script)
             progress(view.render())
             for name in ("alice", "bob"):
-                progress(session.approve(view.plan_id, name, source, confirm=lambda _: None).message)
+                approved = session.approve(view.plan_id, name, source, confirm=lambda _: None)
+                progress(approved.message)
             progress(session.execute(view.plan_id, ["alice", "bob"], source, progress=sink))
             ws.close_hsm()
     finally:
