@@ -13,7 +13,7 @@ from pathlib import Path
 
 from console.errors import ExportError, LedgerError
 from console.ledger.checkpoint import parse_checkpoint_body, parse_note
-from console.ledger.pack import (
+from console.ledger.pack_format import (
     CHECKPOINT,
     ENTRIES,
     MANIFEST,

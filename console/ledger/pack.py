@@ -31,7 +31,6 @@ every signature by such an officer must verify; signatures by other keys are ign
 from __future__ import annotations
 
 import base64
-import binascii
 import gc
 import hashlib
 import multiprocessing
@@ -44,34 +43,33 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from console import jcs
 from console.clock import format_time
 from console.errors import ConsoleError, EntryRejectedError, LedgerTamperedError, VerificationError
 from console.ledger import merkle
 from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
 from console.ledger.entry import MAX_ENTRY_BYTES, Entry, LineScan, parse_entry, scan_lines
+from console.ledger.pack_format import (
+    CHECKPOINT,
+    CHECKPOINT_TYPE,
+    ENTRIES,
+    MANIFEST,
+    OFFICERS,
+    PENDING,
+    PROOFS,
+    officers_document,
+    parse_consistency_proof,
+    proof_file_name,
+)
 from console.ledger.trust import (
     CONFIG_RECORDED,
     ENROLLED,
     REVOKED,
     WORKSPACE_CREATED,
-    OfficerRegistry,
     TrustReplay,
 )
 
-PACK_FORMAT = 1
-PROOF_HEADER = "ceremony-ledger/consistency-proof/v1"
-CHECKPOINT_TYPE = "checkpoint.signed"
-ENTRIES = "entries.jsonl"
-PENDING = "pending.jsonl"
-CHECKPOINT = "checkpoint"
-OFFICERS = "officers.json"
-MANIFEST = "MANIFEST.sha256"
-PROOFS = "proofs"
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._/-]+)$")
-_PROOF_NAME = re.compile(r"^consistency-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)\.txt$")
 _ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CONFIG_RECORDED})
 """Entry types `_Verifier._entry` (or the officer replay) does more with than check and hash: such
 lines always take the strict path, the others may be accepted by `scan_lines`."""
@@ -83,15 +81,7 @@ PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this big are scanned by worker processes (one per core) while this one reads,
 hashes and joins; smaller ones are scanned here (starting processes costs ~0.2 s)."""
 
-__all__ = [
-    "PACK_FORMAT",
-    "AuditReport",
-    "format_consistency_proof",
-    "officers_document",
-    "parse_consistency_proof",
-    "proof_file_name",
-    "verify_audit_pack",
-]
+__all__ = ["AuditReport", "verify_audit_pack"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,64 +96,6 @@ class AuditReport:
     officers: tuple[str, ...]
     earlier_checkpoints: tuple[int, ...]
     expected_checkpoint_size: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ConsistencyProofFile:
-    old_size: int
-    new_size: int
-    old_root: bytes
-    new_root: bytes
-    proof: tuple[bytes, ...]
-
-
-def proof_file_name(old: int, new: int) -> str:
-    return f"consistency-{old}-{new}.txt"
-
-
-def format_consistency_proof(
-    old: int, new: int, old_root: bytes, new_root: bytes, proof: list[bytes]
-) -> str:
-    lines = [PROOF_HEADER, str(old), str(new), _b64(old_root), _b64(new_root)]
-    lines += [_b64(h) for h in proof]
-    return "\n".join(lines) + "\n"
-
-
-def parse_consistency_proof(text: str) -> ConsistencyProofFile:
-    """Raises: VerificationError when the text is not a v1 consistency proof."""
-    if not text.endswith("\n"):
-        raise VerificationError("proof does not end with a newline")
-    lines = text[:-1].split("\n")
-    if len(lines) < 5 or lines[0] != PROOF_HEADER:
-        raise VerificationError(f"proof does not start with {PROOF_HEADER!r} and sizes/roots")
-    sizes = []
-    for line in lines[1:3]:
-        if not re.fullmatch(r"0|[1-9][0-9]{0,19}", line):
-            raise VerificationError(f"proof size {line!r} is not a decimal number")
-        sizes.append(int(line))
-    hashes = [_b64decode(line, f"proof line {i + 4}") for i, line in enumerate(lines[3:])]
-    return ConsistencyProofFile(sizes[0], sizes[1], hashes[0], hashes[1], tuple(hashes[2:]))
-
-
-def officers_document(origin: str, officers: OfficerRegistry) -> bytes:
-    """The exact bytes of officers.json for these officers (JCS, then a newline)."""
-    doc: dict[str, Any] = {
-        "v": PACK_FORMAT,
-        "origin": origin,
-        "officers": [
-            {
-                "name": o.name,
-                "status": o.status,
-                "ed25519": o.jwk(),
-                "verifier_key": o.verifier_key(),
-                "x25519": _b64url(o.x25519),
-                "enrolled_seq": o.enrolled_seq,
-                "revoked_seq": o.revoked_seq,
-            }
-            for o in officers.officers
-        ],
-    }
-    return jcs.canonicalize(doc) + b"\n"
 
 
 def verify_audit_pack(directory: Path, *, expect_checkpoint: str | None = None) -> AuditReport:
@@ -538,17 +470,3 @@ def _file_sha256(path: Path) -> str:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64decode(text: str, what: str) -> bytes:
-    try:
-        data = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as e:
-        raise VerificationError(f"{what} is not base64") from e
-    if base64.b64encode(data).decode() != text or len(data) != 32:
-        raise VerificationError(f"{what} is not a canonical base64 SHA-256 hash")
-    return data
