@@ -53,7 +53,7 @@ from console.ceremony.actions import (
 from console.ceremony.journal import STATE_ENTRY_TYPES, EntryLike, PlanRecord, replay_plans
 from console.ceremony.planner import BUNDLE_KEYSET, jwks_keys
 from console.ceremony.progress import ProgressSink, StepEvent
-from console.ceremony.reconcile import reconcile
+from console.ceremony.reconcile import Reconciliation, reconcile, token_kids
 from console.ceremony.signers import release_pin, remove_release
 from console.clock import format_time
 from console.errors import (
@@ -299,9 +299,14 @@ class CeremonyRun:
 
     # --- steps: keys -----------------------------------------------------------------------
 
+    def _reconciliation(self) -> Reconciliation:
+        inventory = self.hsm.inventory()
+        return reconcile(inventory, self.keysets, replay_plans(self.entries),
+                         private_visible=True,
+                         token_kids=token_kids(self.hsm, inventory, self.keysets))
+
     def _reconcile(self, action: Reconcile) -> str:
-        report = reconcile(self.hsm.inventory(), self.keysets, replay_plans(self.entries),
-                           private_visible=True)
+        report = self._reconciliation()
         # Orphans this very plan was approved to destroy are expected here.
         resolving = {a.cka_id for a in self.record.actions if isinstance(a, DestroyOrphan)}
         findings = [f for f in report.findings
@@ -506,8 +511,7 @@ class CeremonyRun:
     def _export_bundle(self, action: ExportBundle) -> str:
         if not self.reconciled:
             # Once per ceremony: every HSM change after it is journaled by this run.
-            report = reconcile(self.hsm.inventory(), self.keysets, replay_plans(self.entries),
-                               private_visible=True)
+            report = self._reconciliation()
             if not report.clean:
                 raise ReconcileError("exports are blocked: the HSM and the ledger disagree",
                                      "run `ceremony reconcile` and resolve every finding first")

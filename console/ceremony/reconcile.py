@@ -17,6 +17,7 @@ from console.ceremony.journal import PlanRecord
 from console.lifecycle import KeysetState, KeyState, short_kid
 
 if TYPE_CHECKING:
+    from console.hsm import Hsm
     from console.workspace import Workspace
 
 _KEY_CLASSES = ("private key", "public key", "secret key")
@@ -24,7 +25,7 @@ _KEY_CLASSES = ("private key", "public key", "secret key")
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    kind: str  # "orphan" | "unknown" | "missing" | "incomplete" | "destroyed-present"
+    kind: str  # "orphan" | "unknown" | "missing" | "incomplete" | "destroyed-present" | "mismatch"
     cka_id: str
     label: str
     kid: str | None
@@ -59,11 +60,15 @@ class Reconciliation:
 
 
 def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
-              plans: Mapping[str, PlanRecord], *, private_visible: bool) -> Reconciliation:
+              plans: Mapping[str, PlanRecord], *, private_visible: bool,
+              token_kids: Mapping[str, str] | None = None) -> Reconciliation:
     """Classify every key object on the token and every live key in the ledger (pure).
 
     `private_visible` says whether the inventory was taken logged in (private keys are only
-    visible then); without it, only public key objects are compared.
+    visible then); without it, only public key objects are compared. `token_kids` maps a
+    CKA_ID (hex) to the RFC 7638 thumbprint of the public key the token holds under it: a key
+    the ledger records with other material (a forged `key.generated`, a swapped token object)
+    is then a critical `mismatch`, and nothing is exported while it is.
     """
     by_id: dict[str, list[Any]] = {}
     for obj in inventory:
@@ -81,6 +86,14 @@ def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
         label = objects[0].label
         key = ledger_keys.get(cka_id)
         if key is not None and key.state is not KeyState.DESTROYED:
+            held = (token_kids or {}).get(cka_id)
+            if held is not None and held != key.kid:
+                findings.append(Finding(
+                    "mismatch", cka_id, label, key.kid,
+                    f"the token holds another public key under this CKA_ID (kid {held[:8]}…)",
+                    "stop: the ledger or the token was tampered with; restore and verify both",
+                    critical=True))
+                continue
             known += 1
             continue
         if key is not None:
@@ -138,8 +151,23 @@ def reconcile_workspace(ws: Workspace) -> Reconciliation:
     from console.lifecycle import replay
 
     entries = list(ws.ledger.entries_of_type(*STATE_ENTRY_TYPES))
-    return reconcile(ws.hsm().inventory(), replay(entries).keysets, replay_plans(entries),
-                     private_visible=False)
+    keysets = replay(entries).keysets
+    hsm = ws.hsm()
+    inventory = hsm.inventory()
+    return reconcile(inventory, keysets, replay_plans(entries), private_visible=False,
+                     token_kids=token_kids(hsm, inventory, keysets))
+
+
+def token_kids(hsm: Hsm, inventory: list[Any], keysets: Mapping[str, KeysetState]) -> dict[
+        str, str]:
+    """The thumbprint of the public key the token holds under each CKA_ID the ledger knows."""
+    from console.exports.jwks import public_jwk
+
+    algs = {k.cka_id: k.alg for state in keysets.values() for k in state.keys
+            if k.state is not KeyState.DESTROYED}
+    present = {o.cka_id.hex() for o in inventory if o.object_class == "public key"}
+    return {cka_id: public_jwk(hsm.public_key(bytes.fromhex(cka_id)), alg)["kid"]
+            for cka_id, alg in algs.items() if cka_id in present}
 
 
 def render_reconciliation(report: Reconciliation) -> str:
