@@ -17,6 +17,7 @@ from typing import Any
 
 from console.config._toml import PathPart, Reader, load_toml
 from console.errors import ConfigError
+from console.names import OFFICER_NAME
 
 __all__ = [
     "P11KIT_CLIENT_PATHS",
@@ -45,7 +46,6 @@ P11KIT_CLIENT_PATHS: tuple[str, ...] = (
     "/usr/lib64/pkcs11/p11-kit-client.so",
 )
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")  # as console.quorum.cards
 _QUORUM_TEXT = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
@@ -281,7 +281,7 @@ def _workspace_from_toml(reader: Reader, data: Mapping[str, Any]) -> WorkspaceCo
         table = reader.table(raw, op, ("name", "ed25519", "x25519"),
                              ("name", "ed25519", "x25519"))
         name = reader.string(table, op, "name")
-        if not _NAME.match(name):
+        if not OFFICER_NAME.fullmatch(name):
             reader.fail((*op, "name"), f"officer name {name!r} is not allowed",
                         "use 1-32 letters, digits, '-', '_' or '.', starting with a letter or "
                         "digit")
