@@ -5,7 +5,9 @@ curve, the JWS signature scheme and hash (RFC 7518 section 3.1), the size rules 
 and how the HSM layer makes them: the PKCS#11 key-generation mechanism and the signing mechanisms
 in order of preference, each saying whether the host hashes first. The HSM, the exports, the
 offline verifier and the lifecycle replay all read these rows instead of keeping tables of their
-own, so that "ES384 means P-384, SHA-384 and 96-byte r||s" is written down once.
+own, so that "ES384 means P-384, SHA-384 and 96-byte r||s" is written down once. The JWK
+member names per key type (public members, thumbprint members) live here too, for the same
+reason.
 
 Two sets of algorithms:
 
@@ -35,7 +37,9 @@ the verifier, the config loader and the faces can use it without loading pkcs11 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final, Literal, get_args
 
 from console.errors import UnknownAlgorithmError
@@ -43,8 +47,11 @@ from console.errors import UnknownAlgorithmError
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_RSA_BITS",
+    "JWK_COMMON_MEMBERS",
+    "JWK_KEY_MEMBERS",
     "MIN_RSA_BITS",
     "RSA_SIZES",
+    "THUMBPRINT_MEMBERS",
     "VERIFIABLE_ALGORITHMS",
     "VERIFY_ONLY_ALGORITHMS",
     "Algorithm",
@@ -65,6 +72,21 @@ KeyType = Literal["RSA", "EC", "OKP"]
 
 SignatureScheme = Literal["RSASSA-PKCS1-v1_5", "RSASSA-PSS", "ECDSA", "EdDSA"]
 """The digital signature scheme of RFC 7518 section 3.1 (and RFC 8037 section 3.1 for EdDSA)."""
+
+JWK_COMMON_MEMBERS: Final[frozenset[str]] = frozenset({"kty", "kid", "use", "alg"})
+"""The members a public JWK the console writes may carry besides its key-type members."""
+JWK_KEY_MEMBERS: Final[Mapping[KeyType, frozenset[str]]] = MappingProxyType({
+    "RSA": frozenset({"n", "e"}),
+    "EC": frozenset({"crv", "x", "y"}),
+    "OKP": frozenset({"crv", "x"}),
+})
+"""The public members of each key type (RFC 7518 section 6.2.1 and 6.3.1, RFC 8037 section 2)."""
+THUMBPRINT_MEMBERS: Final[Mapping[KeyType, tuple[str, ...]]] = MappingProxyType({
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+})
+"""The members an RFC 7638 thumbprint hashes, per key type, in their canonical order."""
 
 RSA_SIZES: Final[tuple[int, ...]] = (2048, 3072, 4096)
 """The RSA modulus sizes the console generates on a token."""

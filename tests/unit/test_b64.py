@@ -62,6 +62,13 @@ def test_non_canonical_spelling_would_decode_to_the_same_bytes() -> None:
         b64.decode("Zh")
 
 
+@pytest.mark.parametrize("text", ["Zg==", "Z", "Zh", 7], ids=repr)
+def test_error_message_is_a_predicate(text: object) -> None:
+    # Callers write f"{field} is {error}".
+    with pytest.raises(b64.Base64urlError, match=r"^not "):
+        b64.decode(text)
+
+
 def test_error_is_a_value_error_and_not_a_console_error() -> None:
     # Callers at trust boundaries wrap it into their own domain error, naming the field.
     assert issubclass(b64.Base64urlError, ValueError)

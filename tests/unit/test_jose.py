@@ -179,3 +179,15 @@ def test_config_duplicates_agree_until_config_imports_jose() -> None:
     assert dict(config.CURVE_OF_ALG) == {
         a: jose.algorithm(a).curve for a in jose.ALGORITHMS if jose.algorithm(a).curve
     }
+
+
+def test_jwk_member_tables() -> None:
+    assert set(jose.JWK_KEY_MEMBERS) == set(jose.THUMBPRINT_MEMBERS) == {"RSA", "EC", "OKP"}
+    for kty, members in jose.THUMBPRINT_MEMBERS.items():
+        # RFC 7638 section 3.2: the required members, in lexicographic order.
+        assert list(members) == sorted(members)
+        assert set(members) == jose.JWK_KEY_MEMBERS[kty] | {"kty"}
+    assert not jose.JWK_COMMON_MEMBERS & set().union(*jose.JWK_KEY_MEMBERS.values())
+    for alg in jose.VERIFIABLE_ALGORITHMS:
+        spec = jose.verification_algorithm(alg)
+        assert ("crv" in jose.JWK_KEY_MEMBERS[spec.kty]) == (spec.curve is not None)
