@@ -78,6 +78,17 @@ class ClockError(ConsoleError):
     """A time is malformed, naive, or earlier than the last recorded time."""
 
 
+# --- algorithms ----------------------------------------------------------------------------
+
+
+class UnknownAlgorithmError(ConsoleError):
+    """A JWS `alg` outside the vocabulary of `console.jose`; `alg` is the value refused (text)."""
+
+    def __init__(self, message: str, hint: str = "", *, alg: str = "") -> None:
+        super().__init__(message, hint)
+        self.alg = alg
+
+
 # --- HSM -----------------------------------------------------------------------------------
 
 

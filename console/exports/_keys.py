@@ -1,17 +1,15 @@
-"""Public JWKs: strict base64url, member allowlists, key loading, algorithm binding, thumbprints.
+"""Public JWKs: member allowlists, key loading, algorithm binding, thumbprints.
 
 Shared by the exporter (`jwks.py`) and the offline verifier (`verify_bundle.py`), so it imports
-only `cryptography` and the console's own JCS. It raises `JwkProblem`, a private exception that
+only `cryptography` and the console's own light modules: the algorithm and JWK vocabulary is
+`console.jose`'s, base64url is `console.b64`'s. It raises `JwkProblem`, a private exception that
 each caller turns into its own `ConsoleError` (ExportError or VerificationError): the same key
 defect is an export refusal on one side and a failed check on the other.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,47 +19,35 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from console import b64, jose
+from console.errors import UnknownAlgorithmError
 from console.jcs import canonicalize
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
-POLICY_ALGS: frozenset[str] = frozenset({"RS256", "PS256", "ES256", "ES384", "EdDSA"})
+POLICY_ALGS: frozenset[str] = frozenset(jose.ALGORITHMS)
 """The algorithms a keyset may use (DESIGN.md §7) and the only ones a bundle may carry."""
 
-SUPPORTED_ALGS: frozenset[str] = POLICY_ALGS | {"RS384", "RS512", "PS384", "PS512", "ES512"}
+SUPPORTED_ALGS: frozenset[str] = jose.VERIFIABLE_ALGORITHMS
 """What the JWS core can verify when a caller allows it. HS* is never implemented: a verifier
 that holds only public keys has no business computing MACs (RFC 8725 §2.1 key confusion)."""
 
 PRIVATE_MEMBERS: frozenset[str] = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
-_COMMON_MEMBERS = frozenset({"kty", "kid", "use", "alg"})
-_KTY_MEMBERS: dict[str, frozenset[str]] = {
-    "RSA": frozenset({"n", "e"}),
-    "EC": frozenset({"crv", "x", "y"}),
-    "OKP": frozenset({"crv", "x"}),
-}
-_THUMBPRINT_MEMBERS: dict[str, tuple[str, ...]] = {
-    "RSA": ("e", "kty", "n"),
-    "EC": ("crv", "kty", "x", "y"),
-    "OKP": ("crv", "kty", "x"),
-}
-
+# console.jose names the hashes and curves; these are their pyca/cryptography implementations.
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "256": hashes.SHA256,
-    "384": hashes.SHA384,
-    "512": hashes.SHA512,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
 }
-_EC_CURVES: dict[str, tuple[str, int, type[ec.EllipticCurve]]] = {
-    # alg -> (crv, coordinate bytes, curve)
-    "ES256": ("P-256", 32, ec.SECP256R1),
-    "ES384": ("P-384", 48, ec.SECP384R1),
-    "ES512": ("P-521", 66, ec.SECP521R1),
+_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
 }
 
-MIN_RSA_BITS = 2048
+MIN_RSA_BITS = jose.MIN_RSA_BITS
 MAX_RSA_BITS = 8192  # bounds the work an attacker-supplied key can cause
-
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
 # Small primes for the ROCA fingerprint (Nemec et al., CCS 2017): a vulnerable modulus is, for
 # every prime of the generator's primorial, a power of 65537 modulo that prime. A random modulus
@@ -79,41 +65,53 @@ class JwkProblem(ValueError):
         self.reason = reason
 
 
-def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: object, what: str) -> bytes:
-    """Strict base64url: alphabet only, no padding, no whitespace, canonical trailing bits."""
-    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        raise JwkProblem(f"{what} is not unpadded base64url")
+def decode_field(text: object, what: str) -> bytes:
+    """`console.b64.decode`, its refusal reported as a JwkProblem naming the member (`what`)."""
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as e:
-        raise JwkProblem(f"{what} is not unpadded base64url") from e
-    if b64url_encode(raw) != text:
-        # Non-zero unused bits in the last character: another string decodes to the same bytes.
-        raise JwkProblem(f"{what} is not canonical base64url")
-    return raw
+        return b64.decode(text)
+    except b64.Base64urlError as e:
+        raise JwkProblem(f"{what} is {e}") from e
+
+
+def algorithm_of(alg: str) -> jose.JoseAlgorithm:
+    """The `console.jose` row of a verifiable algorithm; JwkProblem for any other name."""
+    try:
+        return jose.verification_algorithm(alg)
+    except UnknownAlgorithmError as e:
+        raise JwkProblem(f"algorithm {alg!r} is not supported") from e
+
+
+def hash_of(spec: jose.JoseAlgorithm) -> hashes.HashAlgorithm:
+    """The pyca/cryptography hash of an RS*, PS* or ES* algorithm."""
+    if spec.hash_name is None:
+        raise JwkProblem(f"{spec.name} has no separate hash")
+    return _HASHES[spec.hash_name]()
 
 
 def _uint(value: int, length: int | None = None) -> str:
     size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
-    return b64url_encode(value.to_bytes(size, "big"))
+    return b64.encode(value.to_bytes(size, "big"))
+
+
+def _kty(value: object) -> jose.KeyType | None:
+    for kty in jose.JWK_KEY_MEMBERS:
+        if value == kty:
+            return kty
+    return None
 
 
 def thumbprint_of(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 SHA-256 thumbprint (base64url) over the required members of `jwk`."""
-    kty = jwk.get("kty")
-    if not isinstance(kty, str) or kty not in _THUMBPRINT_MEMBERS:
-        raise JwkProblem(f"unsupported kty {kty!r}")
+    kty = _kty(jwk.get("kty"))
+    if kty is None:
+        raise JwkProblem(f"unsupported kty {jwk.get('kty')!r}")
     required: dict[str, str] = {}
-    for name in _THUMBPRINT_MEMBERS[kty]:
+    for name in jose.THUMBPRINT_MEMBERS[kty]:
         value = jwk.get(name)
         if not isinstance(value, str):
             raise JwkProblem(f"{kty} key has no string member {name!r}")
         required[name] = value
-    return b64url_encode(hashlib.sha256(canonicalize(required)).digest())
+    return b64.encode(hashlib.sha256(canonicalize(required)).digest())
 
 
 def check_members(jwk: Mapping[str, Any], *, allow_key_ops: bool = False) -> str:
@@ -129,11 +127,11 @@ def check_members(jwk: Mapping[str, Any], *, allow_key_ops: bool = False) -> str
     private = sorted(PRIVATE_MEMBERS & set(jwk))
     if private:
         raise JwkProblem(f"private member {private[0]!r} present in a public key")
-    kty = jwk.get("kty")
-    if not isinstance(kty, str) or kty not in _KTY_MEMBERS:
-        raise JwkProblem(f"unsupported kty {kty!r} (allowed: EC, OKP, RSA)")
+    kty = _kty(jwk.get("kty"))
+    if kty is None:
+        raise JwkProblem(f"unsupported kty {jwk.get('kty')!r} (allowed: EC, OKP, RSA)")
     extra = {"key_ops"} if allow_key_ops else set()
-    unknown = sorted(set(jwk) - _COMMON_MEMBERS - _KTY_MEMBERS[kty] - extra)
+    unknown = sorted(set(jwk) - jose.JWK_COMMON_MEMBERS - jose.JWK_KEY_MEMBERS[kty] - extra)
     if unknown:
         raise JwkProblem(f"unknown member {unknown[0]!r} in a {kty} key")
     if "key_ops" in jwk:
@@ -178,21 +176,18 @@ def load_public_jwk(
             f"key alg {alg!r} is not allowed (allowed: {', '.join(sorted(allowed_algs))})"
         )
     kid = jwk.get("kid")
+    spec = algorithm_of(alg)
+    if spec.kty != kty:
+        raise JwkProblem(f"alg {alg} cannot be used with an {kty} key")
     key: PublicKey
     if kty == "RSA":
-        if alg[:2] not in ("RS", "PS"):
-            raise JwkProblem(f"alg {alg} cannot be used with an RSA key")
         key = _rsa_key(jwk)
     elif kty == "EC":
-        if alg not in _EC_CURVES:
-            raise JwkProblem(f"alg {alg} cannot be used with an EC key")
-        key = _ec_key(jwk, alg)
+        key = _ec_key(jwk, spec)
     else:
-        if alg != "EdDSA":
-            raise JwkProblem(f"alg {alg} cannot be used with an OKP key")
-        if jwk.get("crv") != "Ed25519":
-            raise JwkProblem(f"OKP curve {jwk.get('crv')!r} is not Ed25519")
-        raw = b64url_decode(jwk.get("x", ""), "x")
+        if jwk.get("crv") != spec.curve:
+            raise JwkProblem(f"OKP curve {jwk.get('crv')!r} is not {spec.curve}")
+        raw = decode_field(jwk.get("x", ""), "x")
         if len(raw) != 32:
             raise JwkProblem("Ed25519 x is not 32 bytes")
         try:
@@ -203,7 +198,7 @@ def load_public_jwk(
 
 
 def _int_member(jwk: Mapping[str, Any], name: str) -> int:
-    raw = b64url_decode(jwk.get(name, ""), name)
+    raw = decode_field(jwk.get(name, ""), name)
     if not raw:
         raise JwkProblem(f"member {name!r} is empty")
     if raw[0] == 0:
@@ -245,12 +240,14 @@ def _roca_fingerprint(n: int) -> bool:
     return True
 
 
-def _ec_key(jwk: Mapping[str, Any], alg: str) -> ec.EllipticCurvePublicKey:
-    crv, size, curve = _EC_CURVES[alg]
+def _ec_key(jwk: Mapping[str, Any], spec: jose.JoseAlgorithm) -> ec.EllipticCurvePublicKey:
+    crv, size = spec.curve, spec.coordinate_size
+    assert crv is not None and size is not None  # jose: every EC row has both
+    curve = _CURVES[crv]
     if jwk.get("crv") != crv:
-        raise JwkProblem(f"alg {alg} needs curve {crv}, the key has {jwk.get('crv')!r}")
-    x = b64url_decode(jwk.get("x", ""), "x")
-    y = b64url_decode(jwk.get("y", ""), "y")
+        raise JwkProblem(f"alg {spec.name} needs curve {crv}, the key has {jwk.get('crv')!r}")
+    x = decode_field(jwk.get("x", ""), "x")
+    y = decode_field(jwk.get("y", ""), "y")
     if len(x) != size or len(y) != size:
         raise JwkProblem(f"EC coordinates must be {size} bytes each")
     try:
@@ -267,8 +264,9 @@ def jwk_members(key: PublicKey) -> dict[str, str]:
         numbers = key.public_numbers()
         return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
     if isinstance(key, ec.EllipticCurvePublicKey):
-        for crv, size, curve in _EC_CURVES.values():
+        for crv, curve in _CURVES.items():
             if isinstance(key.curve, curve):
+                size = (key.curve.key_size + 7) // 8  # full-length coordinates (RFC 7518 §6.2.1.2)
                 point = key.public_numbers()
                 return {
                     "kty": "EC",
@@ -279,13 +277,5 @@ def jwk_members(key: PublicKey) -> dict[str, str]:
         raise JwkProblem(f"EC curve {key.curve.name} is not supported")
     if isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64.encode(raw)}
     raise JwkProblem(f"key type {type(key).__name__} is not supported")
-
-
-def hash_for(alg: str) -> hashes.HashAlgorithm:
-    return _HASHES[alg[-3:]]()
-
-
-def ec_coordinate_size(alg: str) -> int:
-    return _EC_CURVES[alg][1]

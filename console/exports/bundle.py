@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from console import b64
 from console.clock import require_utc
 from console.errors import ClockError, ExportError, VerificationError
-from console.exports._keys import b64url_encode
 from console.exports.jwks import build_jwks, sanitize_public_jwk
 from console.exports.verify_bundle import BUNDLE_ALGS, BUNDLE_TYP, verify_jws
 from console.jcs import canonicalize
@@ -119,9 +119,9 @@ def make_bundle(
         issuer=issuer, keyset=keyset, keys=keys, seq=seq, prev=prev, now=now, lifetime=lifetime
     )
     header = {"alg": signer.alg, "kid": signer.kid, "typ": BUNDLE_TYP}
-    signing_input = f"{b64url_encode(canonicalize(header))}.{b64url_encode(canonicalize(claims))}"
+    signing_input = f"{b64.encode(canonicalize(header))}.{b64.encode(canonicalize(claims))}"
     signature = signer.sign(signing_input.encode("ascii"))
-    token = f"{signing_input}.{b64url_encode(signature)}".encode("ascii")
+    token = f"{signing_input}.{b64.encode(signature)}".encode("ascii")
     try:
         verify_jws(token, signer_jwk, allowed_algs=BUNDLE_ALGS)
     except VerificationError as e:

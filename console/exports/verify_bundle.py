@@ -43,9 +43,9 @@ from console.exports._keys import (
     SUPPORTED_ALGS,
     JwkProblem,
     LoadedKey,
-    b64url_decode,
-    ec_coordinate_size,
-    hash_for,
+    algorithm_of,
+    decode_field,
+    hash_of,
     load_public_jwk,
     thumbprint_of,
 )
@@ -137,9 +137,9 @@ def _parse_unverified_compact(token: bytes | str) -> _Unverified:
     if len(parts) != 3:
         raise _fail("compact form", f"expected 3 dot-separated parts, found {len(parts)}")
     try:
-        header_raw = b64url_decode(parts[0], "header")
-        payload = b64url_decode(parts[1], "payload")
-        signature = b64url_decode(parts[2], "signature")
+        header_raw = decode_field(parts[0], "header")
+        payload = decode_field(parts[1], "payload")
+        signature = decode_field(parts[2], "signature")
     except JwkProblem as e:
         raise _fail("compact form", e.reason) from e
     if not header_raw:
@@ -168,25 +168,29 @@ def _load_key(jwk: Mapping[str, Any], allowed: frozenset[str]) -> LoadedKey:
 def _check_signature(loaded: LoadedKey, alg: str, signing_input: bytes, signature: bytes) -> None:
     key = loaded.key
     try:
+        spec = algorithm_of(alg)  # load_public_jwk bound the key to it: kty and curve match
+    except JwkProblem as e:
+        raise _fail("alg", e.reason) from e
+    try:
         if isinstance(key, rsa.RSAPublicKey):
-            if len(signature) != (key.key_size + 7) // 8:
+            if len(signature) != spec.signature_size(rsa_modulus_bytes=(key.key_size + 7) // 8):
                 raise _fail("signature", f"{alg} signature length does not match the modulus")
             pad: padding.AsymmetricPadding
-            if alg.startswith("PS"):
-                digest = hash_for(alg)
+            if spec.scheme == "RSASSA-PSS":
+                digest = hash_of(spec)
                 pad = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
             else:
                 pad = padding.PKCS1v15()
-            key.verify(signature, signing_input, pad, hash_for(alg))
+            key.verify(signature, signing_input, pad, hash_of(spec))
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            size = ec_coordinate_size(alg)
-            if len(signature) != 2 * size:
-                raise _fail("signature", f"{alg} needs raw r||s of {2 * size} bytes (not DER)")
-            r = int.from_bytes(signature[:size], "big")
-            s = int.from_bytes(signature[size:], "big")
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hash_for(alg)))
+            size = spec.signature_size()
+            if len(signature) != size:
+                raise _fail("signature", f"{alg} needs raw r||s of {size} bytes (not DER)")
+            r = int.from_bytes(signature[: size // 2], "big")
+            s = int.from_bytes(signature[size // 2 :], "big")
+            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hash_of(spec)))
         elif isinstance(key, ed25519.Ed25519PublicKey):
-            if len(signature) != 64:
+            if len(signature) != spec.signature_size():
                 raise _fail("signature", "Ed25519 signature is not 64 bytes")
             key.verify(signature, signing_input)
         else:  # pragma: no cover - load_public_jwk builds only these three types

@@ -2,69 +2,83 @@
 
 A destroyed private key is gone for good: every token signed with it can no longer be matched
 to a key the ceremony controls, and no backup exists (keys are generated non-extractable).
-Only the `destroy` step of a `destructive`-quorum ceremony may call this, after the lifecycle
-rules allowed it (archived for at least the destruction wait) and after the intent was recorded
-in the ledger. The function proves the objects are gone by searching for the CKA_ID again in
-the same session and in a fresh one.
+Only the `destroy` step of a `destructive`-quorum ceremony may call `destroy_keypair`, after the
+lifecycle rules allowed it (archived for at least the destruction wait) and after the intent was
+recorded in the ledger. It proves the objects are gone by searching for the CKA_ID again in the
+same session and in a fresh one.
+
+`destroy_unaudited` is the one other caller of C_DestroyObject: it removes a key pair that was
+generated moments ago and failed its audit, before anything could use or record it.
+
+This is the only module in the console that calls C_DestroyObject. It works on a
+`TokenSession` (never on `Hsm`, which imports it) and must be called with `_pkcs11.LOCK` held.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pkcs11.exceptions as p11e
 from pkcs11 import Attribute
 
 from console.errors import HsmError, ObjectNotFoundError
-from console.hsm._pkcs11 import LOCK, find_objects, translate
-
-if TYPE_CHECKING:
-    from console.hsm._hsm import Hsm
+from console.hsm._pkcs11 import find_objects, translate
+from console.hsm._session import TokenSession
 
 
-def destroy_keypair(hsm: Hsm, cka_id: bytes) -> None:
+def destroy_keypair(token: TokenSession, cka_id: bytes) -> None:
     """DANGER: destroy every object with `cka_id` (the private and the public key).
 
     Raises: ObjectNotFoundError (nothing has this id), HsmUnavailableError (the outcome is
-    unknown: reconcile), HsmError (objects are still there afterwards).
+    unknown: reconcile), HsmError (empty id, not logged in, or objects are still there
+    afterwards).
     """
     if not cka_id:
         raise HsmError("refusing to destroy objects with an empty CKA_ID", "name one key")
-    with LOCK:
-        hsm._require_login("destroying a key")
+    token.require_login("destroying a key")
 
-        def destroy(session: Any) -> int:
-            objects = find_objects(session, {Attribute.ID: cka_id})
-            for obj in objects:
-                obj.destroy()
-            return len(objects)
+    def destroy(session: Any) -> int:
+        objects = find_objects(session, {Attribute.ID: cka_id})
+        for obj in objects:
+            obj.destroy()
+        return len(objects)
 
-        count = hsm._run(f"destroying key {cka_id.hex()}", destroy, mutating=True)
-        hsm._keys.pop(cka_id, None)
-        if count == 0:
-            raise ObjectNotFoundError(
-                f"no object with CKA_ID {cka_id.hex()} on the token; nothing was destroyed",
-                "run `ceremony reconcile` to compare the token with the ledger",
-            )
-        left = hsm._run(
-            "checking the key is gone",
-            lambda s: len(find_objects(s, {Attribute.ID: cka_id})),
+    count = token.run(f"destroying key {cka_id.hex()}", destroy, mutating=True)
+    if count == 0:
+        raise ObjectNotFoundError(
+            f"no object with CKA_ID {cka_id.hex()} on the token; nothing was destroyed",
+            "run `ceremony reconcile` to compare the token with the ledger",
         )
-        fresh_left = _count_in_fresh_session(hsm, cka_id)
-        if left or fresh_left:
-            raise HsmError(
-                f"key {cka_id.hex()} is still on the token after C_DestroyObject",
-                "stop the ceremony and inspect the token with `ceremony doctor` / pkcs11-tool",
-            )
+    left = token.run(
+        "checking the key is gone", lambda s: len(find_objects(s, {Attribute.ID: cka_id}))
+    )
+    fresh_left = _count_in_fresh_session(token, cka_id)
+    if left or fresh_left:
+        raise HsmError(
+            f"key {cka_id.hex()} is still on the token after C_DestroyObject",
+            "stop the ceremony and inspect the token with `ceremony doctor` / pkcs11-tool",
+        )
 
 
-def _count_in_fresh_session(hsm: Hsm, cka_id: bytes) -> int:
+def destroy_unaudited(pub: Any, priv: Any) -> bool:
+    """DANGER: destroy a just-generated key pair that failed its audit; True if both went.
+
+    Never raises: the caller is already reporting the failed audit, and says in it whether the
+    key is gone (a key that could not be destroyed must never be used).
+    """
+    ok = True
+    for obj in (priv, pub):
+        try:
+            obj.destroy()
+        except p11e.PKCS11Error:
+            ok = False
+    return ok
+
+
+def _count_in_fresh_session(token: TokenSession, cka_id: bytes) -> int:
     """Search again in a new session: a token could hide a stale object in the old one."""
-    try:
-        session = hsm._token.open(rw=False)
-    except p11e.PKCS11Error as e:
-        raise translate(e, "opening a session to check the key is gone") from e
+    session = token.open_probe_session("opening a session to check the key is gone")
     try:
         return len(find_objects(session, {Attribute.ID: cka_id}))
     except p11e.PKCS11Error as e:

@@ -27,9 +27,9 @@ from typing import Any, Final
 
 from console.clock import format_time
 from console.errors import HsmError
-from console.hsm._hsm import _token_info
 from console.hsm._pkcs11 import LOCK, Modules, PKCS11Error, is_p11kit_client
 from console.hsm._support import support_table
+from console.hsm._token import token_info
 from console.hsm.values import MechanismSupport, TokenInfo
 
 SOFTHSM_PATHS: Final = (
@@ -272,7 +272,7 @@ def _probe_slot(slot: Any, network_path: bool) -> SlotReport:
         token = slot.get_token()
     except PKCS11Error as e:
         return SlotReport(*base, None, f"no token ({type(e).__name__})")
-    info = _token_info(token)
+    info = token_info(token)
     if "TOKEN_INITIALIZED" not in info.flags:
         return SlotReport(*base, None, "empty slot: an uninitialised token (free for a new one)")
     try:

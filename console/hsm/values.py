@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-Algorithm = Literal["RS256", "PS256", "ES256", "ES384", "EdDSA"]
-ALGORITHMS: Final[tuple[Algorithm, ...]] = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
-RSA_SIZES: Final[tuple[int, ...]] = (2048, 3072, 4096)
-DEFAULT_RSA_BITS: Final = 3072
+# The algorithm vocabulary is console.jose's; re-exported here (and by console.hsm) for the
+# callers that name it through the HSM layer.
+from console.jose import ALGORITHMS, DEFAULT_RSA_BITS, RSA_SIZES, Algorithm
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_RSA_BITS",
+    "RSA_SIZES",
+    "Algorithm",
+    "GeneratedKey",
+    "HsmObject",
+    "KeyAudit",
+    "MechanismSupport",
+    "PinState",
+    "PublicKey",
+    "TokenInfo",
+]
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 

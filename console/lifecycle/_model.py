@@ -8,7 +8,6 @@ Nothing here reads a clock, a file or the HSM.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -17,9 +16,10 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from console import b64, jose
 from console.clock import require_utc
 from console.config import Policy
-from console.errors import ConfigError, LifecycleError
+from console.errors import ConfigError, LifecycleError, UnknownAlgorithmError
 from console.jcs import canonicalize
 
 
@@ -100,16 +100,7 @@ class LedgerEntry(Protocol):
     def data(self) -> Mapping[str, Any]: ...
 
 
-PUBLIC_JWK_MEMBERS = frozenset({"kty", "kid", "use", "alg", "n", "e", "crv", "x", "y"})
-_THUMBPRINT_MEMBERS: Mapping[str, tuple[str, ...]] = {
-    "RSA": ("e", "kty", "n"),
-    "EC": ("crv", "kty", "x", "y"),
-    "OKP": ("crv", "kty", "x"),
-}
-_KEY_TYPE_OF_ALG: Mapping[str, tuple[str, str | None]] = {
-    "RS256": ("RSA", None), "PS256": ("RSA", None), "ES256": ("EC", "P-256"),
-    "ES384": ("EC", "P-384"), "EdDSA": ("OKP", "Ed25519"),
-}
+PUBLIC_JWK_MEMBERS = jose.JWK_COMMON_MEMBERS.union(*jose.JWK_KEY_MEMBERS.values())
 
 
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
@@ -118,12 +109,12 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     Raises:
         LifecycleError: the JWK lacks a required member or has an unknown kty.
     """
-    members = _THUMBPRINT_MEMBERS.get(str(jwk.get("kty")))
+    members = next((m for kty, m in jose.THUMBPRINT_MEMBERS.items() if jwk.get("kty") == kty), None)
     if members is None or any(not isinstance(jwk.get(m), str) for m in members):
         raise LifecycleError(f"public JWK has kty {jwk.get('kty')!r} or misses members",
                              "record the key's full public JWK")
     digest = hashlib.sha256(canonicalize({m: jwk[m] for m in members})).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64.encode(digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,10 +289,11 @@ def _new_key(entry: LedgerEntry, data: Mapping[str, Any]) -> Key:
     private = sorted(set(jwk) - PUBLIC_JWK_MEMBERS)
     if private:
         raise _entry_error(entry, f"jwk carries non-public members {', '.join(private)}")
-    expected = _KEY_TYPE_OF_ALG.get(alg)
-    if expected is None or jwk.get("kty") != expected[0] or (
-        expected[1] is not None and jwk.get("crv") != expected[1]
-    ):
+    try:
+        spec = jose.algorithm(alg)
+    except UnknownAlgorithmError as e:
+        raise _entry_error(entry, f"alg {alg!r} is not a keyset algorithm") from e
+    if jwk.get("kty") != spec.kty or (spec.curve is not None and jwk.get("crv") != spec.curve):
         raise _entry_error(entry, f"jwk kty/crv do not match alg {alg}")
     try:
         thumbprint = jwk_thumbprint(jwk)

@@ -1,32 +1,23 @@
-"""Small, strict encoders shared by the quorum modules (private).
+"""Small, strict field readers shared by the quorum modules (private).
 
 Base64url without padding (RFC 4648 §5, as JOSE uses it) is the one binary-to-text form in the
-card, approval and sealed-PIN formats. Decoding is strict: padding, whitespace, characters outside
-the alphabet and non-canonical trailing bits are refused, so one value has exactly one spelling.
+card, approval and sealed-PIN formats; the codec is `console.b64` (strict: padding, whitespace,
+characters outside the alphabet and non-canonical trailing bits are refused, so one value has
+exactly one spelling). Every reader here raises ValueError, which each format's parser turns
+into its one error (CardError, ShareError, a rejected approval).
 """
 
 from __future__ import annotations
 
-import base64
-import re
 from collections.abc import Mapping
 from typing import Any
 
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+from console import b64
 
-
-def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: object) -> bytes:
-    """Decode unpadded base64url; raise ValueError on anything but its one canonical spelling."""
-    if not isinstance(text, str) or not _B64URL.match(text) or len(text) % 4 == 1:
-        raise ValueError("not unpadded base64url")
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64url_encode(raw) != text:
-        raise ValueError("non-canonical base64url")
-    return raw
+# Aliases kept for callers outside this worktree's scope (quorum/approvals.py,
+# ceremony/engine.py, planner.py, session.py); new code imports console.b64 directly.
+b64url_encode = b64.encode
+b64url_decode = b64.decode
 
 
 def take_str(obj: Mapping[str, Any], key: str) -> str:
@@ -44,7 +35,10 @@ def take_int(obj: Mapping[str, Any], key: str) -> int:
 
 
 def take_bytes(obj: Mapping[str, Any], key: str, length: int | None = None) -> bytes:
-    raw = b64url_decode(obj.get(key))
+    try:
+        raw = b64.decode(obj.get(key))
+    except b64.Base64urlError as e:
+        raise ValueError(f"{key!r} is {e}") from e
     if length is not None and len(raw) != length:
         raise ValueError(f"{key!r} is not {length} bytes")
     return raw

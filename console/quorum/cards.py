@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from console import b64
 from console.clock import format_time, parse_time
 from console.errors import (
     CardError,
@@ -57,7 +58,6 @@ from console.errors import (
 from console.jcs import canonicalize, loads_strict
 from console.names import check_officer_name
 from console.quorum._codec import (
-    b64url_encode,
     exact_keys,
     take_bytes,
     take_int,
@@ -118,8 +118,8 @@ class OfficerPublicKeys:
         """The `officer.enrolled` ledger data for these keys."""
         return {
             "name": self.name,
-            "ed25519": b64url_encode(self.ed25519_public),
-            "x25519": b64url_encode(self.x25519_public),
+            "ed25519": b64.encode(self.ed25519_public),
+            "x25519": b64.encode(self.x25519_public),
         }
 
 
@@ -327,21 +327,21 @@ def create_card(
         "format": CARD_FORMAT,
         "name": name,
         "created_at": format_time(now),
-        "ed25519_public": b64url_encode(ed.public_key().public_bytes_raw()),
-        "x25519_public": b64url_encode(x.public_key().public_bytes_raw()),
+        "ed25519_public": b64.encode(ed.public_key().public_bytes_raw()),
+        "x25519_public": b64.encode(x.public_key().public_bytes_raw()),
         "kdf": {"name": "scrypt", "n": n, "r": SCRYPT_R, "p": SCRYPT_P,
-                "salt": b64url_encode(salt)},
-        "cipher": {"name": "AES-256-GCM", "nonce": b64url_encode(nonce)},
+                "salt": b64.encode(salt)},
+        "cipher": {"name": "AES-256-GCM", "nonce": b64.encode(nonce)},
     }
     der = serialization.Encoding.DER
     pkcs8 = serialization.PrivateFormat.PKCS8
     plain = canonicalize({
-        "ed25519": b64url_encode(ed.private_bytes(der, pkcs8, serialization.NoEncryption())),
-        "x25519": b64url_encode(x.private_bytes(der, pkcs8, serialization.NoEncryption())),
+        "ed25519": b64.encode(ed.private_bytes(der, pkcs8, serialization.NoEncryption())),
+        "x25519": b64.encode(x.private_bytes(der, pkcs8, serialization.NoEncryption())),
     })
     key = _derive(passphrase, salt, n)
     sealed = AESGCM(key).encrypt(nonce, plain, _aad(header))
-    card = {**header, "private": b64url_encode(sealed)}
+    card = {**header, "private": b64.encode(sealed)}
     return canonicalize(card) + b"\n"
 
 

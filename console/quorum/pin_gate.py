@@ -40,12 +40,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from console import b64
 from console.clock import format_time, parse_time
 from console.errors import ClockError, EntryRejectedError, OfficerError, ShareError
 from console.jcs import canonicalize, loads_strict
 from console.names import check_officer_name
 from console.quorum._codec import (
-    b64url_encode,
     exact_keys,
     take_bytes,
     take_int,
@@ -87,7 +87,7 @@ def new_pin(length: int = NEW_PIN_LENGTH) -> bytes:
 
 
 def _recipient_header(officer: str, index: int, x25519: bytes) -> dict[str, Any]:
-    return {"officer": officer, "index": index, "x25519": b64url_encode(x25519)}
+    return {"officer": officer, "index": index, "x25519": b64.encode(x25519)}
 
 
 def _pin_aad(header: dict[str, Any]) -> bytes:
@@ -99,7 +99,7 @@ def _share_binding(
 ) -> bytes:
     return _SHARE_CONTEXT + canonicalize({
         "file": file_id, "officer": officer, "index": index,
-        "x25519": b64url_encode(x25519), "ephemeral": b64url_encode(ephemeral),
+        "x25519": b64.encode(x25519), "ephemeral": b64.encode(ephemeral),
     })
 
 
@@ -136,7 +136,7 @@ def seal_pin(
     keys = [key.public_bytes_raw() for _, key in recipients]
     if len(set(names)) != n or len(set(keys)) != n:
         raise ShareError("the same officer or key is named twice", "name each officer once")
-    file_id = b64url_encode(os.urandom(16))
+    file_id = b64.encode(os.urandom(16))
     header: dict[str, Any] = {
         "format": PIN_FORMAT,
         "id": file_id,
@@ -160,12 +160,12 @@ def seal_pin(
         nonce = os.urandom(12)
         box = AESGCM(_share_key(ephemeral.exchange(key), binding)).encrypt(nonce, share, binding)
         sealed_shares.append({
-            "officer": name, "index": index, "x25519": b64url_encode(key.public_bytes_raw()),
-            "ephemeral": b64url_encode(eph_raw), "nonce": b64url_encode(nonce),
-            "ciphertext": b64url_encode(box),
+            "officer": name, "index": index, "x25519": b64.encode(key.public_bytes_raw()),
+            "ephemeral": b64.encode(eph_raw), "nonce": b64.encode(nonce),
+            "ciphertext": b64.encode(box),
         })
     body = {key: value for key, value in header.items() if key != "recipients"}
-    body["pin"] = {"nonce": b64url_encode(pin_nonce), "ciphertext": b64url_encode(pin_ciphertext)}
+    body["pin"] = {"nonce": b64.encode(pin_nonce), "ciphertext": b64.encode(pin_ciphertext)}
     body["shares"] = sealed_shares
     return canonicalize(body) + b"\n"
 

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from console.b64 import decode as b64url_decode
+from console.b64 import encode as b64url_encode
 from console.errors import CardError, PinIncorrectError, ShareError
 from console.hsm import Hsm
 from console.jcs import canonicalize
@@ -28,7 +30,6 @@ from console.quorum import (
     seal_pin,
     unlock_card,
 )
-from console.quorum._codec import b64url_decode, b64url_encode
 from tests.integration.conftest import HsmTarget
 from tests.integration.faults import FaultyLib
 

@@ -20,9 +20,9 @@ from joserfc import jws as joserfc_jws
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
+from console.b64 import encode as b64url_encode
 from console.errors import ExportError, VerificationError
 from console.exports import bundle_digest, make_bundle, public_jwk, verify_bundle
-from console.exports._keys import b64url_encode
 from console.jcs import canonicalize
 
 NOW = datetime(2027, 1, 15, 10, 0, 0, tzinfo=UTC)

@@ -11,6 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from console.b64 import decode as b64url_decode
+from console.b64 import encode as b64url_encode
 from console.errors import CardError, ClockError, OfficerError
 from console.jcs import canonicalize
 from console.quorum import (
@@ -24,7 +26,6 @@ from console.quorum import (
     read_card_public,
     unlock_card,
 )
-from console.quorum._codec import b64url_decode, b64url_encode
 
 NOW = datetime(2027, 1, 15, 10, 0, tzinfo=UTC)
 PASSPHRASE = "plum harbor violin seventeen"

@@ -74,3 +74,12 @@ def test_package_import_is_light() -> None:
     loaded = _imported_after("console")
     heavy = {"textual", "rich", "pkcs11", "cryptography", "jwcrypto", "sqlite_utils"}
     assert not {m.split(".")[0] for m in loaded} & heavy
+
+
+@pytest.mark.parametrize("module", ["console.jose", "console.b64"])
+def test_vocabulary_modules_import_nothing_heavy(module: str) -> None:
+    # The algorithm vocabulary and the codec are read by the verifier, the config loader and
+    # the faces: they must not drag in the HSM library, the crypto backend or the UI.
+    loaded = _imported_after(module)
+    heavy = {"pkcs11", "cryptography", "textual", "rich", "jwcrypto"}
+    assert not {m.split(".")[0] for m in loaded} & heavy

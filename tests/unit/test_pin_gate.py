@@ -13,6 +13,8 @@ from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from console.b64 import decode as b64url_decode
+from console.b64 import encode as b64url_encode
 from console.errors import OfficerError, QuorumError, ShareError
 from console.jcs import canonicalize
 from console.quorum import (
@@ -25,7 +27,6 @@ from console.quorum import (
     seal_pin,
     unlock_card,
 )
-from console.quorum._codec import b64url_decode, b64url_encode
 from console.quorum.pin_gate import _share_binding, _share_key
 
 NOW = datetime(2027, 1, 15, 10, 0, tzinfo=UTC)

@@ -13,6 +13,7 @@ import pytest
 from Crypto.Signature import eddsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from console.b64 import encode as b64url_encode
 from console.errors import ClockError, LedgerTamperedError, OfficerError, QuorumError
 from console.jcs import canonicalize
 from console.ledger import OfficerRegistry, OfficerStatus
@@ -30,7 +31,6 @@ from console.quorum import (
     sign_approval,
     unlock_card,
 )
-from console.quorum._codec import b64url_encode
 from console.quorum.words import wordlist
 
 T0 = datetime(2027, 1, 15, 10, 0, tzinfo=UTC)

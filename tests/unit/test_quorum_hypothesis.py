@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from console.b64 import encode as b64url_encode
 from console.errors import QuorumError
 from console.jcs import canonicalize
 from console.ledger import OfficerRegistry
@@ -26,7 +27,6 @@ from console.quorum import (
     QuorumStatus,
     require_quorum,
 )
-from console.quorum._codec import b64url_encode
 
 T0 = datetime(2027, 1, 15, 10, 0, tzinfo=UTC)
 EXPIRES = T0 + timedelta(days=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from console.errors import TargetLintError
-from console.exports._keys import b64url_decode
+from console.exports._keys import decode_field
 from console.exports.jwks import jwk_to_pem
 from console.exports.targets._common import TargetFile, TargetInput, json_bytes, refuse_algs
 
@@ -30,7 +30,7 @@ def lint(inp: TargetInput) -> None:
             "unpublish a retired key first, or drop Auth0 from this keyset's consumers",
         )
     for key in inp.keys:
-        bits = int.from_bytes(b64url_decode(key["n"], "n"), "big").bit_length()
+        bits = int.from_bytes(decode_field(key["n"], "n"), "big").bit_length()
         if not 2048 <= bits <= 4096:
             raise TargetLintError(
                 f"Auth0 needs RSA 2048–4096 bits, key {key['kid']} has {bits}", "regenerate"

@@ -1,0 +1,136 @@
+"""Signing on the token: which mechanism, what the host hashes, and checking the result.
+
+The vocabulary (which mechanisms an algorithm may use, in which order, and whether the host
+hashes first) is `console.jose`'s; this module maps its mechanism names to python-pkcs11 values
+and does the work:
+
+* `choose_mechanism`: the first of the algorithm's mechanisms the token offers;
+* `sign`: one signature with a private key object, hashing on the host when the mechanism says
+  so and passing the PSS parameters (hash, MGF1 with the same hash, salt = hash length; python-
+  pkcs11's default for PSS is SHA-1, which SoftHSM2 rejects with ArgumentsBad);
+* `check_signature_size`: a token must return exactly the JWS size (raw `r||s` for ES*, never
+  DER), or its signatures are not JWS-ready;
+* `verify_jws_signature` (public as `console.hsm.verify_jws_signature`) and `verify`: the
+  software check (pyca/cryptography) of the self-test every new key passes.
+
+Called with `_pkcs11.LOCK` held; pkcs11 errors pass through to `TokenSession.run`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from pkcs11 import MGF, Mechanism
+
+from console import jose
+from console.errors import HsmError
+from console.hsm.values import Algorithm, PublicKey
+
+# hashlib name -> (PKCS#11 hash mechanism, MGF1 function) for CK_RSA_PKCS_PSS_PARAMS.
+_PSS_HASH: Final[dict[str, tuple[Mechanism, MGF]]] = {
+    "sha256": (Mechanism.SHA256, MGF.SHA256),
+    "sha384": (Mechanism.SHA384, MGF.SHA384),
+    "sha512": (Mechanism.SHA512, MGF.SHA512),
+}
+# hashlib name -> the same hash in pyca/cryptography, for software verification.
+_HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def pkcs11_mechanism(name: str) -> Mechanism:
+    """python-pkcs11's value for a `console.jose` mechanism name (e.g. "ECDSA")."""
+    return Mechanism[name]
+
+
+def describe(spec: jose.JoseAlgorithm, how: jose.SignMechanism) -> str:
+    """How `spec` is signed with `how`, for an officer (`ceremony doctor`, MechanismSupport)."""
+    hash_text = (spec.hash_name or "").upper().replace("SHA", "SHA-")
+    if how.host_hashes:
+        return f"{how.ckm} on a host {hash_text} digest"
+    if spec.scheme == "RSASSA-PSS":
+        return f"{how.ckm} ({hash_text}, MGF1-{hash_text}, salt {spec.digest_size})"
+    return how.ckm
+
+
+def choose_mechanism(
+    spec: jose.JoseAlgorithm, offered: frozenset[int]
+) -> jose.SignMechanism | None:
+    """The first of `spec`'s mechanisms, in its order of preference, that the token offers."""
+    for how in spec.sign_mechanisms:
+        if pkcs11_mechanism(how.name) in offered:
+            return how
+    return None
+
+
+def sign(priv: Any, spec: jose.JoseAlgorithm, how: jose.SignMechanism, data: bytes) -> bytes:
+    """A JWS signature over `data` by the python-pkcs11 private key `priv`, as the token made it."""
+    payload = data
+    if how.host_hashes:
+        assert spec.hash_name is not None  # jose: only EdDSA has no hash, and it never host-hashes
+        payload = hashlib.new(spec.hash_name, data).digest()
+    kwargs: dict[str, Any] = {"mechanism": pkcs11_mechanism(how.name)}
+    if spec.scheme == "RSASSA-PSS":
+        assert spec.hash_name is not None and spec.digest_size is not None
+        hash_mech, mgf = _PSS_HASH[spec.hash_name]
+        kwargs["mechanism_param"] = (hash_mech, mgf, spec.digest_size)
+    return bytes(priv.sign(payload, **kwargs))
+
+
+def check_signature_size(
+    spec: jose.JoseAlgorithm, signature: bytes, *, rsa_modulus_bytes: int | None
+) -> None:
+    """Raise HsmError unless `signature` has exactly the size a JWS needs."""
+    if len(signature) != spec.signature_size(rsa_modulus_bytes=rsa_modulus_bytes):
+        raise HsmError(
+            f"the token returned a {len(signature)}-byte {spec.name} signature",
+            "run `ceremony doctor`; this token's signatures are not JWS-ready",
+        )
+
+
+def verify_jws_signature(public_key: PublicKey, alg: Algorithm, data: bytes, sig: bytes) -> None:
+    """Check a JWS signature in software (pyca/cryptography).
+
+    Raises: cryptography's InvalidSignature (the signature does not verify, or the key is not of
+    the type the algorithm needs), UnknownAlgorithmError (`alg` is not a policy algorithm).
+    """
+    verify(public_key, jose.algorithm(alg), data, sig)
+
+
+def verify(public_key: PublicKey, spec: jose.JoseAlgorithm, data: bytes, sig: bytes) -> None:
+    """`verify_jws_signature` for an algorithm already looked up."""
+    if spec.scheme == "EdDSA":
+        if not isinstance(public_key, ed25519.Ed25519PublicKey):
+            raise _wrong_key_type(spec)
+        public_key.verify(sig, data)
+        return
+    assert spec.hash_name is not None and spec.digest_size is not None  # jose row invariant
+    digest = _HASHES[spec.hash_name]()
+    if spec.scheme == "ECDSA":
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise _wrong_key_type(spec)
+        half = len(sig) // 2  # raw r||s (RFC 7518 section 3.4); cryptography wants DER
+        der = encode_dss_signature(
+            int.from_bytes(sig[:half], "big"), int.from_bytes(sig[half:], "big")
+        )
+        public_key.verify(der, data, ec.ECDSA(digest))
+        return
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise _wrong_key_type(spec)
+    pad: padding.AsymmetricPadding = (
+        padding.PSS(mgf=padding.MGF1(_HASHES[spec.hash_name]()), salt_length=spec.digest_size)
+        if spec.scheme == "RSASSA-PSS"
+        else padding.PKCS1v15()
+    )
+    public_key.verify(sig, data, pad, digest)
+
+
+def _wrong_key_type(spec: jose.JoseAlgorithm) -> InvalidSignature:
+    return InvalidSignature(f"only a {spec.key_kind} key can verify an {spec.name} signature")
