@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from console.b64 import decode as b64url_decode
+from console.b64 import encode as b64url_encode
 from console.ceremony.actions import (
     Action,
     Checkpoint,
@@ -70,7 +72,6 @@ from console.exports.verify_bundle import verify_bundle, verify_jws
 from console.exports.writer import export_bundle, write_signing_key
 from console.ledger import cosign_note, sign_note
 from console.lifecycle import Key, KeysetState, KeyState, check_transition, replay, short_kid
-from console.quorum._codec import b64url_decode, b64url_encode
 from console.quorum.cards import UnlockedCard
 from console.quorum.pin_gate import new_pin, open_pin, read_sealed_pin, seal_pin
 

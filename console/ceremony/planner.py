@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from console.b64 import encode as b64url_encode
 from console.ceremony.actions import (
     Action,
     Change,
@@ -56,7 +57,6 @@ from console.lifecycle import (
     rotation_due,
     short_kid,
 )
-from console.quorum._codec import b64url_encode
 from console.quorum.cards import OfficerPublicKeys
 
 PLAN_LIFETIME = timedelta(hours=24)

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from console import b64
 from console.ceremony.actions import ExportBundle, RecordConfig
 from console.ceremony.engine import CeremonyRun
 from console.ceremony.journal import (
@@ -618,7 +619,7 @@ class Session:
             signature = card.sign(ABORT_CONTEXT + record.digest.hex().encode())
             self.ws.ledger.append("ceremony.aborted", {
                 "plan_id": record.plan_id, "after_step": record.last_done, "officer": officer,
-                "signature": _b64url(signature), "kept": list(kept), "undone": list(undone)},
+                "signature": b64.encode(signature), "kept": list(kept), "undone": list(undone)},
                 time=self.now, actor=officer, ceremony=record.plan_id)
             return Abort(record.plan_id, kept, undone)
 
@@ -656,12 +657,6 @@ def _abort_outcome(record: PlanRecord, exports: Path) -> tuple[tuple[str, ...], 
         undone.append("the configuration was not recorded: commands stay refused until a "
                       "config-change completes")
     return tuple(kept), tuple(undone)
-
-
-def _b64url(raw: bytes) -> str:
-    from console.quorum._codec import b64url_encode
-
-    return b64url_encode(raw)
 
 
 def _sha256(path: Path) -> str:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from console import jose
 from console.config._durations import MAX_DURATION, format_duration_text, parse_duration
 from console.config._toml import PathPart, Reader, describe, load_toml
 from console.errors import ConfigError
@@ -36,10 +37,11 @@ __all__ = [
     "slowest_consumer",
 ]
 
-ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
-RSA_ALGORITHMS = frozenset({"RS256", "PS256"})
+ALGORITHMS: tuple[str, ...] = jose.ALGORITHMS
+RSA_ALGORITHMS = frozenset(a for a in ALGORITHMS if jose.algorithm(a).kty == "RSA")
 # The curve each non-RSA algorithm implies; a `curve` key, when given, must agree.
-CURVE_OF_ALG: Mapping[str, str] = {"ES256": "P-256", "ES384": "P-384", "EdDSA": "Ed25519"}
+CURVE_OF_ALG: Mapping[str, str] = {
+    a: curve for a in ALGORITHMS if (curve := jose.algorithm(a).curve) is not None}
 CONSUMER_TYPES: tuple[str, ...] = (
     "envoy", "istio", "kong", "nginx", "apim", "auth0", "aws-apigw", "generic",
 )

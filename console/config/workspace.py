@@ -6,8 +6,6 @@ the text `ceremony init` writes (`render_workspace_config`), which the parser re
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import uuid
 from collections.abc import Mapping
@@ -15,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from console import b64
 from console.config._toml import PathPart, Reader, load_toml
 from console.errors import ConfigError
 from console.names import OFFICER_NAME
@@ -129,11 +128,11 @@ class Officer:
 
     @property
     def ed25519_b64(self) -> str:
-        return _b64url(self.ed25519)
+        return b64.encode(self.ed25519)
 
     @property
     def x25519_b64(self) -> str:
-        return _b64url(self.x25519)
+        return b64.encode(self.x25519)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,16 +161,6 @@ class WorkspaceConfig:
         )
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    if not _B64URL.match(text) or len(text) % 4 == 1:
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _quorum_rule(reader: Reader, value: object, path: tuple[PathPart, ...]) -> QuorumRule:
     fix = 'write "2/3" or {m = 2, n = 3} with 1 ≤ M ≤ N'
     if isinstance(value, str):
@@ -198,8 +187,8 @@ def _public_key(reader: Reader, table: Mapping[str, Any], path: tuple[PathPart, 
     text = reader.string(table, path, key)
     fix = f"paste the officer's {key} public key: base64url of the raw 32 bytes, no padding"
     try:
-        raw = _b64url_decode(text)
-    except (ValueError, binascii.Error):
+        raw = b64.decode(text)
+    except b64.Base64urlError:
         reader.fail((*path, key), f"{key} key is not base64url", fix)
     if len(raw) != 32:
         reader.fail((*path, key), f"{key} key is {len(raw)} bytes, not 32", fix)

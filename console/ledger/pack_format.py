@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from console import jcs
+from console import b64, jcs
 from console.errors import VerificationError
 from console.ledger.trust import OfficerRegistry
 
@@ -92,7 +92,7 @@ def officers_document(origin: str, officers: OfficerRegistry) -> bytes:
                 "status": o.status,
                 "ed25519": o.jwk(),
                 "verifier_key": o.verifier_key(),
-                "x25519": _b64url(o.x25519),
+                "x25519": b64.encode(o.x25519),
                 "enrolled_seq": o.enrolled_seq,
                 "revoked_seq": o.revoked_seq,
             }
@@ -104,10 +104,6 @@ def officers_document(origin: str, officers: OfficerRegistry) -> bytes:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _b64decode(text: str, what: str) -> bytes:

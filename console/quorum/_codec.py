@@ -14,10 +14,9 @@ from typing import Any
 
 from console import b64
 
-# Aliases kept for callers outside this worktree's scope (quorum/approvals.py,
-# ceremony/engine.py, planner.py, session.py); new code imports console.b64 directly.
 b64url_encode = b64.encode
 b64url_decode = b64.decode
+"""The quorum formats' names for the one codec (`console.b64`)."""
 
 
 def take_str(obj: Mapping[str, Any], key: str) -> str:

@@ -22,11 +22,12 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
+from console.b64 import decode as b64url_decode
+from console.b64 import encode as b64url_encode
 from console.clock import format_time, require_utc
 from console.errors import OfficerError, QuorumError
 from console.ledger.trust import OfficerRegistry
 from console.names import check_officer_name
-from console.quorum._codec import b64url_decode, b64url_encode
 from console.quorum.cards import UnlockedCard
 
 APPROVAL_CONTEXT = b"key-ceremony-approval/v1\n"
