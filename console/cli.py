@@ -8,7 +8,6 @@ from errors to exit codes is `exit_code_for`, in one place.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -18,7 +17,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
-from console import __version__
+from console import __version__, terminal
 from console.ceremony.progress import LineProgress
 from console.errors import ConsoleError, UsageError
 
@@ -28,6 +27,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     USAGE = 2
     INTERRUPTED = 130
+    OUTPUT_CLOSED = terminal.OUTPUT_CLOSED  # 141: stdout's reader went away (terminal.py)
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
@@ -47,12 +47,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    terminal.setup_output()
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args = parser.parse_args(words)
         handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", _open_tui)
-        return handler(args)
+        return terminal.finish(handler(args))
     except ConsoleError as error:
         if "--verbose" in words:
             raise
@@ -280,7 +281,8 @@ def _unlock_officers(args: argparse.Namespace, ws: Any) -> list[Any]:
         if secret_file is not None:
             passphrase = _read_secret_file(secret_file)
         else:
-            passphrase = getpass.getpass(f"passphrase for {name}'s card: ")
+            passphrase = terminal.ask_secret(f"passphrase for {name}'s card: ",
+                                             instead=f"--passphrase-file {name}=FILE")
         print(f"unlocking {name}'s card…", file=sys.stderr)
         unlocked.append(unlock_officer_card(name, card, passphrase))
     return unlocked
@@ -315,6 +317,7 @@ def _open_tui(args: argparse.Namespace) -> int:
     from console.clock import parse_time
     from console.tui.app import run_app
 
+    terminal.require_terminal("the console (TUI)", instead="use `ceremony status` and the others")
     ws = _open(args)
     text = getattr(args, "tui_now", None)
     requested = None if text is None else parse_time(text, "--now")
@@ -327,6 +330,8 @@ def _demo(args: argparse.Namespace) -> int:
     from console.ceremony.demo import run_demo
     from console.workspace import locate
 
+    if not args.headless:
+        terminal.require_terminal("`ceremony demo` without --headless", instead="add --headless")
     # The demo never lands in the current folder by accident: default ./demo.
     root = locate(_workspace_arg(args) or os.environ.get("CEREMONY_WORKSPACE") or "demo")
     run_demo(root, progress=_progress)
@@ -347,7 +352,7 @@ def _init(args: argparse.Namespace) -> int:
     if args.pin_file is not None:
         pin = _read_secret_file(args.pin_file)
     else:
-        pin = getpass.getpass("current user PIN of the token: ")
+        pin = terminal.ask_secret("current user PIN of the token: ", instead="--pin-file FILE")
     root = locate(_workspace_arg(args))
     init_workspace(
         root, org=args.org, module=args.module, token_label=args.token_label,
@@ -517,8 +522,9 @@ def _officer_new_card(args: argparse.Namespace) -> int:
     if args.passphrase_file is not None:
         passphrase = _read_secret_file(args.passphrase_file)
     else:
-        passphrase = getpass.getpass(f"new passphrase for {args.name}'s card: ")
-        if getpass.getpass("again: ") != passphrase:
+        passphrase = terminal.ask_secret(f"new passphrase for {args.name}'s card: ",
+                                         instead="--passphrase-file FILE")
+        if terminal.ask_secret("again: ", instead="--passphrase-file FILE") != passphrase:
             raise UsageError("the two passphrases differ", "type the same passphrase twice")
     print(write_new_card(args.name, passphrase, args.out))
     return ExitCode.OK
