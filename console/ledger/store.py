@@ -246,7 +246,7 @@ class Ledger:
         """Open a ledger and check its schema, triggers, tree and checkpoints.
 
         Raises:
-            LedgerError: no ledger at `path`.
+            LedgerError: no ledger at `path`, or its folder or file is read-only.
             LedgerTamperedError: triggers missing, tables altered, a gap in seq, a missing node.
             RollbackError: the database is not an extension of the checkpoint file or of
                 `expect_checkpoint`.
@@ -258,6 +258,13 @@ class Ledger:
             conn = _connect(path, create=False)
             origin = _check_schema(conn)
         except sqlite3.DatabaseError as e:
+            if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+                # SQLite says "unable to open database file" for a read-only folder too (WAL
+                # needs its -wal and -shm files): never advise restoring a good ledger.
+                raise LedgerError(
+                    f"ledger {path} cannot be opened: its folder or file is read-only ({e})",
+                    "the console writes to the workspace; use a writable copy of it",
+                ) from e
             raise LedgerTamperedError(
                 f"ledger {path} is damaged: {e}", "restore it from a backup and re-open"
             ) from e
