@@ -314,10 +314,10 @@ def _missing_sub(args: argparse.Namespace) -> int:
 
 
 def _open_tui(args: argparse.Namespace) -> int:
+    terminal.require_terminal("the console (TUI)", instead="use `ceremony status` and the others")
     from console.clock import parse_time
     from console.tui.app import run_app
 
-    terminal.require_terminal("the console (TUI)", instead="use `ceremony status` and the others")
     ws = _open(args)
     text = getattr(args, "tui_now", None)
     requested = None if text is None else parse_time(text, "--now")
