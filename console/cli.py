@@ -10,7 +10,6 @@ it cards and passphrases when it asks, and shows what it returns.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -20,7 +19,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from console import __version__
+from console import __version__, terminal
 from console.ceremony.progress import LineProgress
 from console.errors import CardError, ConsoleError, UsageError
 
@@ -36,6 +35,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     USAGE = 2
     INTERRUPTED = 130
+    OUTPUT_CLOSED = terminal.OUTPUT_CLOSED  # 141: stdout's reader went away (terminal.py)
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
@@ -55,12 +55,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    terminal.setup_output()
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args = parser.parse_args(words)
         handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", _open_tui)
-        return handler(args)
+        return terminal.finish(handler(args))
     except ConsoleError as error:
         if "--verbose" in words:
             raise
@@ -303,25 +304,12 @@ class _Cards:
         if attempt > 1:
             print("that passphrase did not unlock the card; try again", file=sys.stderr)
         print(f"unlocking {officer}'s card…", file=sys.stderr)
-        return _ask_secret(f"passphrase for {officer}'s card: ")
+        return terminal.ask_secret(f"passphrase for {officer}'s card: ",
+                                   instead=f"--passphrase-file {officer}=FILE")
 
 
-def _ask_secret(prompt: str) -> str:
-    if not sys.stdin.isatty():
-        raise UsageError("no terminal to ask a passphrase without echo",
-                         "give it with --passphrase-file NAME=FILE")
-    return getpass.getpass(prompt)
-
-
-def _ask_line(prompt: str) -> str:
-    if not sys.stdin.isatty():
-        raise UsageError("no terminal to ask for the digest words",
-                         "give them with --words '…' after reading them aloud")
-    print(prompt, end="", file=sys.stderr, flush=True)
-    line = sys.stdin.readline()
-    if not line:
-        raise UsageError("no words were typed", "type the first two digest words")
-    return line
+def _ask_words(prompt: str) -> str:
+    return terminal.ask_line(prompt, instead="--words '…' (after reading the words aloud)")
 
 
 def _read_secret_file(path: Path) -> str:
@@ -351,7 +339,7 @@ def _confirm(args: argparse.Namespace, ws: Workspace) -> Callable[[PlanView], No
         if args.words is not None:
             check_words(view.digest, args.words)
         elif not args.yes:
-            check_words(view.digest, _ask_line(
+            check_words(view.digest, _ask_words(
                 "compare the words across the room, then type the first two: "))
 
     return confirm
@@ -368,7 +356,7 @@ def _confirm_abort(args: argparse.Namespace, ws: Workspace) -> Callable[[PlanRec
         if args.words is not None:
             check_words(record.digest, args.words)
         elif not args.yes:
-            check_words(record.digest, _ask_line(
+            check_words(record.digest, _ask_words(
                 "type the first two digest words of the plan to abort it: "))
 
     return confirm
@@ -390,6 +378,7 @@ def _missing_sub(args: argparse.Namespace) -> int:
 
 
 def _open_tui(args: argparse.Namespace) -> int:
+    terminal.require_terminal("the console (TUI)", instead="use `ceremony status` and the others")
     from console.tui.app import run_app
 
     ws = _open(args)
@@ -403,6 +392,8 @@ def _demo(args: argparse.Namespace) -> int:
     from console.ceremony.demo import run_demo
     from console.workspace import locate
 
+    if not args.headless:
+        terminal.require_terminal("`ceremony demo` without --headless", instead="add --headless")
     # The demo never lands in the current folder by accident: default ./demo.
     root = locate(getattr(args, "workspace", None)
                   or os.environ.get("CEREMONY_WORKSPACE") or "demo")
@@ -424,7 +415,7 @@ def _init(args: argparse.Namespace) -> int:
     if args.pin_file is not None:
         pin = _read_secret_file(args.pin_file)
     else:
-        pin = _ask_secret("current user PIN of the token: ")
+        pin = terminal.ask_secret("current user PIN of the token: ", instead="--pin-file FILE")
     root = locate(getattr(args, "workspace", None))
     init_workspace(
         root, org=args.org, module=args.module, token_label=args.token_label,
@@ -569,13 +560,14 @@ def _officer_new_card(args: argparse.Namespace) -> int:
         passphrase = _read_secret_file(args.passphrase_file)
     else:
         for _ in range(3):
-            passphrase = _ask_secret(f"new passphrase for {args.name}'s card: ")
+            passphrase = terminal.ask_secret(f"new passphrase for {args.name}'s card: ",
+                                             instead="--passphrase-file FILE")
             try:
                 check_passphrase(passphrase, name=args.name)
             except ConsoleError as error:
                 print(f"{error.user_message()}; try another", file=sys.stderr)
                 continue
-            if _ask_secret("again: ") == passphrase:
+            if terminal.ask_secret("again: ", instead="--passphrase-file FILE") == passphrase:
                 break
             print("the two passphrases differ; start again", file=sys.stderr)
         else:

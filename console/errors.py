@@ -89,6 +89,23 @@ class UnknownAlgorithmError(ConsoleError):
         self.alg = alg
 
 
+# --- the terminal (console.terminal) ---------------------------------------------------------
+
+
+class NoTerminalError(UsageError):
+    """Something must be typed (a secret, a confirmation) or shown (the TUI), and there is no
+    terminal: the hint names the option to use instead (exit code 2)."""
+
+
+class TerminalInputError(ConsoleError):
+    """What was typed on the terminal cannot be used: input ended (Ctrl-D) or the terminal went
+    away before Enter, or the line is too long or not text in the locale's encoding."""
+
+
+class ConfirmationError(ConsoleError):
+    """What was typed to confirm does not match what was shown."""
+
+
 # --- HSM -----------------------------------------------------------------------------------
 
 

@@ -227,7 +227,7 @@ class Ledger:
         """Open a ledger and check what every command relies on (see the module docstring).
 
         Raises:
-            LedgerError: no ledger at `path`.
+            LedgerError: no ledger at `path`, or its folder or file is read-only.
             LedgerTamperedError: schema or triggers altered, a gap in seq, a checkpoint that
                 does not count, an entry that does not match the signed tree.
             RollbackError: the database is not an extension of the checkpoint file or of
@@ -240,6 +240,13 @@ class Ledger:
             conn = connect(path, create=False)
             origin = check_schema(conn)
         except sqlite3.DatabaseError as e:
+            if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+                # SQLite says "unable to open database file" for a read-only folder too (WAL
+                # needs its -wal and -shm files): never advise restoring a good ledger.
+                raise LedgerError(
+                    f"ledger {path} cannot be opened: its folder or file is read-only ({e})",
+                    "the console writes to the workspace; use a writable copy of it",
+                ) from e
             raise LedgerTamperedError(
                 f"ledger {path} is damaged or not a ledger: {e}",
                 "restore it from a backup and re-open",

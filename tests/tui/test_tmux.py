@@ -1,5 +1,6 @@
 """The real thing in a real terminal: `ceremony --workspace DIR` inside tmux, read with
-capture-pane, a screen key pressed, read again, quit with ctrl+q."""
+capture-pane, a screen key pressed, read again, quit with ctrl+q; and the same console in a
+plain 80×24 pane with `TERM=dumb` and the C locale."""
 
 from __future__ import annotations
 
@@ -61,5 +62,34 @@ def test_ceremony_in_tmux(demo_workspace: Path) -> None:
             time.sleep(0.2)
         else:
             raise AssertionError("ctrl+q did not quit the console")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+@pytest.mark.hsm
+@pytest.mark.parametrize("locale", [
+    {"LC_ALL": "C", "LANG": "C"},
+    # Python's UTF-8 mode off as well: Textual then writes to an ASCII stderr, which escapes
+    # the box drawing (garbled, but it starts, shows the data and quits cleanly).
+    {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"},
+], ids=["C", "C-no-utf8-mode"])
+def test_console_in_a_dumb_80x24_pane(demo_workspace: Path, locale: dict[str, str]) -> None:
+    session = f"tui-{uuid.uuid4().hex[:8]}"
+    env = subprocess_env()
+    settings = {"TERM": "dumb", "PYTHONPATH": env["PYTHONPATH"], **locale}
+    console = " ".join(["env", "-u", "SOFTHSM2_CONF", "-u", "NO_COLOR", "-u", "COLUMNS",
+                        *(f"{k}={shlex.quote(v)}" for k, v in settings.items()),
+                        shlex.quote(CEREMONY), "--workspace", shlex.quote(str(demo_workspace))])
+    # The shell reports the console's exit status on the pane, which stays after it exits.
+    command = f'{console}; echo "console exited with $?"; sleep 30'
+    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(REPO), command)
+    try:
+        screen = _wait_for(session, lambda s: "Keysets" in s and "demo-api" in s)
+        assert "Traceback" not in screen
+        assert max(len(line) for line in screen.splitlines()) <= 80
+        _tmux("send-keys", "-t", session, "C-q")
+        last = _wait_for(session, lambda s: "console exited with" in s, timeout=10)
+        assert "console exited with 0" in last, last
+        assert "Traceback" not in last and "Error" not in last, last
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
