@@ -292,6 +292,10 @@ class _Cards:
             card = demo[0] if demo is not None else None
         if card is None:
             raise UsageError(f"no card for officer {officer}", f"add --card {officer}=FILE")
+        if officer not in self.secrets:
+            # Asked before anything is planned or recorded: no terminal means no passphrase.
+            terminal.require_tty(f"{officer}'s passphrase",
+                                      instead=f"--passphrase-file {officer}=FILE")
         return card
 
     def passphrase(self, officer: str, attempt: int) -> str:
@@ -333,6 +337,9 @@ def _confirm(args: argparse.Namespace, ws: Workspace) -> Callable[[PlanView], No
     from console.ceremony.review import check_words
 
     _refuse_yes_in_production(args, ws)
+    if args.words is None and not args.yes:
+        terminal.require_tty("the plan's digest words",
+                                  instead="--words '…' (after reading the words aloud)")
 
     def confirm(view: PlanView) -> None:
         print(view.render(), file=sys.stderr)

@@ -54,6 +54,7 @@ __all__ = [
     "OUTPUT_CLOSED",
     "ask_line",
     "ask_secret",
+    "require_tty",
     "colour_enabled",
     "confirm",
     "finish",
@@ -213,6 +214,12 @@ def ask_secret(prompt: str, *, instead: str) -> str:
             _write(fd, "\n")  # the Enter the user typed was not echoed either
     finally:
         os.close(fd)
+
+
+def require_tty(what: str, *, instead: str) -> None:
+    """Raise `NoTerminalError` unless there is a controlling terminal to ask on (the test
+    `ask_secret` and `ask_line` make), so a command can refuse before it changes anything."""
+    os.close(_open_terminal(what, instead))
 
 
 def ask_line(prompt: str, *, instead: str) -> str:

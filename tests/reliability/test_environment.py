@@ -88,7 +88,8 @@ def _prompted(name: str) -> tuple[str, ...]:
     return ("--officer", name, "--card", f"{name}={{cards}}/{name}.card")
 
 
-WS = ("--workspace", "{ws}")
+WS = ("--workspace", "{ws}", "--yes")  # --yes: the digest words, asked in rehearsals otherwise
+WS_ONLY = ("--workspace", "{ws}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ class Row:
 
 
 ROWS: dict[tuple[str, ...], Row] = {
-    (): Row(None, WS, "needs a terminal", asks=True),  # the TUI; it works in tests/tui/test_tmux.py
+    (): Row(None, WS_ONLY, "needs a terminal", asks=True),  # the TUI; it works in tests/tui/test_tmux.py
     ("demo",): Row(("demo", "--headless", "--workspace", "{new}"),
                    ("demo", "--workspace", "{new}"), "add --headless", base=None, asks=True,
                    costly=True),
@@ -125,8 +126,8 @@ ROWS: dict[tuple[str, ...], Row] = {
          *(f"--officer-card={{cards}}/{n}.card" for n in ("alice", "bob", "carol"))),
         ("init", "--workspace", "{new}", "--org", "acme", "--module", "softhsm",
          "--officer-card", "{cards}/alice.card"), "--pin-file FILE", base=None, asks=True),
-    ("status",): Row(("status", *WS), ("status", "--now", "not-a-time", *WS), "RFC 3339"),
-    ("plan",): Row(("plan", "export-only", *WS), ("plan", "no-such-script", *WS),
+    ("status",): Row(("status", *WS_ONLY), ("status", "--now", "not-a-time", *WS_ONLY), "RFC 3339"),
+    ("plan",): Row(("plan", "export-only", *WS_ONLY), ("plan", "no-such-script", *WS_ONLY),
                    "no-such-script", mutating=True),
     ("approve",): Row(("approve", "{plan}", *_with_files("carol"), *WS),
                       ("approve", "{plan}", *_prompted("carol"), *WS),
@@ -137,15 +138,17 @@ ROWS: dict[tuple[str, ...], Row] = {
     ("run",): Row(("run", "export-only", *_with_files("alice", "bob"), *WS),
                   ("run", "export-only", *_prompted("alice"), *_with_files("bob"), *WS),
                   "--passphrase-file alice=FILE", mutating=True, asks=True),
-    ("resume",): Row(("resume", "--abort", *WS), ("resume", *_prompted("alice"), *WS),
-                     "--passphrase-file alice=FILE", base="open", mutating=True, asks=True),
-    ("reconcile",): Row(("reconcile", *WS), ("reconcile", "--workspace", "{out}"),
+    # Nothing is interrupted in "open": the refusal says so before any card is asked for.
+    ("resume",): Row(("resume", "--abort", *_with_files("alice"), *WS),
+                     ("resume", *_prompted("alice"), *WS),
+                     "no interrupted ceremony", base="open", mutating=True),
+    ("reconcile",): Row(("reconcile", *WS_ONLY), ("reconcile", "--workspace", "{out}"),
                         "no workspace"),
-    ("export",): Row(("export", "--keyset", "demo-api", "--out", "{out}", *WS),
-                     ("export", "--keyset", "no-such-keyset", *WS), "no-such-keyset"),
+    ("export",): Row(("export", "--keyset", "demo-api", "--out", "{out}", *WS_ONLY),
+                     ("export", "--keyset", "no-such-keyset", *WS_ONLY), "no-such-keyset"),
     ("audit",): Row(None, ("audit",), "needs an action"),
-    ("audit", "export"): Row(("audit", "export", "--out", "{out}", *WS),
-                             ("audit", "export", "--out", "{pack}", *WS), "already exists"),
+    ("audit", "export"): Row(("audit", "export", "--out", "{out}", *WS_ONLY),
+                             ("audit", "export", "--out", "{pack}", *WS_ONLY), "already exists"),
     ("verify",): Row(None, ("verify",), "needs an action"),
     ("verify", "bundle"): Row(("verify", "bundle", "{bundle}", "--trust", "{trust}"),
                               ("verify", "bundle", "{bundle}", "--trust", "{cards}/alice.card"),
@@ -153,7 +156,7 @@ ROWS: dict[tuple[str, ...], Row] = {
     ("verify", "audit"): Row(("verify", "audit", "{pack}"), ("verify", "audit", "{out}"),
                              "not an audit pack", base=None),
     ("officer",): Row(None, ("officer",), "needs an action"),
-    ("officer", "list"): Row(("officer", "list", *WS), ("officer", "list", "--workspace", "{out}"),
+    ("officer", "list"): Row(("officer", "list", *WS_ONLY), ("officer", "list", "--workspace", "{out}"),
                              "no workspace"),
     ("officer", "new-card"): Row(
         ("officer", "new-card", "dave", "--out", "{out}/dave.card",
@@ -168,9 +171,9 @@ ROWS: dict[tuple[str, ...], Row] = {
         ("officer", "revoke", "dave", *_with_files("alice", "bob", "carol"), *WS),
         ("officer", "revoke", "dave", *_prompted("alice"), *WS),
         "--passphrase-file alice=FILE", base="four", mutating=True, asks=True),
-    ("doctor",): Row(("doctor", *WS), ("doctor", "--bogus", *WS), "unrecognized arguments",
+    ("doctor",): Row(("doctor", *WS_ONLY), ("doctor", "--bogus", *WS_ONLY), "unrecognized arguments",
                      works_status=frozenset({ExitCode.OK, ExitCode.FAILED})),
-    ("transcript",): Row(("transcript", "{done}", *WS), ("transcript", "000000000000", *WS),
+    ("transcript",): Row(("transcript", "{done}", *WS_ONLY), ("transcript", "000000000000", *WS_ONLY),
                          "000000000000", mutating=True),
 }
 
@@ -320,7 +323,9 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> Bases:
     plan = re.search(r"plan ([0-9a-f]{12})", planned)
     assert plan, planned
     for name in ("alice", "bob"):
-        _ok("approve", plan.group(1), "--officer", name, "--workspace", str(opened), cwd=root)
+        _ok("approve", plan.group(1), "--officer", name, "--passphrase-file",
+            f"{name}={idle / 'demo-cards' / (name + '.pass')}", "--yes", "--workspace",
+            str(opened), cwd=root)
     done = re.search(r"-([0-9a-f]{12})\.md$",
                      max(p.name for p in (idle / "transcripts").glob("*quarterly*.md")))
     assert done
@@ -331,8 +336,9 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> Bases:
     pack = root / "pack"
     _ok("audit", "export", "--out", str(pack), "--workspace", str(idle), cwd=root)
     four = clone(idle, root / "four")
-    _ok("officer", "enroll", "--new-card", str(dave), "--officer", "alice", "--officer", "bob",
-        "--officer", "carol", "--workspace", str(four), cwd=root)
+    _ok("officer", "enroll", "--new-card", str(dave), "--yes", "--workspace", str(four),
+        *(a for n in ("alice", "bob", "carol") for a in (
+            "--officer", n, "--passphrase-file", f"{n}={cards / (n + '.pass')}")), cwd=root)
     secrets = tuple(p.read_text().strip() for p in sorted(cards.glob("*.pass")))
     return Bases(idle, opened, four, plan.group(1), done.group(1), dave, pack, secrets)
 
@@ -537,7 +543,8 @@ def _approve_on_a_terminal(bases: Bases, tmp_path: Path, keys: bytes) -> tuple[i
     ws = clone(bases.open, tmp_path / "ws")
     before = tree_hashes(ws)
     session = PtySession([CEREMONY, "approve", bases.plan, "--officer", "carol", "--card",
-                          f"carol={bases.cards / 'carol.card'}", "--workspace", str(ws)],
+                          f"carol={bases.cards / 'carol.card'}", "--workspace", str(ws),
+                          "--yes"],
                          env=_env(tmp_path), cwd=tmp_path)
     try:
         session.read_until(b"passphrase for carol's card: ")
@@ -555,7 +562,7 @@ def test_a_passphrase_typed_on_the_terminal_is_not_echoed(bases: Bases, tmp_path
     secret = (bases.cards / "carol.pass").read_text().strip()
     status, output, _ = _approve_on_a_terminal(bases, tmp_path, secret.encode() + b"\n")
     assert status == 0, output
-    assert "carol approved plan" in output and secret not in output
+    assert "carol signed plan" in output and secret not in output
 
 
 @pytest.mark.parametrize(("keys", "status", "line"), [
