@@ -54,11 +54,11 @@ __all__ = [
     "OUTPUT_CLOSED",
     "ask_line",
     "ask_secret",
-    "require_tty",
     "colour_enabled",
     "confirm",
     "finish",
     "require_terminal",
+    "require_tty",
     "setup_output",
 ]
 

@@ -142,7 +142,8 @@ def test_production_refuses_a_card_kept_in_the_workspace(
     inside.write_bytes(officers["alice"][0].read_bytes())
     size_before = _ledger_size(ws)
     capsys.readouterr()
-    code = main(["run", "genesis", "--workspace", str(ws), "--officer", "alice", "--card",
+    code = main(["run", "genesis", "--workspace", str(ws), "--words", "any words", "--officer",
+                 "alice", "--card",
                  f"alice={inside}", "--passphrase-file", f"alice={officers['alice'][1]}",
                  *_officer_args(officers, "bob")])
     assert code == ExitCode.USAGE

@@ -116,7 +116,8 @@ class Row:
 
 
 ROWS: dict[tuple[str, ...], Row] = {
-    (): Row(None, WS_ONLY, "needs a terminal", asks=True),  # the TUI; it works in tests/tui/test_tmux.py
+    # The TUI (it works in tests/tui/test_tmux.py).
+    (): Row(None, WS_ONLY, "needs a terminal", asks=True),
     ("demo",): Row(("demo", "--headless", "--workspace", "{new}"),
                    ("demo", "--workspace", "{new}"), "add --headless", base=None, asks=True,
                    costly=True),
@@ -156,8 +157,8 @@ ROWS: dict[tuple[str, ...], Row] = {
     ("verify", "audit"): Row(("verify", "audit", "{pack}"), ("verify", "audit", "{out}"),
                              "not an audit pack", base=None),
     ("officer",): Row(None, ("officer",), "needs an action"),
-    ("officer", "list"): Row(("officer", "list", *WS_ONLY), ("officer", "list", "--workspace", "{out}"),
-                             "no workspace"),
+    ("officer", "list"): Row(("officer", "list", *WS_ONLY),
+                             ("officer", "list", "--workspace", "{out}"), "no workspace"),
     ("officer", "new-card"): Row(
         ("officer", "new-card", "dave", "--out", "{out}/dave.card",
          "--passphrase-file", "{cards}/carol.pass"),
@@ -171,10 +172,12 @@ ROWS: dict[tuple[str, ...], Row] = {
         ("officer", "revoke", "dave", *_with_files("alice", "bob", "carol"), *WS),
         ("officer", "revoke", "dave", *_prompted("alice"), *WS),
         "--passphrase-file alice=FILE", base="four", mutating=True, asks=True),
-    ("doctor",): Row(("doctor", *WS_ONLY), ("doctor", "--bogus", *WS_ONLY), "unrecognized arguments",
+    ("doctor",): Row(("doctor", *WS_ONLY), ("doctor", "--bogus", *WS_ONLY),
+                     "unrecognized arguments",
                      works_status=frozenset({ExitCode.OK, ExitCode.FAILED})),
-    ("transcript",): Row(("transcript", "{done}", *WS_ONLY), ("transcript", "000000000000", *WS_ONLY),
-                         "000000000000", mutating=True),
+    ("transcript",): Row(("transcript", "{done}", *WS_ONLY),
+                         ("transcript", "000000000000", *WS_ONLY), "000000000000",
+                         mutating=True),
 }
 
 
