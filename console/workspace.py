@@ -47,7 +47,11 @@ def locate(path: str | os.PathLike[str] | None) -> Path:
     chosen = path if path is not None else os.environ.get("CEREMONY_WORKSPACE") or "."
     if "\x00" in os.fspath(chosen):
         raise UsageError("the workspace path holds a NUL character", "give a plain folder path")
-    return Path(chosen).expanduser().resolve()
+    path = Path(chosen).expanduser().resolve()
+    if len(os.fsencode(path)) >= 4096 or any(len(os.fsencode(p)) > 255 for p in path.parts):
+        raise UsageError("the workspace path is longer than file systems allow",
+                         "give a shorter folder path")
+    return path
 
 
 def read_expected_checkpoint(path: str | os.PathLike[str] | None) -> str | None:

@@ -144,7 +144,11 @@ class _Verifier:
         return LedgerTamperedError(message, hint or "the pack was altered; do not trust it")
 
     def run(self) -> AuditReport:
-        if not self.dir.is_dir():
+        try:
+            is_folder = self.dir.is_dir()
+        except (OSError, ValueError):  # a name too long, a NUL: no such folder either
+            is_folder = False
+        if not is_folder:
             raise self.fail(f"{self.dir} is not an audit pack folder", "give the pack's folder")
         note = self._read_text(CHECKPOINT)
         try:
