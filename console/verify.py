@@ -191,7 +191,7 @@ def verify_bundle_files(bundle: Path, *, trust: Path, previous: Path | None = No
         f"✓ bundle #{verified.seq} of {verified.keyset} ({verified.issuer}) verifies as of "
         f"{format_time(when)}: {len(verified.keys)} keys, signed by {verified.signer_kid}, "
         f"valid until {format_time(verified.expires_at)}, sha256 {verified.sha256}",
-        f"  folder: {len(verified.files) + 2} files, each as signed",
+        f"  folder: {len(verified.files or ()) + 2} files, each as signed",
     ]
     if verified.previous_kids is not None:
         algs = {k["kid"]: k["alg"] for k in verified.keys}

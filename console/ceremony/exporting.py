@@ -122,7 +122,7 @@ def copy_latest_export(ws: Workspace, keyset: str, out: Path | None) -> Path:
     source, verified = verify_latest_export(ws, keyset)
     if out is None:
         return Path(source)
-    names = [*(name for name, _ in verified.files), "jwks.jwt", "MANIFEST.sha256"]
+    names = [*(name for name, _ in verified.files or ()), "jwks.jwt", "MANIFEST.sha256"]
     from console.exports.verify_bundle import expected_files
 
     expected = expected_files(verified)

@@ -84,6 +84,10 @@ BUNDLE_TYP = "jwk-set+jwt"
 BUNDLE_ALGS: frozenset[str] = POLICY_ALGS
 BUNDLE_HEADER = frozenset({"alg", "kid", "typ"})
 BUNDLE_CLAIMS = frozenset({"iss", "sub", "iat", "nbf", "exp", "seq", "prev", "keys", "files"})
+LEGACY_CLAIMS = BUNDLE_CLAIMS - {"files"}
+"""Bundles made before the `files` claim: their signature and keys still verify (so an older
+workspace's history does not look forged), but their folder cannot be authenticated, and
+`require_folder` says so."""
 BUNDLE_FILE = "jwks.jwt"
 MANIFEST_FILE = "MANIFEST.sha256"
 DERIVED_FILES = frozenset({BUNDLE_FILE, MANIFEST_FILE})
@@ -125,8 +129,9 @@ class VerifiedBundle:
     keys: tuple[dict[str, str], ...]
     signer_kid: str
     sha256: str
-    files: tuple[tuple[str, str], ...] = ()
-    """The signed list: (relative name, hex SHA-256), sorted by name."""
+    files: tuple[tuple[str, str], ...] | None = ()
+    """The signed list: (relative name, hex SHA-256), sorted by name; None for a bundle made
+    before bundles signed their folder (see LEGACY_CLAIMS)."""
     previous_kids: tuple[str, ...] | None = None
     """With `previous`: the kids of the previous bundle (its bytes are bound by `prev`)."""
 
@@ -177,7 +182,7 @@ def manifest(hashes: Mapping[str, str]) -> bytes:
 def expected_files(verified: VerifiedBundle) -> dict[str, str]:
     """Every file the bundle's folder must hold and its SHA-256: the signed list, `jwks.jwt`,
     and `MANIFEST.sha256` as `manifest()` makes it from those two."""
-    listed = {**dict(verified.files), BUNDLE_FILE: verified.sha256}
+    listed = {**dict(verified.files or ()), BUNDLE_FILE: verified.sha256}
     return {**listed, MANIFEST_FILE: hashlib.sha256(manifest(listed)).hexdigest()}
 
 
@@ -210,6 +215,11 @@ def folder_differences(verified: VerifiedBundle, found: Mapping[str, str],
 def require_folder(verified: VerifiedBundle, found: Mapping[str, str],
                    unusable: Mapping[str, str] | None = None) -> None:
     """Raises VerificationError naming the first difference, and all of them when several."""
+    if verified.files is None:
+        raise VerificationError(
+            f"folder: bundle #{verified.seq} signs no file list (it was made before bundles "
+            "signed their folder), so its files cannot be checked",
+            "ask the key officers for a fresh export (the export-only ceremony)")
     problems = folder_differences(verified, found, unusable)
     if problems:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" \
@@ -485,7 +495,7 @@ def verify_bundle(
         raise _fail("claims", f"payload is not strict JSON ({e})") from e
     if not isinstance(claims, dict):
         raise _fail("claims", "payload is not a JSON object")
-    if set(claims) != BUNDLE_CLAIMS:
+    if set(claims) not in (BUNDLE_CLAIMS, LEGACY_CLAIMS):
         extra = sorted(set(claims) ^ BUNDLE_CLAIMS)
         raise _fail("claims", f"unexpected or missing claim {extra[0]!r}")
     iss = _claim_str(claims, "iss")
@@ -524,7 +534,7 @@ def verify_bundle(
                     f"previous is #{previous_seq}: fetch and install #{seq - 1} first",
                     f"then verify #{seq} with --previous <bundle #{seq - 1}'s jwks.jwt>")
             raise _fail("prev", f"prev {prev} is not the previous bundle's SHA-256 {expected_prev}")
-    files = _files_claim(claims["files"])
+    files = _files_claim(claims["files"]) if "files" in claims else None
 
     keys = claims["keys"]
     if not isinstance(keys, list) or not keys:

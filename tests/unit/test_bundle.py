@@ -434,10 +434,25 @@ def test_extra_header_and_claims_refused(
         _verify(sign_raw(signer, header, _claims(token_keys, aud="x")), signer)
     with pytest.raises(VerificationError, match=r"^claims: 'seq' is not an integer"):
         _verify(sign_raw(signer, header, _claims(token_keys, seq="2")), signer)
+
+
+
+def test_a_bundle_without_a_file_list_verifies_but_its_folder_cannot(
+    signers: dict[str, SoftwareSigner], token_keys: list[dict[str, str]]
+) -> None:
+    """Bundles made before the files claim: the signature and keys still verify (history does
+    not look forged), but no folder can be checked against them."""
+    from console.exports.verify_bundle import require_folder
+
+    signer = signers["ES256"]
+    header = {"alg": "ES256", "kid": signer.kid, "typ": "jwk-set+jwt"}
     without_files = _claims(token_keys)
     del without_files["files"]
-    with pytest.raises(VerificationError, match=r"^claims: unexpected or missing claim 'files'"):
-        _verify(sign_raw(signer, header, without_files), signer)
+    token = sign_raw(signer, header, without_files)
+    verified = verify_bundle(token, trust=signer.jwk, now=NOW + timedelta(days=1))
+    assert verified.files is None
+    with pytest.raises(VerificationError, match=r"^folder: bundle #1 signs no file list"):
+        require_folder(verified, {"jwks.jwt": bundle_digest(token)})
 
 
 GOOD_DIGEST = "ab" * 32

@@ -58,7 +58,8 @@ def test_kong_36_refuses_ps256_at_load_and_names_the_version_line(tmp_path: Path
     message, hint = refusal(tmp_path, text)
     line = text.splitlines().index('version = "3.6"') + 1
     assert message.startswith(f"{line}: consumer partners: Kong jwt plugin 3.6 cannot verify "
-                              "PS256 (the keyset's alg): Kong verifies PS256 from 3.7.0 on"), message
+                              "PS256 (the keyset's alg): Kong verifies PS256 from 3.7.0 on"), \
+        message
     assert 'version = "3.7"' in hint and "RS256, ES256, ES384" in hint
 
 

@@ -193,7 +193,7 @@ def test_one_refusal_means_no_files(ec_keys: list[dict[str, str]]) -> None:
 def test_base_files_readme_and_signer(ec_keys: list[dict[str, str]]) -> None:
     files = render_targets(
         inp(ec_keys, active_kid=ec_keys[1]["kid"], pkcs11_uri=URI, issued_at=ISSUED, seq=3),
-        CONSUMER_TYPES[:4] + ("apache-openidc", "aws-apigw", "generic"),
+        (*CONSUMER_TYPES[:4], "apache-openidc", "aws-apigw", "generic"),
     )
     assert json.loads(files["jwks.json"]) == jwks_of(ec_keys)
     for key in ec_keys:
