@@ -6,9 +6,11 @@ them by these names, and refuse a file with members they do not know):
 - `iss`: the keyset's issuer, the `iss` of every token signed with this key;
 - `alg`, `kid`: the active key's JWS algorithm and RFC 7638 thumbprint;
 - `pkcs11_uri`: the RFC 7512 URI of its private key on the token (never a PIN attribute);
-- `mechanism`: the PKCS#11 mechanism to sign with (`CKM_…`, from `console.jose`);
+- `mechanism`: the PKCS#11 mechanism to sign with (`CKM_…`, from `console.jose`;
+  `portable_mechanism` says which one and why);
 - `host_hash`: null when the token hashes, else the hash the host applies first (`sha256`,
-  `sha384`): SoftHSM2 has no `CKM_ECDSA_SHA256`, so ES* hash on the host;
+  `sha384`): SoftHSM2 has no `CKM_ECDSA_SHA256`, so ES* hash on the host, and PS256 is a host
+  SHA-256 digest signed with `CKM_RSA_PKCS_PSS` (parameters: SHA-256, MGF1-SHA-256, salt 32);
 - `valid_from`: RFC 3339, the bundle's issue time. The signer must not sign with this key
   before then: consumers learn the key from this bundle.
 """
@@ -28,6 +30,21 @@ from console.exports.targets._common import (
 
 NAME = "signer.json"
 FORMAT = 1
+
+
+def portable_mechanism(alg: str) -> jose.SignMechanism:
+    """The mechanism a signing service uses for `alg`: the host-hashing one when
+    `console.jose` lists one, else the only one.
+
+    Why not the token's first choice: the service may reach the token through `p11-kit
+    server`, and p11-kit 0.24 cannot forward `CKM_SHA256_RSA_PKCS_PSS`; a SHA-256 digest made
+    on the host and signed with `CKM_RSA_PKCS_PSS` (hash SHA-256, MGF1-SHA-256, salt 32 bytes)
+    is the same PS256 signature and works on SoftHSM2 directly too. ES* have no choice:
+    SoftHSM2 2.6 offers no `CKM_ECDSA_SHA256`, so the host hashes and the token runs
+    `CKM_ECDSA`.
+    """
+    mechanisms = jose.algorithm(alg).sign_mechanisms
+    return next((m for m in mechanisms if m.host_hashes), mechanisms[0])
 
 
 def lint_shape(shape: ShapeInput, target: Target | None = None) -> None:
@@ -58,8 +75,7 @@ def render(inp: TargetInput, target: Target | None = None) -> list[TargetFile]:
     assert inp.issued_at is not None  # lint refused it otherwise
     alg = next(k["alg"] for k in inp.keys if k["kid"] == inp.active_kid)
     spec = jose.algorithm(alg)
-    # The first mechanism is the token's own (console.jose lists them in order of preference).
-    how = spec.sign_mechanisms[0]
+    how = portable_mechanism(alg)
     body = {
         "v": FORMAT,
         "iss": inp.issuer,
