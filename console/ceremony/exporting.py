@@ -141,6 +141,35 @@ def _open_dir(name: str | Path, dir_fd: int | None, shown: Path) -> int:
         raise ExportError(f"cannot open {shown}: {e.strerror}", "check --out") from e
 
 
+def _open_out(out: Path) -> int:
+    """`out` open as a folder, created as needed. The folders that already exist above it are
+    the operator's own path (links there are theirs to have); `out` itself and every folder
+    created here are opened with O_NOFOLLOW, one below the other, so a link swapped in while
+    they are made cannot redirect the export."""
+    missing: list[str] = []
+    base = Path(os.path.abspath(out))
+    while not os.path.lexists(base):
+        if base.parent == base:  # pragma: no cover - "/" always exists
+            break
+        missing.append(base.name)
+        base = base.parent
+    if not missing:
+        return _open_dir(base, None, out)
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise ExportError(f"cannot open {base}: {e.strerror}", "check --out") from e
+    shown = base
+    for name in reversed(missing):
+        shown = shown / name
+        try:
+            child = _mkdir_open(name, fd, shown)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
 def _mkdir_open(name: str, dir_fd: int, shown: Path) -> int:
     try:
         os.mkdir(name, 0o755, dir_fd=dir_fd)
@@ -167,11 +196,7 @@ def _copy(source: Path, out: Path, keyset: str, seq: int, names: list[str],
     if out.is_symlink():
         raise ExportError(f"--out {out} is a symbolic link",
                           "exports are never written through a link: give a real folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"cannot create {out}: {e.strerror}", "check --out") from e
-    out_fd = _open_dir(out, None, out)
+    out_fd = _open_out(out)
     keyset_fd = staging_fd = -1
     staging = f".partial-{seq}-{secrets.token_hex(6)}"
     renamed = False

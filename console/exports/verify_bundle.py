@@ -46,7 +46,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from console.clock import require_utc
-from console.errors import ClockError, EntryRejectedError, VerificationError
+from console.errors import (
+    ClockError,
+    EntryRejectedError,
+    FolderMismatchError,
+    VerificationError,
+)
 from console.exports._keys import (
     POLICY_ALGS,
     SUPPORTED_ALGS,
@@ -103,6 +108,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # Base64url kids may start with "-"; "." and ".." are refused by requiring a non-dot first.
 _NAME_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}$")
 _HINT = "do not install this bundle; ask the key officers for a fresh export"
+_NAMED_IN_LINE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +193,12 @@ def expected_files(verified: VerifiedBundle) -> dict[str, str]:
 
 
 def folder_differences(verified: VerifiedBundle, found: Mapping[str, str],
-                       unusable: Mapping[str, str] | None = None) -> list[str]:
-    """Each difference between a folder and what the bundle signs, one phrase per file,
-    sorted by name: extra, missing or changed files, and `unusable` entries (name → why:
-    a symbolic link, not a regular file) that are never read. Empty when the folder is exact.
+                       unusable: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """Each difference between a folder and what the bundle signs, as (file name, phrase):
+    first the `unusable` entries (name → why: a symbolic link, not a regular file), which are
+    never read, then extra, missing or changed files, each group by name, and a wrong
+    `MANIFEST.sha256` last (it is usually the consequence of the others, so the first
+    difference named is the one that matters). Empty when the folder is exact.
 
     `found` maps each regular file's relative name to its hex SHA-256.
     """
@@ -209,22 +217,29 @@ def folder_differences(verified: VerifiedBundle, found: Mapping[str, str],
     for name in expected:
         if name not in found and name not in problems:
             problems[name] = f"{name} is missing"
-    return [problems[name] for name in sorted(problems)]
+    def rank(name: str) -> tuple[int, str]:
+        return (0 if name in (unusable or {}) else 2 if name == MANIFEST_FILE else 1, name)
+
+    return [(name, problems[name]) for name in sorted(problems, key=rank)]
 
 
 def require_folder(verified: VerifiedBundle, found: Mapping[str, str],
                    unusable: Mapping[str, str] | None = None) -> None:
-    """Raises VerificationError naming the first difference, and all of them when several."""
+    """Raises FolderMismatchError: the message names the first difference and the other
+    files (up to `_NAMED_IN_LINE` of them, so the line stays one line), `problems` all of them."""
     if verified.files is None:
         raise VerificationError(
             f"folder: bundle #{verified.seq} signs no file list (it was made before bundles "
             "signed their folder), so its files cannot be checked",
             "ask the key officers for a fresh export (the export-only ceremony)")
-    problems = folder_differences(verified, found, unusable)
-    if problems:
-        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" \
-            if len(problems) > 1 else ""
-        raise _fail("folder", f"{problems[0]}{more}")
+    differences = folder_differences(verified, found, unusable)
+    if differences:
+        others = [name for name, _ in differences[1:]]
+        shown = ", ".join(others[:_NAMED_IN_LINE]) + (", …" if len(others) > _NAMED_IN_LINE
+                                                       else "")
+        more = f" (and {len(others)} more: {shown})" if others else ""
+        raise FolderMismatchError(f"folder: {differences[0][1]}{more}", _HINT,
+                                  tuple(phrase for _, phrase in differences))
 
 
 @dataclass(frozen=True, slots=True)

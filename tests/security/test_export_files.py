@@ -11,7 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
+import stat
 import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +72,7 @@ def verify(folder: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_an_untouched_bundle_exports_and_its_copy_verifies(demo: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+    out = tmp_path / "new" / "out"  # folders export creates, each opened without following links
     result = export(demo, out)
     assert result.returncode == 0, result.stderr
     source = latest(demo)
@@ -109,13 +114,22 @@ def test_an_extra_key_in_three_gateway_files_with_a_rewritten_manifest_is_named(
     line = assert_one_error(export(demo, out), 1, "export of demo-api refused")
     for name in ("envoy-jwt-authn.yaml", "jwks.json", "nginx-jwks.json", "MANIFEST.sha256"):
         assert name in line, line
-    assert "folder: MANIFEST.sha256 is not the manifest of the signed list (and 3 more: " \
-        "envoy-jwt-authn.yaml differs from the signed list; jwks.json differs" in line, line
+    assert "folder: envoy-jwt-authn.yaml differs from the signed list (and 3 more: " \
+        "jwks.json, nginx-jwks.json, MANIFEST.sha256)" in line, line
     assert not (out / "demo-api").exists() or not any((out / "demo-api").iterdir())
 
-    line = assert_one_error(verify(folder), 1, "folder: ")
-    for name in ("envoy-jwt-authn.yaml", "jwks.json", "nginx-jwks.json", "MANIFEST.sha256"):
+    # verify bundle: the error line names the first file and the others; the output lists
+    # each one, one line per file.
+    checked = verify(folder)
+    line = assert_one_error(checked, 1, "folder: envoy-jwt-authn.yaml differs")
+    for name in ("jwks.json", "nginx-jwks.json", "MANIFEST.sha256"):
         assert name in line, line
+    assert checked.stdout.splitlines() == [
+        "✗ envoy-jwt-authn.yaml differs from the signed list",
+        "✗ jwks.json differs from the signed list",
+        "✗ nginx-jwks.json differs from the signed list",
+        "✗ MANIFEST.sha256 is not the manifest of the signed list",
+    ], checked.stdout
 
 
 def test_a_symlinked_pem_to_a_secret_is_refused_and_the_secret_never_copied(
@@ -149,13 +163,44 @@ def test_out_as_a_symlink_is_refused_and_nothing_is_written_through_it(
     assert list(elsewhere.iterdir()) == []
 
 
-def test_a_fifo_in_the_folder_is_refused_without_hanging(demo: Path, tmp_path: Path) -> None:
+def make_fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return "a FIFO"
+
+
+def make_socket(path: Path) -> str:
+    # Bound under a short name (AF_UNIX paths are limited to ~108 bytes), then moved in place:
+    # the socket file stays after close, and a rename keeps its type.
+    short = Path(tempfile.mkdtemp(prefix="sock", dir="/tmp"))
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(short / "s"))
+        os.rename(short / "s", path)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    return "a socket"
+
+
+def make_device(path: Path) -> str:
+    """A character device like /dev/null (1, 3); creating one needs CAP_MKNOD."""
+    try:
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod of a character device is not permitted here")
+    return "a device"
+
+
+@pytest.mark.parametrize("make", [make_fifo, make_socket, make_device],
+                         ids=["fifo", "socket", "device"])
+def test_a_special_file_in_the_folder_is_refused_without_hanging(
+        demo: Path, tmp_path: Path, make: Callable[[Path], str]) -> None:
     folder = latest(demo)
-    os.mkfifo(folder / "README.fifo")
+    kind = make(folder / "keys" / "extra.pem")
     out = tmp_path / "out"
-    assert_one_error(export(demo, out), 1, "README.fifo is not a regular file (a FIFO)")
+    refusal = f"keys/extra.pem is not a regular file ({kind})"
+    assert "export of demo-api refused" in assert_one_error(export(demo, out), 1, refusal)
     assert tree(out) == {}
-    assert_one_error(verify(folder), 1, "README.fifo is not a regular file (a FIFO)")
+    assert_one_error(verify(folder), 1, refusal)
 
 
 def test_an_existing_target_is_never_overwritten(demo: Path, tmp_path: Path) -> None:
