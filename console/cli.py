@@ -530,11 +530,18 @@ def _audit_export(args: argparse.Namespace) -> int:
 
 
 def _verify_bundle(args: argparse.Namespace) -> int:
+    from console.errors import FolderMismatchError
     from console.verify import verify_bundle_files
 
-    summary = verify_bundle_files(args.file, trust=args.trust, previous=args.previous,
-                                  now=_requested_now(args), issuer=args.issuer,
-                                  keyset=args.keyset)
+    try:
+        summary = verify_bundle_files(args.file, trust=args.trust, previous=args.previous,
+                                      now=_requested_now(args), issuer=args.issuer,
+                                      keyset=args.keyset)
+    except FolderMismatchError as e:
+        # The error line names the first file; the operator gets every one, one per line.
+        if len(e.problems) > 1:
+            print("\n".join(f"✗ {line}" for line in e.problem_lines()))
+        raise
     print(summary)
     return ExitCode.OK
 

@@ -258,3 +258,17 @@ class TargetLintError(ExportError):
 
 class VerificationError(ConsoleError):
     """A bundle, checkpoint, approval or audit pack does not verify; the message names the check."""
+
+
+class FolderMismatchError(VerificationError):
+    """A bundle folder differs from the file list its bundle signs. The message names the first
+    file; `problems` has one phrase per extra, missing, changed or unreadable file, by name."""
+
+    def __init__(self, message: str, hint: str = "", problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint)
+        self.problems = problems
+
+    def problem_lines(self) -> list[str]:
+        """`problems` as lines safe to print (file names come from disk: control characters
+        are escaped, as in `user_message`)."""
+        return [_inert(problem) for problem in self.problems]

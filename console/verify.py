@@ -9,32 +9,144 @@ RFC 9162, C2SP signed-note, RFC 8785). Verification raises; it never returns a b
 from __future__ import annotations
 
 import base64
+import errno
+import hashlib
 import json
+import os
+import stat
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from console.clock import format_time, wall_clock
 from console.errors import VerificationError
 from console.exports.verify_bundle import (
+    MAX_FOLDER_FILES,
     VerifiedBundle,
     bundle_digest,
+    require_folder,
     verify_bundle,
     verify_jws,
 )
 from console.ledger.pack import AuditReport, verify_audit_pack
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
+_NO_FOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 __all__ = [
     "AuditReport",
+    "FolderScan",
     "VerifiedBundle",
     "bundle_digest",
+    "read_regular_file",
+    "scan_folder",
     "verify_audit_dir",
     "verify_audit_pack",
     "verify_bundle",
     "verify_bundle_files",
+    "verify_bundle_folder",
     "verify_jws",
 ]
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "is not a regular file (a FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "is not a regular file (a socket)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is not a regular file (a device)"
+    return "is not a regular file"
+
+
+def read_regular_file(path: Path, *, dir_fd: int | None = None,
+                      limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of `path`, which must be a regular file and not a symbolic link.
+
+    Opened without following a link and without blocking (a FIFO swapped in after a check
+    cannot hang the reader), then checked with fstat: what is read is what was checked.
+
+    Raises:
+        VerificationError: a link, not a regular file, larger than `limit`, or unreadable.
+    """
+    try:
+        fd = os.open(path, _NO_FOLLOW, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise VerificationError(f"{path} is a symbolic link",
+                                    "only regular files are read; replace the link") from e
+        raise VerificationError(f"cannot read {path}: {e.strerror}", "check the path") from e
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise VerificationError(f"{path} {_kind(mode)}", "only regular files are read")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise VerificationError(f"{path} is larger than {limit} bytes", "give the right file")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class FolderScan:
+    """A bundle folder as found: each regular file's SHA-256, and what cannot be read
+    (symbolic links, FIFOs, devices, sockets: name → why), by relative name."""
+
+    hashes: dict[str, str]
+    unusable: dict[str, str]
+
+
+def scan_folder(folder: Path) -> FolderScan:
+    """Hash every regular file under `folder` (recursively) without following any link.
+
+    Raises:
+        VerificationError: the folder itself is missing, a link, or holds too many entries.
+    """
+    try:
+        top = os.lstat(folder)
+    except OSError as e:
+        raise VerificationError(f"cannot read folder {folder}: {e.strerror}",
+                                "give the jwks.jwt inside its bundle folder") from e
+    if not stat.S_ISDIR(top.st_mode):
+        raise VerificationError(f"{folder} is not a folder ({_kind(top.st_mode)[3:]})",
+                                "give the jwks.jwt inside its bundle folder")
+    hashes: dict[str, str] = {}
+    unusable: dict[str, str] = {}
+    pending = [""]
+    while pending:
+        prefix = pending.pop()
+        with os.scandir(folder / prefix if prefix else folder) as entries:
+            for entry in entries:
+                name = f"{prefix}{entry.name}"
+                if len(hashes) + len(unusable) > MAX_FOLDER_FILES:
+                    raise VerificationError(f"{folder} holds more than {MAX_FOLDER_FILES} files",
+                                            "give the jwks.jwt inside its bundle folder")
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    pending.append(f"{name}/")
+                elif stat.S_ISREG(mode):
+                    try:
+                        data = read_regular_file(folder / name)
+                    except VerificationError as e:
+                        unusable[name] = e.message.removeprefix(f"{folder / name} ")
+                        continue
+                    hashes[name] = hashlib.sha256(data).hexdigest()
+                else:
+                    unusable[name] = _kind(mode)
+    return FolderScan(hashes, unusable)
+
+
+def verify_bundle_folder(verified: VerifiedBundle, folder: Path) -> FolderScan:
+    """The folder holds exactly the files the bundle signs (plus itself and its manifest).
+
+    Raises:
+        VerificationError: naming the first extra, missing, changed or unusable file, and all
+            of them when several.
+    """
+    scan = scan_folder(folder)
+    require_folder(verified, scan.hashes, scan.unusable)
+    return scan
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -55,8 +167,9 @@ def _read(path: Path, what: str) -> bytes:
 def verify_bundle_files(bundle: Path, *, trust: Path, previous: Path | None = None,
                         now: datetime | None = None, issuer: str | None = None,
                         keyset: str | None = None) -> str:
-    """Verify `jwks.jwt` against the pinned bundle-signing key (and its predecessor); with
-    `issuer`/`keyset`, refuse a bundle naming another `iss`/`sub`.
+    """Verify `jwks.jwt` against the pinned bundle-signing key (and its predecessor), then its
+    folder against the signed file list; with `issuer`/`keyset`, refuse a bundle naming another
+    `iss`/`sub`. With `previous`, the summary lists the kids added and removed, one per line.
 
     Raises:
         VerificationError: naming the failed check.
@@ -73,9 +186,20 @@ def verify_bundle_files(bundle: Path, *, trust: Path, previous: Path | None = No
     when = now or wall_clock()
     verified = verify_bundle(token, trust=trusted, previous=before, now=when, issuer=issuer,
                              keyset=keyset)
-    return (f"✓ bundle #{verified.seq} of {verified.keyset} ({verified.issuer}) verifies as of "
-            f"{format_time(when)}: {len(verified.keys)} keys, signed by {verified.signer_kid}, "
-            f"valid until {format_time(verified.expires_at)}, sha256 {verified.sha256}")
+    verify_bundle_folder(verified, bundle.parent)
+    lines = [
+        f"✓ bundle #{verified.seq} of {verified.keyset} ({verified.issuer}) verifies as of "
+        f"{format_time(when)}: {len(verified.keys)} keys, signed by {verified.signer_kid}, "
+        f"valid until {format_time(verified.expires_at)}, sha256 {verified.sha256}",
+        f"  folder: {len(verified.files or ()) + 2} files, each as signed",
+    ]
+    if verified.previous_kids is not None:
+        algs = {k["kid"]: k["alg"] for k in verified.keys}
+        lines += [f"  added   {kid} ({algs[kid]})" for kid in verified.added]
+        lines += [f"  removed {kid}" for kid in verified.removed]
+        if not verified.added and not verified.removed:
+            lines.append("  no key added or removed")
+    return "\n".join(lines)
 
 
 def verify_audit_dir(directory: Path, *, expect_checkpoint: Path | None = None) -> str:

@@ -537,7 +537,7 @@ class CeremonyRun:
         result = export_bundle(
             self.ws.exports_dir, self._bundle_signer(), issuer=policy.issuer,
             keyset=action.keyset, keys=jwks_keys(after), seq=seq, prev=previous_digest, now=now,
-            lifetime=policy.bundle_lifetime, consumers=[c.type for c in policy.consumers],
+            lifetime=policy.bundle_lifetime, consumers=policy.consumers,
             active_kid=active.kid if active is not None else None, pkcs11_uri=uri,
             clock_skew_seconds=int(policy.clock_skew.total_seconds()),
         )

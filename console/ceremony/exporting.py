@@ -2,51 +2,278 @@
 where an operator wants it, and an audit pack of the ledger.
 
 Both are read-only for the ledger: nothing here signs or records anything.
+
+`copy_latest_export` trusts nothing in the source folder that the bundle does not sign: it
+verifies the bundle with the bundle-signing key the ledger records (signature, claims, the seq
+and digest the ledger recorded), checks the folder against the signed file list, and copies
+only the files that list names (plus `jwks.jwt` and its manifest), each re-read without
+following links and re-hashed as it is copied. Symbolic links and anything but regular files
+are refused, in the source and on the way to `--out`: every folder below `--out` is opened
+with O_NOFOLLOW and written through its descriptor, so a link planted there cannot redirect a
+write.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.errors import ExportError
+from console.errors import ExportError, VerificationError
 
 if TYPE_CHECKING:
+    from console.exports.verify_bundle import VerifiedBundle
+    from console.ledger import Entry
     from console.workspace import Workspace
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 
-def copy_latest_export(ws: Workspace, keyset: str, out: Path | None) -> Path:
-    """The latest signed bundle of `keyset` (in the workspace, or copied to `out`).
 
-    Raises:
-        ExportError: no bundle yet, or `out` exists.
-    """
-    ws.policy.keyset(keyset)
+def _latest_bundle(ws: Workspace, keyset: str) -> tuple[Entry, str | None]:
     latest = None
+    previous_digest: str | None = None
     for entry in ws.ledger.entries_of_type("bundle.exported"):
         if entry.data.get("keyset") == keyset:
+            if latest is not None:
+                previous_digest = str(latest.data["sha256"])
             latest = entry
     if latest is None:
         raise ExportError(f"no bundle of {keyset} has been exported yet",
                           "run a ceremony (genesis, quarterly-rotation or export-only)")
+    return latest, previous_digest
+
+
+def _bundle_signing_jwk(ws: Workspace, kid: object) -> dict[str, str]:
+    """The public JWK of the bundle-signing key `kid`, as the ledger recorded it."""
+    from console.ceremony.planner import BUNDLE_KEYSET
+    from console.lifecycle import replay
+
+    keysets = replay(ws.ledger.entries_of_type("key.generated", "key.state_changed")).keysets
+    state = keysets.get(BUNDLE_KEYSET)
+    for key in state.keys if state is not None else ():
+        if key.kid == kid:
+            return {str(k): str(v) for k, v in key.jwk.items()}
+    raise ExportError(f"the latest bundle is signed by {str(kid)[:16]!r}, which is not a "
+                      "bundle-signing key the ledger records",
+                      "the export folder was altered: re-export with export-only")
+
+
+def verify_latest_export(ws: Workspace, keyset: str) -> tuple[Path, VerifiedBundle]:
+    """The latest bundle folder of `keyset`, verified: the bundle against the bundle-signing
+    key the ledger records and the ledger's record of it, and the folder against its signed
+    list.
+
+    Raises:
+        ExportError: no bundle yet, or anything altered (naming the first file, and every
+            altered file when several).
+    """
+    from console.exports.verify_bundle import verify_bundle
+    from console.verify import read_regular_file, verify_bundle_folder
+
+    policy = ws.policy.keyset(keyset)
+    latest, previous_digest = _latest_bundle(ws, keyset)
     source = ws.root / str(latest.data["path"])
-    token = (source / "jwks.jwt").read_bytes()
-    if hashlib.sha256(token).hexdigest() != latest.data["sha256"]:
-        raise ExportError(f"{source}/jwks.jwt does not match the ledger's digest",
-                          "the export folder was altered: re-export with export-only")
+    hint = "the export folder was altered: re-export with export-only, or restore it"
+    try:
+        if os.path.islink(source):
+            raise VerificationError(f"{source} is a symbolic link", hint)
+        token = read_regular_file(source / "jwks.jwt")
+        if hashlib.sha256(token).hexdigest() != latest.data["sha256"]:
+            raise VerificationError(f"{source}/jwks.jwt does not match the ledger's digest", hint)
+        trust = _bundle_signing_jwk(ws, _unverified_kid(token))
+        verified = verify_bundle(token, trust=trust, now=ws.now(), keyset=keyset,
+                                 issuer=policy.issuer)
+        if verified.seq != latest.data["seq"] or verified.prev != previous_digest:
+            raise VerificationError(f"{source}/jwks.jwt is not bundle #{latest.data['seq']} as "
+                                    "the ledger recorded it", hint)
+        verify_bundle_folder(verified, source)
+    except VerificationError as e:
+        raise ExportError(f"export of {keyset} refused: {e.message}", e.hint or hint) from e
+    return source, verified
+
+
+def _unverified_kid(token: bytes) -> object:
+    """The header's kid, only to look the key up in the ledger: `verify_bundle` then checks
+    the whole header strictly against that key."""
+    import json
+
+    from console import b64
+
+    try:
+        header = json.loads(b64.decode(token.split(b".", 1)[0].decode("ascii")))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise VerificationError("jwks.jwt is not a compact JWS", "") from e
+    return header.get("kid") if isinstance(header, dict) else None
+
+
+def copy_latest_export(ws: Workspace, keyset: str, out: Path | None) -> Path:
+    """The latest signed bundle of `keyset`, verified (in the workspace, or copied to `out`).
+
+    Raises:
+        ExportError: no bundle yet, an altered folder, a link or special file on either side,
+            or `out/<keyset>/<seq>` exists. Nothing is written then.
+    """
+    source, verified = verify_latest_export(ws, keyset)
     if out is None:
         return Path(source)
-    target = out / keyset / str(latest.data["seq"])
-    if target.exists():
-        raise ExportError(f"{target} already exists", "an export never overwrites: pick --out")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".partial-{target.name}-{os.getpid()}")
-    shutil.copytree(source, partial)
-    os.replace(partial, target)
+    names = [*(name for name, _ in verified.files or ()), "jwks.jwt", "MANIFEST.sha256"]
+    from console.exports.verify_bundle import expected_files
+
+    expected = expected_files(verified)
+    return _copy(source, Path(out), keyset, verified.seq, names, expected,
+                 ws.exports_dir / "bundle-signing-key.jwk")
+
+
+def _open_dir(name: str | Path, dir_fd: int | None, shown: Path) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise ExportError(f"{shown} is a symbolic link or not a folder",
+                              "exports are never written through a link: give a real folder "
+                              "for --out") from e
+        raise ExportError(f"cannot open {shown}: {e.strerror}", "check --out") from e
+
+
+def _open_out(out: Path) -> int:
+    """`out` open as a folder, created as needed. The folders that already exist above it are
+    the operator's own path (links there are theirs to have); `out` itself and every folder
+    created here are opened with O_NOFOLLOW, one below the other, so a link swapped in while
+    they are made cannot redirect the export."""
+    missing: list[str] = []
+    base = Path(os.path.abspath(out))
+    while not os.path.lexists(base):
+        if base.parent == base:  # pragma: no cover - "/" always exists
+            break
+        missing.append(base.name)
+        base = base.parent
+    if not missing:
+        return _open_dir(base, None, out)
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise ExportError(f"cannot open {base}: {e.strerror}", "check --out") from e
+    shown = base
+    for name in reversed(missing):
+        shown = shown / name
+        try:
+            child = _mkdir_open(name, fd, shown)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _mkdir_open(name: str, dir_fd: int, shown: Path) -> int:
+    try:
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise ExportError(f"cannot create {shown}: {e.strerror}", "check --out") from e
+    return _open_dir(name, dir_fd, shown)
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _copy(source: Path, out: Path, keyset: str, seq: int, names: list[str],
+          expected: dict[str, str], signing_key: Path) -> Path:
+    from console.verify import read_regular_file
+
+    target = out / keyset / str(seq)
+    if out.is_symlink():
+        raise ExportError(f"--out {out} is a symbolic link",
+                          "exports are never written through a link: give a real folder")
+    out_fd = _open_out(out)
+    keyset_fd = staging_fd = -1
+    staging = f".partial-{seq}-{secrets.token_hex(6)}"
+    renamed = False
+    try:
+        keyset_fd = _mkdir_open(keyset, out_fd, out / keyset)
+        if _exists(str(seq), keyset_fd):
+            raise ExportError(f"{target} already exists",
+                              "an export never overwrites: pick another --out")
+        os.mkdir(staging, 0o755, dir_fd=keyset_fd)
+        staging_fd = _open_dir(staging, keyset_fd, out / keyset / staging)
+        for name in sorted(names):
+            # Re-read without following links and re-hash: what is copied is what was signed.
+            try:
+                data = read_regular_file(source / name)
+            except VerificationError as e:
+                raise ExportError(f"export refused: {e.message}", e.hint) from e
+            if hashlib.sha256(data).hexdigest() != expected[name]:
+                raise ExportError(f"export refused: {source / name} changed while it was copied",
+                                  "run the export again")
+            _write_under(staging_fd, name, data, out / keyset / staging)
+        os.fsync(staging_fd)
+        if _exists(str(seq), keyset_fd):
+            raise ExportError(f"{target} already exists",
+                              "an export never overwrites: pick another --out")
+        os.rename(staging, str(seq), src_dir_fd=keyset_fd, dst_dir_fd=keyset_fd)
+        renamed = True
+        os.fsync(keyset_fd)
+        _copy_signing_key(signing_key, out_fd, out)
+    except OSError as e:
+        raise ExportError(f"cannot write {target}: {e.strerror}", "check the disk") from e
+    finally:
+        if not renamed and keyset_fd >= 0:
+            shutil.rmtree(staging, dir_fd=keyset_fd, ignore_errors=True)
+        for fd in (staging_fd, keyset_fd, out_fd):
+            if fd >= 0:
+                os.close(fd)
     return target
+
+
+def _write_under(root_fd: int, name: str, data: bytes, shown: Path) -> None:
+    """Write `name` (a/b/c) below the folder open as `root_fd`, each folder opened O_NOFOLLOW."""
+    parts = name.split("/")
+    fds: list[int] = []
+    try:
+        parent = root_fd
+        for part in parts[:-1]:
+            parent = _mkdir_open(part, parent, shown / part)
+            fds.append(parent)
+        fd = os.open(parts[-1], _NEW_FILE, 0o644, dir_fd=parent)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _copy_signing_key(path: Path, out_fd: int, out: Path) -> None:
+    """Put the pinned bundle-signing key two levels above the copy, where its README's command
+    looks for it, unless `out` already has one (the operator's own pin is never replaced)."""
+    name = path.name
+    if _exists(name, out_fd):
+        return
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        return
+    from console.verify import read_regular_file
+
+    try:
+        data = read_regular_file(path)
+    except VerificationError:
+        return
+    _write_under(out_fd, name, data, out)
 
 
 def export_audit(ws: Workspace, out: Path | None) -> Path:
@@ -57,4 +284,4 @@ def export_audit(ws: Workspace, out: Path | None) -> Path:
     return Path(export_audit_pack(ws.ledger, target))
 
 
-__all__ = ["copy_latest_export", "export_audit"]
+__all__ = ["copy_latest_export", "export_audit", "verify_latest_export"]

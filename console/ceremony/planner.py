@@ -283,6 +283,37 @@ class _Builder:
         if self.bundle_key is None:
             raise PlanError("there is no bundle-signing key yet", "run genesis first")
         changes = tuple(self.changes.pop(name, []))
+        # The bundle this step will write, by shape: the keys published now (replayed state),
+        # changed as the plan changes them, with the keys it generates by their alg. Every
+        # target lints that shape now, so a plan that would fail its export is never offered
+        # for approval (and no limit is discovered in the middle of a ceremony).
+        from console.consumers import KeyShape
+        from console.errors import TargetLintError
+        from console.exports.targets import ShapeInput, lint_shapes
+
+        policy = self.ctx.policy.keyset(name)
+        state = self.ctx.keysets.get(name, KeysetState(name))
+        published = {k.kid: k for k in state.token_keys if k.state in PUBLISHED_STATES}
+        generated = {a.label: a for a in self.actions
+                     if isinstance(a, Generate) and a.keyset == name and a.purpose == "token"}
+        shapes: dict[str, KeyShape] = {}
+        try:
+            shapes = {kid: KeyShape.of_jwk(k.jwk) for kid, k in published.items()}
+            for change in changes:
+                ref = change.key
+                if change.verb in ("unpublish", "compromise", "withdraw"):
+                    shapes.pop(ref.kid or str(ref.label), None)
+                elif change.verb == "publish" and ref.kid is not None:
+                    shapes[ref.kid] = KeyShape.of_jwk(state.key(ref.kid).jwk)
+                elif change.verb == "publish" and ref.label in generated:
+                    new = generated[ref.label]
+                    shapes[ref.label] = KeyShape(new.alg, name=f"{ref.label} (new)",
+                                                 rsa_bits=new.rsa_bits)
+            lint_shapes(ShapeInput(name, policy.issuer, tuple(shapes.values())),
+                        policy.consumers)
+        except TargetLintError as e:
+            raise PlanError(f"the bundle of {name} this plan would export is refused: "
+                            f"{e.message}", e.hint) from e
         described = "; ".join(f"{c.verb} {c.key.text}" for c in changes)
         self.add(ExportBundle(
             0, f"sign and export the JWKS bundle of {name}"

@@ -72,7 +72,8 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
     checkpoints = [e for e in leaves if e.type == "checkpoint.signed"]
     qr_items: list[tuple[str, str]] = [("Plan digest", f"plan-sha256:{digest}")]
     qr_items += [
-        # The same payload as the export's bundle-digest.svg, so the two codes can be compared.
+        # The bundle digest's only QR (none in the export folder: it cannot sign a file made
+        # from itself); `verify bundle` prints the same hex, so the two can be compared.
         (f"Bundle {b.data['keyset']} #{b.data['seq']} (SHA-256 of jwks.jwt)", str(b.data["sha256"]))
         for b in bundles
     ]

@@ -17,10 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from console import consumers as consumer_limits
 from console import jose
 from console.config._durations import MAX_DURATION, format_duration_text, parse_duration
 from console.config._toml import PathPart, Reader, describe, load_toml
-from console.errors import ConfigError
+from console.errors import ConfigError, TargetLintError
 from console.jcs import canonicalize
 
 __all__ = [
@@ -42,11 +43,10 @@ RSA_ALGORITHMS = frozenset(a for a in ALGORITHMS if jose.algorithm(a).kty == "RS
 # The curve each non-RSA algorithm implies; a `curve` key, when given, must agree.
 CURVE_OF_ALG: Mapping[str, str] = {
     a: curve for a in ALGORITHMS if (curve := jose.algorithm(a).curve) is not None}
-CONSUMER_TYPES: tuple[str, ...] = (
-    "envoy", "istio", "kong", "nginx", "apim", "auth0", "aws-apigw", "generic",
-)
-# Azure APIM issuer-signing-keys and Auth0 client credentials take RSA keys only (DESIGN.md §9).
-RSA_ONLY_CONSUMERS = frozenset({"apim", "auth0"})
+# The consumer types and what each accepts live in one table, console/consumers.py.
+CONSUMER_TYPES: tuple[str, ...] = consumer_limits.CONSUMER_TYPES
+RSA_ONLY_CONSUMERS = frozenset(c.type for c in consumer_limits.CAPABILITIES.values()
+                               if c.key_types == frozenset({"RSA"}))
 
 _KEYSET_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,39})$")
 _CONSUMER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
@@ -352,10 +352,6 @@ def _build_keyset(
         if ctype not in CONSUMER_TYPES:
             reader.fail((*cp, "type"), f"consumer type {ctype!r} is unknown",
                         f"use one of {', '.join(CONSUMER_TYPES)}")
-        if ctype in RSA_ONLY_CONSUMERS and alg not in RSA_ALGORITHMS:
-            target = "Azure APIM" if ctype == "apim" else "Auth0"
-            reader.fail((*cp, "type"), f"{target} takes RSA keys only, but keyset {name} is {alg}",
-                        f'use alg = "RS256" or "PS256" for keyset {name}, or a keyset of its own')
         cache = duration((*cp, "cache_lifetime"), ct["cache_lifetime"])
         install = duration((*cp, "install_delay"), ct.get("install_delay", 0 if canonical
                                                           else "0s"))
@@ -363,6 +359,12 @@ def _build_keyset(
         if version is not None and not _VERSION.fullmatch(version):
             reader.fail((*cp, "version"), f"version {version!r} is not a release number",
                         'write version = "3.7" (major.minor[.patch])')
+        # Limits are checked here, when the policy is loaded, never in the middle of a ceremony.
+        try:
+            consumer_limits.check_keyset_algorithm(ctype, version, alg)
+        except TargetLintError as e:
+            reader.fail((*cp, "version" if version is not None else "type"),
+                        f"consumer {cname}: {e.message}", e.hint)
         jwks_uri = _https_url(reader, ct, cp, "jwks_uri") if "jwks_uri" in ct else None
         probe = _probe(reader, ct["probe"], (*cp, "probe")) if "probe" in ct else None
         consumers.append(Consumer(cname, ctype, cache, install, version, probe, jwks_uri))
@@ -371,6 +373,7 @@ def _build_keyset(
         name=name, issuer=issuer, alg=alg, rsa_bits=rsa_bits, consumers=tuple(consumers),
         **times,
     )
+    _check_key_counts(reader, kp, policy)
     if policy.cryptoperiod < policy.c_max + policy.margin:
         slow = slowest_consumer(policy)
         reader.fail((*kp, "cryptoperiod"),
@@ -391,6 +394,25 @@ def _build_keyset(
 
 
 _VERSION = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,4}){1,2}$")
+
+
+def _check_key_counts(reader: Reader, kp: tuple[PathPart, ...], policy: KeysetPolicy) -> None:
+    """A consumer that holds fewer keys than the rotation publishes at once would lose a key at
+    the first rotation: refuse it now, with the numbers."""
+    grace = format_duration_text(policy.max_token_lifetime + policy.clock_skew + policy.margin)
+    for index, consumer in enumerate(policy.consumers):
+        limit = consumer_limits.capability(consumer.type).max_keys
+        if limit is None or limit >= consumer_limits.ROTATION_PEAK:
+            continue
+        title = consumer_limits.capability(consumer.type).title
+        reader.fail(
+            (*kp, "consumers", index, "type"),
+            f"consumer {consumer.name}: {title} accept at most {limit} keys, but keyset "
+            f"{policy.name}'s rotation keeps {consumer_limits.ROTATION_PEAK} published during "
+            f"each grace period of {grace} (token lifetime + clock skew + margin): the active "
+            "key, its successor and the retired key",
+            f"remove {consumer.name} from keyset {policy.name}'s consumers: no rotation "
+            f"schedule keeps {limit} keys or fewer published")
 
 
 def _https_url(reader: Reader, table: Mapping[str, Any], path: tuple[PathPart, ...],

@@ -16,7 +16,7 @@ from console import b64
 from console.clock import require_utc
 from console.errors import ClockError, ExportError, VerificationError
 from console.exports.jwks import build_jwks, sanitize_public_jwk
-from console.exports.verify_bundle import BUNDLE_ALGS, BUNDLE_TYP, verify_jws
+from console.exports.verify_bundle import BUNDLE_ALGS, BUNDLE_TYP, check_file_name, verify_jws
 from console.jcs import canonicalize
 
 __all__ = ["BundleSigner", "bundle_claims", "make_bundle"]
@@ -56,10 +56,14 @@ def bundle_claims(
     prev: str | None,
     now: datetime,
     lifetime: timedelta,
+    files: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The claims of bundle `seq`: iss, sub (keyset), iat = nbf = now, exp, seq, prev, keys.
+    """The claims of bundle `seq`: iss, sub (keyset), iat = nbf = now, exp, seq, prev, keys,
+    files.
 
     `prev` is the hex SHA-256 of the previous `jwks.jwt`, or None for a keyset's first bundle.
+    `files` maps every other file of the bundle's folder (relative name) to its hex SHA-256;
+    files derived from the bundle (`MANIFEST.sha256`) are not in it (verify_bundle module).
 
     Raises:
         ExportError: a key is refused, or a value is out of range.
@@ -77,6 +81,15 @@ def bundle_claims(
     seconds = int(lifetime.total_seconds())
     if seconds <= 0:
         raise ExportError("bundle lifetime must be positive", "check the keyset's policy")
+    signed: dict[str, str] = {}
+    for name, digest in sorted((files or {}).items()):
+        try:
+            check_file_name(name)
+        except ValueError as e:
+            raise ExportError(f"bad file name in a bundle: {e}", "report this bug") from e
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ExportError(f"{name}: not a lowercase hex SHA-256", "report this bug")
+        signed[name] = digest
     iat = int(now.timestamp())
     return {
         "iss": issuer,
@@ -87,6 +100,7 @@ def bundle_claims(
         "seq": seq,
         "prev": prev,
         "keys": build_jwks(keys)["keys"],
+        "files": signed,
     }
 
 
@@ -100,6 +114,7 @@ def make_bundle(
     prev: str | None,
     now: datetime,
     lifetime: timedelta,
+    files: Mapping[str, str] | None = None,
 ) -> bytes:
     """Sign a bundle: JWS compact over JCS header {"alg","kid","typ":"jwk-set+jwt"} and JCS claims.
 
@@ -116,7 +131,8 @@ def make_bundle(
     if signer.kid != signer_jwk["kid"]:
         raise ExportError("bundle signer kid is not its key's thumbprint", "re-read the key")
     claims = bundle_claims(
-        issuer=issuer, keyset=keyset, keys=keys, seq=seq, prev=prev, now=now, lifetime=lifetime
+        issuer=issuer, keyset=keyset, keys=keys, seq=seq, prev=prev, now=now, lifetime=lifetime,
+        files=files,
     )
     header = {"alg": signer.alg, "kid": signer.kid, "typ": BUNDLE_TYP}
     signing_input = f"{b64.encode(canonicalize(header))}.{b64.encode(canonicalize(claims))}"

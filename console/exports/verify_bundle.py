@@ -5,12 +5,18 @@ signer's public JWK: it imports no HSM, Textual or Rich code. Verification raise
 `VerificationError` naming the first failed check and never returns a bool.
 
 Bundle format (DESIGN.md §9): JWS compact, protected header exactly
-`{"alg","kid","typ":"jwk-set+jwt"}`, claims exactly `iss, sub, iat, nbf, exp, seq, prev, keys`:
+`{"alg","kid","typ":"jwk-set+jwt"}`, claims exactly
+`iss, sub, iat, nbf, exp, seq, prev, keys, files`:
 - `seq` is an integer ≥ 1 that strictly increases from one bundle to the next;
 - `prev` is the lowercase hex SHA-256 of the previous `jwks.jwt` file, or JSON `null` for the
   first bundle of a keyset (null rather than "" so that "no predecessor" cannot be confused
   with a digest);
-- `nbf`/`exp` are checked against `now` with `CLOCK_LEEWAY` on both sides.
+- `nbf`/`exp` are checked against `now` with `CLOCK_LEEWAY` on both sides;
+- `files` is `{relative name: lowercase hex SHA-256}` of every other file of the bundle's
+  folder (`README.txt`, `keys/<kid>.pem`, …), so the signature authenticates the folder whole.
+  It leaves out what is derived from `jwks.jwt` itself, which cannot be in its own signed list:
+  `MANIFEST.sha256`, whose exact bytes `manifest()` recomputes from the list and the bundle's
+  digest. Names are relative POSIX paths of plain parts (no `..`, no leading dot or slash).
 
 Checks, in order (`verify_bundle`):
  1. compact form: three base64url parts, no padding, no whitespace, canonical encoding;
@@ -20,7 +26,10 @@ Checks, in order (`verify_bundle`):
  4. signature (ES*: exactly the raw r||s of the curve's size, DER is refused);
  5. claims: types, nbf ≤ now + leeway, now − leeway < exp, iss/sub if expected;
  6. chain: with `previous`, seq > previous seq and prev == sha256(previous);
- 7. every key: public members only, kid == thumbprint, alg allowlisted and bound to the key.
+ 7. every key: public members only, kid == thumbprint, alg allowlisted and bound to the key;
+ 8. the files claim: names and digests well formed.
+`folder_differences` then compares a folder's files (hashed by the caller, who does the IO)
+with the signed list and names every extra, missing or changed file.
 """
 
 from __future__ import annotations
@@ -37,7 +46,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from console.clock import require_utc
-from console.errors import ClockError, EntryRejectedError, VerificationError
+from console.errors import (
+    ClockError,
+    EntryRejectedError,
+    FolderMismatchError,
+    VerificationError,
+)
 from console.exports._keys import (
     POLICY_ALGS,
     SUPPORTED_ALGS,
@@ -54,11 +68,18 @@ from console.jcs import loads_strict
 __all__ = [
     "BUNDLE_ALGS",
     "BUNDLE_CLAIMS",
+    "BUNDLE_FILE",
     "BUNDLE_TYP",
     "CLOCK_LEEWAY",
+    "MANIFEST_FILE",
     "VerifiedBundle",
     "VerifiedJws",
     "bundle_digest",
+    "check_file_name",
+    "expected_files",
+    "folder_differences",
+    "manifest",
+    "require_folder",
     "verify_bundle",
     "verify_jws",
     "verify_jws_with_jwks",
@@ -67,14 +88,27 @@ __all__ = [
 BUNDLE_TYP = "jwk-set+jwt"
 BUNDLE_ALGS: frozenset[str] = POLICY_ALGS
 BUNDLE_HEADER = frozenset({"alg", "kid", "typ"})
-BUNDLE_CLAIMS = frozenset({"iss", "sub", "iat", "nbf", "exp", "seq", "prev", "keys"})
+BUNDLE_CLAIMS = frozenset({"iss", "sub", "iat", "nbf", "exp", "seq", "prev", "keys", "files"})
+LEGACY_CLAIMS = BUNDLE_CLAIMS - {"files"}
+"""Bundles made before the `files` claim: their signature and keys still verify (so an older
+workspace's history does not look forged), but their folder cannot be authenticated, and
+`require_folder` says so."""
+BUNDLE_FILE = "jwks.jwt"
+MANIFEST_FILE = "MANIFEST.sha256"
+DERIVED_FILES = frozenset({BUNDLE_FILE, MANIFEST_FILE})
+"""The files of a bundle folder that the `files` claim cannot list: the bundle itself and the
+manifest made from it."""
+MAX_FOLDER_FILES = 10_000
 CLOCK_LEEWAY = timedelta(seconds=60)
 """Tolerance on nbf and exp: the export machine and the verifying machine are different clocks
 (Envoy's default skew is 60 s too). Bundles live for days, so a minute changes nothing else."""
 
 MAX_TOKEN_BYTES = 1 << 20
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# Base64url kids may start with "-"; "." and ".." are refused by requiring a non-dot first.
+_NAME_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}$")
 _HINT = "do not install this bundle; ask the key officers for a fresh export"
+_NAMED_IN_LINE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +135,23 @@ class VerifiedBundle:
     keys: tuple[dict[str, str], ...]
     signer_kid: str
     sha256: str
+    files: tuple[tuple[str, str], ...] | None = ()
+    """The signed list: (relative name, hex SHA-256), sorted by name; None for a bundle made
+    before bundles signed their folder (see LEGACY_CLAIMS)."""
+    previous_kids: tuple[str, ...] | None = None
+    """With `previous`: the kids of the previous bundle (its bytes are bound by `prev`)."""
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        """Kids in this bundle and not in the previous one (empty without a previous)."""
+        before = set(self.previous_kids or ())
+        return tuple(k["kid"] for k in self.keys if self.previous_kids is not None
+                     and k["kid"] not in before)
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        now = {k["kid"] for k in self.keys}
+        return tuple(k for k in self.previous_kids or () if k not in now)
 
 
 def bundle_digest(token: bytes) -> str:
@@ -110,6 +161,85 @@ def bundle_digest(token: bytes) -> str:
 
 def _fail(check: str, detail: str) -> VerificationError:
     return VerificationError(f"{check}: {detail}", _HINT)
+
+
+def check_file_name(name: object) -> str:
+    """A bundle folder's file name: a relative POSIX path of plain parts (no '..', no leading
+    dot or slash, no backslash), never one of the derived files.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    if not isinstance(name, str) or not 0 < len(name) <= 512:
+        raise ValueError("a file name is not a string of 1–512 characters")
+    parts = name.split("/")
+    if any(not _NAME_PART.fullmatch(part) for part in parts):
+        raise ValueError(f"{name[:80]!r} is not a plain relative path")
+    if name in DERIVED_FILES:
+        raise ValueError(f"{name} is derived from the bundle and cannot be in its list")
+    return name
+
+
+def manifest(hashes: Mapping[str, str]) -> bytes:
+    """`sha256sum` text (`<hex>  <name>`), sorted by name, so `sha256sum -c` checks it."""
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(hashes.items())).encode()
+
+
+def expected_files(verified: VerifiedBundle) -> dict[str, str]:
+    """Every file the bundle's folder must hold and its SHA-256: the signed list, `jwks.jwt`,
+    and `MANIFEST.sha256` as `manifest()` makes it from those two."""
+    listed = {**dict(verified.files or ()), BUNDLE_FILE: verified.sha256}
+    return {**listed, MANIFEST_FILE: hashlib.sha256(manifest(listed)).hexdigest()}
+
+
+def folder_differences(verified: VerifiedBundle, found: Mapping[str, str],
+                       unusable: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """Each difference between a folder and what the bundle signs, as (file name, phrase):
+    first the `unusable` entries (name → why: a symbolic link, not a regular file), which are
+    never read, then extra, missing or changed files, each group by name, and a wrong
+    `MANIFEST.sha256` last (it is usually the consequence of the others, so the first
+    difference named is the one that matters). Empty when the folder is exact.
+
+    `found` maps each regular file's relative name to its hex SHA-256.
+    """
+    expected = expected_files(verified)
+    problems: dict[str, str] = {}
+    for name, why in (unusable or {}).items():
+        problems[name] = f"{name} {why}"
+    for name, digest in found.items():
+        if name in problems:
+            continue
+        if name not in expected:
+            problems[name] = f"{name} is not in the signed list"
+        elif digest != expected[name]:
+            problems[name] = (f"{MANIFEST_FILE} is not the manifest of the signed list"
+                              if name == MANIFEST_FILE else f"{name} differs from the signed list")
+    for name in expected:
+        if name not in found and name not in problems:
+            problems[name] = f"{name} is missing"
+    def rank(name: str) -> tuple[int, str]:
+        return (0 if name in (unusable or {}) else 2 if name == MANIFEST_FILE else 1, name)
+
+    return [(name, problems[name]) for name in sorted(problems, key=rank)]
+
+
+def require_folder(verified: VerifiedBundle, found: Mapping[str, str],
+                   unusable: Mapping[str, str] | None = None) -> None:
+    """Raises FolderMismatchError: the message names the first difference and the other
+    files (up to `_NAMED_IN_LINE` of them, so the line stays one line), `problems` all of them."""
+    if verified.files is None:
+        raise VerificationError(
+            f"folder: bundle #{verified.seq} signs no file list (it was made before bundles "
+            "signed their folder), so its files cannot be checked",
+            "ask the key officers for a fresh export (the export-only ceremony)")
+    differences = folder_differences(verified, found, unusable)
+    if differences:
+        others = [name for name, _ in differences[1:]]
+        shown = ", ".join(others[:_NAMED_IN_LINE]) + (", …" if len(others) > _NAMED_IN_LINE
+                                                       else "")
+        more = f" (and {len(others)} more: {shown})" if others else ""
+        raise FolderMismatchError(f"folder: {differences[0][1]}{more}", _HINT,
+                                  tuple(phrase for _, phrase in differences))
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +432,9 @@ def _time(seconds: int, name: str) -> datetime:
         raise _fail("claims", f"{name!r} is out of range") from e
 
 
-def _unverified_seq(previous: bytes) -> int:
+def _unverified_previous(previous: bytes) -> tuple[int, str | None, tuple[str, ...]]:
+    """The previous bundle's seq, prev and kids, read without its signature: the verified
+    `prev` of the new bundle commits to these bytes, and nothing else is trusted from them."""
     try:
         parsed = _parse_unverified_compact(previous)
         claims = loads_strict(parsed.payload.decode("utf-8"))
@@ -310,7 +442,28 @@ def _unverified_seq(previous: bytes) -> int:
         raise _fail("previous bundle", "the previous file is not a bundle") from e
     if not isinstance(claims, dict):
         raise _fail("previous bundle", "the previous file is not a bundle")
-    return _claim_int(claims, "seq")
+    keys = claims.get("keys")
+    kids = tuple(str(k.get("kid")) for k in keys if isinstance(k, dict)) \
+        if isinstance(keys, list) else ()
+    prev = claims.get("prev")
+    return _claim_int(claims, "seq"), prev if isinstance(prev, str) else None, kids
+
+
+def _files_claim(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise _fail("files", "files is not an object of name → SHA-256")
+    if len(value) > MAX_FOLDER_FILES:
+        raise _fail("files", f"more than {MAX_FOLDER_FILES} files")
+    out: list[tuple[str, str]] = []
+    for name, digest in value.items():
+        try:
+            check_file_name(name)
+        except ValueError as e:
+            raise _fail("files", str(e)) from e
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise _fail("files", f"{name}: not a lowercase hex SHA-256")
+        out.append((name, digest))
+    return tuple(sorted(out))
 
 
 def verify_bundle(
@@ -357,7 +510,7 @@ def verify_bundle(
         raise _fail("claims", f"payload is not strict JSON ({e})") from e
     if not isinstance(claims, dict):
         raise _fail("claims", "payload is not a JSON object")
-    if set(claims) != BUNDLE_CLAIMS:
+    if set(claims) not in (BUNDLE_CLAIMS, LEGACY_CLAIMS):
         extra = sorted(set(claims) ^ BUNDLE_CLAIMS)
         raise _fail("claims", f"unexpected or missing claim {extra[0]!r}")
     iss = _claim_str(claims, "iss")
@@ -380,15 +533,23 @@ def verify_bundle(
     prev = claims["prev"]
     if prev is not None and (not isinstance(prev, str) or not _HEX64.fullmatch(prev)):
         raise _fail("prev", "prev is neither null nor a lowercase hex SHA-256")
+    previous_kids: tuple[str, ...] | None = None
     if previous is not None:
-        previous_seq = _unverified_seq(previous)
+        previous_seq, _, previous_kids = _unverified_previous(previous)
         if seq <= previous_seq:
             raise _fail(
                 "seq", f"seq {seq} does not increase on the previous bundle's {previous_seq}"
             )
         expected_prev = bundle_digest(previous)
         if prev != expected_prev:
+            if previous_seq < seq - 1:
+                # Not forged: the operator skipped a bundle. Say which one to install first.
+                raise VerificationError(
+                    f"bundle #{seq} follows #{seq - 1} (prev {str(prev)[:16]}…), but your "
+                    f"previous is #{previous_seq}: fetch and install #{seq - 1} first",
+                    f"then verify #{seq} with --previous <bundle #{seq - 1}'s jwks.jwt>")
             raise _fail("prev", f"prev {prev} is not the previous bundle's SHA-256 {expected_prev}")
+    files = _files_claim(claims["files"]) if "files" in claims else None
 
     keys = claims["keys"]
     if not isinstance(keys, list) or not keys:
@@ -420,4 +581,6 @@ def verify_bundle(
         keys=tuple(clean),
         signer_kid=trust_kid,
         sha256=bundle_digest(token),
+        files=files,
+        previous_kids=previous_kids,
     )

@@ -25,14 +25,17 @@ from typing import Any
 from console.errors import ExportError
 from console.exports.bundle import BundleSigner, make_bundle
 from console.exports.jwks import sanitize_public_jwk
-from console.exports.qr import qr_svg
-from console.exports.targets import TargetInput, render_targets
-from console.exports.verify_bundle import bundle_digest
+from console.exports.targets import ConsumerLike, Target, TargetInput, render_targets
+from console.exports.verify_bundle import (
+    BUNDLE_FILE,
+    MANIFEST_FILE,
+    bundle_digest,
+)
+from console.exports.verify_bundle import manifest as manifest_of_hashes
 
 __all__ = [
     "BUNDLE_FILE",
     "MANIFEST_FILE",
-    "QR_FILE",
     "ExportResult",
     "export_bundle",
     "manifest",
@@ -40,9 +43,6 @@ __all__ = [
     "write_signing_key",
 ]
 
-BUNDLE_FILE = "jwks.jwt"
-MANIFEST_FILE = "MANIFEST.sha256"
-QR_FILE = "bundle-digest.svg"
 # Base64url kids may start with "-"; "." and ".." are refused by requiring a non-dot first.
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
@@ -107,11 +107,9 @@ def _check_name(name: str) -> PurePosixPath:
 
 
 def manifest(files: Mapping[str, bytes]) -> bytes:
-    """`sha256sum` text format (`<hex>  <name>`), sorted by name, so `sha256sum -c` checks it."""
-    lines = [
-        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
-    ]
-    return "".join(lines).encode("utf-8")
+    """`sha256sum` text format (`<hex>  <name>`), sorted by name, so `sha256sum -c` checks it;
+    the verifier recomputes exactly these bytes (`verify_bundle.manifest`)."""
+    return manifest_of_hashes({n: hashlib.sha256(d).hexdigest() for n, d in files.items()})
 
 
 def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, bytes]) -> ExportResult:
@@ -182,15 +180,20 @@ def export_bundle(
     prev: str | None,
     now: datetime,
     lifetime: timedelta,
-    consumers: Sequence[str],
+    consumers: Sequence[str | ConsumerLike | Target],
     active_kid: str | None = None,
     pkcs11_uri: str | None = None,
     clock_skew_seconds: int = 60,
 ) -> ExportResult:
-    """Lint every target, sign the bundle, then write the whole folder at once.
+    """Lint every target, sign the bundle over the SHA-256 of every file it comes with, then
+    write the whole folder at once.
 
     Order matters: all refusals (keys, targets, existing folder) happen before the signer is
-    called, so a refused export costs no HSM signature and leaves no file.
+    called, so a refused export costs no HSM signature and leaves no file. The bundle's
+    `files` claim lists every file rendered here, so `verify bundle` authenticates the folder
+    whole; `MANIFEST.sha256` is derived from it. (The QR code of the bundle digest is drawn in
+    the ceremony transcript, not here: a file derived from `jwks.jwt` cannot be signed by it,
+    and the offline verifier must not need a QR encoder to check it.)
 
     Raises:
         ExportError / TargetLintError: naming the refused key, target limit or existing path.
@@ -208,8 +211,12 @@ def export_bundle(
         active_kid=active_kid,
         pkcs11_uri=pkcs11_uri,
         clock_skew_seconds=clock_skew_seconds,
+        seq=seq,
+        issued_at=now,
     )
     files = render_targets(inp, consumers)
+    for name in files:
+        _check_name(name)
     token = make_bundle(
         signer,
         issuer=issuer,
@@ -219,9 +226,9 @@ def export_bundle(
         prev=prev,
         now=now,
         lifetime=lifetime,
+        files={name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     )
     files[BUNDLE_FILE] = token
-    files[QR_FILE] = qr_svg(bundle_digest(token)).encode("utf-8")
     return write_bundle(Path(out_root), keyset, seq, files)
 
 

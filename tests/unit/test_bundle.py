@@ -129,6 +129,7 @@ def test_round_trip(
         "seq": 1,
         "prev": None,
         "keys": token_keys,
+        "files": {},
     }
     v = verify_bundle(token, trust=signer.jwk, now=NOW + timedelta(days=1), keyset="demo-api")
     assert (v.seq, v.prev, v.keyset, v.issuer) == (1, None, "demo-api", ISSUER)
@@ -226,7 +227,7 @@ def _verify(token: bytes, signer: SoftwareSigner, **kw: Any) -> None:
 def _claims(keys: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
     t = int(NOW.timestamp())
     claims = {"iss": ISSUER, "sub": "demo-api", "iat": t, "nbf": t, "exp": t + 86400 * 30}
-    claims.update(seq=1, prev=None, keys=keys)
+    claims.update(seq=1, prev=None, keys=keys, files={})
     claims.update(kw)
     return claims
 
@@ -433,6 +434,81 @@ def test_extra_header_and_claims_refused(
         _verify(sign_raw(signer, header, _claims(token_keys, aud="x")), signer)
     with pytest.raises(VerificationError, match=r"^claims: 'seq' is not an integer"):
         _verify(sign_raw(signer, header, _claims(token_keys, seq="2")), signer)
+
+
+
+def test_a_bundle_without_a_file_list_verifies_but_its_folder_cannot(
+    signers: dict[str, SoftwareSigner], token_keys: list[dict[str, str]]
+) -> None:
+    """Bundles made before the files claim: the signature and keys still verify (history does
+    not look forged), but no folder can be checked against them."""
+    from console.exports.verify_bundle import require_folder
+
+    signer = signers["ES256"]
+    header = {"alg": "ES256", "kid": signer.kid, "typ": "jwk-set+jwt"}
+    without_files = _claims(token_keys)
+    del without_files["files"]
+    token = sign_raw(signer, header, without_files)
+    verified = verify_bundle(token, trust=signer.jwk, now=NOW + timedelta(days=1))
+    assert verified.files is None
+    with pytest.raises(VerificationError, match=r"^folder: bundle #1 signs no file list"):
+        require_folder(verified, {"jwks.jwt": bundle_digest(token)})
+
+
+GOOD_DIGEST = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("files", "match"),
+    [
+        ([], "not an object"),
+        ({"../etc/passwd": GOOD_DIGEST}, "not a plain relative path"),
+        ({"/abs": GOOD_DIGEST}, "not a plain relative path"),
+        ({"keys/.hidden": GOOD_DIGEST}, "not a plain relative path"),
+        ({"a\\b": GOOD_DIGEST}, "not a plain relative path"),
+        ({"MANIFEST.sha256": GOOD_DIGEST}, "derived from the bundle"),
+        ({"jwks.jwt": GOOD_DIGEST}, "derived from the bundle"),
+        ({"jwks.json": "AB" * 32}, "lowercase hex"),
+        ({"jwks.json": 5}, "lowercase hex"),
+    ],
+    ids=["list", "dot-dot", "absolute", "hidden", "backslash", "manifest", "itself",
+         "upper hex", "number"],
+)
+def test_files_claim_is_checked(
+    signers: dict[str, SoftwareSigner], token_keys: list[dict[str, str]], files: Any, match: str
+) -> None:
+    signer = signers["ES256"]
+    header = {"alg": "ES256", "kid": signer.kid, "typ": "jwk-set+jwt"}
+    with pytest.raises(VerificationError, match=rf"^files: .*{match}"):
+        _verify(sign_raw(signer, header, _claims(token_keys, files=files)), signer)
+
+
+def test_files_claim_round_trip_and_make_bundle_refuses_bad_names(
+    signers: dict[str, SoftwareSigner], token_keys: list[dict[str, str]]
+) -> None:
+    signer = signers["ES256"]
+    files = {"jwks.json": GOOD_DIGEST, "keys/a.pem": "cd" * 32}
+    verified = verify_bundle(bundle(signer, token_keys, files=files), trust=signer.jwk,
+                             now=NOW + timedelta(days=1))
+    assert dict(verified.files) == files
+    with pytest.raises(ExportError, match="bad file name"):
+        bundle(signer, token_keys, files={"../x": GOOD_DIGEST})
+
+
+def test_previous_names_the_bundle_to_fetch_and_the_kids_that_changed(
+    signers: dict[str, SoftwareSigner], token_keys: list[dict[str, str]]
+) -> None:
+    signer = signers["ES256"]
+    third = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "ES256")
+    b3 = bundle(signer, token_keys, seq=3)
+    b4 = bundle(signer, [token_keys[1], third], seq=4, prev=bundle_digest(b3))
+    b5 = bundle(signer, [third], seq=5, prev=bundle_digest(b4))
+    v = verify_bundle(b4, trust=signer.jwk, previous=b3, now=NOW + timedelta(days=1))
+    assert v.added == (third["kid"],) and v.removed == (token_keys[0]["kid"],)
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(b5, trust=signer.jwk, previous=b3, now=NOW + timedelta(days=1))
+    assert e.value.message == (f"bundle #5 follows #4 (prev {bundle_digest(b4)[:16]}…), but your "
+                               "previous is #3: fetch and install #4 first")
 
 
 def test_trust_key_must_be_public(

@@ -170,10 +170,10 @@ BAD_POLICIES = [
     Bad("missing issuer", "[keysets.api]\nalg = \"ES256\"\nmax_token_lifetime = \"1h\"\n", 1,
         "has no 'issuer'", "add issuer"),
     Bad("auth0 on EC keyset", GOOD_KEYSET + GOOD_CONSUMER.replace('"envoy"', '"auth0"'), 8,
-        "Auth0 takes RSA keys only", 'alg = "RS256"'),
+        "Auth0 client credentials takes RSA keys only", 'alg = "RS256"'),
     Bad("apim on EdDSA keyset", GOOD_KEYSET.replace('"ES256"', '"EdDSA"')
-        + GOOD_CONSUMER.replace('"envoy"', '"apim"'), 8, "Azure APIM takes RSA keys only",
-        "RS256"),
+        + GOOD_CONSUMER.replace('"envoy"', '"apim"'), 8,
+        "Azure APIM validate-jwt takes RSA keys only", "RS256"),
     Bad("unknown consumer type", GOOD_KEYSET + GOOD_CONSUMER.replace('"envoy"', '"traefik"'), 8,
         "consumer type 'traefik'", "use one of envoy"),
     Bad("unknown consumer key", GOOD_KEYSET + GOOD_CONSUMER + 'ttl = "1h"\n', 10,

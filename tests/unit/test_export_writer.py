@@ -3,7 +3,10 @@ MANIFEST that `sha256sum -c` accepts; plus the end-to-end export and the QR help
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -28,6 +31,7 @@ from console.exports import (
 from console.exports import writer as writer_module
 
 NOW = datetime(2027, 1, 15, 10, 0, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
 URI = "pkcs11:token=ceremony;id=%01;type=private"
 
 
@@ -90,7 +94,9 @@ def test_export_bundle_end_to_end(
     on_disk = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert on_disk == sorted(result.files)
     assert {"jwks.json", "signer.json", "envoy-jwt-authn.yaml", "kong-deck.yaml", "README.txt",
-            "bundle-digest.svg", "MANIFEST.sha256"} <= set(on_disk)  # fmt: skip
+            "MANIFEST.sha256"} <= set(on_disk)  # fmt: skip
+    # The QR of the bundle digest is derived from jwks.jwt: it lives in the transcript, not here.
+    assert not [n for n in on_disk if n.endswith(".svg")]
     assert not [p for p in (out / "demo-api").iterdir() if p.name != "1"]  # no staging left
     # sha256sum, an outside tool, checks the manifest.
     run = subprocess.run(["sha256sum", "-c", "--strict", "MANIFEST.sha256"], cwd=folder,
@@ -102,6 +108,65 @@ def test_export_bundle_end_to_end(
     run = subprocess.run(["sha256sum", "-c", "MANIFEST.sha256"], cwd=folder,
                          capture_output=True, text=True, check=False)  # fmt: skip
     assert run.returncode == 1 and "jwks.json: FAILED" in run.stdout
+
+
+def test_files_claim_lists_every_other_file_checked_by_jwcrypto_and_hashlib(
+    tmp_path: Path, signer: EcSigner, keys: list[dict[str, str]]
+) -> None:
+    """Independent of our verifier: jwcrypto checks the JWS, hashlib each file it lists."""
+    from jwcrypto import jwk as jwcrypto_jwk
+    from jwcrypto import jws as jwcrypto_jws
+
+    result = export(tmp_path, signer, keys, consumers=["envoy", "istio", "kong", "nginx",
+                                                       "apache-openidc", "generic"])
+    folder = result.path
+    token = jwcrypto_jws.JWS()
+    token.allowed_algs = ["ES256"]
+    token.deserialize((folder / "jwks.jwt").read_text(), key=jwcrypto_jwk.JWK(**signer.jwk))
+    files = json.loads(token.payload)["files"]
+    on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    assert set(files) == on_disk - {"jwks.jwt", "MANIFEST.sha256"}
+    assert {"README.txt", "apache-openidc.conf", f"keys/{keys[0]['kid']}.pem"} <= set(files)
+    for name, digest in files.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+    # The manifest is exactly the one the signed list and the bundle's digest make.
+    listed = {**files, "jwks.jwt": result.sha256}
+    assert (folder / "MANIFEST.sha256").read_text() == "".join(
+        f"{listed[n]}  {n}\n" for n in sorted(listed))
+
+
+def test_readme_commands_run_from_the_folder(tmp_path: Path, signer: EcSigner,
+                                              keys: list[dict[str, str]]) -> None:
+    """The verification commands README.txt prints work, typed as printed, in that folder."""
+    exports = tmp_path / "exports"
+    write_signing_key(exports / "bundle-signing-key.jwk", signer.jwk)
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = export(exports, signer, keys[:1], now=now)
+    second = export(exports, signer, keys, seq=2, prev=first.sha256, now=now)
+    for folder, expect in ((first.path, None), (second.path, "--previous ../1/jwks.jwt")):
+        readme = (folder / "README.txt").read_text()
+        commands = [line.strip() for line in readme.splitlines()
+                    if line.startswith("  ceremony ") or line.startswith("  sha256sum ")]
+        assert len(commands) == 2, readme
+        assert (expect in commands[0]) if expect else ("--previous" not in commands[0])
+        for command in commands:
+            argv = shlex.split(command)
+            if argv[0] == "ceremony":
+                argv = [sys.executable, "-m", "console", *argv[1:]]
+            run = subprocess.run(argv, cwd=folder, capture_output=True, text=True, check=False,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})
+            assert run.returncode == 0, (command, run.stdout, run.stderr)
+    assert "  added   " + keys[1]["kid"] in run_verify(second.path, "../1/jwks.jwt")
+
+
+def run_verify(folder: Path, previous: str) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "console", "verify", "bundle", "jwks.jwt", "--trust",
+         "../../bundle-signing-key.jwk", "--previous", previous],
+        cwd=folder, capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr
+    return run.stdout
 
 
 def test_second_bundle_chains(tmp_path: Path, signer: EcSigner, keys: list[dict[str, str]]) -> None:

@@ -92,7 +92,7 @@ def crd_schema(plural: str, version: str = "v1") -> Any:
 
 def test_istio_request_authentication_fits_its_crd(files: dict[str, bytes]) -> None:
     jsonschema = _jsonschema()
-    doc = yaml.safe_load(files["istio-request-authentication.yaml"])
+    doc, _ = yaml.safe_load_all(files["istio-request-authentication.yaml"])
     schema = crd_schema("requestauthentications")
     jsonschema.validate({"spec": doc["spec"]}, schema)
     bad = copy.deepcopy(doc)
@@ -107,14 +107,66 @@ def test_istio_require_token_policy_fits_its_crd() -> None:
     jsonschema.validate({"spec": doc["spec"]}, crd_schema("authorizationpolicies"))
 
 
-@pytest.mark.xfail(strict=True, reason="kong.py writes no jwt_secrets[].secret, which decK's "
-                   "file schema requires even for RS/ES keys (Kong/deck#181): deck refuses the "
-                   "file until the Kong target adds one (e.g. a random value)")
+def test_istio_target_ships_the_require_token_policy(files: dict[str, bytes]) -> None:
+    """The exported file carries the AuthorizationPolicy of docs/gateways.md §3 (the one the
+    CRD test above validates), after the RequestAuthentication."""
+    request_auth, policy = yaml.safe_load_all(files["istio-request-authentication.yaml"])
+    assert request_auth["kind"] == "RequestAuthentication"
+    assert policy == yaml.safe_load(REQUIRE_TOKEN_POLICY)
+
+
+def test_istio_exported_policy_fits_its_crd(files: dict[str, bytes]) -> None:
+    jsonschema = _jsonschema()
+    _, policy = yaml.safe_load_all(files["istio-request-authentication.yaml"])
+    jsonschema.validate({"spec": policy["spec"]}, crd_schema("authorizationpolicies"))
+
+
 def test_kong_deck_file_fits_decks_schema(files: dict[str, bytes]) -> None:
     jsonschema = _jsonschema()
     schema = json.loads(_vector(DECK_SCHEMA).read_text())
     doc = yaml.safe_load(files["kong-deck.yaml"])
     jsonschema.validate(doc, schema)
+
+
+# decK's rules for a jwt_secrets entry, as docs/gateways.md §2 reads them in the schema
+# (definitions.JWTAuth, Kong/go-database-reconciler v1.40.3): checked here whether or not the
+# schema itself is vendored, so the rule the Kong target once broke cannot come back unseen.
+DECK_JWT_REQUIRED = ("algorithm", "key", "secret")
+DECK_JWT_PROPERTIES = {"algorithm", "consumer", "created_at", "id", "key", "rsa_public_key",
+                       "secret", "tags"}
+NEEDS_PUBLIC_KEY = ("RS", "ES", "PS", "EdDSA")
+
+
+def deck_rule_problems(doc: Any) -> list[str]:
+    problems = []
+    for consumer in doc.get("consumers", []):
+        for index, entry in enumerate(consumer.get("jwt_secrets", [])):
+            where = f"consumers.{consumer.get('username')}.jwt_secrets.{index}"
+            problems += [f"{where}: {name} is required" for name in DECK_JWT_REQUIRED
+                         if not isinstance(entry.get(name), str) or not entry[name]]
+            problems += [f"{where}: {name} is not allowed" for name in entry
+                         if name not in DECK_JWT_PROPERTIES]
+            if str(entry.get("algorithm", "")).startswith(NEEDS_PUBLIC_KEY) \
+                    and not str(entry.get("rsa_public_key", "")).startswith("-----BEGIN PUBLIC"):
+                problems.append(f"{where}: rsa_public_key is required for {entry['algorithm']}")
+    return problems
+
+
+def test_kong_deck_file_follows_decks_documented_rules(files: dict[str, bytes]) -> None:
+    text = files["kong-deck.yaml"]
+    assert not text[:1].isspace()  # decK's readfile refuses a file starting with whitespace
+    doc = yaml.safe_load(text)
+    assert doc["consumers"][0]["jwt_secrets"], "no credential to check"
+    assert deck_rule_problems(doc) == []
+    # The rule check is a real one: without a secret (the old file) it complains.
+    for entry in doc["consumers"][0]["jwt_secrets"]:
+        del entry["secret"]
+    assert deck_rule_problems(doc)[0].endswith("secret is required")
+    if DECK_SCHEMA.is_file():  # the vendored schema agrees with the rules above
+        schema = json.loads(DECK_SCHEMA.read_text())
+        jwt_auth = schema["definitions"]["JWTAuth"]
+        assert tuple(jwt_auth["required"]) == DECK_JWT_REQUIRED
+        assert set(jwt_auth["properties"]) == DECK_JWT_PROPERTIES
 
 
 def test_decks_schema_requires_secret_even_with_a_public_key() -> None:

@@ -76,10 +76,12 @@ def test_package_import_is_light() -> None:
     assert not {m.split(".")[0] for m in loaded} & heavy
 
 
-@pytest.mark.parametrize("module", ["console.jose", "console.b64"])
+@pytest.mark.parametrize("module", ["console.jose", "console.b64", "console.consumers"])
 def test_vocabulary_modules_import_nothing_heavy(module: str) -> None:
     # The algorithm vocabulary and the codec are read by the verifier, the config loader and
     # the faces: they must not drag in the HSM library, the crypto backend or the UI.
     loaded = _imported_after(module)
-    heavy = {"pkcs11", "cryptography", "textual", "rich", "jwcrypto"}
+    heavy = {"pkcs11", "cryptography", "textual", "rich", "jwcrypto", "qrcode"}
     assert not {m.split(".")[0] for m in loaded} & heavy
+    # The consumer table is read by the policy loader: it must not load the target writers.
+    assert not {m for m in loaded if m.startswith("console.exports")}

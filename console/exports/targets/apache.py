@@ -7,20 +7,22 @@ it again at once for a `kid` it has not cached. For bearer tokens mod_auth_openi
 `nbf`: the file adds `Require claim iss:…` (and `aud:…` when an audience is given). Its JOSE
 library, cjose 0.6, has no EdDSA. Facts and sources: docs/gateways.md.
 
-Not yet in the consumer table of `console.exports.targets`: `render(inp)` follows the target
-convention; the keyword arguments (JWKS URI, location, audience, refresh interval) have
-defaults until the policy carries them.
+Consumer type `apache-openidc` (`console.consumers`): `render(inp, target)` takes the JWKS URI
+from the consumer's declared `jwks_uri`; the other keyword arguments (location, audience,
+refresh interval) have defaults until the policy carries them.
 """
 
 from __future__ import annotations
 
 import re
 
+from console.consumers import accepted_algorithms
 from console.errors import TargetLintError
-from console.exports.targets._common import TargetFile, TargetInput, refuse_algs
+from console.exports.targets._common import ShapeInput, Target, TargetFile, TargetInput
 
 NAME = "apache-openidc.conf"
-SUPPORTED = frozenset({"RS256", "PS256", "ES256", "ES384"})
+TYPE = "apache-openidc"
+SUPPORTED = accepted_algorithms(TYPE)
 JWKS_URI_PLACEHOLDER = "https://jwks-uri.invalid/replace-with-the-published/jwks.json"
 REFRESH_DEFAULT = 3600
 REFRESH_MIN = 300  # mod_auth_openidc refuses shorter intervals
@@ -33,21 +35,30 @@ _HTTPS_URI = re.compile(r'^https://[\x21\x23-\x5b\x5d-\x7e]+$')
 _LOCATION = re.compile(r'^/[\x21\x23-\x5b\x5d-\x7e]*$')
 
 
-def lint(inp: TargetInput, *, jwks_uri: str | None = None, location: str = "/",
-         audience: str | None = None, refresh_interval: int = REFRESH_DEFAULT) -> None:
+def lint_shape(shape: ShapeInput, target: Target | None = None) -> None:
     """Raises: TargetLintError (an algorithm cjose lacks, or a value the file cannot carry)."""
-    refuse_algs("Apache mod_auth_openidc", inp, SUPPORTED,
-                "its JOSE library (cjose 0.6) has no EdDSA")
-    if not _CONF_VALUE.fullmatch(inp.issuer):
+    target = target or Target(TYPE)
+    target.check_keys(shape.keys)
+    if not _CONF_VALUE.fullmatch(shape.issuer):
         raise TargetLintError(
-            f"issuer {inp.issuer!r} cannot go in an Apache 'Require claim' line",
+            f"issuer {shape.issuer!r} cannot go in an Apache 'Require claim' line",
             "an issuer for mod_auth_openidc must not contain '\"' or '\\'",
         )
-    if jwks_uri is not None and not _HTTPS_URI.fullmatch(jwks_uri):
+    if target.jwks_uri is not None and not _HTTPS_URI.fullmatch(target.jwks_uri):
         raise TargetLintError(
-            f"JWKS URI {jwks_uri!r} is not an https:// URL without quotes or spaces",
+            f"JWKS URI {target.jwks_uri!r} is not an https:// URL without quotes or spaces",
             "mod_auth_openidc refuses a JWKS URI that is not https",
         )
+
+
+def lint(inp: TargetInput, target: Target | None = None, *, jwks_uri: str | None = None,
+         location: str = "/", audience: str | None = None,
+         refresh_interval: int = REFRESH_DEFAULT) -> None:
+    """Raises: TargetLintError (an algorithm cjose lacks, or a value the file cannot carry)."""
+    target = target or Target(TYPE)
+    if jwks_uri is not None:
+        target = Target(target.type, target.version, jwks_uri, target.name)
+    lint_shape(inp.shape(), target)
     if not _LOCATION.fullmatch(location):
         raise TargetLintError(f"location {location!r} is not a URL path starting with '/'",
                               "give the path the gateway protects, e.g. /api/")
@@ -61,11 +72,13 @@ def lint(inp: TargetInput, *, jwks_uri: str | None = None, location: str = "/",
         )
 
 
-def render(inp: TargetInput, *, jwks_uri: str | None = None, location: str = "/",
-           audience: str | None = None,
+def render(inp: TargetInput, target: Target | None = None, *, jwks_uri: str | None = None,
+           location: str = "/", audience: str | None = None,
            refresh_interval: int = REFRESH_DEFAULT) -> list[TargetFile]:
-    lint(inp, jwks_uri=jwks_uri, location=location, audience=audience,
+    lint(inp, target, jwks_uri=jwks_uri, location=location, audience=audience,
          refresh_interval=refresh_interval)
+    if jwks_uri is None and target is not None:
+        jwks_uri = target.jwks_uri
     uri = jwks_uri or JWKS_URI_PLACEHOLDER
     lines = [
         f"# mod_auth_openidc OAuth 2.0 resource server for keyset {inp.keyset}",

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from console.exports.targets._common import TargetFile, TargetInput, refuse_algs
+from console.exports.targets._common import ShapeInput, Target, TargetFile, TargetInput
 
 NAME = "apim-validate-jwt.xml"
-SUPPORTED = frozenset({"RS256", "PS256"})  # of the console's algorithms; APIM also has RS512
+TYPE = "apim"  # RS256 and PS256 of the console's algorithms; APIM also has RS512
 
 
-def lint(inp: TargetInput) -> None:
-    refuse_algs(
-        "Azure APIM validate-jwt",
-        inp,
-        SUPPORTED,
-        "APIM accepts RSA keys only (PS256, RS256, RS512)",
-    )
+def lint_shape(shape: ShapeInput, target: Target | None = None) -> None:
+    (target or Target(TYPE)).check_keys(shape.keys)
 
 
-def render(inp: TargetInput) -> list[TargetFile]:
-    lint(inp)
+def lint(inp: TargetInput, target: Target | None = None) -> None:
+    lint_shape(inp.shape(), target)
+
+
+def render(inp: TargetInput, target: Target | None = None) -> list[TargetFile]:
+    lint(inp, target)
     policy = ET.Element(
         "validate-jwt",
         {

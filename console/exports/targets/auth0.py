@@ -8,39 +8,29 @@ installing a subset would silently break verification of the rest.
 
 from __future__ import annotations
 
-import re
-
-from console.errors import TargetLintError
-from console.exports._keys import decode_field
 from console.exports.jwks import jwk_to_pem
-from console.exports.targets._common import TargetFile, TargetInput, json_bytes, refuse_algs
+from console.exports.targets._common import (
+    ShapeInput,
+    Target,
+    TargetFile,
+    TargetInput,
+    json_bytes,
+)
 
 NAME = "auth0-credentials.json"
-SUPPORTED = frozenset({"RS256", "PS256"})
-MAX_CREDENTIALS = 2
-_KID = re.compile(r"^[0-9a-zA-Z_-]{10,64}$")
+TYPE = "auth0"  # RSA 2048-4096, RS256/PS256, kid pattern, at most 2: console.consumers
 
 
-def lint(inp: TargetInput) -> None:
-    refuse_algs("Auth0 client credentials", inp, SUPPORTED, "Auth0 accepts RSA keys only")
-    if len(inp.keys) > MAX_CREDENTIALS:
-        raise TargetLintError(
-            f"Auth0 allows at most {MAX_CREDENTIALS} credentials per application, "
-            f"the key set has {len(inp.keys)}",
-            "unpublish a retired key first, or drop Auth0 from this keyset's consumers",
-        )
-    for key in inp.keys:
-        bits = int.from_bytes(decode_field(key["n"], "n"), "big").bit_length()
-        if not 2048 <= bits <= 4096:
-            raise TargetLintError(
-                f"Auth0 needs RSA 2048–4096 bits, key {key['kid']} has {bits}", "regenerate"
-            )
-        if not _KID.fullmatch(key["kid"]):
-            raise TargetLintError(f"kid {key['kid']!r} does not fit Auth0's kid pattern", "")
+def lint_shape(shape: ShapeInput, target: Target | None = None) -> None:
+    (target or Target(TYPE)).check_keys(shape.keys)
 
 
-def render(inp: TargetInput) -> list[TargetFile]:
-    lint(inp)
+def lint(inp: TargetInput, target: Target | None = None) -> None:
+    lint_shape(inp.shape(), target)
+
+
+def render(inp: TargetInput, target: Target | None = None) -> list[TargetFile]:
+    lint(inp, target)
     bodies = [
         {
             "credential_type": "public_key",

@@ -8,28 +8,32 @@ import json
 
 from console.errors import TargetLintError
 from console.exports.targets._common import (
+    ShapeInput,
+    Target,
     TargetFile,
     TargetInput,
-    refuse_algs,
     yaml_header,
     yaml_str,
 )
 
 NAME = "envoy-jwt-authn.yaml"
-# jwt_verify_lib verifies RS/PS 256-512, ES256/384/512 and EdDSA (Ed25519).
-SUPPORTED = frozenset({"RS256", "PS256", "ES256", "ES384", "EdDSA"})
+TYPE = "envoy"  # jwt_verify_lib verifies RS/PS 256-512, ES256/384/512 and EdDSA (Ed25519)
 MAX_INLINE = 256 * 1024  # keep xDS/bootstrap documents small; a 3-key RSA-4096 set is ~3 KB
 
 
-def lint(inp: TargetInput) -> None:
-    refuse_algs("Envoy jwt_authn", inp, SUPPORTED, "not in jwt_verify_lib")
+def lint_shape(shape: ShapeInput, target: Target | None = None) -> None:
+    (target or Target(TYPE)).check_keys(shape.keys)
+
+
+def lint(inp: TargetInput, target: Target | None = None) -> None:
+    lint_shape(inp.shape(), target)
     if len(inp.jwks_compact()) > MAX_INLINE:
         raise TargetLintError("the inline JWKS is larger than 256 KiB", "publish fewer keys")
     json.loads(inp.jwks_compact())
 
 
-def render(inp: TargetInput) -> list[TargetFile]:
-    lint(inp)
+def render(inp: TargetInput, target: Target | None = None) -> list[TargetFile]:
+    lint(inp, target)
     provider = yaml_str(inp.keyset)
     lines = [
         *yaml_header(

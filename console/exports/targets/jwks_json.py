@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from console.errors import TargetLintError
-from console.exports.targets._common import TargetFile, TargetInput, json_bytes
+from console.exports.targets._common import (
+    ShapeInput,
+    Target,
+    TargetFile,
+    TargetInput,
+    json_bytes,
+)
 
 NAME = "jwks.json"
 
 
-def lint(inp: TargetInput) -> None:
+def lint_shape(shape: ShapeInput, target: Target | None = None) -> None:
+    """Every shape has an alg and a name: what this lint checks needs the material."""
+
+
+def lint(inp: TargetInput, target: Target | None = None) -> None:
     for key in inp.keys:
         if key.get("use") != "sig" or "alg" not in key or "kid" not in key:
             raise TargetLintError(
@@ -17,8 +27,8 @@ def lint(inp: TargetInput) -> None:
             )
 
 
-def render(inp: TargetInput) -> list[TargetFile]:
-    lint(inp)
+def render(inp: TargetInput, target: Target | None = None) -> list[TargetFile]:
+    lint(inp, target)
     return [
         TargetFile(
             NAME,

@@ -4,22 +4,27 @@ README says where it goes)."""
 from __future__ import annotations
 
 from console.exports.targets._common import (
+    ShapeInput,
+    Target,
     TargetFile,
     TargetInput,
     json_bytes,
-    refuse_algs,
 )
 
 NAME = "nginx-jwks.json"
-SUPPORTED = frozenset({"RS256", "PS256", "ES256", "ES384", "EdDSA"})
+TYPE = "nginx"
 
 
-def lint(inp: TargetInput) -> None:
-    refuse_algs("NGINX Plus auth_jwt", inp, SUPPORTED, "not supported by ngx_http_auth_jwt_module")
+def lint_shape(shape: ShapeInput, target: Target | None = None) -> None:
+    (target or Target(TYPE)).check_keys(shape.keys)
 
 
-def render(inp: TargetInput) -> list[TargetFile]:
-    lint(inp)
+def lint(inp: TargetInput, target: Target | None = None) -> None:
+    lint_shape(inp.shape(), target)
+
+
+def render(inp: TargetInput, target: Target | None = None) -> list[TargetFile]:
+    lint(inp, target)
     note = (
         "NGINX Plus: auth_jwt_key_file <path to this file>; reload nginx with each bundle "
         "(auth_jwt_leeway defaults to 0 s)"

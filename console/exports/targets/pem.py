@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from console.errors import TargetLintError
 from console.exports.jwks import jwk_to_pem
-from console.exports.targets._common import TargetFile, TargetInput
+from console.exports.targets._common import ShapeInput, Target, TargetFile, TargetInput
 
 
-def lint(inp: TargetInput) -> None:
-    for key in inp.keys:
-        if "/" in key["kid"] or key["kid"].startswith("."):
-            raise TargetLintError(
-                f"kid {key['kid']!r} cannot be a file name", "kids are thumbprints"
-            )
+def lint_shape(shape: ShapeInput, target: Target | None = None) -> None:
+    for key in shape.keys:
+        if key.kid is not None and ("/" in key.kid or key.kid.startswith(".")):
+            raise TargetLintError(f"kid {key.kid!r} cannot be a file name", "kids are thumbprints")
 
 
-def render(inp: TargetInput) -> list[TargetFile]:
-    lint(inp)
+def lint(inp: TargetInput, target: Target | None = None) -> None:
+    lint_shape(inp.shape(), target)
+
+
+def render(inp: TargetInput, target: Target | None = None) -> list[TargetFile]:
+    lint(inp, target)
     return [
         TargetFile(
             f"keys/{key['kid']}.pem",
