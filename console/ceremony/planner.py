@@ -42,6 +42,7 @@ from console.ceremony.actions import (
 from console.ceremony.journal import PlanRecord
 from console.ceremony.plan import Deferred, Plan, PlanInputs
 from console.ceremony.script import BUNDLE_CHANGES, Script
+from console.ceremony.signers import check_signer
 from console.clock import format_time
 from console.config import Policy, Quorum
 from console.errors import PlanError
@@ -367,6 +368,7 @@ class _Builder:
             raise PlanError("signer-enrollment needs one signer and one recipient",
                             "--set signer=NAME --set recipient=age1…")
         name, recipient = names[0], recipients[0]
+        check_signer(name, recipient)  # refused before the plan is recorded
         if name in self.ctx.signers:
             raise PlanError(f"signing service {name} already holds the PIN",
                             "revoke it first (signer-revocation) or choose another name")
