@@ -41,6 +41,7 @@ from console.ceremony.actions import (
 )
 from console.ceremony.journal import PlanRecord
 from console.ceremony.plan import Deferred, Plan, PlanInputs
+from console.ceremony.probes import describe_checks, planned_checks
 from console.ceremony.script import BUNDLE_CHANGES, Script
 from console.ceremony.signers import check_signer
 from console.clock import format_time
@@ -285,10 +286,20 @@ class _Builder:
             raise PlanError("there is no bundle-signing key yet", "run genesis first")
         changes = tuple(self.changes.pop(name, []))
         described = "; ".join(f"{c.verb} {c.key.text}" for c in changes)
+        # Evidence before activation (DESIGN.md §7): genesis and emergencies waive it, since
+        # their keys are activated with the very bundle that publishes them.
+        activations = [c.key.text for c in changes if c.verb == "activate" and c.waived is None]
+        probes: tuple[str, ...] = ()
+        evidence = ""
+        if activations:
+            policy = self.ctx.policy.keyset(name)
+            probes = planned_checks(policy)[0]
+            evidence = "".join(f"\n       {line}" for line in describe_checks(policy,
+                                                                             activations))
         self.add(ExportBundle(
             0, f"sign and export the JWKS bundle of {name}"
-               + (f" — with it: {described}" if described else " (no key changes)"),
-            keyset=name, changes=changes))
+               + (f" — with it: {described}" if described else " (no key changes)") + evidence,
+            keyset=name, changes=changes, probes=probes))
 
     def _orphan_destructions(self) -> None:
         """Keys left on the token by generation steps of aborted ceremonies: reconciliation
