@@ -209,6 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("transcript", _transcript, "write the transcript of a ceremony again")
     p.add_argument("plan_id")
+
+    p = command("sign-token", _sign_token,
+                "reference token signer: sign a JWT on the HSM with the key signer.json names")
+    p.add_argument("--signer", type=Path, required=True, metavar="FILE",
+                   help="the latest export's signer.json")
+    p.add_argument("--pin-file", type=Path, required=True, metavar="FILE",
+                   help="file holding the token PIN (decrypted from the service's pin.age; "
+                        "mode 600)")
+    p.add_argument("--claims", metavar="JSON",
+                   help="the token's claims as a JSON object; iss, iat and exp (iat + 5 min) "
+                        "are added when missing")
+    p.add_argument("--module", metavar="PATH",
+                   help="this host's PKCS#11 module (path, 'softhsm' or 'p11-kit'); default: "
+                        "the workspace's module and token")
     return parser
 
 
@@ -634,6 +648,45 @@ def _transcript(args: argparse.Namespace) -> int:
     with _open(args) as ws:
         for path in write_transcript(ws, args.plan_id):
             print(path)
+    return ExitCode.OK
+
+
+def _sign_token(args: argparse.Namespace) -> int:
+    """Everything that can be refused is refused before the PIN is read or the token opened."""
+    from console.clock import wall_clock
+    from console.sealing import CEREMONY_TOML
+    from console.signing import (
+        SignerFile,
+        check_request,
+        parse_claims,
+        read_pin_file,
+        refuse_now_outside_workspace,
+        resolve_module,
+        sign_token_in_workspace,
+        sign_token_on,
+    )
+    from console.workspace import locate
+
+    signer = SignerFile.read(args.signer)
+    claims = parse_claims(args.claims) if args.claims is not None else {}
+    if args.module is not None:  # a signing service's host: its module, the wall clock
+        refuse_now_outside_workspace(_requested_now(args))
+        now = wall_clock()
+        check_request(signer, claims, now=now)
+        module = resolve_module(args.module)
+        token = sign_token_on(module, signer, read_pin_file(args.pin_file), claims, now=now)
+    else:
+        root = locate(getattr(args, "workspace", None))
+        if not (root / CEREMONY_TOML).is_file():
+            raise UsageError(f"no workspace in {root}, and no --module",
+                             "on a signing service's host give its PKCS#11 module with "
+                             "--module PATH")
+        with _open(args) as ws:
+            now = ws.now(_requested_now(args))
+            check_request(signer, claims, now=now)
+            token = sign_token_in_workspace(ws, signer, read_pin_file(args.pin_file), claims,
+                                            now=now)
+    print(token)
     return ExitCode.OK
 
 

@@ -245,6 +245,14 @@ class ReconcileError(ConsoleError):
     """HSM inventory and ledger disagree; exports are blocked until resolved."""
 
 
+# --- signing services ----------------------------------------------------------------------
+
+
+class SignerError(ConsoleError):
+    """A signing service cannot sign: its signer.json is malformed, not yet valid, or names a
+    key the token does not hold; or its claims or PIN file cannot be used."""
+
+
 # --- exports and verification --------------------------------------------------------------
 
 

@@ -266,6 +266,8 @@ class ReleaseSigner(Action):
 
     kind: ClassVar[str] = "release_signer"
     required_class: ClassVar[str | None] = "destructive"
+    # The PIN must be opened (and proven by C_Login) before it can be released.
+    touches_hsm: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)

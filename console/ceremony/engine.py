@@ -12,6 +12,12 @@ retire, unpublish, …) in the same transaction that records the bundle showing 
 ledger never says a key is published before a signed bundle carries it, nor active before an
 exported `signer.json` names it. A failed export leaves every key as it was.
 
+Evidence before activation: before a bundle step activates a key (an `activate` change not
+waived), the next key signs a canary token on the HSM and every consumer in the step's `probes`
+is asked (`console.ceremony.probes`); one refusal fails the step before its intent, so nothing is
+exported. The answers are recorded as `consumer.probed` entries: with the bundle when all
+accepted, just before the failure otherwise.
+
 Steps are dispatched through `STEPS`, a table from action type to handler; each handler takes
 its own typed action, parsed from the plan's verified bytes.
 """
@@ -54,10 +60,11 @@ from console.ceremony.actions import (
 )
 from console.ceremony.journal import STATE_ENTRY_TYPES, EntryLike, PlanRecord, replay_plans
 from console.ceremony.planner import BUNDLE_KEYSET, jwks_keys
+from console.ceremony.probes import Evidence, canary_claims, gather, refusal
 from console.ceremony.progress import ProgressSink, StepEvent
 from console.ceremony.reconcile import Reconciliation, reconcile, token_kids
 from console.ceremony.signers import release_pin, remove_release
-from console.clock import format_time
+from console.clock import format_time, wall_clock
 from console.errors import (
     ConsoleError,
     ExportError,
@@ -74,6 +81,7 @@ from console.ledger import cosign_note, sign_note
 from console.lifecycle import Key, KeysetState, KeyState, check_transition, replay, short_kid
 from console.quorum.cards import UnlockedCard
 from console.quorum.pin_gate import new_pin, open_pin, read_sealed_pin, seal_pin
+from console.signing import jws_signing_input
 
 if TYPE_CHECKING:
     from console.config import KeysetPolicy
@@ -140,6 +148,9 @@ class CeremonyRun:
     entries: list[EntryLike] = field(default_factory=list)
     reconciled: bool = False
     completed: bool = False
+    wall: Callable[[], datetime] = wall_clock
+    """The machine's clock, for what meets the outside world now (the canary's `exp`), even in
+    a rehearsal whose `clock` was moved with --now."""
 
     # --- running ---------------------------------------------------------------------------
 
@@ -519,17 +530,58 @@ class CeremonyRun:
             self.reconciled = True
         now = self.clock()
         after, changes = self._after_changes(action, now)
+        evidence = self._evidence_before_activation(action)
         previous_seq, previous_digest = self._previous_bundle(action.keyset)
         seq = previous_seq + 1
         kids = [str(j["kid"]) for j in jwks_keys(after)]
         active = after.active_key
+        extra = {"evidence": [e.ledger_data(action.keyset) for e in evidence]} if evidence else {}
         self._intent(action, keyset=action.keyset, seq=seq, kids=kids,
-                     signer=active.kid if active is not None else None)
-        return self._export(action, after, changes, seq, previous_digest, now)
+                     signer=active.kid if active is not None else None, **extra)
+        return self._export(action, after, changes, seq, previous_digest, now, evidence)
+
+    def _evidence_before_activation(self, action: ExportBundle) -> list[Evidence]:
+        """Ask the step's consumers about each key it activates (not waived), with a canary
+        signed by that key; record and refuse when one does not accept.
+
+        Raises:
+            TransitionRefusedError: rule "consumer-evidence", naming each consumer and answer.
+        """
+        activations = [c for c in action.changes if c.verb == "activate" and c.waived is None]
+        if not activations or not action.probes:
+            return []
+        policy = self.ws.policy.keyset(action.keyset)
+        consumers = []
+        for name in action.probes:
+            consumer = next((c for c in policy.consumers if c.name == name), None)
+            if consumer is None:  # pragma: no cover - the plan's policy digest rules it out
+                raise PlanError(f"consumer {name} is not in keyset {action.keyset}'s policy",
+                                "make a new plan")
+            consumers.append(consumer)
+        state = self.keysets[action.keyset]
+        evidence: list[Evidence] = []
+        for change in activations:
+            key = _find(state, change.key)
+            header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
+            signing_input = jws_signing_input(header, canary_claims(policy.issuer, self.wall()))
+            signature = self.hsm.sign(bytes.fromhex(key.cka_id), key.alg, signing_input.encode())
+            canary = f"{signing_input}.{b64url_encode(signature)}"
+            verify_jws(canary, key.jwk, allowed_algs={key.alg})
+            found = gather(consumers, canary=canary, kid=key.kid, jwk=key.jwk,
+                           root=self.ws.root, clock=self.wall)
+            for item in found:
+                self.progress.message(f"step {action.n}: {item.line()}")
+            evidence += found
+        refused = refusal(evidence, keyset=action.keyset)
+        if refused is not None:
+            self._append_many([("consumer.probed", e.ledger_data(action.keyset))
+                               for e in evidence])
+            raise refused
+        return evidence
 
     def _export(self, action: ExportBundle, after: KeysetState,
                 changes: list[_Item], seq: int, previous_digest: str | None,
-                now: datetime) -> str:
+                now: datetime, evidence: Sequence[Evidence] = ()) -> str:
         policy = self.ws.policy.keyset(action.keyset)
         active = after.active_key
         uri = (self.hsm.key_uri(bytes.fromhex(active.cka_id), active.label)
@@ -541,14 +593,16 @@ class CeremonyRun:
             active_kid=active.kid if active is not None else None, pkcs11_uri=uri,
             clock_skew_seconds=int(policy.clock_skew.total_seconds()),
         )
-        return self._record_export(action, after, changes, seq, result.path, result.sha256)
+        return self._record_export(action, after, changes, seq, result.path, result.sha256,
+                                   evidence)
 
     def _record_export(self, action: ExportBundle, after: KeysetState,
                        changes: list[_Item], seq: int, path: Path,
-                       digest: str) -> str:
+                       digest: str, evidence: Sequence[Evidence] = ()) -> str:
         kids = [str(j["kid"]) for j in jwks_keys(after)]
         self._append_many([
             self._done(action, keyset=action.keyset, seq=seq, sha256=digest),
+            *[("consumer.probed", e.ledger_data(action.keyset)) for e in evidence],
             ("bundle.exported", {"keyset": action.keyset, "seq": seq, "sha256": digest,
                                  "path": os.path.relpath(path, self.ws.root), "kids": kids}),
             *changes,
@@ -564,7 +618,9 @@ class CeremonyRun:
         now = self.clock()
         if not path.exists():
             after, changes = self._after_changes(action, now)
-            return self._export(action, after, changes, seq, previous_digest, now)
+            # Nothing was exported before the crash: the consumers are asked again, now.
+            evidence = self._evidence_before_activation(action)
+            return self._export(action, after, changes, seq, previous_digest, now, evidence)
         token = (path / "jwks.jwt").read_bytes()
         verified = verify_bundle(token, trust=self._bundle_signer().jwk, now=now)
         # The bundle's own time is when the changes took effect.
@@ -577,8 +633,10 @@ class CeremonyRun:
                               "move it aside after review, then `ceremony resume`")
         self.progress.message(f"step {action.n}: adopting bundle #{seq} written before the "
                               "crash (signature, claims and keys verified)")
+        # The evidence that let it be written was kept in the intent.
+        evidence = [Evidence.from_ledger(e) for e in intent.get("evidence", ())]
         return self._record_export(action, after, changes, seq, path,
-                                   hashlib.sha256(token).hexdigest())
+                                   hashlib.sha256(token).hexdigest(), evidence)
 
     def _export_audit(self, action: ExportAudit) -> str:
         from console.ledger import export_audit_pack

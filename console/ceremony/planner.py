@@ -41,7 +41,9 @@ from console.ceremony.actions import (
 )
 from console.ceremony.journal import PlanRecord
 from console.ceremony.plan import Deferred, Plan, PlanInputs
+from console.ceremony.probes import describe_checks, planned_checks
 from console.ceremony.script import BUNDLE_CHANGES, Script
+from console.ceremony.signers import check_signer
 from console.clock import format_time
 from console.config import Policy, Quorum
 from console.errors import PlanError
@@ -315,10 +317,20 @@ class _Builder:
             raise PlanError(f"the bundle of {name} this plan would export is refused: "
                             f"{e.message}", e.hint) from e
         described = "; ".join(f"{c.verb} {c.key.text}" for c in changes)
+        # Evidence before activation (DESIGN.md §7): genesis and emergencies waive it, since
+        # their keys are activated with the very bundle that publishes them.
+        activations = [c.key.text for c in changes if c.verb == "activate" and c.waived is None]
+        probes: tuple[str, ...] = ()
+        evidence = ""
+        if activations:
+            policy = self.ctx.policy.keyset(name)
+            probes = planned_checks(policy)[0]
+            evidence = "".join(f"\n       {line}" for line in describe_checks(policy,
+                                                                             activations))
         self.add(ExportBundle(
             0, f"sign and export the JWKS bundle of {name}"
-               + (f" — with it: {described}" if described else " (no key changes)"),
-            keyset=name, changes=changes))
+               + (f" — with it: {described}" if described else " (no key changes)") + evidence,
+            keyset=name, changes=changes, probes=probes))
 
     def _orphan_destructions(self) -> None:
         """Keys left on the token by generation steps of aborted ceremonies: reconciliation
@@ -398,6 +410,7 @@ class _Builder:
             raise PlanError("signer-enrollment needs one signer and one recipient",
                             "--set signer=NAME --set recipient=age1…")
         name, recipient = names[0], recipients[0]
+        check_signer(name, recipient)  # refused before the plan is recorded
         if name in self.ctx.signers:
             raise PlanError(f"signing service {name} already holds the PIN",
                             "revoke it first (signer-revocation) or choose another name")

@@ -55,6 +55,8 @@ def release_pin(exports: Path, signer: str, recipient: str, pin: bytes) -> tuple
     import pyrage
 
     check_signer(signer, recipient)
+    if not pin:  # an unopened PIN gate must never release an empty file
+        raise PlanError("there is no PIN to release", "report this bug")
     data = pyrage.encrypt(pin, [pyrage.x25519.Recipient.from_str(recipient)])
     folder = exports / SIGNERS_DIR / signer
     target = folder / PIN_FILE
@@ -87,6 +89,8 @@ def remove_release(exports: Path, signer: str) -> None:
     target = exports / SIGNERS_DIR / signer / PIN_FILE
     try:
         target.unlink(missing_ok=True)
+        if target.parent.is_dir() and not any(target.parent.iterdir()):
+            target.parent.rmdir()
     except OSError as e:
         raise ExportError(f"cannot remove {target}: {e.strerror or e}", "remove it by hand") from e
 

@@ -49,7 +49,7 @@ def _summary(entry: EntryLike) -> str:
     data = entry.data
     parts = []
     for key in ("action", "keyset", "kid", "label", "from", "to", "seq", "sha256", "officer",
-                "size", "text"):
+                "size", "text", "consumer", "check", "url", "accepted", "answer", "signer"):
         if key in data and not isinstance(data[key], dict | list):
             parts.append(f"{key}={data[key]}")
     if "cka_id" in data:

@@ -211,16 +211,32 @@ class Hsm:
                 label=label, cka_id=new_id, alg=name, public_key=public_key, audit=audit
             )
 
-    def sign(self, cka_id: bytes, alg: str, data: bytes) -> bytes:
+    def sign(
+        self, cka_id: bytes, alg: str, data: bytes, *, mechanism: jose.SignMechanism | None = None
+    ) -> bytes:
         """A JWS signature over `data` by the private key with `cka_id` (raw r||s for ES*).
 
+        `mechanism` (one of the algorithm's `console.jose` mechanisms) is used instead of the
+        token's preferred one: a signing service signs the way its `signer.json` says.
+
         Raises: ObjectNotFoundError, MechanismNotSupportedError, HsmError (key does not match
-        the algorithm), HsmUnavailableError.
+        the algorithm, or `mechanism` is not one of its mechanisms), HsmUnavailableError.
         """
         name = _objects.check_algorithm(alg)
         spec = jose.algorithm(name)
+        if mechanism is not None and mechanism not in spec.sign_mechanisms:
+            raise HsmError(f"{mechanism.ckm} cannot make {spec.name} signatures",
+                           f"use one of {', '.join(m.ckm for m in spec.sign_mechanisms)}")
         with LOCK:
-            how = _signing.choose_mechanism(spec, self._token.offered)
+            if mechanism is not None:
+                if _signing.pkcs11_mechanism(mechanism.name) not in self._token.offered:
+                    raise MechanismNotSupportedError(
+                        f"the token does not offer {mechanism.ckm}",
+                        "sign with a mechanism this token offers (`ceremony doctor` lists them)",
+                    )
+                how: jose.SignMechanism | None = mechanism
+            else:
+                how = _signing.choose_mechanism(spec, self._token.offered)
             if how is None:
                 raise MechanismNotSupportedError(
                     self.mechanisms()[name].note, "choose another algorithm or token"

@@ -36,7 +36,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,7 +62,13 @@ APACHE_MODULES = (
     ("alias_module", "mod_alias.so"),
     ("auth_openidc_module", "mod_auth_openidc.so"),
 )
+APACHE_TLS_MODULES = (
+    ("socache_shmcb_module", "mod_socache_shmcb.so"),
+    ("ssl_module", "mod_ssl.so"),
+)
 APACHE_INSTALL_HINT = "Debian: apt-get install apache2 libapache2-mod-auth-openidc"
+CANARY_AUDIENCE = "key-ceremony-canary"
+"""The console's canary `aud` (console.ceremony.probes): the probe location requires it."""
 
 JOSE_VERSION = "6.2.18"
 """panva/jose, pinned: installed once per machine under .cache/ (npm registry)."""
@@ -301,6 +307,118 @@ class JwksServer:
             self._thread = None
 
 
+# --- a programmable HTTPS endpoint, and node jose behind one ---------------------------------
+
+Answer = tuple[int, Mapping[str, str], bytes]
+"""(status, headers, body) an endpoint answers."""
+
+
+class HttpsEndpoint:
+    """HTTPS on 127.0.0.1 (the test CA's certificate) answering every GET with `answer(path,
+    headers)`; `seen` keeps each request's path and Authorization header, in order."""
+
+    def __init__(self, ca: TestCA, answer: Callable[[str, Mapping[str, str]], Answer]) -> None:
+        self.ca = ca
+        self.answer = answer
+        self.seen: list[tuple[str, str | None]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the endpoint is not started"
+        return int(self._server.server_address[1])
+
+    def url(self, path: str = "/") -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> HttpsEndpoint:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                owner.seen.append((self.path, headers.get("authorization")))
+                status, extra, body = owner.answer(self.path, headers)
+                with contextlib.suppress(OSError):  # a client that timed out has left
+                    self.send_response(status)
+                    for name, value in extra.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.ca.cert_file, self.ca.key_file)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="https-endpoint",
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+class JoseGateway:
+    """node jose as a bearer-token gateway: an `HttpsEndpoint` whose `/api/` requires `aud`
+    `audience` and whose `/canary/` requires the canary's `aud` (both require `issuer` and one of
+    `algorithms`), each answering 200 or 401 with jose's error code, as a gateway built on jose
+    would. This is the probe endpoint of a consumer mod_auth_openidc cannot be (EdDSA)."""
+
+    def __init__(self, consumer: JoseConsumer, ca: TestCA, *, issuer: str, audience: str,
+                 algorithms: Sequence[str]) -> None:
+        self.consumer = consumer
+        self.issuer = issuer
+        self.audience = audience
+        self.algorithms = list(algorithms)
+        self._lock = threading.Lock()  # one request at a time on the consumer's pipes
+        self.endpoint = HttpsEndpoint(ca, self._answer)
+
+    def _answer(self, path: str, headers: Mapping[str, str]) -> Answer:
+        audience = {"/api/": self.audience, "/canary/": CANARY_AUDIENCE}.get(path)
+        if audience is None:
+            return 404, {}, b"not found\n"
+        token = headers.get("authorization", "")
+        if not token.startswith("Bearer "):
+            return 401, {"WWW-Authenticate": "Bearer"}, b""
+        ok, code = self.verify(token[len("Bearer "):], audience)
+        if ok:
+            return 200, {}, b"ok\n"
+        return 401, {"WWW-Authenticate": f'Bearer error="invalid_token", '
+                                          f'error_description="{code}"'}, b""
+
+    def verify(self, token: str, audience: str | None = None) -> tuple[bool, str | None]:
+        with self._lock:
+            return self.consumer.verify(token, issuer=self.issuer,
+                                        audience=audience or self.audience,
+                                        algorithms=self.algorithms)
+
+    def url(self, path: str = "/api/") -> str:
+        return self.endpoint.url(path)
+
+    def start(self) -> JoseGateway:
+        self.endpoint.start()
+        return self
+
+    def stop(self) -> None:
+        self.endpoint.stop()
+
+
 # --- Apache httpd + mod_auth_openidc --------------------------------------------------------
 
 
@@ -316,7 +434,8 @@ def find_apache() -> tuple[str, Path]:
         raise GatewayUnavailable(f"apache2 is not installed ({APACHE_INSTALL_HINT})")
     for directory in map(Path, APACHE_MODULE_DIRS):
         if (directory / "mod_mpm_event.so").is_file():
-            missing = [f for _, f in APACHE_MODULES if not (directory / f).is_file()]
+            missing = [f for _, f in APACHE_MODULES + APACHE_TLS_MODULES
+                       if not (directory / f).is_file()]
             if missing:
                 raise GatewayUnavailable(
                     f"{', '.join(missing)} missing from {directory} ({APACHE_INSTALL_HINT})")
@@ -356,12 +475,19 @@ class ApacheGateway:
     generated resource-server block (the server-wide lines, `OIDCCABundlePath` for the test CA
     and a `/api/` alias to a 200 page stay), so a rendered `apache-openidc.conf` is tested as an
     operator would include it.
+
+    `tls` serves HTTPS (mod_ssl) with the test CA's 127.0.0.1 certificate instead of HTTP: a
+    console probe only speaks https. `canary_location` adds `/canary/`, the probe endpoint an
+    operator sets up for the console's evidence before activation: the same JWKS, the same
+    issuer, but `aud` must be the canary's, so a canary never opens `/api/` and an API token
+    never answers a probe.
     """
 
     def __init__(self, directory: Path, *, jwks_uri: str | None, ca_file: Path | None,
                  issuer: str | None = None, audience: str | None = None,
                  refresh_interval: int = 300, validate_server: bool = True,
                  site_conf: Path | None = None, log_level: str = "warn auth_openidc:info",
+                 tls: TestCA | None = None, canary_location: bool = False,
                  ) -> None:
         self.binary, self.module_dir = find_apache()
         self.directory = directory
@@ -373,6 +499,8 @@ class ApacheGateway:
         self.validate_server = validate_server
         self.site_conf = site_conf
         self.log_level = log_level
+        self.tls = tls
+        self.canary_location = canary_location
         self.port = free_port()
         self.conf = directory / "httpd.conf"
         self.pid_file = directory / "httpd.pid"
@@ -404,7 +532,17 @@ class ApacheGateway:
         lines += ['<Location "/api/">', "  AuthType oauth20", "  <RequireAll>"]
         lines += [f"    {r}" for r in requires]
         lines += ["  </RequireAll>", "</Location>"]
+        if self.canary_location:
+            canary = ["Require valid-user", f'Require claim "aud:{CANARY_AUDIENCE}"']
+            if self.issuer is not None:
+                canary.append(f'Require claim "iss:{self.issuer}"')
+            lines += ['<Location "/canary/">', "  AuthType oauth20", "  <RequireAll>"]
+            lines += [f"    {r}" for r in canary]
+            lines += ["  </RequireAll>", "</Location>"]
         return lines
+
+    def url(self, path: str = "/api/") -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def render_conf(self) -> str:
         (self.directory / "run").mkdir(exist_ok=True)
@@ -422,7 +560,12 @@ class ApacheGateway:
             f"LogLevel {self.log_level}",
             f'DefaultRuntimeDir "{self.directory / "run"}"',
         ]
-        lines += [f'LoadModule {name} "{self.module_dir / file}"' for name, file in APACHE_MODULES]
+        modules = APACHE_MODULES + (APACHE_TLS_MODULES if self.tls is not None else ())
+        lines += [f'LoadModule {name} "{self.module_dir / file}"' for name, file in modules]
+        if self.tls is not None:
+            lines += ["SSLEngine on", f'SSLCertificateFile "{self.tls.cert_file}"',
+                      f'SSLCertificateKeyFile "{self.tls.key_file}"',
+                      f'SSLSessionCache "shmcb:{self.directory / "run" / "ssl_cache"}(51200)"']
         user = _unprivileged_user()
         if user is not None:
             lines += [f"User {user[0]}", f"Group {user[1]}"]
@@ -432,6 +575,7 @@ class ApacheGateway:
             "ThreadLimit 8", "MinSpareThreads 1", "MaxSpareThreads 8",
             "KeepAlive Off",
             f'Alias "/api/" "{self.www / "ok.txt"}"',
+            f'Alias "/canary/" "{self.www / "ok.txt"}"',
             f'<Directory "{self.www}">', "  Require all granted", "</Directory>",
         ]
         if self.site_conf is not None:
@@ -519,7 +663,10 @@ class ApacheGateway:
     # requests
 
     def get(self, token: str | None, path: str = "/api/") -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = (http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30,
+                                            context=self.tls.client_context())
+                if self.tls is not None else
+                http.client.HTTPConnection("127.0.0.1", self.port, timeout=30))
         try:
             headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
             conn.request("GET", path, headers=headers)

@@ -7,6 +7,7 @@ JWKS server; what each accepts, refuses and re-fetches is what the module's sour
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
 import time
@@ -22,8 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from console.exports import public_jwk
 from tests.gateway.conftest import AUDIENCE, ISSUER
 from tests.gateway.harness import (
+    CANARY_AUDIENCE,
     ApacheGateway,
     JoseConsumer,
+    JoseGateway,
     JwksServer,
     SoftwareKey,
     TestCA,
@@ -297,3 +300,57 @@ def test_softhsm_signed_token_passes_apache(tmp_path: Path, apache_gateway: Apac
     jwks_server.set_jwks({"keys": replaced})
     apache_gateway.restart()
     assert apache_gateway.request(hsm_token) == 401
+
+
+# --- the probe endpoints the console's canary meets -----------------------------------------
+
+
+def test_apache_over_tls_has_a_canary_location_apart_from_the_api(
+        make_apache: Callable[..., ApacheGateway], jwks_server: JwksServer,
+        gateway_ca: TestCA) -> None:
+    """`/canary/` takes only the canary's audience, `/api/` never does: a canary opens no API
+    and an API token answers no probe. Served over HTTPS, as console probes require."""
+    gateway = make_apache(issuer=ISSUER, audience=AUDIENCE, tls=gateway_ca,
+                          canary_location=True)
+    assert gateway.url("/canary/").startswith("https://127.0.0.1:")
+    key, jwk = es256()
+    jwks_server.set_jwks({"keys": [jwk]})
+    canary = token(key, jwk, aud=CANARY_AUDIENCE)
+    assert gateway.get(canary, "/canary/").status == 200
+    assert gateway.get(canary, "/api/").status == 401
+    assert gateway.get(token(key, jwk), "/canary/").status == 401
+    assert gateway.get(token(key, jwk), "/api/").status == 200
+    assert gateway.get(token(key, jwk, aud=CANARY_AUDIENCE, iss="https://other"),
+                       "/canary/").status == 401
+
+
+def test_jose_gateway_answers_like_a_gateway(jose_consumer: JoseConsumer,
+                                             jwks_server: JwksServer,
+                                             gateway_ca: TestCA) -> None:
+    gateway = JoseGateway(jose_consumer, gateway_ca, issuer=ISSUER, audience=AUDIENCE,
+                          algorithms=["EdDSA"]).start()
+    try:
+        key = ed25519.Ed25519PrivateKey.generate()
+        jwk = public_jwk(key.public_key(), "EdDSA")
+        jwks_server.set_jwks({"keys": [jwk]})
+
+        def status(bearer: str | None, path: str) -> tuple[int, str]:
+            conn = http.client.HTTPSConnection("127.0.0.1", gateway.endpoint.port,
+                                               context=gateway_ca.client_context(), timeout=10)
+            try:
+                conn.request("GET", path, headers={"Authorization": f"Bearer {bearer}"}
+                             if bearer else {})
+                response = conn.getresponse()
+                response.read()
+                return response.status, response.getheader("WWW-Authenticate") or ""
+            finally:
+                conn.close()
+
+        assert status(token(key, jwk), "/api/") == (200, "")
+        assert status(token(key, jwk, aud=CANARY_AUDIENCE), "/canary/") == (200, "")
+        code, challenge = status(token(key, jwk, aud=CANARY_AUDIENCE), "/api/")
+        assert code == 401 and "ERR_JWT_CLAIM_VALIDATION_FAILED" in challenge
+        assert status(None, "/api/")[0] == 401
+        assert status(token(key, jwk), "/other")[0] == 404
+    finally:
+        gateway.stop()

@@ -61,6 +61,7 @@ import pytest
 
 from console.cli import ExitCode, build_parser
 from tests.integration.ceremony_helpers import clone
+from tests.integration.signer_helpers import demo_pin, write_contract_signer, write_secret
 from tests.pty_session import PtySession
 from tests.softhsm import TEST_USER_PIN, make_token
 
@@ -175,6 +176,11 @@ ROWS: dict[tuple[str, ...], Row] = {
     ("doctor",): Row(("doctor", *WS_ONLY), ("doctor", "--bogus", *WS_ONLY),
                      "unrecognized arguments",
                      works_status=frozenset({ExitCode.OK, ExitCode.FAILED})),
+    ("sign-token",): Row(("sign-token", "--signer", "{signer}", "--pin-file", "{tokenpin}",
+                          *WS_ONLY),
+                         ("sign-token", "--signer", "{signer}", "--pin-file", "{out}/pin",
+                          *WS_ONLY), "cannot read the PIN file",
+                         mutating=True),  # SoftHSM2 rewrites its token file at each login
     ("transcript",): Row(("transcript", "{done}", *WS_ONLY),
                          ("transcript", "000000000000", *WS_ONLY), "000000000000",
                          mutating=True),
@@ -292,6 +298,8 @@ class Bases:
     dave: Path
     pack: Path
     passphrases: tuple[str, ...]
+    signer: Path  # the latest export's signer.json, in the contract sign-token reads
+    token_pin: Path  # the demo token's PIN, as a signing service holds it (mode 600)
 
     @property
     def cards(self) -> Path:
@@ -343,7 +351,12 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> Bases:
         *(a for n in ("alice", "bob", "carol") for a in (
             "--officer", n, "--passphrase-file", f"{n}={cards / (n + '.pass')}")), cwd=root)
     secrets = tuple(p.read_text().strip() for p in sorted(cards.glob("*.pass")))
-    return Bases(idle, opened, four, plan.group(1), done.group(1), dave, pack, secrets)
+    signer = write_contract_signer(idle / "exports" / "demo-api" / "2", root / "signer.json")
+    pin = demo_pin(idle)
+    token_pin = write_secret(root / "token.pin", pin)
+    # The PIN is checked like the passphrases: no command may ever write it out.
+    return Bases(idle, opened, four, plan.group(1), done.group(1), dave, pack,
+                 (*secrets, pin.decode()), signer, token_pin)
 
 
 def _probe_read_only() -> str:
@@ -477,7 +490,8 @@ def test_matrix(key: tuple[str, ...], kind: str, column: Column, bases: Bases,
               "done": bases.done, "dave": bases.dave, "pack": bases.pack,
               "bundle": bases.idle / "exports" / "demo-api" / "2" / "jwks.jwt",
               "trust": bases.idle / "exports" / "bundle-signing-key.jwk",
-              "token": "none", "pin": tmp_path / "pin"}
+              "token": "none", "pin": tmp_path / "pin", "signer": bases.signer,
+              "tokenpin": bases.token_pin}
     argv_template = row.works if kind == "works" else row.refused
     assert argv_template is not None
     if kind == "works" and key == ("init",):
