@@ -30,6 +30,7 @@ SYSTEM_PACKAGES := \
 	fiu-utils=fiu-run \
 	librsvg2-bin=rsvg-convert \
 	zbar-tools=zbarimg \
+	deck=deck \
 	tmux=tmux
 
 # apt for the missing ones; as root, or through sudo; otherwise one clear message.
