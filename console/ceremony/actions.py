@@ -22,9 +22,10 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from console.errors import PlanError
+from console.jsontypes import JsonMapping, JsonObject
 
 CHANGE_VERBS: tuple[str, ...] = (
     "publish", "activate", "retire", "unpublish", "suspend", "resume", "compromise", "withdraw",
@@ -66,8 +67,8 @@ class Change:
             raise PlanError(f"unknown key change {self.verb!r}",
                             f"use one of {', '.join(CHANGE_VERBS)}")
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"verb": self.verb, "key": self.key.to_dict(), "why": self.why}
+    def to_dict(self) -> JsonObject:
+        out: JsonObject = {"verb": self.verb, "key": self.key.to_dict(), "why": self.why}
         if self.waived is not None:
             out["waived"] = self.waived
         if self.paired_with is not None:
@@ -98,8 +99,8 @@ class Action:
     required_class: ClassVar[str | None] = None
     touches_hsm: ClassVar[bool] = False
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"n": self.n, "action": self.kind}
+    def to_dict(self) -> JsonObject:
+        out: JsonObject = {"n": self.n, "action": self.kind}
         for f in dataclasses.fields(self):
             if f.name == "n":
                 continue
@@ -250,7 +251,7 @@ class ResplitPin(Action):
 class RecordConfig(Action):
     """Record the workspace configuration as it now is (`config-change`)."""
 
-    record: Mapping[str, Any]
+    record: JsonMapping
     changes: tuple[str, ...]
 
     kind: ClassVar[str] = "record_config"
@@ -292,7 +293,7 @@ ACTION_KINDS: Mapping[str, type[Action]] = {
 T = TypeVar("T")
 
 
-def _to_json(value: object) -> Any:
+def _to_json(value: object) -> object:
     if isinstance(value, KeyRef | Change | Recipient):
         return value.to_dict()
     if isinstance(value, tuple):
@@ -302,13 +303,13 @@ def _to_json(value: object) -> Any:
     return value
 
 
-def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
+def _build(cls: type[T], data: JsonMapping, where: str) -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise PlanError(f"plan {where}: unknown member(s) {', '.join(unknown)}")
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     for name, f in fields.items():
         if name not in data:
             if f.default is dataclasses.MISSING:
@@ -321,7 +322,7 @@ def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
         raise PlanError(f"plan {where}: {e.message}") from e
 
 
-def _convert(hint: Any, value: object, where: str) -> Any:
+def _convert(hint: object, value: object, where: str) -> object:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):

@@ -77,6 +77,7 @@ from console.errors import (
 from console.exports.jwks import public_jwk
 from console.exports.verify_bundle import verify_bundle, verify_jws
 from console.exports.writer import export_bundle, write_signing_key
+from console.jsontypes import JsonMapping, JsonObject
 from console.ledger import cosign_note, sign_note
 from console.lifecycle import Key, KeysetState, KeyState, check_transition, replay, short_kid
 from console.quorum.cards import UnlockedCard
@@ -89,7 +90,7 @@ if TYPE_CHECKING:
     from console.workspace import Workspace
 
 BUNDLE_SIGNING_KEY_FILE = "bundle-signing-key.jwk"
-_Item = tuple[str, dict[str, Any]]
+_Item = tuple[str, JsonObject]
 """An entry to append: (type, data)."""
 CRASH_VARIABLE = "CEREMONY_UNSAFE_CRASH_AT"
 """Rehearsal-only fault injection for crash tests: `<point>:<step>` with point `intent` (intent
@@ -120,13 +121,13 @@ class Step(Generic[A]):
 
     kind: type[A]
     run: Callable[[CeremonyRun, A], str]
-    recover: Callable[[CeremonyRun, A, Mapping[str, Any]], str] | None = None
+    recover: Callable[[CeremonyRun, A, JsonMapping], str] | None = None
 
     def start(self, engine: CeremonyRun, action: Action) -> str:
         assert isinstance(action, self.kind)
         return self.run(engine, action)
 
-    def resume(self, engine: CeremonyRun, action: Action, intent: Mapping[str, Any]) -> str:
+    def resume(self, engine: CeremonyRun, action: Action, intent: JsonMapping) -> str:
         assert isinstance(action, self.kind)
         if self.recover is None:
             return self.run(engine, action)
@@ -213,7 +214,7 @@ class CeremonyRun:
 
     # --- ledger helpers --------------------------------------------------------------------
 
-    def _append(self, type: str, data: dict[str, Any]) -> EntryLike:
+    def _append(self, type: str, data: JsonObject) -> EntryLike:
         return self._append_many([(type, data)])[0]
 
     def _append_many(self, items: Sequence[_Item], *,
@@ -247,13 +248,13 @@ class CeremonyRun:
             self.keysets[keyset] = state.moved(str(entry.data["kid"]), KeyState(entry.data["to"]),
                                                entry.time, str(entry.data.get("reason", "")))
 
-    def _intent(self, action: Action, **extra: Any) -> None:
+    def _intent(self, action: Action, **extra: object) -> None:
         self._append("ceremony.step.intent", {
             "plan_id": self.record.plan_id, "step": action.n, "action": action.kind, **extra,
         })
         _crash_point(self.ws.rehearsal, "intent", action.n)
 
-    def _done(self, action: Action, **extra: Any) -> tuple[str, dict[str, Any]]:
+    def _done(self, action: Action, **extra: object) -> _Item:
         # Called just before the result is written: the step's effect has happened.
         _crash_point(self.ws.rehearsal, "effect", action.n)
         return ("ceremony.step.done", {"plan_id": self.record.plan_id, "step": action.n,
@@ -357,7 +358,7 @@ class CeremonyRun:
         ])
         return f"kid {short_kid(kid)} (attributes audited, self-test passed)"
 
-    def _recover_generate(self, action: Generate, intent: Mapping[str, Any]) -> str:
+    def _recover_generate(self, action: Generate, intent: JsonMapping) -> str:
         """A generation was in flight: adopt the object only if it matches the intent exactly
         and passes the full attribute audit; else remove nothing and stop."""
         cka_id = bytes.fromhex(str(intent["cka_id"]))
@@ -433,7 +434,7 @@ class CeremonyRun:
         ])
         return f"private key of {short_kid(key.kid)} destroyed; public key stays in the ledger"
 
-    def _recover_destroy(self, action: Destroy, intent: Mapping[str, Any]) -> str:
+    def _recover_destroy(self, action: Destroy, intent: JsonMapping) -> str:
         key = self._key(action.keyset, KeyRef(kid=action.kid))
         if self.hsm.find(bytes.fromhex(key.cka_id)):
             self.hsm.destroy_keypair(bytes.fromhex(key.cka_id))
@@ -460,7 +461,7 @@ class CeremonyRun:
         ])
         return f"orphan {action.label}: {outcome}"
 
-    def _recover_destroy_orphan(self, action: DestroyOrphan, intent: Mapping[str, Any]) -> str:
+    def _recover_destroy_orphan(self, action: DestroyOrphan, intent: JsonMapping) -> str:
         cka_id = bytes.fromhex(action.cka_id)
         if self.hsm.find(cka_id):
             self.hsm.destroy_keypair(cka_id)
@@ -611,8 +612,13 @@ class CeremonyRun:
         return (f"bundle #{seq} of {action.keyset} ({len(kids)} keys) sha256 {digest[:16]}…"
                 + (f" — {shown}" if shown else ""))
 
-    def _recover_export_bundle(self, action: ExportBundle, intent: Mapping[str, Any]) -> str:
-        seq = int(intent["seq"])
+    def _recover_export_bundle(self, action: ExportBundle, intent: JsonMapping) -> str:
+        seq = intent.get("seq")
+        evidence_data = intent.get("evidence", [])
+        if not isinstance(seq, int) or not isinstance(evidence_data, list) or not all(
+                isinstance(e, Mapping) for e in evidence_data):
+            raise ExportError(f"step {action.n}: its recorded intent is malformed",
+                              "restore the ledger from a verified copy, then `ceremony resume`")
         path = self.ws.exports_dir / action.keyset / str(seq)
         _, previous_digest = self._previous_bundle(action.keyset)
         now = self.clock()
@@ -634,7 +640,7 @@ class CeremonyRun:
         self.progress.message(f"step {action.n}: adopting bundle #{seq} written before the "
                               "crash (signature, claims and keys verified)")
         # The evidence that let it be written was kept in the intent.
-        evidence = [Evidence.from_ledger(e) for e in intent.get("evidence", ())]
+        evidence = [Evidence.from_ledger(e) for e in evidence_data]
         return self._record_export(action, after, changes, seq, path,
                                    hashlib.sha256(token).hexdigest(), evidence)
 
@@ -702,7 +708,7 @@ class CeremonyRun:
                           checkpoint=True)
         return f"PIN changed and split {info.threshold} of {len(info.officers)}"
 
-    def _recover_resplit_pin(self, action: ResplitPin, intent: Mapping[str, Any]) -> str:
+    def _recover_resplit_pin(self, action: ResplitPin, intent: JsonMapping) -> str:
         pending = self.ws.sealed_pin_path.with_suffix(".next")
         sealed = (pending if pending.exists() else self.ws.sealed_pin_path).read_bytes()
         if hashlib.sha256(sealed).hexdigest() != intent.get("sha256"):

@@ -21,12 +21,15 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 from console.ceremony.actions import Action
 from console.clock import format_time, parse_time
 from console.errors import ConsoleError, EntryRejectedError, PlanError
 from console.jcs import canonicalize
+from console.jsontypes import JsonMapping, JsonObject
+
+T = TypeVar("T")
 
 PLAN_FORMAT = 2
 
@@ -37,7 +40,7 @@ class PlanInputs:
 
     policy_sha256: str
     """SHA-256 of the exact bytes of policy.toml."""
-    policy: Mapping[str, Any]
+    policy: JsonMapping
     """The effective policy, canonical (durations in seconds)."""
     config_sha256: str
     """SHA-256 of the exact bytes of ceremony.toml."""
@@ -45,12 +48,12 @@ class PlanInputs:
     module_sha256: str
     token_label: str | None
     token_serial: str | None
-    quorum: Mapping[str, Any]
+    quorum: JsonMapping
     rehearsal: bool
     pin_sealed_sha256: str
     script_sha256: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "policy": {"sha256": self.policy_sha256, "effective": dict(self.policy)},
             "config": {
@@ -155,7 +158,7 @@ class Plan:
         if numbers != list(range(1, len(numbers) + 1)):
             raise PlanError(f"plan {self.id}: actions are not numbered 1..{len(numbers)}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "v": PLAN_FORMAT,
             "id": self.id,
@@ -255,10 +258,10 @@ class Plan:
         return plan
 
 
-def _texts(values: list[Any], where: str) -> list[str]:
+def _texts(values: list[object], where: str) -> list[str]:
     if not all(isinstance(v, str) for v in values):
         raise PlanError(f"{where}: a list holds something other than text")
-    return list(values)
+    return [v for v in values if isinstance(v, str)]
 
 
 class _Reader:
@@ -267,11 +270,11 @@ class _Reader:
     def __init__(self, data: object, where: str) -> None:
         if not isinstance(data, Mapping):
             raise PlanError(f"{where} is not an object")
-        self.data: Mapping[str, Any] = data
+        self.data: JsonMapping = data
         self.where = where
         self.seen: set[str] = set()
 
-    def get(self, key: str, kind: type[Any]) -> Any:
+    def get(self, key: str, kind: type[T]) -> T:
         self.seen.add(key)
         value = self.data.get(key)
         if kind is int and isinstance(value, bool):
@@ -280,7 +283,7 @@ class _Reader:
             raise PlanError(f"{self.where}: member {key!r} is missing or not {kind.__name__}")
         return value
 
-    def optional(self, key: str, kind: type[Any]) -> Any:
+    def optional(self, key: str, kind: type[T]) -> T | None:
         self.seen.add(key)
         value = self.data.get(key)
         if value is not None and not isinstance(value, kind):

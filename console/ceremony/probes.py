@@ -40,12 +40,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from console import jose
 from console.clock import format_time, parse_time, require_utc
 from console.config import Consumer, KeysetPolicy
 from console.errors import TransitionRefusedError
+from console.jsontypes import JsonMapping, JsonObject
 from console.lifecycle import short_kid
 
 __all__ = [
@@ -116,14 +117,14 @@ class Evidence:
     answer: str
     at: datetime
 
-    def ledger_data(self, keyset: str) -> dict[str, Any]:
+    def ledger_data(self, keyset: str) -> JsonObject:
         """The `consumer.probed` entry's data."""
         return {"keyset": keyset, "consumer": self.consumer, "check": self.check,
                 "url": self.url, "kid": self.kid, "accepted": self.accepted,
                 "answer": self.answer, "at": format_time(self.at)}
 
     @classmethod
-    def from_ledger(cls, data: Mapping[str, Any]) -> Evidence:
+    def from_ledger(cls, data: JsonMapping) -> Evidence:
         """Read back what `ledger_data` wrote (from a step's intent, when resuming)."""
         check = str(data["check"])
         if check not in ("probe", "jwks_uri"):
@@ -157,14 +158,14 @@ def refusal(evidence: Sequence[Evidence], *, keyset: str) -> TransitionRefusedEr
         rule="consumer-evidence")
 
 
-def canary_claims(issuer: str, now: datetime) -> dict[str, Any]:
+def canary_claims(issuer: str, now: datetime) -> JsonObject:
     """The canary's claims at wall-clock time `now` (see the module docstring)."""
     iat = int(require_utc(now, "now").timestamp())
     return {"iss": issuer, "sub": CANARY_AUDIENCE, "aud": CANARY_AUDIENCE, "iat": iat,
             "exp": iat + int(CANARY_LIFETIME.total_seconds()), "jti": secrets.token_hex(16)}
 
 
-def gather(consumers: Sequence[Consumer], *, canary: str, kid: str, jwk: Mapping[str, Any],
+def gather(consumers: Sequence[Consumer], *, canary: str, kid: str, jwk: JsonMapping,
            root: Path, clock: Callable[[], datetime]) -> list[Evidence]:
     """Ask every consumer (each probe, then each jwks_uri); never raises for a consumer's
     fault: a consumer that cannot be reached, or a CA file that does not match its pin, gives
@@ -274,7 +275,7 @@ def _probe(consumer: Consumer, context: ssl.SSLContext, canary: str, kid: str,
 
 
 def _jwks(consumer: Consumer, url: str, context: ssl.SSLContext, kid: str,
-          jwk: Mapping[str, Any], clock: Callable[[], datetime]) -> Evidence:
+          jwk: JsonMapping, clock: Callable[[], datetime]) -> Evidence:
     def evidence(accepted: bool, answer: str) -> Evidence:
         return Evidence(consumer.name, "jwks_uri", url, kid, accepted, answer, clock())
 

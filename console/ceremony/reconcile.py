@@ -9,15 +9,16 @@ refused until there are none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from console.ceremony.journal import PlanRecord
+from console.jsontypes import JsonMapping, JsonObject
 from console.lifecycle import KeysetState, KeyState, short_kid
 
 if TYPE_CHECKING:
-    from console.hsm import Hsm
+    from console.hsm import Hsm, HsmObject
     from console.workspace import Workspace
 
 _KEY_CLASSES = ("private key", "public key", "secret key")
@@ -37,7 +38,7 @@ class Finding:
         who = short_kid(self.kid) if self.kid else f"label {self.label!r}"
         return f"{self.kind}: {who} (CKA_ID {self.cka_id[:12]}…): {self.detail}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return {"kind": self.kind, "cka_id": self.cka_id, "label": self.label, "kid": self.kid,
                 "detail": self.detail, "todo": self.todo, "critical": self.critical}
 
@@ -53,13 +54,13 @@ class Reconciliation:
     def clean(self) -> bool:
         return not self.findings
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return {"objects": self.objects, "known": self.known, "clean": self.clean,
                 "private_objects_checked": self.private_visible,
                 "findings": [f.to_json() for f in self.findings]}
 
 
-def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
+def reconcile(inventory: Sequence[HsmObject], keysets: Mapping[str, KeysetState],
               plans: Mapping[str, PlanRecord], *, private_visible: bool,
               token_kids: Mapping[str, str] | None = None) -> Reconciliation:
     """Classify every key object on the token and every live key in the ledger (pure).
@@ -70,12 +71,12 @@ def reconcile(inventory: list[Any], keysets: Mapping[str, KeysetState],
     the ledger records with other material (a forged `key.generated`, a swapped token object)
     is then a critical `mismatch`, and nothing is exported while it is.
     """
-    by_id: dict[str, list[Any]] = {}
+    by_id: dict[str, list[HsmObject]] = {}
     for obj in inventory:
         if obj.object_class in _KEY_CLASSES:
             by_id.setdefault(obj.cka_id.hex(), []).append(obj)
     ledger_keys = {k.cka_id: k for state in keysets.values() for k in state.keys}
-    intents: dict[str, tuple[PlanRecord, Mapping[str, Any]]] = {}
+    intents: dict[str, tuple[PlanRecord, JsonMapping]] = {}
     for record in plans.values():
         for n, intent in record.intents.items():
             if intent.get("action") == "generate" and n not in record.done and "cka_id" in intent:
@@ -158,8 +159,8 @@ def reconcile_workspace(ws: Workspace) -> Reconciliation:
                      token_kids=token_kids(hsm, inventory, keysets))
 
 
-def token_kids(hsm: Hsm, inventory: list[Any], keysets: Mapping[str, KeysetState]) -> dict[
-        str, str]:
+def token_kids(hsm: Hsm, inventory: Sequence[HsmObject],
+               keysets: Mapping[str, KeysetState]) -> dict[str, str]:
     """The thumbprint of the public key the token holds under each CKA_ID the ledger knows."""
     from console.exports.jwks import public_jwk
 

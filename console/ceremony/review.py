@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
 
 from console.ceremony.actions import ExportBundle, RecordConfig
 from console.ceremony.journal import PlanRecord
 from console.clock import format_time
 from console.errors import UsageError
+from console.jsontypes import JsonObject
 from console.lifecycle import short_kid
 from console.quorum.approvals import QuorumStatus
 from console.quorum.words import digest_words, grouped_hex
@@ -69,7 +69,7 @@ class PlanView:
         lines.append(f"  {self.status.summary()}")
         return "\n".join(lines)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonObject:
         """The JSON form (`plan --json`)."""
         plan = self.record.plan
         return {

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from console.errors import ScriptError
 
@@ -206,7 +206,7 @@ class _Locator:
         return self.source
 
 
-def _only(table: dict[str, Any], allowed: set[str], where: _Locator, context: str) -> None:
+def _only(table: Mapping[str, object], allowed: set[str], where: _Locator, context: str) -> None:
     for key in table:
         if key not in allowed:
             raise ScriptError(
@@ -215,14 +215,14 @@ def _only(table: dict[str, Any], allowed: set[str], where: _Locator, context: st
             )
 
 
-def _text(table: dict[str, Any], key: str, where: _Locator, context: str) -> str:
+def _text(table: Mapping[str, object], key: str, where: _Locator, context: str) -> str:
     value = table.get(key)
     if not isinstance(value, str) or not value:
         raise ScriptError(f"{where.source}: {context} needs {key} = \"...\"", f"add {key}")
     return value
 
 
-def _step(raw: Any, index: int, where: _Locator) -> Step:
+def _step(raw: object, index: int, where: _Locator) -> Step:
     place = where.step(index)
     if not isinstance(raw, dict):
         raise ScriptError(f"{place}: a step must be a table", 'write [[steps]] action = "..."')
@@ -253,7 +253,7 @@ def _step(raw: Any, index: int, where: _Locator) -> Step:
     return Step(action=action, options=tuple(sorted(options)))
 
 
-def _parameters(raw: Any, where: _Locator) -> tuple[Parameter, ...]:
+def _parameters(raw: object, where: _Locator) -> tuple[Parameter, ...]:
     if not isinstance(raw, dict):
         raise ScriptError(f"{where.source}: [parameters] must be a table",
                           "see the shipped scripts")
