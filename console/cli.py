@@ -503,8 +503,10 @@ def _resume(args: argparse.Namespace) -> int:
         session = _session(args, ws)
         if args.abort:
             if len(args.officer) != 1:
-                raise UsageError("an abort needs one approving officer",
-                                 "add --officer NAME (an officer who approved the plan)")
+                raise UsageError(
+                    f"an abort is signed by exactly one officer ({len(args.officer)} given)",
+                    "give --officer NAME once: an officer who approved the plan, or any officer "
+                    "in force when nobody did")
             outcome = session.abort(args.officer[0], _Cards(args, ws),
                                     confirm=_confirm_abort(args, ws))
             print(outcome.render())

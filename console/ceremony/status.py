@@ -76,6 +76,11 @@ def workspace_status(ws: Workspace, now: datetime) -> dict[str, Any]:
                          f"step {plan['steps_done']} of {plan['steps']} — continue with "
                          "`ceremony resume --officer NAME …` or abort with `ceremony resume "
                          "--abort --officer NAME`")
+        elif plan["approvals"] >= plan["quorum"]:
+            first.append(f"plan {plan['plan_id']} ({plan['script']}) is approved by "
+                         f"{plan['approvals']} of {plan['quorum']} and waits to run — `ceremony "
+                         f"execute {plan['plan_id']} --officer NAME …` with the approving "
+                         "officers, or abort it with `ceremony resume --abort --officer NAME`")
         else:
             first.append(f"plan {plan['plan_id']} ({plan['script']}) is open: approved by "
                          f"{plan['approvals']} of {plan['quorum']} — `ceremony approve "
