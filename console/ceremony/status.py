@@ -24,6 +24,7 @@ from console.ceremony.journal import (
 )
 from console.ceremony.planner import BUNDLE_KEYSET
 from console.clock import format_time
+from console.errors import ConsoleError
 from console.lifecycle import KeyState, replay, short_kid, status_json
 
 if TYPE_CHECKING:
@@ -85,11 +86,29 @@ def workspace_status(ws: Workspace, now: datetime) -> dict[str, Any]:
             first.append(f"plan {plan['plan_id']} ({plan['script']}) is open: approved by "
                          f"{plan['approvals']} of {plan['quorum']} — `ceremony approve "
                          f"{plan['plan_id']} --officer NAME`, then `ceremony execute`")
+    if not any(plan["state"] in ("interrupted", "executing") for plan in report["open_plans"]):
+        first += _sealed_pin_warning(ws)
     for difference in ws.drift:
         first.append(f"configuration differs from the ledger's record: {difference} — run "
                      "`ceremony plan config-change` (destructive quorum)")
     report["warnings"] = first + report["warnings"]
     return report
+
+
+def _sealed_pin_warning(ws: Workspace) -> list[str]:
+    """Whether `pin.sealed` is the file the ledger's last PIN split recorded (an interrupted
+    ceremony may be between the two, and says so itself)."""
+    recorded = [str(e.data.get("sha256")) for e in ws.ledger.entries_of_type("pin.resplit")]
+    if not recorded:
+        return []
+    try:
+        current = ws.sealed_pin_sha256()
+    except ConsoleError as e:
+        return [f"{e.message} — {e.hint}"]
+    if current == recorded[-1]:
+        return []
+    return [f"pin.sealed is not the sealed PIN the ledger records (sha256 {recorded[-1][:12]}… "
+            f"→ {current[:12]}…) — restore it from your backup; no command opens it as it is"]
 
 
 BUNDLE_RENEWAL_LEAD = timedelta(days=14)

@@ -48,6 +48,10 @@ def spy_lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+def _logins(log: Path | None) -> int:
+    return 0 if log is None else sum(x.startswith("C_Login") for x in spy_lines(log))
+
+
 # --- the token's PIN flags -------------------------------------------------------------------
 
 _FLAGS = """
@@ -195,6 +199,7 @@ def assert_refused(ws: Path, run: Callable[[], subprocess.CompletedProcess[str]]
     the pass-through's log) and, when `flags` (by default: when there is no log), the token's
     PIN flags unchanged."""
     read_flags = spy_log is None if flags is None else flags
+    logins = _logins(spy_log)
     before = Evidence.of(ws, flags=read_flags)
     line = assert_one_error(run(), (1, 2), contains)
     after = Evidence.of(ws, flags=read_flags)
@@ -205,8 +210,7 @@ def assert_refused(ws: Path, run: Callable[[], subprocess.CompletedProcess[str]]
     assert after.exports == before.exports, "an export was written"
     assert after.sealed == before.sealed, "pin.sealed changed"
     assert after.flags == before.flags, f"token PIN flags moved: {after.flags!r}"
-    if spy_log is not None:
-        assert not [x for x in spy_lines(spy_log) if x.startswith("C_Login")], "C_Login was made"
+    assert _logins(spy_log) == logins, "C_Login was made"
     return line
 
 
