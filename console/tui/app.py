@@ -214,7 +214,7 @@ class CeremonyApp(App[None]):
                         description="Reading the ledger size")
 
     def _poll_ledger(self) -> None:
-        """Entries appended by another console (or the CLI) count as a change too."""
+        """Entries appended without a message (another console, the CLI, failed unlocks)."""
         if self.ceremony_running():
             return
         try:
@@ -225,7 +225,7 @@ class CeremonyApp(App[None]):
             self._ledger_size = size
         elif size != self._ledger_size:
             self._ledger_size = size
-            self.post_message(LedgerChanged("another console"))
+            self.post_message(LedgerChanged("ledger grew"))
 
     # --- errors ----------------------------------------------------------------------------
 
