@@ -85,8 +85,8 @@ class CeremonyScreen(ConsoleScreen):
         Binding("p", "plan", "Plan"),
         Binding("a", "approve", "Approve"),
         Binding("x", "execute", "Execute"),
-        Binding("u", "resume", "Resume"),
-        Binding("b", "abort", "Abort"),
+        Binding("u", "resume", "Resume", show=False),  # the open-plan line says [u], [b]
+        Binding("b", "abort", "Abort", show=False),
         Binding("w", "digest_qr", "Digest QR"),
         Binding("k", "checkpoint_qr", "Checkpoint QR", show=False),
     ]
@@ -166,9 +166,7 @@ class CeremonyScreen(ConsoleScreen):
             return
         shown = self.planned.plan_id if self.planned is not None else None
         ids = [p.plan_id for p in plans]
-        target = shown if shown in ids else ids[-1]
-        if shown is None or shown in ids or not self.finished:
-            self._load_view(target)
+        self._load_view(shown if shown in ids else ids[-1])
 
     def _current_open(self) -> OpenPlan | None:
         if self.planned is None:

@@ -73,7 +73,7 @@ class DashboardScreen(ConsoleScreen):
     """What needs doing, at a glance."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("g", "go_to_plan", "Open plan"),
+        Binding("g", "go_to_plan", "Open plan", show=False),  # the plan line says [g]
     ]
 
     def compose_body(self) -> ComposeResult:
