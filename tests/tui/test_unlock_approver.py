@@ -41,7 +41,7 @@ def test_only_approvers_unlock_and_non_approvers_are_refused_before_any_passphra
         cards.asked.clear()
         size = ws.ledger.size
 
-        with pytest.raises(QuorumError, match="carol's approval of plan .* does not count"):
+        with pytest.raises(QuorumError, match=r"carol's approval of plan .* does not count"):
             session.unlock_approver(view.plan_id, "carol", cards)
         assert cards.asked == [] and ws.ledger.size == size  # nothing asked, nothing recorded
 
