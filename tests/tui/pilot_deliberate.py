@@ -175,7 +175,8 @@ async def rotation(root: Path, now: datetime) -> dict[str, Any]:
         await pilot.press("x")
         await settle(pilot)
         out["confirm_shown"] = isinstance(app.screen, ExecuteDialog)
-        out["confirm_text"] = text_of(app, "#execute-body")
+        out["confirm_text"] = text_of(app, "#execute-body") + "\n" + \
+            text_of(app, "#execute-quorum")
         out["confirm_destructive"] = bool(app.screen.query("#confirm-text"))
         await pilot.press("escape")
         await settle(pilot)

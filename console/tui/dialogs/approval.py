@@ -22,7 +22,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
@@ -110,7 +110,7 @@ class ApprovalDialog(ModalScreen[T | None], Generic[T]):
 
     def compose(self) -> ComposeResult:
         first = self.pending[0] if self.pending else (self.officers[0] if self.officers else None)
-        with Vertical(classes="dialog -approval"):
+        with VerticalScroll(classes="dialog -approval"):
             yield Label(Text(self.title_text, style="bold"), classes="dialog-title")
             if self.intro is not None:
                 yield Static(self.intro, id="approval-intro")
@@ -120,15 +120,19 @@ class ApprovalDialog(ModalScreen[T | None], Generic[T]):
             if self.words:
                 yield Static(Text.assemble(("Read aloud: ", ""), (self.words, "bold")),
                              id="approval-words")
-            yield Label("Officer")
-            yield Select([(name, name) for name in self.officers], value=first or Select.NULL,
-                         allow_blank=False, id="officer")
-            yield Label("Card file")
-            default = self.default_cards.get(first or "")
-            yield Input(str(default) if default else "", placeholder="/media/usb/alice.card",
-                        id="card")
-            yield Label("Passphrase")
-            yield Input(password=True, id="passphrase")
+            with Horizontal(classes="field-row"):
+                yield Label("Officer    ", classes="field-label")
+                yield Select([(name, name) for name in self.officers],
+                             value=first or Select.NULL, allow_blank=False, id="officer",
+                             compact=True)
+            with Horizontal(classes="field-row"):
+                yield Label("Card file  ", classes="field-label")
+                default = self.default_cards.get(first or "")
+                yield Input(str(default) if default else "", placeholder="/media/usb/alice.card",
+                            id="card", compact=True)
+            with Horizontal(classes="field-row"):
+                yield Label("Passphrase ", classes="field-label")
+                yield Input(password=True, id="passphrase", compact=True)
             yield Static("", id="approval-status")
             with Horizontal(classes="buttons"):
                 yield Button(self.button_text, id="approve", variant="primary")

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -56,20 +56,21 @@ class ExecuteDialog(ModalScreen[bool]):
         for mark, line in self.steps:
             body.append(f"  {mark} ", style="bold red" if mark == "✗" else "bold")
             body.append(line + "\n")
-        body.append(self.quorum, style="bold")
-        with Vertical(classes="dialog -execute"):
+        body.rstrip()
+        with VerticalScroll(classes="dialog -execute"):
             yield Label(Text(self.title_text, style="bold"), classes="dialog-title")
             with VerticalScroll(id="execute-steps"):
                 yield Static(body, id="execute-body")
+            yield Static(Text(self.quorum, style="bold"), id="execute-quorum")
             if self.destructive:
                 what = (f"the keyset name ({' or '.join(self.keysets)})" if self.keysets
                         else "the first two digest words")
                 words = " ".join(digest_words(self.digest)[:2])
                 hint = f" or the first two words ({words}…)" if self.keysets else f" ({words}…)"
-                yield Label(Text(f"! destructive: type {what}{hint} to go on",
-                                 style="bold yellow"))
+                yield Static(Text(f"! destructive: type {what}{hint} to go on",
+                                  style="bold yellow"))
                 yield Input(id="confirm-text", placeholder=self.keysets[0] if self.keysets
-                            else "word word")
+                            else "word word", compact=True)
             yield Static("", id="execute-status")
             with Horizontal(classes="buttons"):
                 yield Button(self.verb, id="execute", variant="error" if self.destructive
