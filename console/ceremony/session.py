@@ -119,6 +119,14 @@ class Session:
         return replay(self.ws.ledger.entries_of_type("key.generated", "key.state_changed")
                       ).keysets
 
+    def record(self, plan_id: str) -> PlanRecord:
+        """What the ledger says about one plan (any state), by id or unique prefix.
+
+        Raises:
+            PlanError: no such plan, or the prefix is ambiguous.
+        """
+        return find_plan(self._plans(), plan_id)
+
     def open_ceremonies(self) -> list[PlanRecord]:
         """Plans that are open (approvals pending or ready to run) or interrupted, newest last."""
         return open_plans(self._plans(), self.now)
@@ -565,8 +573,13 @@ class Session:
         return started[-1]
 
     def resume(self, officers: Sequence[str], cards: CardSource, *,
-               progress: ProgressSink | None = None) -> str:
+               progress: ProgressSink | None = None,
+               confirm: Callable[[PlanView], None] | None = None,
+               unlocked: Sequence[UnlockedCard] = ()) -> str:
         """Continue the interrupted ceremony from its last completed step (same quorum).
+
+        `unlocked` are cards a face already unlocked with `unlock_approver` (the TUI); the
+        others are unlocked here, after `confirm` saw the plan.
 
         Raises:
             PlanError: nothing to resume; an input changed. QuorumError: not its approvers.
@@ -575,10 +588,35 @@ class Session:
             record = self.interrupted()
             view = self._review(record, for_resume=True)
             self.check_executors(view, officers)
+            held = {c.name: c for c in unlocked}
             for name in officers:
-                self.card_path(cards, name)
-            unlocked = [self.unlock(cards, name, record) for name in officers]
-            return self._execute(view, unlocked, progress, resuming=True)
+                if name not in held:
+                    self.card_path(cards, name)
+            if confirm is not None:
+                confirm(view)
+            ready = [held.get(name) or self.unlock(cards, name, record) for name in officers]
+            return self._execute(view, ready, progress, resuming=True)
+
+    def unlock_approver(self, plan_id: str, officer: str, cards: CardSource) -> UnlockedCard:
+        """Unlock the card of an officer whose approval of `plan_id` counts, for an execution
+        or resume that follows (a face may hold it briefly; the TUI wipes it when idle). Every
+        check that needs no secret is made first.
+
+        Raises:
+            PlanError (and subclasses): the plan cannot go on. QuorumError: `officer`'s
+            approval does not count. UsageError, CardError: see `unlock`.
+        """
+        with self.ws.exclusive():
+            record = find_plan(self._plans(), plan_id)
+            view = self._review(record, for_resume=record.started)
+            if officer not in view.status.counted:
+                approvers = ", ".join(view.status.counted) or "nobody yet"
+                raise QuorumError(f"{officer}'s approval of plan {record.plan_id} does not count "
+                                  f"(approved by {approvers})",
+                                  "the officers who approved the plan unlock their cards",
+                                  have=view.status.have, need=record.plan.quorum_m)
+            self.card_path(cards, officer)
+            return self.unlock(cards, officer, view.record)
 
     def abortable(self) -> PlanRecord:
         """The ceremony an abort would close: the interrupted one, else the newest open plan.

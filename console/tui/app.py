@@ -3,15 +3,23 @@
 The app holds the `Backend` (one opened workspace) and no rule of its own. Health (HSM, ledger,
 reconciliation) loads in a thread worker at start and after each ceremony; errors from any worker
 arrive as `OperationFailed` and open an `ErrorDialog` with the line the CLI would print.
+
+Screens stay true: whatever appends to the ledger posts `LedgerChanged` (and a timer notices
+appends by another console); the app then re-reads the header's ledger facts and bumps
+`ledger_version`, which every screen watches (re-reading at once if shown, else when next shown).
+The app also keeps the time of the last key or click, by which the Ceremony screen wipes idle
+unlocked cards, and refuses to quit silently while a ceremony step runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
@@ -22,7 +30,8 @@ from console.errors import ConsoleError
 from console.tui.backend import Backend, Health, clock_text
 from console.tui.dialogs.error import ErrorDialog
 from console.tui.dialogs.help import HelpDialog
-from console.tui.messages import HealthLoaded, OperationFailed
+from console.tui.dialogs.quit import QuitDialog
+from console.tui.messages import HealthLoaded, LedgerChanged, OperationFailed
 from console.tui.screens import (
     CeremonyScreen,
     DashboardScreen,
@@ -40,6 +49,13 @@ SCREENS_BY_KEY: tuple[tuple[str, str, str], ...] = (
     ("o", "officers", "Officers"),
     ("h", "hsm", "HSM"),
 )
+
+CARD_IDLE_SECONDS = 5 * 60.0
+"""Unlocked officer cards are wiped after this long without a key press or click."""
+LEDGER_POLL_SECONDS = 5.0
+"""How often the app looks for entries another console appended."""
+RUN_GROUP = "ceremony-run"
+"""The worker group of a ceremony's run (execute or resume)."""
 
 
 class CeremonyApp(App[None]):
@@ -64,18 +80,61 @@ class CeremonyApp(App[None]):
 
     health: reactive[Health | None] = reactive(None)
     clock_text: reactive[str] = reactive("")
+    ledger_version: reactive[int] = reactive(0)
 
-    def __init__(self, backend: Backend, *, check_health: bool = True) -> None:
+    def __init__(self, backend: Backend, *, check_health: bool = True,
+                 card_idle_seconds: float = CARD_IDLE_SECONDS) -> None:
         super().__init__()
         self.backend = backend
         self._check_health = check_health
+        self.card_idle_seconds = card_idle_seconds
         self.errors: list[str] = []
+        self.last_input = time.monotonic()
+        self.quit_after_run = False
+        self._ledger_size: int | None = None
 
     def on_mount(self) -> None:
         self._tick()
         self.set_interval(30, self._tick)
+        self.set_interval(LEDGER_POLL_SECONDS, self._poll_ledger)
         if self._check_health:
             self.refresh_health()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown):
+            self.last_input = time.monotonic()
+        await super().on_event(event)
+
+    def idle_seconds(self) -> float:
+        return time.monotonic() - self.last_input
+
+    # --- quitting --------------------------------------------------------------------------
+
+    def ceremony_running(self) -> bool:
+        return any(w.group == RUN_GROUP and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                   for w in self.workers)
+
+    async def action_quit(self) -> None:
+        if not self.ceremony_running():
+            self.exit()
+            return
+        if isinstance(self.screen, QuitDialog):
+            return
+        self.push_screen(QuitDialog(), self._quit_answered)
+
+    def _quit_answered(self, later: bool | None) -> None:
+        if not later:
+            return
+        self.quit_after_run = True
+        if not self.ceremony_running():
+            self.exit()
+            return
+        self.notify("the console quits when the run has finished", timeout=10)
+
+    def run_finished(self) -> None:
+        """The Ceremony screen's run ended (its result is on screen): quit if asked to."""
+        if self.quit_after_run:
+            self.exit()
 
     def _tick(self) -> None:
         try:
@@ -126,6 +185,47 @@ class CeremonyApp(App[None]):
     def _health_loaded(self, message: HealthLoaded) -> None:
         self.health = message.health
         self._tick()
+
+    # --- ledger changes --------------------------------------------------------------------
+
+    @on(LedgerChanged)
+    def _ledger_changed(self, message: LedgerChanged) -> None:
+        self.ledger_version += 1
+        self._refresh_ledger_fact()
+        if self._check_health:
+            self.refresh_health()
+
+    def _refresh_ledger_fact(self) -> None:
+        """The header's entry count at once (health also re-checks the HSM, which is slow)."""
+        backend = self.backend
+
+        def job() -> None:
+            try:
+                summary = backend.ledger_summary()
+            except ConsoleError as e:
+                self.post_message(OperationFailed("Reading the ledger", e))
+                return
+            self._ledger_size = summary.size
+            health = self.health or Health("HSM", None, "", True, "reconcile", None)
+            self.post_message(HealthLoaded(dataclasses.replace(
+                health, ledger=f"ledger {summary.size:,} entries")))
+
+        self.run_worker(job, thread=True, exit_on_error=False, group="ledger-fact",
+                        description="Reading the ledger size")
+
+    def _poll_ledger(self) -> None:
+        """Entries appended without a message (another console, the CLI, failed unlocks)."""
+        if self.ceremony_running():
+            return
+        try:
+            size = int(self.backend.ledger.size)
+        except ConsoleError:
+            return
+        if self._ledger_size is None:
+            self._ledger_size = size
+        elif size != self._ledger_size:
+            self._ledger_size = size
+            self.post_message(LedgerChanged("ledger grew"))
 
     # --- errors ----------------------------------------------------------------------------
 

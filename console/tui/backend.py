@@ -21,12 +21,18 @@ from console.errors import CardError, ConsoleError, ExportError, UsageError
 from console.quorum.cards import UNLOCK_FAILED
 
 if TYPE_CHECKING:
+    from console.ceremony.journal import PlanRecord
     from console.ceremony.progress import ProgressSink
     from console.ceremony.review import PlanView
-    from console.ceremony.session import Approved, Session
+    from console.ceremony.session import Abort, Approved, CardSource, Session
     from console.quorum.cards import UnlockedCard
 
-__all__ = ["Backend", "BundleFile", "BundleRow", "Health", "LedgerSummary", "WorkspaceBackend"]
+__all__ = ["Backend", "BundleFile", "BundleRow", "Health", "LedgerSummary", "OpenPlan",
+           "WorkspaceBackend"]
+
+DESTRUCTIVE_SCRIPTS = frozenset({"key-destruction", "officer-change", "config-change"})
+"""Scripts whose execution asks for the keyset name or the digest words to be typed (besides
+every plan of the destructive quorum class)."""
 
 def destinations(folder: Path) -> dict[str, str]:
     """Where each file of a bundle folder goes, as the export's own README.txt says it
@@ -84,6 +90,55 @@ class BundleRow:
     verified: bool | None
     problem: str
     files: tuple[BundleFile, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPlan:
+    """A plan that is not closed and can still go on: what the dashboard leads with."""
+
+    plan_id: str
+    script: str
+    keysets: tuple[str, ...]
+    state: str
+    """planned | approved | executing | interrupted"""
+    approvers: tuple[str, ...]
+    quorum_m: int
+    steps_done: int
+    steps: int
+    expires_at: datetime
+
+    @property
+    def started(self) -> bool:
+        return self.state in ("executing", "interrupted")
+
+    def line(self) -> str:
+        """One line for the dashboard and the ceremony screen."""
+        scope = ", ".join(self.keysets) or "officers and configuration"
+        head = f"ceremony {self.plan_id[:8]} ({self.script}, {scope})"
+        if self.started:
+            return f"{head} interrupted after step {self.steps_done} of {self.steps}"
+        if self.state == "approved":
+            return (f"{head} approved by {len(self.approvers)} of {self.quorum_m}: ready to "
+                    "execute")
+        expires = format_time(self.expires_at)[:16].replace("T", " ")
+        return (f"{head} open: approved by {len(self.approvers)} of {self.quorum_m}, "
+                f"expires {expires} UTC")
+
+    @classmethod
+    def of(cls, record: PlanRecord) -> OpenPlan:
+        state = record.state()
+        approvers = record.approvers()
+        if state == "planned" and len(approvers) >= record.plan.quorum_m:
+            state = "approved"
+        return cls(record.plan_id, record.plan.script, record.keysets, state, approvers,
+                   record.plan.quorum_m, len(record.done), len(record.actions),
+                   record.expires_at)
+
+
+def is_destructive(view: PlanView) -> bool:
+    """Whether executing asks for the keyset name or the digest words typed."""
+    plan = view.record.plan
+    return plan.ceremony_class == "destructive" or plan.script in DESTRUCTIVE_SCRIPTS
 
 
 class Backend:
@@ -251,16 +306,44 @@ class Backend:
     def plan(self, script: str, keyset: str | None) -> PlanView:
         return self.session().plan(script, keysets=[keyset] if keyset else [])
 
-    def approve(self, plan_id: str, officer: str, card: Path, passphrase: str) -> Approved:
-        """One officer's approval from the dialog's card and passphrase (one try: the dialog
-        keeps what was typed and asks again)."""
-        return self.session().approve(plan_id, officer, _DialogCard(card, passphrase),
-                                      confirm=lambda view: None)
+    def approve(self, plan_id: str, officer: str, cards: CardSource) -> Approved:
+        """One officer's approval; the card dialog answers the session's passphrase tries."""
+        return self.session().approve(plan_id, officer, cards, confirm=_same_plan(plan_id))
+
+    def unlock(self, plan_id: str, officer: str, cards: CardSource) -> UnlockedCard:
+        """An approving officer's card, unlocked again for the execution that follows."""
+        return self.session().unlock_approver(plan_id, officer, cards)
 
     def execute(self, plan_id: str, cards: list[UnlockedCard], progress: ProgressSink) -> str:
         names = [c.name for c in cards]
-        return self.session().execute(plan_id, names, _DialogCard(None, ""), progress=progress,
-                                      unlocked=cards)
+        return self.session().execute(plan_id, names, _NoCards(), progress=progress,
+                                      unlocked=cards, confirm=_same_plan(plan_id))
+
+    def resume(self, plan_id: str, cards: list[UnlockedCard], progress: ProgressSink) -> str:
+        names = [c.name for c in cards]
+        return self.session().resume(names, _NoCards(), progress=progress, unlocked=cards,
+                                     confirm=_same_plan(plan_id))
+
+    def abort(self, plan_id: str, officer: str, cards: CardSource) -> Abort:
+        def confirm(record: PlanRecord) -> None:
+            if record.plan_id != plan_id:
+                raise UsageError(f"the open ceremony is {record.plan_id}, not {plan_id}",
+                                 "refresh the Ceremony screen (r) and look again")
+
+        return self.session().abort(officer, cards, confirm=confirm)
+
+    def open_plans(self) -> list[OpenPlan]:
+        """Open, approved and interrupted plans, newest last."""
+        return [OpenPlan.of(r) for r in self.session().open_ceremonies()]
+
+    def review(self, plan_id: str) -> PlanView:
+        """The plan as the ledger stores it now (started plans too), checked against the files."""
+        session = self.session()
+        return session.review(plan_id, for_resume=session.record(plan_id).started)
+
+    def abort_officers(self, plan_id: str) -> list[str]:
+        """Who may abort: the plan's approvers, or every officer in force when nobody did."""
+        return list(self.session().record(plan_id).approvers()) or self.officer_names()
 
     def quorum_for(self, ceremony_class: str) -> tuple[int, int]:
         quorum = self.ws.trust.quorum
@@ -287,22 +370,26 @@ class Backend:
 WorkspaceBackend = Backend
 
 
-class _DialogCard:
-    """A `CardSource` holding what the approval dialog collected (one passphrase, no retry)."""
-
-    def __init__(self, card: Path | None, passphrase: str) -> None:
-        self.card = card
-        self.secret = passphrase
+class _NoCards:
+    """A `CardSource` for runs whose cards the dialogs already unlocked: it has none to give."""
 
     def card_path(self, officer: str) -> Path:
-        if self.card is None:
-            raise UsageError(f"{officer}'s card is not unlocked", "approve again with the card")
-        return self.card
+        raise UsageError(f"{officer}'s card is not unlocked",
+                         "press x again: each approving officer unlocks their card")
 
     def passphrase(self, officer: str, attempt: int) -> str:
-        if attempt > 1:
-            raise CardError(UNLOCK_FAILED, "check the card and retype the passphrase")
-        return self.secret
+        raise CardError(UNLOCK_FAILED, "unlock the card in the dialog")
+
+
+def _same_plan(plan_id: str) -> Callable[[PlanView], None]:
+    """The confirmation the dialogs already gave, tied to the plan they showed."""
+
+    def confirm(view: PlanView) -> None:
+        if view.plan_id != plan_id:
+            raise UsageError(f"the plan is {view.plan_id}, not {plan_id}",
+                             "refresh the Ceremony screen (r) and look again")
+
+    return confirm
 
 
 def _token_name(report: Any, label: str | None) -> str:

@@ -7,18 +7,22 @@ Widget-owned messages live with their widget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 from console.ceremony.progress import StepEvent
 from console.errors import ConsoleError
 
+if TYPE_CHECKING:
+    from console.quorum.cards import UnlockedCard
+
 __all__ = [
     "ApprovalRecorded",
     "CeremonyFinished",
     "CeremonyNote",
     "HealthLoaded",
+    "LedgerChanged",
     "OperationFailed",
     "PlanReady",
     "StepProgress",
@@ -47,7 +51,16 @@ class PlanReady(Message):
 class ApprovalRecorded(Message):
     officer: str
     status: str
-    card: Any  # UnlockedCard, kept in memory only until the ceremony runs
+    card: UnlockedCard | None
+    """Kept in memory only until the ceremony runs, the screen is left, or the console idles."""
+
+
+@dataclass
+class LedgerChanged(Message):
+    """Something was appended to the ledger (a plan, an approval, a run, an abort, or another
+    console): the app refreshes the header and every screen re-reads what it shows."""
+
+    what: str
 
 
 @dataclass

@@ -31,7 +31,7 @@ from console.quorum.cards import unlock_card
 from console.quorum.pin_gate import open_pin
 from console.tui.app import CeremonyApp
 from console.tui.backend import Backend
-from console.tui.dialogs import ApprovalDialog, ErrorDialog, HelpDialog
+from console.tui.dialogs import ApprovalDialog, ErrorDialog, ExecuteDialog, HelpDialog
 from console.tui.messages import ApprovalRecorded, CeremonyFinished, StepProgress
 from console.workspace import Workspace
 
@@ -136,6 +136,9 @@ async def rotation(root: Path) -> dict[str, Any]:
             assert not isinstance(app.screen, ErrorDialog), app.errors
         out["approvals"] = dict(screen.approvals)
         await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ExecuteDialog), app.screen  # asks before it runs
+        await pilot.press("enter")
         await settle(pilot)
         out["errors"] = list(app.errors)
         out["finished"] = screen.finished

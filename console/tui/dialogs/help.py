@@ -15,11 +15,14 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("d c l e o h", "Dashboard, Ceremony, Ledger, Exports, Officers, HSM"),
     ("?", "this help"),
     ("ctrl+p", "command palette: every screen and action by name"),
-    ("ctrl+q", "quit"),
-    ("r", "refresh the current screen"),
+    ("ctrl+q", "quit (during a run: asks, and can quit when it has finished)"),
+    ("r", "refresh the current screen (screens also refresh after every ledger change)"),
+    ("Dashboard: g", "open the open or interrupted ceremony on the Ceremony screen"),
     ("Ceremony: p", "plan the chosen script for the chosen keyset"),
-    ("Ceremony: a", "an officer approves (card file and passphrase)"),
-    ("Ceremony: x", "execute once the quorum has approved"),
+    ("Ceremony: a", "an officer approves (card file and passphrase, 3 tries)"),
+    ("Ceremony: x", "show what will run and confirm (destructive: type the keyset or words)"),
+    ("Ceremony: u", "resume the interrupted ceremony (its approvers unlock their cards)"),
+    ("Ceremony: b", "abort the open ceremony (an approving officer unlocks their card)"),
     ("Ceremony: w", "show the plan digest as a QR code"),
     ("Ledger: / f", "filter by type prefix, ceremony id or kid"),
     ("Ledger: enter", "entry detail with its inclusion proof"),
@@ -42,4 +45,5 @@ class HelpDialog(ModalScreen[None]):
             yield Label("Keys", classes="dialog-title")
             yield Static(table)
             yield Static("Times are UTC. ✓ ok · ! needs action · ✗ failed. Colour only repeats "
-                         "what the symbol says.", classes="caption")
+                         "what the symbol says. Unlocked cards are wiped after a few idle "
+                         "minutes and on leaving the Ceremony screen.", classes="caption")

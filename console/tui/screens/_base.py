@@ -1,4 +1,6 @@
-"""What every screen shares: the header, the footer, and loading data in thread workers."""
+"""What every screen shares: the header, the footer, loading data in thread workers, and
+re-reading it whenever the ledger changes (the app's `ledger_version`): at once when shown,
+else when the screen is next shown."""
 
 from __future__ import annotations
 
@@ -39,10 +41,26 @@ class ConsoleScreen(Screen[None]):
     def compose_body(self) -> ComposeResult:
         yield from ()
 
+    _stale = False
+
     def on_mount(self) -> None:
         # After the first frame: a loading worker holds the GIL for most of its run, and
         # started here it would delay the screen's first paint by about its own duration.
         self.call_after_refresh(self.refresh_data)
+        self.watch(self.app, "ledger_version", self._ledger_changed, init=False)
+
+    def _ledger_changed(self, version: int) -> None:
+        if version == 0:  # the app's reactive being initialised, not a change
+            return
+        if self.is_current:
+            self.refresh_data()
+        else:
+            self._stale = True
+
+    def on_screen_resume(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.refresh_data()
 
     def refresh_data(self) -> None:
         """Start the workers that load this screen's data."""

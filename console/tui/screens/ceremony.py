@@ -1,16 +1,24 @@
 """Ceremony: choose a script and keyset, review the plan and its digest, collect approvals one
 officer at a time, run the steps with live progress, and show the closing checkpoint.
 
-Every service call (plan, unlock + approve, execute) runs in a thread worker; the execute worker
-is never exclusive (a thread cannot be cancelled) and the keys that start work are refused while
-one runs. Unlocked cards stay in memory only until the ceremony has run.
+Open and interrupted plans come first: the screen shows the newest one the ledger holds, with
+what can be done about it (approve, execute, resume, abort). Every service call runs in a thread
+worker; the run's worker is never exclusive (a thread cannot be cancelled) and the keys that
+start work are refused while one runs.
+
+Execution is deliberate: `x` (or `u` to resume) shows what will happen and asks again; a
+destructive ceremony asks for the keyset name or the digest words to be typed. Cards unlocked at
+approval stay in memory only until the run, until the screen is left, or until the console has
+been idle for the app's `card_idle_seconds`; executing then asks the approving officers to
+unlock their cards again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -23,12 +31,15 @@ from console.ceremony.progress import StepEvent
 from console.clock import format_time
 from console.errors import ConsoleError
 from console.quorum import digest_words, grouped_hex
-from console.tui.dialogs.approval import ApprovalDialog, ApprovalInput
+from console.tui.backend import OpenPlan, is_destructive
+from console.tui.dialogs.approval import ApprovalDialog
+from console.tui.dialogs.execute import DESTRUCTIVE_ACTIONS, ExecuteDialog
 from console.tui.dialogs.qr import QrDialog
 from console.tui.messages import (
     ApprovalRecorded,
     CeremonyFinished,
     CeremonyNote,
+    LedgerChanged,
     OperationFailed,
     PlanReady,
     StepProgress,
@@ -36,6 +47,13 @@ from console.tui.messages import (
 from console.tui.screens._base import ConsoleScreen
 from console.tui.widgets.qr import QrCode
 from console.tui.widgets.steps import StepList, StepRow
+
+if TYPE_CHECKING:
+    from console.ceremony.review import PlanView
+    from console.ceremony.session import Abort, Approved, CardSource
+    from console.quorum.cards import UnlockedCard
+
+IDLE_CHECK_SECONDS = 1.0
 
 
 class TuiProgress:
@@ -55,20 +73,31 @@ def _clock(when: datetime) -> str:
     return when.strftime("%H:%M UTC")
 
 
+def _minutes(seconds: float) -> str:
+    if seconds >= 60:
+        minutes = seconds / 60
+        return f"{minutes:g} idle minute" + ("" if minutes == 1 else "s")
+    return f"{seconds:g} idle seconds"
+
+
 class CeremonyScreen(ConsoleScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "plan", "Plan"),
         Binding("a", "approve", "Approve"),
         Binding("x", "execute", "Execute"),
+        Binding("u", "resume", "Resume", show=False),  # the open-plan line says [u], [b]
+        Binding("b", "abort", "Abort", show=False),
         Binding("w", "digest_qr", "Digest QR"),
         Binding("k", "checkpoint_qr", "Checkpoint QR", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.planned: Any = None
+        self.planned: PlanView | None = None
         self.approvals: dict[str, str] = {}
-        self._cards: dict[str, Any] = {}
+        self._cards: dict[str, UnlockedCard] = {}
+        self.cards_note = ""
+        self.open_plans: list[OpenPlan] = []
         self.running = False
         self.finished = False
         self.checkpoint: str | None = None
@@ -76,6 +105,7 @@ class CeremonyScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="ceremony-body"):
+            yield Static("", id="open-banner")
             with Horizontal(id="choose"):
                 yield Label("Script ", classes="field-label")
                 yield Select([], id="script", prompt="script", compact=True)
@@ -103,9 +133,15 @@ class CeremonyScreen(ConsoleScreen):
                     yield Static("", id="checkpoint")
                     yield QrCode("", id="checkpoint-qr")
 
+    def on_mount(self) -> None:
+        self.query_one("#open-banner", Static).display = False
+        super().on_mount()
+        self.set_interval(IDLE_CHECK_SECONDS, self._check_idle)
+
     def refresh_data(self) -> None:
         self.load("choices", lambda: (self.backend.scripts(), self.backend.keysets()),
                   "Reading ceremony scripts")
+        self.load("open", self.backend.open_plans, "Reading open ceremonies")
 
     def show_choices(self, value: tuple[list[str], list[str]]) -> None:
         scripts, keysets = value
@@ -120,6 +156,59 @@ class CeremonyScreen(ConsoleScreen):
         keyset.set_options([(k, k) for k in keysets])
         if keysets:
             keyset.value = keysets[0]
+
+    # --- open and interrupted plans --------------------------------------------------------
+
+    def show_open(self, plans: list[OpenPlan]) -> None:
+        self.open_plans = plans
+        self._show_banner()
+        if self.running or not plans:
+            return
+        shown = self.planned.plan_id if self.planned is not None else None
+        ids = [p.plan_id for p in plans]
+        self._load_view(shown if shown in ids else ids[-1])
+
+    def _current_open(self) -> OpenPlan | None:
+        if self.planned is None:
+            return None
+        return next((p for p in self.open_plans if p.plan_id == self.planned.plan_id), None)
+
+    def _show_banner(self) -> None:
+        banner = self.query_one("#open-banner", Static)
+        if not self.open_plans:
+            banner.display = False
+            return
+        text = Text()
+        for plan in self.open_plans:
+            text.append("! ", style="bold yellow")
+            text.append(plan.line())
+            if plan.started:
+                text.append(" — [u] resume  [b] abort", style="bold")
+            elif plan.state == "approved":
+                text.append(" — [x] execute  [b] abort", style="bold")
+            else:
+                text.append(" — [a] approve  [b] abort", style="bold")
+            text.append("\n")
+        text.rstrip()
+        banner.update(text)
+        banner.display = True
+
+    def _load_view(self, plan_id: str) -> None:
+        backend = self.backend
+
+        def read() -> PlanView | str:
+            try:
+                return backend.review(plan_id)  # type: ignore[no-any-return]
+            except ConsoleError as e:
+                return f"plan {plan_id[:8]}: {e.user_message()}"
+
+        self.load("view", read, f"Reading plan {plan_id[:8]}")
+
+    def show_view(self, value: PlanView | str) -> None:
+        if isinstance(value, str):  # the plan cannot go on as it is: say why, keep the banner
+            self.query_one("#plan", Static).update(Text(value, style="bold red"))
+            return
+        self._show_plan(value)
 
     # --- plan ------------------------------------------------------------------------------
 
@@ -142,6 +231,7 @@ class CeremonyScreen(ConsoleScreen):
                 self.post_message(OperationFailed("Planning the ceremony", e))
                 return
             self.post_message(PlanReady(planned))
+            self.app.post_message(LedgerChanged("plan"))
 
         self.run_worker(job, thread=True, exit_on_error=False, group="ceremony",
                         description=f"Planning {script}")
@@ -149,15 +239,25 @@ class CeremonyScreen(ConsoleScreen):
     @on(PlanReady)
     def _plan_ready(self, message: PlanReady) -> None:
         message.stop()
-        self.planned = message.planned
-        self.approvals.clear()
-        self._cards.clear()
-        self.finished = False
-        plan = self.planned.record.plan
+        self._show_plan(message.planned)
+
+    def _show_plan(self, view: PlanView) -> None:
+        same = self.planned is not None and self.planned.plan_id == view.plan_id
+        self.planned = view
+        if not same:
+            self._wipe("", quiet=True)
+            self.cards_note = ""
+            self.finished = False
+        record = view.record
+        plan = record.plan
+        self.approvals = {a.officer: _clock(a.approved_at) if a.approved_at else "—"
+                          for a in record.approvals if a.officer in view.status.counted}
         lines = Text()
         for action in plan.actions:
             lines.append(f"{action.n:>2} ", style="bold")
             lines.append(action.description)
+            if action.n in record.done:
+                lines.append("  ✓ done", style="green")
             lines.append("\n")
             for change in getattr(action, "changes", ()):
                 lines.append(f"     {change.verb} {change.key.text} = {change.why}\n",
@@ -172,24 +272,33 @@ class CeremonyScreen(ConsoleScreen):
             lines.append(f" note: {note}\n", style="dim")
         self.query_one("#plan", Static).update(lines)
         expires = format_time(plan.expires_at)[:16].replace("T", " ")
+        state = record.state()
         self.query_one("#plan-title", Label).update(
-            f"Plan · {plan.script} · {self.planned.plan_id[:8]} · expires {expires} UTC")
-        digest = self.planned.digest
+            f"Plan · {plan.script} · {view.plan_id[:8]} · "
+            + (f"{state} after step {record.last_done} of {len(plan.actions)}" if record.started
+               else f"expires {expires} UTC"))
+        digest = view.digest
         self.query_one("#digest", Static).update(Text.assemble(
             (grouped_hex(digest), "bold"), "\n\n", (" ".join(digest_words(digest)), "italic"),
             "\n\n", ("[w] show as QR", "dim")))
-        steps = self.query_one("#steps", StepList)
-        steps.remove_children()
-        steps.mount_all([StepRow(a.n, a.kind, a.description) for a in plan.actions])
-        self.query_one("#transcript", RichLog).clear()
-        self._log(f"planned {self.planned.plan_id} digest {digest.hex()[:16]}…")
+        if not same:
+            steps = self.query_one("#steps", StepList)
+            steps.remove_children()
+            rows = [StepRow(a.n, a.kind, a.description) for a in plan.actions]
+            for row in rows:
+                if row.n in record.done:
+                    row.status = "done"
+            steps.mount_all(rows)
+            self.query_one("#transcript", RichLog).clear()
+            self._log(f"{'planned' if not record.started else state} {view.plan_id} digest "
+                      f"{digest.hex()[:16]}…")
         self._show_approvals()
 
     def _quorum(self) -> tuple[int, int]:
         if self.planned is None:
             return (0, 0)
-        m, n = self.backend.quorum_for(self.planned.record.plan.ceremony_class)
-        return int(m), int(n)
+        plan = self.planned.record.plan
+        return int(plan.quorum_m), int(plan.quorum_n)
 
     def _show_approvals(self) -> None:
         m, n = self._quorum()
@@ -200,13 +309,21 @@ class CeremonyScreen(ConsoleScreen):
         for name in self.backend.officer_names():
             if name in self.approvals:
                 line.append(f"✓ {name} {self.approvals[name]}", style="bold green")
+                if name in self._cards:
+                    line.append(" (card unlocked)", style="green")
             else:
                 line.append(f"○ {name}")
             line.append("   ")
+        started = self.planned is not None and self.planned.record.started
         ready = len(self.approvals) >= m > 0
-        line.append("   [a] approve as…", style="dim")
-        line.append("   [x] execute" + (" ✓ quorum reached" if ready else ""),
-                    style="bold" if ready else "dim")
+        if started:
+            line.append("   [u] resume  [b] abort", style="bold")
+        else:
+            line.append("   [a] approve as…", style="dim")
+            line.append("   [x] execute" + (" ✓ quorum reached" if ready else ""),
+                        style="bold" if ready else "dim")
+        if self.cards_note:
+            line.append(f"\n! {self.cards_note}", style="bold yellow")
         self.query_one("#approvals", Static).update(line)
 
     def action_digest_qr(self) -> None:
@@ -220,6 +337,44 @@ class CeremonyScreen(ConsoleScreen):
         if self.checkpoint:
             self.app.push_screen(QrDialog("Closing checkpoint", self.checkpoint))
 
+    # --- cards -----------------------------------------------------------------------------
+
+    def _demo_cards(self, officers: list[str]) -> dict[str, Path]:
+        cards: dict[str, Path] = {}
+        for name in officers:
+            demo = self.backend.demo_card(name)
+            if demo is not None:
+                cards[name] = demo[0]
+        return cards
+
+    def _wipe(self, reason: str, *, quiet: bool = False) -> None:
+        """Drop every unlocked card (the run that needs them asks for them again)."""
+        if not self._cards:
+            return
+        self._cards.clear()
+        if quiet:
+            return
+        self.cards_note = (f"cards wiped {reason}: executing asks the approving officers to "
+                           "unlock their cards again")
+        self._log(self.cards_note)
+        if self.planned is not None:
+            self._show_approvals()
+
+    def wipe_cards(self, reason: str) -> None:
+        self._wipe(reason)
+
+    def _check_idle(self) -> None:
+        if not self._cards or self.running:
+            return
+        idle = float(self.app.card_idle_seconds)  # type: ignore[attr-defined]
+        if self.app.idle_seconds() >= idle:  # type: ignore[attr-defined]
+            self._wipe(f"after {_minutes(idle)}")
+
+    def on_screen_suspend(self) -> None:
+        # A dialog over this screen keeps the mode; leaving for another screen does not.
+        if self.app.current_mode != "ceremony" and not self.running:
+            self._wipe("on leaving the Ceremony screen")
+
     # --- approvals -------------------------------------------------------------------------
 
     def action_approve(self) -> None:
@@ -227,42 +382,77 @@ class CeremonyScreen(ConsoleScreen):
             self.notify("plan a ceremony first (p)" if self.planned is None else
                         "the ceremony has already run", severity="warning")
             return
+        if self.planned.record.started:
+            self.notify("this ceremony was interrupted: resume it (u) or abort it (b)",
+                        severity="warning")
+            return
         officers = self.backend.officer_names()
-        cards: dict[str, Path] = {}
-        for name in officers:
-            demo = self.backend.demo_card(name)
-            if demo is not None:
-                cards[name] = demo[0]
         pending = [o for o in officers if o not in self.approvals]
         digest = self.planned.digest
-        self.app.push_screen(
-            ApprovalDialog(officers, " ".join(digest_words(digest)), grouped_hex(digest),
-                           cards, pending),
-            self._approval_entered)
-
-    def _approval_entered(self, given: ApprovalInput | None) -> None:
-        if given is None or self.planned is None:
-            return
         backend, plan_id = self.backend, self.planned.plan_id
 
-        def job() -> None:
-            try:
-                approved = backend.approve(plan_id, given.officer, given.card, given.passphrase)
-            except ConsoleError as e:
-                self.post_message(OperationFailed(f"Approval by {given.officer}", e))
-                return
-            self.post_message(ApprovalRecorded(given.officer, approved.message, approved.card))
+        def approve(officer: str, cards: CardSource) -> tuple[str, Approved]:
+            return officer, backend.approve(plan_id, officer, cards)
 
-        self.run_worker(job, thread=True, exit_on_error=False, group="ceremony",
-                        description=f"Unlocking {given.officer}'s card")
+        self.app.push_screen(
+            ApprovalDialog(officers, " ".join(digest_words(digest)), grouped_hex(digest),
+                           self._demo_cards(officers), pending, act=approve),
+            self._approval_done)
+
+    def _approval_done(self, result: tuple[str, Approved] | None) -> None:
+        if result is not None:
+            officer, approved = result
+            self.post_message(ApprovalRecorded(officer, approved.message, approved.card))
 
     @on(ApprovalRecorded)
     def _approved(self, message: ApprovalRecorded) -> None:
         message.stop()
         self.approvals[message.officer] = _clock(self.backend.now())
-        self._cards[message.officer] = message.card
-        self._log(f"{message.officer} approved: {message.status}")
+        if message.card is not None:
+            self._cards[message.officer] = message.card
+            self.cards_note = ""
+        self._log(message.status)
         self._show_approvals()
+        self.app.post_message(LedgerChanged("approval"))
+
+    def _approvers(self) -> list[str]:
+        """Officers whose approval counts (the ledger's count, and any approval just made)."""
+        counted = self.planned.status.counted if self.planned is not None else ()
+        return list(dict.fromkeys([*counted, *self.approvals]))
+
+    def _unlock_then(self, verb: str, then: Callable[[], None]) -> bool:
+        """Ask the next approving officer without an unlocked card to unlock it, then `then`.
+        False when enough cards are unlocked already."""
+        assert self.planned is not None
+        m, _ = self._quorum()
+        counted = self._approvers()
+        if sum(1 for name in counted if name in self._cards) >= m:
+            return False
+        missing = [name for name in counted if name not in self._cards]
+        backend, plan_id = self.backend, self.planned.plan_id
+        have = sum(1 for name in counted if name in self._cards)
+
+        def unlock(officer: str, cards: CardSource) -> UnlockedCard:
+            return backend.unlock(plan_id, officer, cards)  # type: ignore[no-any-return]
+
+        def unlocked(card: UnlockedCard | None) -> None:
+            if card is None:
+                return
+            self._cards[card.name] = card
+            self.cards_note = ""
+            self._log(f"{card.name}'s card unlocked to {verb}")
+            self._show_approvals()
+            then()
+
+        intro = Text.assemble(
+            (f"To {verb} plan {plan_id[:8]}, {m} approving officers unlock their cards "
+             f"({have} of {m} unlocked). ", ""),
+            (self.cards_note or "", "yellow"))
+        self.app.push_screen(
+            ApprovalDialog(missing, "", "", self._demo_cards(missing), missing, act=unlock,
+                           title=f"Unlock a card to {verb}", button="Unlock", intro=intro),
+            unlocked)
+        return True
 
     # --- execution -------------------------------------------------------------------------
 
@@ -271,18 +461,71 @@ class CeremonyScreen(ConsoleScreen):
         if self.planned is None or self.running or self.finished:
             self.notify("nothing to execute", severity="warning")
             return
-        if len(self._cards) < m:
-            self.notify(f"approved by {len(self._cards)}/{m} officers: more approvals needed",
+        if self.planned.record.started:
+            self.notify("this ceremony was interrupted: resume it (u) or abort it (b)",
                         severity="warning")
             return
+        if len(self._approvers()) < m:
+            self.notify(f"approved by {len(self.approvals)}/{m} officers: more approvals needed",
+                        severity="warning")
+            return
+        if self._unlock_then("execute", self.action_execute):
+            return
+        self._confirm_and_run(resume=False)
+
+    def action_resume(self) -> None:
+        if self.planned is None or self.running or not self.planned.record.started or \
+                self.finished:
+            self.notify("no interrupted ceremony here to resume", severity="warning")
+            return
+        if self._unlock_then("resume", self.action_resume):
+            return
+        self._confirm_and_run(resume=True)
+
+    def _confirm_and_run(self, *, resume: bool) -> None:
+        assert self.planned is not None
+        view = self.planned
+        record = view.record
+        plan = record.plan
+        m, n = self._quorum()
+        steps: list[tuple[str, str]] = []
+        for action in plan.actions:
+            if action.n in record.done:
+                steps.append(("✓", f"{action.n} {action.description} (done)"))
+            else:
+                mark = "✗" if action.kind in DESTRUCTIVE_ACTIONS else "·"
+                steps.append((mark, f"{action.n} {action.description}"))
+        officers = ", ".join(sorted(self._cards))
+        quorum = (f"{plan.ceremony_class} quorum {m} of {n} ✓ — cards of {officers} "
+                  "unlocked")
+        verb = "Resume" if resume else "Execute"
+        where = (f" from step {record.next_step()}" if resume and record.next_step() else "")
+        dialog = ExecuteDialog(
+            title=f"{verb} plan {view.plan_id[:8]} · {plan.script}{where}", steps=steps,
+            quorum=quorum, destructive=is_destructive(view), keysets=plan.keysets,
+            digest=view.digest, verb=verb)
+
+        def answered(go: bool | None) -> None:
+            if go:
+                self._run(resume=resume)
+            else:
+                self._log(f"{verb.lower()} cancelled: nothing was run")
+
+        self.app.push_screen(dialog, answered)
+
+    def _run(self, *, resume: bool) -> None:
+        assert self.planned is not None
         self.running = True
         backend, plan_id = self.backend, self.planned.plan_id
-        cards = list(self._cards.values())
+        cards = [self._cards[name] for name in self._approvers() if name in self._cards]
         progress = TuiProgress(self)
 
         def job() -> None:
             try:
-                result = backend.execute(plan_id, cards, progress)
+                if resume:
+                    result = backend.resume(plan_id, cards, progress)
+                else:
+                    result = backend.execute(plan_id, cards, progress)
                 checkpoint = backend.latest_checkpoint()
             except ConsoleError as e:
                 self.post_message(OperationFailed("Executing the ceremony", e))
@@ -290,7 +533,7 @@ class CeremonyScreen(ConsoleScreen):
                 return
             self.post_message(CeremonyFinished(result, checkpoint))
 
-        self._log("executing…")
+        self._log("resuming…" if resume else "executing…")
         self.run_worker(job, thread=True, exit_on_error=False, group="ceremony-run",
                         description="Running the ceremony")
 
@@ -317,14 +560,52 @@ class CeremonyScreen(ConsoleScreen):
         message.stop()
         self.running = False
         self._cards.clear()  # unlocked cards are dropped as soon as the run ends
-        if not message.result:
+        self.app.post_message(LedgerChanged("ceremony run"))
+        if message.result:
+            self.finished = True
+            self.checkpoint = message.checkpoint
+            self._log(message.result)
+            self.query_one("#checkpoint", Static).update(Text(message.checkpoint or "—"))
+            self.query_one("#checkpoint-qr", QrCode).show(message.checkpoint or "")
+        self.app.run_finished()  # type: ignore[attr-defined]
+
+    # --- abort -----------------------------------------------------------------------------
+
+    def action_abort(self) -> None:
+        if self.planned is None or self.running or self.finished:
+            self.notify("no open ceremony here to abort", severity="warning")
             return
+        backend, plan_id = self.backend, self.planned.plan_id
+        record = self.planned.record
+        try:
+            officers = backend.abort_officers(plan_id)
+        except ConsoleError as e:
+            self.app.post_message(OperationFailed("Aborting the ceremony", e))
+            return
+
+        def abort(officer: str, cards: CardSource) -> Abort:
+            return backend.abort(plan_id, officer, cards)  # type: ignore[no-any-return]
+
+        who = ("an officer who approved it" if record.approvers()
+               else "any officer in force (nobody approved it)")
+        intro = Text.assemble(
+            (f"Abort plan {plan_id[:8]} ({record.plan.script}): no further step runs. ", "bold"),
+            (f"{record.last_done} of {len(record.actions)} steps are done and stay done. "
+             f"Aborting needs {who} to unlock their card; the ledger records who.", ""))
+        self.app.push_screen(
+            ApprovalDialog(officers, "", "", self._demo_cards(officers), officers, act=abort,
+                           title="Abort the ceremony", button="Abort", intro=intro),
+            self._aborted)
+
+    def _aborted(self, result: Abort | None) -> None:
+        if result is None:
+            return
+        for line in result.render().splitlines():
+            self._log(line.strip())
+        self._wipe("", quiet=True)
         self.finished = True
-        self.checkpoint = message.checkpoint
-        self._log(message.result)
-        self.query_one("#checkpoint", Static).update(Text(message.checkpoint or "—"))
-        self.query_one("#checkpoint-qr", QrCode).show(message.checkpoint or "")
-        self.app.refresh_health()  # type: ignore[attr-defined]
+        self.query_one("#plan-title", Label).update(f"Plan · aborted {result.plan_id[:8]}")
+        self.app.post_message(LedgerChanged("abort"))
 
     def _log(self, text: str) -> None:
         self.query_one("#transcript", RichLog).write(Text(f"{_clock(self.backend.now())}  {text}"))

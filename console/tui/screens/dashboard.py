@@ -1,13 +1,19 @@
-"""Dashboard: keysets, each key's state on a timeline, due rotations, warnings, health."""
+"""Dashboard: keysets, each key's state on a timeline, due rotations, warnings, health.
+
+Open, approved and interrupted ceremonies lead: a line above everything else says which and
+what to do (`g` goes to the Ceremony screen, which shows the plan with resume and abort); the
+keysets they touch say so instead of "ok", and "nothing needs doing" is never shown then.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, OptionList, Static
 from textual.widgets.option_list import Option
@@ -39,10 +45,39 @@ def due_label(keyset: dict[str, Any], now: datetime) -> tuple[str, str]:
     return f"✓ ok {days} d", "green"
 
 
+def open_plan_line(plan: dict[str, Any]) -> tuple[str, str]:
+    """One open plan from `status --json`'s `open_plans`: (line, style)."""
+    scope = ", ".join(plan.get("keysets") or []) or "officers and configuration"
+    head = f"ceremony {str(plan['plan_id'])[:8]} ({plan['script']}, {scope})"
+    if plan.get("state") in ("interrupted", "executing"):
+        return (f"{head} interrupted after step {plan['steps_done']} of {plan['steps']} — "
+                "[g] resume or abort it", "bold red")
+    if int(plan.get("approvals", 0)) >= int(plan.get("quorum", 0)) > 0:
+        return (f"{head} approved by {plan['approvals']} of {plan['quorum']}, not executed — "
+                "[g] execute or abort it", "bold yellow")
+    return (f"{head} open: approved by {plan.get('approvals', 0)} of {plan.get('quorum')} — "
+            "[g] approve, execute or abort it", "bold yellow")
+
+
+def keyset_plan_label(keyset: str, plans: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """What an open plan on this keyset means for its line in the list, if any."""
+    for plan in reversed(plans):
+        if keyset in (plan.get("keysets") or []):
+            if plan.get("state") in ("interrupted", "executing"):
+                return "! interrupted", "bold red"
+            return "! plan open", "yellow"
+    return None
+
+
 class DashboardScreen(ConsoleScreen):
     """What needs doing, at a glance."""
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("g", "go_to_plan", "Open plan", show=False),  # the plan line says [g]
+    ]
+
     def compose_body(self) -> ComposeResult:
+        yield Static("", id="open-plans")
         with Horizontal(id="dash-top"):
             with Vertical(id="keysets-pane", classes="pane"):
                 yield Label("Keysets", classes="pane-title")
@@ -57,6 +92,7 @@ class DashboardScreen(ConsoleScreen):
             yield Static(Text("loading…", style="dim"), id="warnings")
 
     def on_mount(self) -> None:
+        self.query_one("#open-plans", Static).display = False
         table = self.query_one("#keys", DataTable)
         table.add_columns("kid", "state", "published", "active", "retired", "next ≥ (why)")
         super().on_mount()
@@ -67,11 +103,22 @@ class DashboardScreen(ConsoleScreen):
     def show_status(self, status: dict[str, Any]) -> None:
         self.status = status
         self.now = _time(status.get("now")) or self.backend.now()
+        plans = list(status.get("open_plans") or [])
+        self.open_plans = plans
+        banner = self.query_one("#open-plans", Static)
+        lead = Text()
+        for plan in plans:
+            said, style = open_plan_line(plan)
+            lead.append("! " + said + "\n", style=style)
+        lead.rstrip()
+        banner.update(lead)
+        banner.display = bool(plans)
         options = self.query_one("#keysets", OptionList)
         highlighted = options.highlighted or 0
         options.clear_options()
         for keyset in status.get("keysets", []):
-            label, style = due_label(keyset, self.now)
+            label, style = keyset_plan_label(str(keyset["name"]), plans) or \
+                due_label(keyset, self.now)
             line = Text(no_wrap=True, overflow="ellipsis")
             line.append(f"{str(keyset['name'])[:13]:<14}")
             line.append(label, style=style)
@@ -84,9 +131,15 @@ class DashboardScreen(ConsoleScreen):
         for warning in warnings:
             body.append("! ", style="bold yellow")
             body.append(str(warning) + "\n")
-        if not warnings:
+        if not warnings and not plans:
             body.append("✓ nothing needs doing", style="green")
         self.query_one("#warnings", Static).update(body)
+
+    def action_go_to_plan(self) -> None:
+        if not getattr(self, "open_plans", None):
+            self.notify("no open or interrupted ceremony", severity="information")
+            return
+        self.app.action_show("ceremony")  # type: ignore[attr-defined]
 
     @on(OptionList.OptionHighlighted, "#keysets")
     def _keyset_highlighted(self, event: OptionList.OptionHighlighted) -> None:

@@ -34,10 +34,9 @@ class OfficersScreen(ConsoleScreen):
         table.clear()
         for row in rows:
             status = str(row.get("status", ""))
-            mark = "✓ " if status == "active" else "✗ "
             table.add_row(
                 Text(escape_for_display(str(row.get("name", "")))),
-                mark + status,
+                status_mark(status),
                 _short(row.get("enrolled_at")),
                 _short(row.get("last_approval")),
                 Text(escape_for_display(str(row.get("fingerprint", "")))),
@@ -45,6 +44,15 @@ class OfficersScreen(ConsoleScreen):
         m_n = self.backend.quorum_for("routine")
         self.query_one("#officers-title", Label).update(
             f"Officers · routine quorum {m_n[0]} of {m_n[1]}")
+
+
+def status_mark(status: str) -> Text:
+    """✓ enrolled (in force) · ! anything pending a checkpoint · ✗ revoked."""
+    if status.endswith("(pending)"):
+        return Text(f"! {status}", style="yellow")
+    if status in ("enrolled", "active"):
+        return Text(f"✓ {status}", style="green")
+    return Text(f"✗ {status}", style="red")
 
 
 def _short(value: Any) -> str:
