@@ -13,6 +13,7 @@ the console's hashing cannot hide an attack.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -22,6 +23,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.integration.ceremony_helpers import PYTHON, REPO, assert_one_error
 
@@ -159,6 +162,52 @@ def rewrite_entries(ws: Path, change: Callable[[dict[str, object]], dict[str, ob
     return changed
 
 
+def note(body: str, signers: list[tuple[str, Ed25519PrivateKey]]) -> str:
+    """A C2SP signed note over `body`, written from the spec (key id: SHA-256(name, 0x0A, 0x01,
+    public key)[:4])."""
+    lines = []
+    for name, key in signers:
+        public = key.public_key().public_bytes_raw()
+        kid = hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4]
+        signature = key.sign(body.encode())
+        lines.append(f"\u2014 {name} {base64.b64encode(kid + signature).decode()}\n")
+    return body + "\n" + "".join(lines)
+
+
+def forge_history(ws: Path, change: Callable[[dict[str, object]], dict[str, object] | None],
+                  signers: list[tuple[str, Ed25519PrivateKey]]) -> int:
+    """Rewrite history as a holder of `signers`' keys would: apply `change`, then recompute
+    every leaf, every stored node and every checkpoint (root re-derived, note re-signed by
+    `signers` alone), and the `.checkpoint` guard. Returns the number of checkpoints forged."""
+    db = _connect(ws)
+    rows = db.execute("SELECT seq, raw FROM entries ORDER BY seq").fetchall()
+    leaves: list[bytes] = []
+    forged = 0
+    last_note = ""
+    for seq, raw in rows:
+        entry = json.loads(bytes(raw))
+        entry = change(entry) or entry
+        if entry["type"] == "checkpoint.signed":
+            data = entry["data"]
+            size = int(data["size"])
+            origin = data["note"].split("\n", 1)[0]
+            tree_root = base64.b64encode(root(leaves[:size])).decode()
+            body = f"{origin}\n{size}\n{tree_root}\n"
+            data["root"], data["note"] = tree_root, note(body, signers)
+            last_note = data["note"]
+            forged += 1
+        data_bytes = canonical(entry)
+        leaves.append(leaf(data_bytes))
+        db.execute("UPDATE entries SET raw = ?, leaf_hash = ? WHERE seq = ?",
+                   (data_bytes, leaves[-1], seq))
+    db.execute("DELETE FROM nodes")
+    db.executemany("INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)", perfect_nodes(leaves))
+    _restore_triggers(db)
+    if last_note:
+        (ws / ".checkpoint").write_text(last_note)
+    return forged
+
+
 # --- what a refusal leaves unchanged ---------------------------------------------------------
 
 
@@ -188,7 +237,7 @@ class Evidence:
                    token_pin_flags(ws) if flags else None)
 
 
-ALLOWED_NEW = {"card.unlock_failed"}
+ALLOWED_NEW = {"ceremony.unlock_failed"}
 """Entries a refusal may add: a failed unlock is recorded for the auditor, by design."""
 
 
