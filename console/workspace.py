@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -273,10 +273,11 @@ class Workspace:
                     f"the workspace is busy: a ceremony command is running (pid {holder})",
                     "wait for it to finish, then try again",
                 ) from e
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
+            # The pid only names the holder to a second console: a disk that refuses it is no
+            # reason to stop (what the command writes next reports the disk, by file name).
+            with suppress(OSError):
+                os.ftruncate(handle.fileno(), 0)
+                os.pwrite(handle.fileno(), str(os.getpid()).encode(), 0)
             yield
         finally:
             handle.close()

@@ -66,6 +66,7 @@ from console.ceremony.reconcile import Reconciliation, reconcile, token_kids
 from console.ceremony.signers import release_pin, remove_release
 from console.clock import format_time, wall_clock
 from console.errors import (
+    DISK_HINT,
     ConsoleError,
     ExportError,
     HsmError,
@@ -180,10 +181,13 @@ class CeremonyRun:
                 detail = (step.resume(self, action, intent) if intent is not None
                           else step.start(self, action))
             except ConsoleError as error:
-                self._append("ceremony.step.failed", {
-                    "plan_id": self.record.plan_id, "step": n, "action": action.kind,
-                    "error": error.user_message(),
-                })
+                # The disk that failed the step may refuse this record too: the step's own error
+                # (naming its file) is then the one to report, and `resume` redoes the step.
+                with contextlib.suppress(ConsoleError):
+                    self._append("ceremony.step.failed", {
+                        "plan_id": self.record.plan_id, "step": n, "action": action.kind,
+                        "error": error.user_message(),
+                    })
                 self.progress.step(StepEvent(n, total, action.kind, action.description,
                                              "failed", error.user_message(),
                                              _time.monotonic() - started))
@@ -699,8 +703,14 @@ class CeremonyRun:
 
     def _finish_resplit(self, action: ResplitPin, pending: Path, sealed: bytes) -> str:
         if pending.exists():
-            os.replace(pending, self.ws.sealed_pin_path)
-            _fsync_dir(self.ws.sealed_pin_path.parent)
+            try:
+                os.replace(pending, self.ws.sealed_pin_path)
+                _fsync_dir(self.ws.sealed_pin_path.parent)
+            except OSError as e:
+                raise PlanError(
+                    f"cannot move {pending} to {self.ws.sealed_pin_path}: {e.strerror or e}",
+                    f"{DISK_HINT}: the token's PIN is already the one {pending.name} seals")\
+                    from e
         info = read_sealed_pin(sealed)
         record = {**info.ledger_data(), "sha256": hashlib.sha256(sealed).hexdigest()}
         # The new sealed file is trusted at once: the officers present cosign its record.
@@ -796,12 +806,18 @@ class HsmBundleSigner:
 
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())  # the new sealed PIN is whole on disk before C_SetPIN
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # the new sealed PIN is whole on disk before C_SetPIN
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise PlanError(f"cannot write {path}: {e.strerror or e}",
+                        f"{DISK_HINT}; the PIN was not changed") from e
 
 
 def _fsync_dir(path: Path) -> None:

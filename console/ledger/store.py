@@ -43,6 +43,7 @@ from typing import Any
 from console import jcs
 from console.clock import format_time, require_utc
 from console.errors import (
+    DISK_HINT,
     ClockError,
     LedgerBusyError,
     LedgerError,
@@ -240,6 +241,12 @@ class Ledger:
             conn = connect(path, create=False)
             origin = check_schema(conn)
         except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and _disk_failed(e) and os.access(
+                    path, os.W_OK) and os.access(path.parent, os.W_OK):
+                # Opening a WAL database writes its -shm index: a full or failing disk refuses
+                # that, and the ledger itself is not damaged.
+                raise LedgerError(f"ledger {path} cannot be opened: the disk is full or failing "
+                                  f"({e})", f"{DISK_HINT}; the ledger is not damaged") from e
             if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
                 # SQLite says "unable to open database file" for a read-only folder too (WAL
                 # needs its -wal and -shm files): never advise restoring a good ledger.
@@ -558,6 +565,8 @@ class Ledger:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as e:
+                if _disk_failed(e):
+                    raise _write_error(self.path, e) from e
                 raise LedgerBusyError(
                     f"ledger {self.path} is locked by another connection",
                     "close the other program using the ledger and try again",
@@ -573,9 +582,14 @@ class Ledger:
                                  self._replay.copy())
                 yield writer
                 self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+            except BaseException as error:
+                # A disk that refused a write may refuse the rollback too: SQLite then rolls
+                # the transaction back when the database is next opened.
+                with contextlib.suppress(sqlite3.Error):
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                if isinstance(error, sqlite3.Error):
+                    raise _write_error(self.path, error) from error
                 raise
             self._cr = writer._cr
             self._replay = writer._replay
@@ -704,8 +718,7 @@ class Ledger:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise LedgerError(f"cannot write {target}: {e.strerror or e}",
-                              "free space or fix permissions in the workspace, then run the "
-                              "command again (the ledger itself is committed)") from e
+                              f"{DISK_HINT}; the ledger itself is committed") from e
 
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -730,8 +743,11 @@ class Ledger:
                             "wait for the other console to finish, or close it",
                         ) from None
                     _time.sleep(0.01)
-            # Fixed width, so the record is overwritten in place (ftruncate costs a metadata sync).
-            os.pwrite(fd, f"{os.getpid():<20}\n".encode(), 0)
+            # Fixed width, so the record is overwritten in place (ftruncate costs a metadata
+            # sync). It only names the holder: a disk that refuses it is reported by SQLite's
+            # own write, with the ledger's name, if it refuses that too.
+            with contextlib.suppress(OSError):
+                os.pwrite(fd, f"{os.getpid():<20}\n".encode(), 0)
             try:
                 yield
             finally:
@@ -740,12 +756,21 @@ class Ledger:
             os.close(fd)
 
 
+_DISK_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
+
+
+def _disk_failed(error: sqlite3.Error) -> bool:
+    """SQLite says the disk refused (full, failing, read-only), not that the file is bad."""
+    name = str(getattr(error, "sqlite_errorname", ""))
+    text = str(error)
+    return name.startswith(_DISK_ERRORS) or "disk is full" in text or "disk I/O" in text
+
+
 def _write_error(path: Path, error: sqlite3.Error) -> LedgerError:
     text = str(error)
-    if isinstance(error, sqlite3.OperationalError) and ("full" in text or "disk I/O" in text):
+    if _disk_failed(error):
         return LedgerError(f"cannot write to the ledger {path}: the disk is full or failing "
-                           f"({text})", "free space on the workspace's disk, then resume; "
-                           "nothing was recorded by this step")
+                           f"({text})", f"{DISK_HINT}; every entry committed before is kept")
     return LedgerError(f"cannot append to {path}: {text}")
 
 
