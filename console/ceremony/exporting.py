@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.errors import ExportError, VerificationError
+from console.errors import DISK_HINT, ExportError, VerificationError
 
 if TYPE_CHECKING:
     from console.exports.verify_bundle import VerifiedBundle
@@ -226,7 +226,14 @@ def _copy(source: Path, out: Path, keyset: str, seq: int, names: list[str],
         os.fsync(keyset_fd)
         _copy_signing_key(signing_key, out_fd, out)
     except OSError as e:
-        raise ExportError(f"cannot write {target}: {e.strerror}", "check the disk") from e
+        if renamed:
+            # Every file was synced before the rename: the copy is whole, only its last
+            # touches (the folder's sync, the pinned key beside it) were refused.
+            raise ExportError(f"{target} is complete, but the disk refused what follows "
+                              f"({e.strerror or e})", f"{DISK_HINT}; check the copy with "
+                              "`ceremony verify bundle`, or export again to a new --out") from e
+        raise ExportError(f"cannot write {target}: {e.strerror or e}",
+                          f"{DISK_HINT}; nothing was copied") from e
     finally:
         if not renamed and keyset_fd >= 0:
             shutil.rmtree(staging, dir_fd=keyset_fd, ignore_errors=True)

@@ -6,6 +6,11 @@
  * errno FAULTSHIM_ERRNO (ENOSPC, EIO, ...); with FAULTSHIM_STICKY=1 every later point fails
  * too (a disk that stays full). With FAULTSHIM_LOG=FILE each point is appended to FILE as
  * "<n>\t<kind>\t<path>\t<ok|FAIL>\n", so a first run lists the points and later runs pick one.
+ * With FAULTSHIM_ACTION=kill the process SIGKILLs itself at the Nth point instead, before the
+ * call runs (a power cut inside an SQLite commit, mid-export, between a write and its rename).
+ *
+ * A process that loaded the shim with FAULTSHIM_ROOT unset (a fork server) does nothing until
+ * it calls faultshim_configure(), which reads the variables again and restarts the count.
  *
  * Kinds: write (write, pwrite, writev, pwritev, ftruncate), fsync (fsync, fdatasync),
  * rename (rename, renameat, renameat2), link (link, linkat), mkdir (mkdir, mkdirat),
@@ -17,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,10 +42,14 @@ static int sticky;
 static int fail_errno = EIO;
 static int log_fd = -1;
 static long counter;
+static int kill_at_point;
 
 static void setup(void) {
     if (ready) return;
     ready = 1;
+    root_len = 0;
+    counter = 0;
+    if (log_fd >= 0) { syscall(SYS_close, log_fd); log_fd = -1; }
     const char *r = getenv("FAULTSHIM_ROOT");
     if (r == NULL || r[0] == '\0') return;
     snprintf(root, sizeof root, "%s", r);
@@ -52,6 +62,8 @@ static void setup(void) {
     sticky = s && s[0] == '1';
     const char *e = getenv("FAULTSHIM_ERRNO");
     if (e) fail_errno = atoi(e);
+    const char *a = getenv("FAULTSHIM_ACTION");
+    kill_at_point = a && strcmp(a, "kill") == 0;
     const char *l = getenv("FAULTSHIM_LOG");
     if (l && l[0]) log_fd = (int)syscall(SYS_openat, AT_FDCWD, l,
                                          O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -100,11 +112,18 @@ static int point(const char *kind, const char *path) {
     if (log_fd >= 0) {
         char line[PATH_MAX + 96];
         int len = snprintf(line, sizeof line, "%ld\t%s\t%s\t%s\n", n, kind, path,
-                           fail ? "FAIL" : "ok");
+                           fail ? (kill_at_point ? "KILL" : "FAIL") : "ok");
         if (len > 0) syscall(SYS_write, log_fd, line, (size_t)len);
     }
+    if (fail && kill_at_point) syscall(SYS_kill, syscall(SYS_getpid), SIGKILL);
     if (fail) errno = fail_errno;
     return fail;
+}
+
+/* Read the FAULTSHIM_* variables again (after a fork server set them) and restart the count. */
+void faultshim_configure(void) {
+    ready = 0;
+    setup();
 }
 
 static int fd_point(const char *kind, int fd) {
