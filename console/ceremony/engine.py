@@ -363,20 +363,28 @@ class CeremonyRun:
         return f"kid {short_kid(kid)} (attributes audited, self-test passed)"
 
     def _recover_generate(self, action: Generate, intent: JsonMapping) -> str:
-        """A generation was in flight: adopt the object only if it matches the intent exactly
-        and passes the full attribute audit; else remove nothing and stop."""
+        """A generation was in flight: adopt the pair only if it matches the intent exactly
+        and passes the full attribute audit. What the interrupted C_GenerateKeyPair left
+        half-made (no key material, or half a pair, under the intent's fresh CKA_ID and label)
+        is removed and the key generated again; anything else is left alone and stops."""
         cka_id = bytes.fromhex(str(intent["cka_id"]))
         objects = self.hsm.find(cka_id)
-        if not objects:
-            self.progress.message(f"step {action.n}: no key was made before the crash; "
-                                  "generating again")
-            return self._generate(action)
         labels = {o.label for o in objects}
-        if labels != {action.label} or intent.get("label") != action.label:
+        if objects and (labels != {action.label} or intent.get("label") != action.label):
             raise ReconcileError(
                 f"objects with the planned CKA_ID carry labels {sorted(labels)}, not the "
                 f"planned {action.label}", "they were not made by this step: investigate "
                 "with `ceremony reconcile`")
+        removed = self.hsm.remove_unfinished(cka_id, action.label)
+        if removed:
+            self.progress.message(
+                f"step {action.n}: removed {len(removed)} object(s) the interrupted key "
+                "generation left unfinished (no key material, never recorded or used)")
+            objects = self.hsm.find(cka_id)
+        if not objects:
+            self.progress.message(f"step {action.n}: no key was made before the crash; "
+                                  "generating again")
+            return self._generate(action)
         audit = self.hsm.audit_key(cka_id, action.alg)
         if audit.problems():
             raise KeyAuditError(

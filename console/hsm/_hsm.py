@@ -284,6 +284,15 @@ class Hsm:
         with LOCK:
             return self._token.run("looking up a key", lambda s: _inventory.inventory(s, cka_id))
 
+    def remove_unfinished(self, cka_id: bytes, label: str) -> list[HsmObject]:
+        """DANGER: remove what an interrupted generation of (`cka_id`, `label`) left half-made;
+        see `console.hsm._destroy.remove_unfinished`. A whole pair is never touched."""
+        with LOCK:
+            try:
+                return _destroy.remove_unfinished(self._token, cka_id, label)
+            finally:
+                self._keys.forget(cka_id)
+
     def destroy_keypair(self, cka_id: bytes) -> None:
         """DANGER: destroy both halves of a key pair; see `console.hsm._destroy`."""
         with LOCK:

@@ -166,10 +166,10 @@ _CLASS_WORDS: Final = {
 def inventory(session: Any, cka_id: bytes | None) -> list[HsmObject]:
     """Every object in `session`, or only those with `cka_id`."""
     template = {} if cka_id is None else {Attribute.ID: cka_id}
-    return [_describe(obj) for obj in find_objects(session, template)]
+    return [describe(obj) for obj in find_objects(session, template)]
 
 
-def _describe(obj: Any) -> HsmObject:
+def describe(obj: Any) -> HsmObject:
     base = obj.get_attributes([Attribute.CLASS, Attribute.LABEL, Attribute.ID])
     cls_ = base.get(Attribute.CLASS)
     key_type = None

@@ -434,14 +434,14 @@ def torn_files(ws: Path) -> list[str]:
     if checkpoint.exists():
         try:
             parse_note(checkpoint.read_text(encoding="utf-8"))
-        except Exception as e:  # noqa: BLE001 - any refusal is a torn file
+        except Exception as e:
             torn.append(f"{checkpoint}: {e}")
     for name in ("pin.sealed", "pin.next"):
         sealed = ws / name
         if sealed.exists():
             try:
                 read_sealed_pin(sealed.read_bytes())
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 torn.append(f"{sealed}: {e}")
     signing_key = ws / "exports" / "bundle-signing-key.jwk"
     if signing_key.exists():

@@ -22,6 +22,7 @@ environment, so FAULTSHIM_* variables apply per run.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import io
@@ -71,15 +72,13 @@ def _child(request: dict[str, Any]) -> None:
         code = _run(request)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:  # noqa: BLE001 - a child reports everything, then exits
+    except BaseException:
         traceback.print_exc()
         code = 1
     finally:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(Exception):
                 stream.flush()
-            except Exception:  # noqa: BLE001, S110 - exiting anyway
-                pass
         os._exit(code)
 
 
