@@ -98,7 +98,9 @@ def remove_unfinished(token: TokenSession, cka_id: bytes, label: str) -> list[Hs
         whole = (sorted(d.object_class for _, d in mine) == ["private key", "public key"]
                  and not any(d.unfinished for _, d in mine))
         victims = [] if whole else [(o, d) for o, d in mine if d.label == label]
-        for obj in find_objects(session, {Attribute.ID: b""}):
+        # Every object, filtered here: a template with an empty CKA_ID matches nothing on
+        # SoftHSM2, whose leftovers have an empty one.
+        for obj in find_objects(session, {}):
             found = describe(obj)
             if found.label == "" and not found.cka_id and found.unfinished:
                 victims.append((obj, found))

@@ -270,32 +270,62 @@ def mechanism_name(m: int) -> str:
 
 
 def find_objects(session: Any, template: dict[Any, Any]) -> list[Any]:
-    """All objects matching `template`, the whole search under the lock.
+    """All objects matching `template`, the whole search under the lock (objects the token
+    cannot describe are left out: see `find_objects_counting`)."""
+    return find_objects_counting(session, template)[0]
+
+
+UNREADABLE: Final = (p11e.AttributeValueInvalid, p11e.AttributeTypeInvalid)
+"""What reading an object's class raises when the token holds an object without attributes:
+SoftHSM2's file store creates an object's file before writing anything in it, so a process
+killed in between (inside C_GenerateKeyPair) leaves one, which every later search returns."""
+
+
+def find_objects_counting(session: Any, template: dict[Any, Any]) -> tuple[list[Any], int]:
+    """All objects matching `template` that the token can describe, and how many it cannot.
 
     We run python-pkcs11's search object ourselves rather than its `get_objects` generator:
     when C_FindObjectsInit fails (device gone) the library leaves the search marked active, and
     its `__del__` later retries C_FindObjectsFinal on the dead device and prints a traceback on
     stderr after our one-line error. Holding the object lets us finalise it here, quietly.
+
+    Objects come in batches of 10, each read as it is made; an object without attributes
+    (`UNREADABLE`) ends its batch, so the search is then run again one object at a time,
+    counting such objects instead of failing the whole search.
     """
     with LOCK:
         if not isinstance(session, _Session):
             # A wrapped session (the tests' fault injector) searches through its own API.
-            return list(session.get_objects(template))
-        search = _SearchIter(session, template, 10)
+            return list(session.get_objects(template)), 0
         try:
-            search.__enter__()
-        except PKCS11Error:
-            with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(PKCS11Error):
-                search._finalize()
-            raise
-        found: list[Any] = []
-        try:
-            for batch in search:
+            return _search(session, template, 10, skip=False)
+        except UNREADABLE:
+            return _search(session, template, 1, skip=True)
+
+
+def _search(session: Any, template: dict[Any, Any], batch_size: int, *,
+            skip: bool) -> tuple[list[Any], int]:
+    search = _SearchIter(session, template, batch_size)
+    try:
+        search.__enter__()
+    except PKCS11Error:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(PKCS11Error):
+            search._finalize()
+        raise
+    found: list[Any] = []
+    unreadable = 0
+    try:
+        for batch in search:
+            try:
                 found.extend(batch)
-        finally:
-            with contextlib.suppress(PKCS11Error):
-                search._finalize()
-        return found
+            except UNREADABLE:
+                if not skip:
+                    raise
+                unreadable += 1
+    finally:
+        with contextlib.suppress(PKCS11Error):
+            search._finalize()
+    return found, unreadable
 
 
 

@@ -126,6 +126,7 @@ def kill_once(server: ForkServer, prepared: Prepared, ws: Path, kill: Kill,
     figures.add("commits lost", len(lost))
     figures.add("keys twice", len(outcome.keys_twice))
     figures.add("torn exports", len(torn) + len(outcome.torn))
+    figures.add("unreadable SoftHSM2 objects left", outcome.residue)
     assert not lost, (kill.describe(), lost)
     assert not torn and not outcome.torn, (kill.describe(), torn, outcome.torn)
     assert not outcome.keys_twice, (kill.describe(), outcome.keys_twice)
