@@ -732,7 +732,9 @@ class CeremonyRun:
         if hashlib.sha256(sealed).hexdigest() != intent.get("sha256"):
             raise PlanError("the sealed PIN file does not match the interrupted re-split",
                             "restore pin.sealed and pin.next from your backup")
-        fresh = bytearray(open_pin(sealed, self.officers))
+        holders = set(read_sealed_pin(sealed).officers)
+        # An officer this plan revokes holds no share of the new file.
+        fresh = bytearray(open_pin(sealed, [c for c in self.officers if c.name in holders]))
         if pending.exists():
             # PinIncorrect: the old PIN no longer works, so C_SetPIN happened before the crash.
             with contextlib.suppress(PinIncorrectError):
