@@ -199,8 +199,8 @@ class ForkServer:
             if not line:
                 raise RuntimeError("the fork server died")
             reply = json.loads(line)
-            stdout = Path(f"{out}.out").read_text(encoding="utf-8", errors="replace")
-            stderr = Path(f"{out}.err").read_text(encoding="utf-8", errors="replace")
+            # A child killed in its first instants may not have opened its files yet.
+            stdout, stderr = (_read(Path(f"{out}{suffix}")) for suffix in (".out", ".err"))
             for suffix in (".out", ".err"):
                 Path(f"{out}{suffix}").unlink(missing_ok=True)
         return Run(tuple(args), int(reply["code"]), stdout, stderr, bool(reply["killed"]),
@@ -212,6 +212,13 @@ class ForkServer:
             f"`ceremony {' '.join(args)}` exited {run.code}\nstdout: {run.stdout[-2000:]}\n"
             f"stderr: {run.stderr[-4000:]}")
         return run.stdout
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 # --- prepared ceremonies --------------------------------------------------------------------
