@@ -84,10 +84,20 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 
 
 def _cases(points: list[Point]) -> list[tuple[Point, int, bool]]:
-    """(point, errno, sticky) per chosen point: ENOSPC that stays, EIO once."""
-    # SoftHSM2's own token files are its business (a refused write there is an HsmError).
-    chosen = pick_points(points, every=EVERY, skip_token=True)
-    return [(p, e, e == ENOSPC) for p in chosen for e in (ENOSPC, EIO)]
+    """(point, errno, sticky): by default ENOSPC that stays at the first point of each group
+    and EIO once at its last (both at a group's only point); every point gets both with
+    CEREMONY_FAULT_POINTS=all. SoftHSM2's own token files are its business (a write it is
+    refused is an HsmError from the token, not a file of the console's)."""
+    groups: dict[str, list[Point]] = {}
+    for point in pick_points(points, every=True, skip_token=True):
+        groups.setdefault(point.group, []).append(point)
+    cases: list[tuple[Point, int, bool]] = []
+    for members in groups.values():
+        if EVERY or len(members) == 1:
+            cases += [(p, e, e == ENOSPC) for p in members for e in (ENOSPC, EIO)]
+        else:
+            cases += [(members[0], ENOSPC, True), (members[-1], EIO, False)]
+    return sorted(cases, key=lambda c: (c[0].n, c[1]))
 
 
 def _one_clean_line(code: int, stderr: str, where: str) -> str | None:
