@@ -198,11 +198,12 @@ class Hsm:
                 "checking for existing objects",
                 lambda s: _objects.refuse_existing(s, label, new_id),
             )
-            pub, priv = t.run(
-                f"generating a {spec.name} key",
-                lambda s: _objects.generate(s, spec, bits, label, new_id),
-                mutating=True,
-            )
+            with LOCK.slow():
+                pub, priv = t.run(
+                    f"generating a {spec.name} key",
+                    lambda s: _objects.generate(s, spec, bits, label, new_id),
+                    mutating=True,
+                )
             audit, public_key = self._audit_new_key(spec, label, pub, priv)
             self._keys.remember(
                 new_id, _inventory.KeyRef(t.generation, priv, spec.key_kind, (bits + 7) // 8)

@@ -21,6 +21,13 @@ Three facts about python-pkcs11 0.10.1 and the modules we drive shape this file:
   `UserAlreadyLoggedIn`, and closing the last logged-in session logs every session out.
 
 Every pkcs11 exception is turned into a `console.errors.HsmError` subclass here, once.
+
+A call that never returns (a network HSM whose `p11-kit server` stopped answering, a wedged
+device) cannot be interrupted: the C call holds the thread. `LOCK` therefore carries a watchdog:
+when it has been held for `CEREMONY_HSM_TIMEOUT` seconds (default 25; key generation gets
+`SLOW_CALL_GRACE` more) the process writes one `ceremony: error:` line and exits 1. Exiting at
+any instant is safe: the ledger's journal makes every instant resumable
+(tests/reliability/test_kills_anywhere.py kills the console at hundreds of them).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import contextlib
 import io
 import os
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -52,7 +61,85 @@ from console.errors import (
     PinLockedError,
 )
 
-LOCK: Final = threading.RLock()
+TIMEOUT_VARIABLE: Final = "CEREMONY_HSM_TIMEOUT"
+DEFAULT_TIMEOUT: Final = 25.0
+SLOW_CALL_GRACE: Final = 300.0
+"""Extra seconds for calls that are slow by nature (generating an RSA key on a small HSM)."""
+
+
+class WatchedLock:
+    """The process-wide RLock around every PKCS#11 call, with the watchdog described above."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._since = 0.0
+        self._grace = 0.0
+        self._watchdog: threading.Thread | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got:
+            self._depth += 1
+            if self._depth == 1:
+                self._since = time.monotonic()
+                self._start_watchdog()
+        return got
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._since = 0.0
+        self._lock.release()
+
+    def __enter__(self) -> WatchedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @contextlib.contextmanager
+    def slow(self, seconds: float = SLOW_CALL_GRACE) -> Iterator[None]:
+        """Allow the calls inside (with the lock held) `seconds` more."""
+        self._grace += seconds
+        try:
+            yield
+        finally:
+            self._grace -= seconds
+
+    def _start_watchdog(self) -> None:
+        if self._watchdog is None or not self._watchdog.is_alive():
+            self._watchdog = threading.Thread(target=self._watch, name="hsm-watchdog",
+                                              daemon=True)
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.25)
+            limit = hsm_timeout()
+            since = self._since
+            if limit > 0 and since and time.monotonic() - since > limit + self._grace:
+                line = (f"ceremony: error: the HSM did not answer for {limit:.0f} s (a network "
+                        "HSM whose `p11-kit server` stopped responding, or a wedged device) — "
+                        "check the HSM, then run the command again (`ceremony resume` for a "
+                        "ceremony): nothing after the last line printed was done\n")
+                with contextlib.suppress(OSError):
+                    os.write(2, line.encode("utf-8", "replace"))
+                os._exit(1)
+
+
+def hsm_timeout() -> float:
+    """Seconds a PKCS#11 call may take ($CEREMONY_HSM_TIMEOUT; 0 waits for ever)."""
+    text = os.environ.get(TIMEOUT_VARIABLE, "")
+    try:
+        value = float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value >= 0 else DEFAULT_TIMEOUT
+
+
+LOCK: Final = WatchedLock()
 
 RECONCILE_HINT: Final = (
     "check the cable / network HSM, then run `ceremony reconcile` before continuing"
