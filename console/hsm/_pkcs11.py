@@ -122,8 +122,8 @@ class WatchedLock:
             if limit > 0 and since and time.monotonic() - since > limit + self._grace:
                 line = (f"ceremony: error: the HSM did not answer for {limit:.0f} s (a network "
                         "HSM whose `p11-kit server` stopped responding, or a wedged device) — "
-                        "check the HSM, then run the command again (`ceremony resume` for a "
-                        "ceremony): nothing after the last line printed was done\n")
+                        "check the HSM, then run the command again (`ceremony resume` "
+                        "finishes an interrupted ceremony)\n")
                 with contextlib.suppress(OSError):
                     os.write(2, line.encode("utf-8", "replace"))
                 os._exit(1)
