@@ -262,7 +262,19 @@ class Ledger:
                      busy_timeout=busy_timeout)
         try:
             with ledger._mutex:
-                ledger._check_open(expect_checkpoint)
+                # One read transaction: a snapshot, so that a commit by another console between
+                # two of the checks' queries cannot look like entries removed or inserted.
+                conn.execute("BEGIN")
+                try:
+                    ledger._check_open(expect_checkpoint)
+                finally:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.close()
+            raise LedgerError(f"ledger {path} cannot be read: {e}",
+                              "run the command again; if it persists, `ceremony verify audit`"
+                              ) from e
         except BaseException:
             conn.close()
             raise
