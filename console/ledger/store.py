@@ -237,6 +237,7 @@ class Ledger:
         path = Path(path)
         if not path.is_file():
             raise LedgerError(f"no ledger at {path}", "run `ceremony init` or `ceremony demo`")
+        _require_database(path)
         try:
             conn = connect(path, create=False)
             origin = check_schema(conn)
@@ -766,6 +767,24 @@ class Ledger:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _require_database(path: Path) -> None:
+    """Refuse a file that is not an SQLite database before SQLite opens it: SQLite takes an
+    empty file for a new database and would write one into it (WAL mode writes a header)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_HEADER))
+    except OSError as e:
+        raise LedgerError(f"cannot read the ledger {path}: {e.strerror or e}",
+                          "check the workspace's disk and rights") from e
+    if head != _SQLITE_HEADER:
+        what = "empty (0 bytes)" if not head else "not an SQLite database"
+        raise LedgerTamperedError(f"ledger {path} is {what}: it was replaced or truncated",
+                                  "restore it from a backup (nothing was written to it)")
 
 
 _DISK_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
