@@ -477,6 +477,10 @@ def commits_lost(ws: Path, prepared: Prepared, before: list[dict[str, Any]],
     return lost
 
 
+REPORTED: list[str] = []
+"""Every campaign's figures line, for the terminal summary (tests/reliability/conftest.py)."""
+
+
 @dataclass
 class Figures:
     """The numbers the issue asks for, per campaign."""
@@ -503,6 +507,7 @@ class Figures:
 
     def report(self) -> None:
         text = self.line()
+        REPORTED.append(text)
         print(text)
         sys.stdout.flush()
         target = os.environ.get("CEREMONY_FAULT_FIGURES")
