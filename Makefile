@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint screenshots bench rehearsal setup system-packages clean
+.PHONY: demo test soak lint screenshots bench rehearsal setup system-packages clean
 
 setup: $(BIN)/ceremony system-packages
 
@@ -65,6 +65,21 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The fault campaigns (tests/reliability: kills at any instant, failing writes, two consoles,
+# the network HSM, broken workspaces) run in `make test` at a size that fits its time; the soak
+# runs them long: SOAK_KILLS kills, ENOSPC and EIO at every write point, SOAK_RACES races, the
+# HSM watchdog at its default. CEREMONY_KILL_SEED=N replays a kill campaign.
+SOAK_KILLS ?= 2000
+SOAK_RACES ?= 100
+FAULT_TESTS := tests/reliability/test_kills_anywhere.py tests/reliability/test_write_faults.py \
+	tests/reliability/test_two_consoles.py tests/reliability/test_network_hsm_faults.py \
+	tests/reliability/test_broken_workspace.py
+
+soak: setup
+	CEREMONY_SOAK=1 CEREMONY_KILLS=$(SOAK_KILLS) CEREMONY_FAULT_POINTS=all \
+	CEREMONY_RACE_ROUNDS=$(SOAK_RACES) $(BIN)/python -m pytest -s --durations=10 $(FAULT_TESTS) \
+	$(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check console tests

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+DISK_HINT = ("free space on (or repair) the disk, then run the command again — `ceremony resume` "
+             "if a ceremony was interrupted")
+"""What to do when the disk refused a write (ENOSPC, EIO, a read-only remount): the one hint
+every wrapped OSError and SQLite disk error gives."""
+
 
 def _inert(text: str) -> str:
     """Escape control characters so that a message can never drive a terminal."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -273,10 +273,11 @@ class Workspace:
                     f"the workspace is busy: a ceremony command is running (pid {holder})",
                     "wait for it to finish, then try again",
                 ) from e
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
+            # The pid only names the holder to a second console: a disk that refuses it is no
+            # reason to stop (what the command writes next reports the disk, by file name).
+            with suppress(OSError):
+                os.ftruncate(handle.fileno(), 0)
+                os.pwrite(handle.fileno(), str(os.getpid()).encode(), 0)
             yield
         finally:
             handle.close()
@@ -292,6 +293,7 @@ def prepare_module_environment(root: Path, config: WorkspaceConfig) -> None:
     if not conf:
         return
     wanted = str((root / conf).resolve())
+    _require_token_folder(Path(wanted))
     current = os.environ.get("SOFTHSM2_CONF")
     if current and current != wanted and _module_loaded():
         raise HsmError(
@@ -299,6 +301,24 @@ def prepare_module_environment(root: Path, config: WorkspaceConfig) -> None:
             "run the command in a new process",
         )
     os.environ["SOFTHSM2_CONF"] = wanted
+
+
+def _require_token_folder(conf: Path) -> None:
+    """The workspace's SoftHSM2 configuration and the token folder it names exist (SoftHSM2
+    itself only says "GeneralError" when they do not)."""
+    hint = "restore the workspace's softhsm/ folder from your backup"
+    try:
+        text = conf.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorkspaceError(f"{conf} is missing: the token's files are gone", hint) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise WorkspaceError(f"cannot read {conf}: {e}", hint) from e
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "directories.tokendir":
+            tokens = Path(value.strip())
+            if not tokens.is_dir():
+                raise WorkspaceError(f"the SoftHSM2 token folder {tokens} is missing", hint)
 
 
 def open_token(root: Path, config: WorkspaceConfig) -> Hsm:

@@ -66,6 +66,7 @@ from console.ceremony.reconcile import Reconciliation, reconcile, token_kids
 from console.ceremony.signers import release_pin, remove_release
 from console.clock import format_time, wall_clock
 from console.errors import (
+    DISK_HINT,
     ConsoleError,
     ExportError,
     HsmError,
@@ -180,10 +181,13 @@ class CeremonyRun:
                 detail = (step.resume(self, action, intent) if intent is not None
                           else step.start(self, action))
             except ConsoleError as error:
-                self._append("ceremony.step.failed", {
-                    "plan_id": self.record.plan_id, "step": n, "action": action.kind,
-                    "error": error.user_message(),
-                })
+                # The disk that failed the step may refuse this record too: the step's own error
+                # (naming its file) is then the one to report, and `resume` redoes the step.
+                with contextlib.suppress(ConsoleError):
+                    self._append("ceremony.step.failed", {
+                        "plan_id": self.record.plan_id, "step": n, "action": action.kind,
+                        "error": error.user_message(),
+                    })
                 self.progress.step(StepEvent(n, total, action.kind, action.description,
                                              "failed", error.user_message(),
                                              _time.monotonic() - started))
@@ -359,20 +363,28 @@ class CeremonyRun:
         return f"kid {short_kid(kid)} (attributes audited, self-test passed)"
 
     def _recover_generate(self, action: Generate, intent: JsonMapping) -> str:
-        """A generation was in flight: adopt the object only if it matches the intent exactly
-        and passes the full attribute audit; else remove nothing and stop."""
+        """A generation was in flight: adopt the pair only if it matches the intent exactly
+        and passes the full attribute audit. What the interrupted C_GenerateKeyPair left
+        half-made (no key material, or half a pair, under the intent's fresh CKA_ID and label)
+        is removed and the key generated again; anything else is left alone and stops."""
         cka_id = bytes.fromhex(str(intent["cka_id"]))
         objects = self.hsm.find(cka_id)
-        if not objects:
-            self.progress.message(f"step {action.n}: no key was made before the crash; "
-                                  "generating again")
-            return self._generate(action)
         labels = {o.label for o in objects}
-        if labels != {action.label} or intent.get("label") != action.label:
+        if objects and (labels != {action.label} or intent.get("label") != action.label):
             raise ReconcileError(
                 f"objects with the planned CKA_ID carry labels {sorted(labels)}, not the "
                 f"planned {action.label}", "they were not made by this step: investigate "
                 "with `ceremony reconcile`")
+        removed = self.hsm.remove_unfinished(cka_id, action.label)
+        if removed:
+            self.progress.message(
+                f"step {action.n}: removed {len(removed)} object(s) the interrupted key "
+                "generation left unfinished (no key material, never recorded or used)")
+            objects = self.hsm.find(cka_id)
+        if not objects:
+            self.progress.message(f"step {action.n}: no key was made before the crash; "
+                                  "generating again")
+            return self._generate(action)
         audit = self.hsm.audit_key(cka_id, action.alg)
         if audit.problems():
             raise KeyAuditError(
@@ -699,8 +711,14 @@ class CeremonyRun:
 
     def _finish_resplit(self, action: ResplitPin, pending: Path, sealed: bytes) -> str:
         if pending.exists():
-            os.replace(pending, self.ws.sealed_pin_path)
-            _fsync_dir(self.ws.sealed_pin_path.parent)
+            try:
+                os.replace(pending, self.ws.sealed_pin_path)
+                _fsync_dir(self.ws.sealed_pin_path.parent)
+            except OSError as e:
+                raise PlanError(
+                    f"cannot move {pending} to {self.ws.sealed_pin_path}: {e.strerror or e}",
+                    f"{DISK_HINT}: the token's PIN is already the one {pending.name} seals")\
+                    from e
         info = read_sealed_pin(sealed)
         record = {**info.ledger_data(), "sha256": hashlib.sha256(sealed).hexdigest()}
         # The new sealed file is trusted at once: the officers present cosign its record.
@@ -714,7 +732,9 @@ class CeremonyRun:
         if hashlib.sha256(sealed).hexdigest() != intent.get("sha256"):
             raise PlanError("the sealed PIN file does not match the interrupted re-split",
                             "restore pin.sealed and pin.next from your backup")
-        fresh = bytearray(open_pin(sealed, self.officers))
+        holders = set(read_sealed_pin(sealed).officers)
+        # An officer this plan revokes holds no share of the new file.
+        fresh = bytearray(open_pin(sealed, [c for c in self.officers if c.name in holders]))
         if pending.exists():
             # PinIncorrect: the old PIN no longer works, so C_SetPIN happened before the crash.
             with contextlib.suppress(PinIncorrectError):
@@ -796,12 +816,18 @@ class HsmBundleSigner:
 
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())  # the new sealed PIN is whole on disk before C_SetPIN
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # the new sealed PIN is whole on disk before C_SetPIN
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise PlanError(f"cannot write {path}: {e.strerror or e}",
+                        f"{DISK_HINT}; the PIN was not changed") from e
 
 
 def _fsync_dir(path: Path) -> None:

@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.errors import ExportError, VerificationError
+from console.errors import DISK_HINT, ExportError, VerificationError
 
 if TYPE_CHECKING:
     from console.exports.verify_bundle import VerifiedBundle
@@ -138,7 +138,7 @@ def _open_dir(name: str | Path, dir_fd: int | None, shown: Path) -> int:
             raise ExportError(f"{shown} is a symbolic link or not a folder",
                               "exports are never written through a link: give a real folder "
                               "for --out") from e
-        raise ExportError(f"cannot open {shown}: {e.strerror}", "check --out") from e
+        raise ExportError(f"cannot open {shown}: {e.strerror}", _hint(e)) from e
 
 
 def _open_out(out: Path) -> int:
@@ -158,7 +158,7 @@ def _open_out(out: Path) -> int:
     try:
         fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise ExportError(f"cannot open {base}: {e.strerror}", "check --out") from e
+        raise ExportError(f"cannot open {base}: {e.strerror}", _hint(e)) from e
     shown = base
     for name in reversed(missing):
         shown = shown / name
@@ -176,8 +176,15 @@ def _mkdir_open(name: str, dir_fd: int, shown: Path) -> int:
     except FileExistsError:
         pass
     except OSError as e:
-        raise ExportError(f"cannot create {shown}: {e.strerror}", "check --out") from e
+        raise ExportError(f"cannot create {shown}: {e.strerror}", _hint(e)) from e
     return _open_dir(name, dir_fd, shown)
+
+
+_DISK_ERRNOS = (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS)
+
+
+def _hint(error: OSError) -> str:
+    return DISK_HINT if error.errno in _DISK_ERRNOS else "check --out"
 
 
 def _exists(name: str, dir_fd: int) -> bool:
@@ -226,7 +233,14 @@ def _copy(source: Path, out: Path, keyset: str, seq: int, names: list[str],
         os.fsync(keyset_fd)
         _copy_signing_key(signing_key, out_fd, out)
     except OSError as e:
-        raise ExportError(f"cannot write {target}: {e.strerror}", "check the disk") from e
+        if renamed:
+            # Every file was synced before the rename: the copy is whole, only its last
+            # touches (the folder's sync, the pinned key beside it) were refused.
+            raise ExportError(f"{target} is complete, but the disk refused what follows "
+                              f"({e.strerror or e})", f"{DISK_HINT}; check the copy with "
+                              "`ceremony verify bundle`, or export again to a new --out") from e
+        raise ExportError(f"cannot write {target}: {e.strerror or e}",
+                          f"{DISK_HINT}; nothing was copied") from e
     finally:
         if not renamed and keyset_fd >= 0:
             shutil.rmtree(staging, dir_fd=keyset_fd, ignore_errors=True)

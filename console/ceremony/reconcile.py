@@ -83,8 +83,19 @@ def reconcile(inventory: Sequence[HsmObject], keysets: Mapping[str, KeysetState]
                 intents[str(intent["cka_id"])] = (record, intent)
     findings: list[Finding] = []
     known = 0
+    interrupted = [(record, intent) for record, intent in intents.values()
+                   if record.aborted_at is None]
     for cka_id, objects in sorted(by_id.items()):
         label = objects[0].label
+        if not cka_id and interrupted and all(o.unfinished and not o.label for o in objects):
+            record, intent = interrupted[-1]
+            findings.append(Finding(
+                "orphan", cka_id, label, None,
+                f"{len(objects)} object(s) without key material, left unfinished by the key "
+                f"generation of step {intent.get('step')} of interrupted plan "
+                f"{record.plan_id}", "run `ceremony resume`: it removes them and generates "
+                "the key again"))
+            continue
         key = ledger_keys.get(cka_id)
         if key is not None and key.state is not KeyState.DESTROYED:
             held = (token_kids or {}).get(cka_id)

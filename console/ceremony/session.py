@@ -11,12 +11,13 @@ files before every approval and execution; any difference refuses, naming what c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from console import b64
 from console.ceremony.actions import ExportBundle, RecordConfig
@@ -40,6 +41,7 @@ from console.clock import format_time
 from console.errors import (
     CardError,
     ConsoleError,
+    PinIncorrectError,
     PlanAlreadyExecutedError,
     PlanError,
     PlanExpiredError,
@@ -49,6 +51,7 @@ from console.errors import (
     WorkspaceError,
 )
 from console.hardening import protect_process, wipe
+from console.ledger.trust import OfficerRegistry
 from console.lifecycle import KeysetState, replay
 from console.quorum.approvals import (
     QuorumStatus,
@@ -57,9 +60,12 @@ from console.quorum.approvals import (
     sign_approval,
 )
 from console.quorum.cards import UNLOCK_FAILED, UnlockedCard, read_card_public, unlock_card
-from console.quorum.pin_gate import open_pin
+from console.quorum.pin_gate import open_pin, read_sealed_pin
 from console.sealing import changes, current_record
 from console.workspace import Workspace
+
+if TYPE_CHECKING:
+    from console.hsm import Hsm
 
 UNLOCK_TRIES = 3
 ABORT_CONTEXT = b"key-ceremony-abort/v1\n"
@@ -274,7 +280,12 @@ class Session:
                 f"the ledger is not the one plan {plan.id} was made on",
                 "the ledger was replaced or rewritten: make a new plan after verifying it")
         script = load_script(plan.script, workspace=self.ws.root)
-        changed = plan.inputs.differences(self.plan_inputs(script))
+        current = self.plan_inputs(script)
+        if for_resume and current.pin_sealed_sha256 in self._resplit_files(record):
+            # This plan's own PIN change replaced pin.sealed: that is no change of its inputs.
+            current = dataclasses.replace(current,
+                                          pin_sealed_sha256=plan.inputs.pin_sealed_sha256)
+        changed = plan.inputs.differences(current)
         if changed:
             raise PlanInputsChangedError(
                 f"{changed[0]} changed since plan {plan.id} was made"
@@ -287,21 +298,44 @@ class Session:
         return PlanView(record, self._status(record))
 
     def _pin_in_force(self, record: PlanRecord) -> str:
-        """The ledger's sealed PIN, or, resuming this plan after its PIN change, the new file
-        its journal recorded."""
-        for n, intent in sorted(record.intents.items()):
-            if intent.get("action") == "resplit_pin" and n not in record.done:
-                return self.ws.sealed_pin_sha256()  # checked against the intent by the engine
-        if any(d.get("action") == "resplit_pin" for d in record.done.values()):
+        """The sealed PIN the plan must have been made on: the ledger's, or, for a plan whose
+        PIN change has begun, the one it was checked against when it started."""
+        if any(i.get("action") == "resplit_pin" for i in record.intents.values()):
             return record.plan.inputs.pin_sealed_sha256
         return self.trusted_pin_sha256()
+
+    def _approvers_registry(self, record: PlanRecord) -> OfficerRegistry:
+        """The officers whose approvals count for `record`: those in force, except that a
+        started ceremony's own officer changes (in force from its PIN re-split's checkpoint,
+        before its last step) do not unmake the approvals it started with."""
+        registry = self.ws.trust.officers
+        if not record.started:
+            return registry
+        kinds = ("officer.enrolled", "officer.revoked")
+        entries = list(self.ws.ledger.entries_of_type(*kinds))
+        if not any(e.ceremony == record.plan_id for e in entries):
+            return registry
+        covered = self.ws.trust.covered
+        return OfficerRegistry.from_entries(
+            e for e in entries if e.ceremony != record.plan_id and e.seq < covered)
+
+    def _resplit_files(self, record: PlanRecord) -> dict[str, str]:
+        """The sealed files this plan's PIN change made (SHA-256 → "intent" or "recorded"): its
+        unfinished intent's new file, and the file its `pin.resplit` entry records."""
+        files = {str(i["sha256"]): "intent" for n, i in record.intents.items()
+                 if i.get("action") == "resplit_pin" and n not in record.done
+                 and isinstance(i.get("sha256"), str)}
+        for entry in self.ws.ledger.entries_of_type("pin.resplit"):
+            if entry.ceremony == record.plan_id:
+                files[str(entry.data.get("sha256"))] = "recorded"
+        return files
 
     def _status(self, record: PlanRecord) -> QuorumStatus:
         # A started ceremony may finish after its approval window: the approvals were valid then.
         counted_at = min(self.now, record.plan.expires_at) if record.started else self.now
         if record.started and counted_at >= record.plan.expires_at:
             counted_at = record.planned_at
-        return approval_status(record.digest, record.approvals, self.ws.trust.officers,
+        return approval_status(record.digest, record.approvals, self._approvers_registry(record),
                                need=record.plan.quorum_m, now=counted_at,
                                expires_at=record.plan.expires_at)
 
@@ -468,7 +502,7 @@ class Session:
         pin = bytearray()
         try:
             present = [c for c in unlocked if c.name in view.status.counted]
-            require_quorum(record.digest, record.approvals, ws.trust.officers,
+            require_quorum(record.digest, record.approvals, self._approvers_registry(record),
                            need=record.plan.quorum_m,
                            now=record.planned_at if resuming else self.now,
                            expires_at=record.plan.expires_at)
@@ -478,9 +512,8 @@ class Session:
                                   have=len(present), need=record.plan.quorum_m)
             hsm = None
             if record.plan.touches_hsm:
-                pin = bytearray(self._open_pin(record, unlocked))
                 hsm = ws.hsm()
-                hsm.login(bytes(pin))
+                pin = bytearray(self._login(hsm, record, unlocked))
             ws.ledger.append("ceremony.resumed" if resuming else "ceremony.started",
                              {"plan_id": record.plan_id, "officers": [c.name for c in unlocked]},
                              time=self.now, actor="console", ceremony=record.plan_id)
@@ -501,19 +534,57 @@ class Session:
         paths = write_transcript(ws, record.plan_id)
         return f"ceremony {record.plan_id} completed; transcript: {paths[0] if paths else '—'}"
 
-    def _open_pin(self, record: PlanRecord, unlocked: Sequence[UnlockedCard]) -> bytes:
-        """The PIN from a sealed file the ledger vouches for (checked before any share opens)."""
+    def _login(self, hsm: Hsm, record: PlanRecord, unlocked: Sequence[UnlockedCard]) -> bytes:
+        """Log in with the PIN of a sealed file the ledger vouches for (each file is checked
+        before any share opens); return the PIN.
+
+        A plan whose PIN change was interrupted may find the token on either PIN: the change
+        (C_SetPIN) and the rename of `pin.next` over `pin.sealed` cannot be one step. Then the
+        files the journal vouches for are tried in turn, `pin.sealed` first; the token counts
+        one refused try at most.
+        """
+        candidates = self._pin_files(record)
+        for i, sealed in enumerate(candidates):
+            holders = set(read_sealed_pin(sealed).officers)
+            # After this plan's re-split, an officer it revokes holds no share of the new file;
+            # too few holders present is still refused by open_pin.
+            present = [c for c in unlocked if c.name in holders] or list(unlocked)
+            pin = open_pin(sealed, present)
+            try:
+                hsm.login(pin)
+            except PinIncorrectError:
+                if i == len(candidates) - 1:
+                    raise
+                continue
+            return pin
+        raise PlanError("no sealed PIN to log in with", "restore pin.sealed from your backup")
+
+    def _pin_files(self, record: PlanRecord) -> list[bytes]:
         path = self.ws.sealed_pin_path
-        try:
-            sealed = path.read_bytes()
-        except OSError as e:
-            raise WorkspaceError(f"cannot read the sealed PIN {path}: {e.strerror}",
-                                 "restore pin.sealed from your backup") from e
-        if hashlib.sha256(sealed).hexdigest() != self._pin_in_force(record):
-            raise PlanInputsChangedError(
-                "pin.sealed is not the sealed PIN the ledger records",
-                "restore pin.sealed from your backup; a forged file never reaches the HSM")
-        return open_pin(sealed, list(unlocked))
+        made = self._resplit_files(record)
+        trusted = {self._pin_in_force(record)} if "recorded" not in made.values() else set()
+        found: list[bytes] = []
+        for candidate in (path, path.with_suffix(".next")):
+            try:
+                sealed = candidate.read_bytes()
+            except FileNotFoundError:
+                if candidate == path:
+                    raise WorkspaceError(f"the sealed PIN {path} is missing",
+                                         "restore pin.sealed from your backup") from None
+                continue
+            except OSError as e:
+                raise WorkspaceError(f"cannot read the sealed PIN {candidate}: {e.strerror}",
+                                     "restore pin.sealed from your backup") from e
+            digest = hashlib.sha256(sealed).hexdigest()
+            if candidate == path and digest not in trusted | set(made):
+                raise PlanInputsChangedError(
+                    "pin.sealed is not the sealed PIN the ledger records",
+                    "restore pin.sealed from your backup; a forged file never reaches the HSM")
+            if candidate != path and made.get(digest) != "intent":
+                continue  # a pin.next no unfinished PIN change recorded: never used
+            if sealed not in found:
+                found.append(sealed)
+        return found
 
     # --- run, resume, abort ----------------------------------------------------------------
 

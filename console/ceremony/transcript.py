@@ -8,6 +8,7 @@ Markdown and HTML special characters and control characters are shown, never int
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 from collections.abc import Sequence
@@ -183,13 +184,27 @@ def write_transcript(ws: Workspace, plan_id: str) -> list[Path]:
         for name, text in files:
             path = ws.transcripts_dir / name
             if not path.exists():
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_text(text, encoding="utf-8")
-                os.replace(tmp, path)
+                _write_whole(path, text)
             if name.endswith((".md", ".html")):
                 paths.append(path)
     except OSError as e:
         raise ExportError(f"cannot write the transcript in {ws.transcripts_dir}: "
-                          f"{e.strerror or e}", f"free space, then `ceremony transcript "
-                          f"{record.plan_id}`") from e
+                          f"{e.strerror or e}", f"free space on (or repair) the disk, then "
+                          f"`ceremony transcript {record.plan_id}`") from e
     return paths
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """A file that appears whole or not at all: a hidden temporary file, synced, renamed; the
+    temporary file is removed when the disk refuses."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

@@ -10,19 +10,20 @@ the name exists, so even a race cannot overwrite an output).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from console.errors import ExportError
+from console.errors import DISK_HINT, ExportError
 from console.exports.bundle import BundleSigner, make_bundle
 from console.exports.jwks import sanitize_public_jwk
 from console.exports.targets import ConsumerLike, Target, TargetInput, render_targets
@@ -80,10 +81,19 @@ def _write_new_file(path: Path, data: bytes) -> None:
             ) from e
         _fsync_dir(path.parent)
     except OSError as e:
-        raise ExportError(f"cannot write {path}: {e.strerror}", "check the disk and rights") from e
+        raise ExportError(f"cannot write {path}: {e.strerror}", DISK_HINT) from e
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _disk(path: Path, action: Callable[..., object], *args: object, **kwargs: object) -> None:
+    """`action(*args, **kwargs)`, a file-system call on `path`, reporting a refusal (full disk,
+    I/O error) by the path's name."""
+    try:
+        action(*args, **kwargs)
+    except OSError as e:
+        raise ExportError(f"cannot write {path}: {e.strerror or e}", DISK_HINT) from e
 
 
 def _write_staged_file(path: Path, data: bytes) -> None:
@@ -96,7 +106,7 @@ def _write_staged_file(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise ExportError(f"cannot write {path}: {e.strerror}", "check the disk and rights") from e
+        raise ExportError(f"cannot write {path}: {e.strerror}", DISK_HINT) from e
 
 
 def _check_name(name: str) -> PurePosixPath:
@@ -137,28 +147,33 @@ def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, byte
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ExportError(f"cannot create {parent}: {e.strerror}", "check the disk") from e
+        raise ExportError(f"cannot create {parent}: {e.strerror}", DISK_HINT) from e
     staging = parent / f".partial-{seq}-{secrets.token_hex(6)}"
     renamed = False
     try:
-        staging.mkdir()
+        _disk(staging, staging.mkdir)
         for name in sorted(files):
             target = staging / names[name]
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _disk(target.parent, target.parent.mkdir, parents=True, exist_ok=True)
             _write_staged_file(target, files[name])
         _write_staged_file(staging / MANIFEST_FILE, manifest(files))
         for sub in sorted({staging / n.parent for n in names.values()}, reverse=True):
-            _fsync_dir(sub)
+            _disk(sub, _fsync_dir, sub)
         try:
             # rename() refuses a non-empty target; exists() above catches the ordinary case.
             os.rename(staging, final)
         except OSError as e:
-            raise ExportError(
-                f"{final} already exists",
-                "another export took this sequence number; nothing was overwritten",
-            ) from e
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise ExportError(
+                    f"{final} already exists",
+                    "another export took this sequence number; nothing was overwritten",
+                ) from e
+            raise ExportError(f"cannot rename the finished bundle to {final}: {e.strerror}",
+                              f"{DISK_HINT}; nothing was exported") from e
         renamed = True
-        _fsync_dir(parent)
+        # The folder is in place and whole; if the disk cannot make the rename durable, say
+        # so (the ledger has not recorded it: `ceremony resume` verifies and adopts it).
+        _disk(parent, _fsync_dir, parent)
     finally:
         if not renamed:
             shutil.rmtree(staging, ignore_errors=True)
@@ -243,6 +258,6 @@ def write_signing_key(path: Path, jwk: Mapping[str, Any]) -> str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ExportError(f"cannot create {path.parent}: {e.strerror}", "check the disk") from e
+        raise ExportError(f"cannot create {path.parent}: {e.strerror}", DISK_HINT) from e
     _write_new_file(path, (json.dumps(clean, indent=2) + "\n").encode("ascii"))
     return clean["kid"]

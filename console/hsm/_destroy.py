@@ -8,7 +8,9 @@ recorded in the ledger. It proves the objects are gone by searching for the CKA_
 same session and in a fresh one.
 
 `destroy_unaudited` is the one other caller of C_DestroyObject: it removes a key pair that was
-generated moments ago and failed its audit, before anything could use or record it.
+generated moments ago and failed its audit, before anything could use or record it. And
+`remove_unfinished` removes what a generation interrupted by a crash left half-made: objects
+without key material (`HsmObject.unfinished`), which no signature can ever have come from.
 
 This is the only module in the console that calls C_DestroyObject. It works on a
 `TokenSession` (never on `Hsm`, which imports it) and must be called with `_pkcs11.LOCK` held.
@@ -23,8 +25,10 @@ import pkcs11.exceptions as p11e
 from pkcs11 import Attribute
 
 from console.errors import HsmError, ObjectNotFoundError
+from console.hsm._inventory import describe
 from console.hsm._pkcs11 import find_objects, translate
 from console.hsm._session import TokenSession
+from console.hsm.values import HsmObject
 
 
 def destroy_keypair(token: TokenSession, cka_id: bytes) -> None:
@@ -74,6 +78,38 @@ def destroy_unaudited(pub: Any, priv: Any) -> bool:
         except p11e.PKCS11Error:
             ok = False
     return ok
+
+
+def remove_unfinished(token: TokenSession, cka_id: bytes, label: str) -> list[HsmObject]:
+    """DANGER: remove what an interrupted generation of the pair (`cka_id`, `label`) left.
+
+    Called only when resuming a `generate` step whose intent recorded this CKA_ID and label
+    (fresh random bytes: no other pair has them). Removed: the objects with `cka_id` when they
+    are not a whole pair (one private and one public key, neither unfinished) — half a pair
+    signs nothing the ledger knows — and objects with neither a CKA_ID nor a label that hold no
+    key material (`HsmObject.unfinished`: SoftHSM2's defaults, written before the template). A
+    whole pair is never touched (the caller audits and adopts it); nor is any object with
+    another label, or with key material. Returns what was removed.
+    """
+    token.require_login("removing an unfinished key")
+
+    def sweep(session: Any) -> list[HsmObject]:
+        mine = [(obj, describe(obj)) for obj in find_objects(session, {Attribute.ID: cka_id})]
+        whole = (sorted(d.object_class for _, d in mine) == ["private key", "public key"]
+                 and not any(d.unfinished for _, d in mine))
+        victims = [] if whole else [(o, d) for o, d in mine if d.label == label]
+        # Every object, filtered here: a template with an empty CKA_ID matches nothing on
+        # SoftHSM2, whose leftovers have an empty one.
+        for obj in find_objects(session, {}):
+            found = describe(obj)
+            if found.label == "" and not found.cka_id and found.unfinished:
+                victims.append((obj, found))
+        for obj, _ in victims:
+            obj.destroy()
+        return [d for _, d in victims]
+
+    return token.run(f"removing what an interrupted generation of {label} left", sweep,
+                     mutating=True)
 
 
 def _count_in_fresh_session(token: TokenSession, cka_id: bytes) -> int:

@@ -198,11 +198,12 @@ class Hsm:
                 "checking for existing objects",
                 lambda s: _objects.refuse_existing(s, label, new_id),
             )
-            pub, priv = t.run(
-                f"generating a {spec.name} key",
-                lambda s: _objects.generate(s, spec, bits, label, new_id),
-                mutating=True,
-            )
+            with LOCK.slow():
+                pub, priv = t.run(
+                    f"generating a {spec.name} key",
+                    lambda s: _objects.generate(s, spec, bits, label, new_id),
+                    mutating=True,
+                )
             audit, public_key = self._audit_new_key(spec, label, pub, priv)
             self._keys.remember(
                 new_id, _inventory.KeyRef(t.generation, priv, spec.key_kind, (bits + 7) // 8)
@@ -283,6 +284,15 @@ class Hsm:
         """The objects with this CKA_ID (normally a private and a public key); may be empty."""
         with LOCK:
             return self._token.run("looking up a key", lambda s: _inventory.inventory(s, cka_id))
+
+    def remove_unfinished(self, cka_id: bytes, label: str) -> list[HsmObject]:
+        """DANGER: remove what an interrupted generation of (`cka_id`, `label`) left half-made;
+        see `console.hsm._destroy.remove_unfinished`. A whole pair is never touched."""
+        with LOCK:
+            try:
+                return _destroy.remove_unfinished(self._token, cka_id, label)
+            finally:
+                self._keys.forget(cka_id)
 
     def destroy_keypair(self, cka_id: bytes) -> None:
         """DANGER: destroy both halves of a key pair; see `console.hsm._destroy`."""

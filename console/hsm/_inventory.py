@@ -21,7 +21,7 @@ from typing import Any, Final
 from pkcs11 import Attribute, KeyType, ObjectClass
 
 from console.errors import HsmError, ObjectNotFoundError
-from console.hsm._pkcs11 import find_objects
+from console.hsm._pkcs11 import find_objects, find_objects_counting
 from console.hsm.values import HsmObject
 
 # CKA_EC_PARAMS per key kind: the DER OID of the named curve. Some tokens spell Ed25519 as the
@@ -166,10 +166,18 @@ _CLASS_WORDS: Final = {
 def inventory(session: Any, cka_id: bytes | None) -> list[HsmObject]:
     """Every object in `session`, or only those with `cka_id`."""
     template = {} if cka_id is None else {Attribute.ID: cka_id}
-    return [_describe(obj) for obj in find_objects(session, template)]
+    found, unreadable = find_objects_counting(session, template)
+    return [describe(obj) for obj in found] + [UNREADABLE_OBJECT] * unreadable
 
 
-def _describe(obj: Any) -> HsmObject:
+UNREADABLE_OBJECT: Final = HsmObject(label="", cka_id=b"", object_class="unreadable",
+                                     key_type=None, size=None, attributes=())
+"""An object the token lists but cannot describe (not even its class): no key, nothing the
+console made or can use (see `_pkcs11.UNREADABLE`). Inventory shows it; reconciliation, which
+compares keys, passes it by."""
+
+
+def describe(obj: Any) -> HsmObject:
     base = obj.get_attributes([Attribute.CLASS, Attribute.LABEL, Attribute.ID])
     cls_ = base.get(Attribute.CLASS)
     key_type = None

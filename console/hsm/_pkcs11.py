@@ -21,6 +21,13 @@ Three facts about python-pkcs11 0.10.1 and the modules we drive shape this file:
   `UserAlreadyLoggedIn`, and closing the last logged-in session logs every session out.
 
 Every pkcs11 exception is turned into a `console.errors.HsmError` subclass here, once.
+
+A call that never returns (a network HSM whose `p11-kit server` stopped answering, a wedged
+device) cannot be interrupted: the C call holds the thread. `LOCK` therefore carries a watchdog:
+when it has been held for `CEREMONY_HSM_TIMEOUT` seconds (default 25; key generation gets
+`SLOW_CALL_GRACE` more) the process writes one `ceremony: error:` line and exits 1. Exiting at
+any instant is safe: the ledger's journal makes every instant resumable
+(tests/reliability/test_kills_anywhere.py kills the console at hundreds of them).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import contextlib
 import io
 import os
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -52,7 +61,85 @@ from console.errors import (
     PinLockedError,
 )
 
-LOCK: Final = threading.RLock()
+TIMEOUT_VARIABLE: Final = "CEREMONY_HSM_TIMEOUT"
+DEFAULT_TIMEOUT: Final = 25.0
+SLOW_CALL_GRACE: Final = 300.0
+"""Extra seconds for calls that are slow by nature (generating an RSA key on a small HSM)."""
+
+
+class WatchedLock:
+    """The process-wide RLock around every PKCS#11 call, with the watchdog described above."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._since = 0.0
+        self._grace = 0.0
+        self._watchdog: threading.Thread | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got:
+            self._depth += 1
+            if self._depth == 1:
+                self._since = time.monotonic()
+                self._start_watchdog()
+        return got
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._since = 0.0
+        self._lock.release()
+
+    def __enter__(self) -> WatchedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @contextlib.contextmanager
+    def slow(self, seconds: float = SLOW_CALL_GRACE) -> Iterator[None]:
+        """Allow the calls inside (with the lock held) `seconds` more."""
+        self._grace += seconds
+        try:
+            yield
+        finally:
+            self._grace -= seconds
+
+    def _start_watchdog(self) -> None:
+        if self._watchdog is None or not self._watchdog.is_alive():
+            self._watchdog = threading.Thread(target=self._watch, name="hsm-watchdog",
+                                              daemon=True)
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.25)
+            limit = hsm_timeout()
+            since = self._since
+            if limit > 0 and since and time.monotonic() - since > limit + self._grace:
+                line = (f"ceremony: error: the HSM did not answer for {limit:.0f} s (a network "
+                        "HSM whose `p11-kit server` stopped responding, or a wedged device) — "
+                        "check the HSM, then run the command again (`ceremony resume` "
+                        "finishes an interrupted ceremony)\n")
+                with contextlib.suppress(OSError):
+                    os.write(2, line.encode("utf-8", "replace"))
+                os._exit(1)
+
+
+def hsm_timeout() -> float:
+    """Seconds a PKCS#11 call may take ($CEREMONY_HSM_TIMEOUT; 0 waits for ever)."""
+    text = os.environ.get(TIMEOUT_VARIABLE, "")
+    try:
+        value = float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value >= 0 else DEFAULT_TIMEOUT
+
+
+LOCK: Final = WatchedLock()
 
 RECONCILE_HINT: Final = (
     "check the cable / network HSM, then run `ceremony reconcile` before continuing"
@@ -270,32 +357,62 @@ def mechanism_name(m: int) -> str:
 
 
 def find_objects(session: Any, template: dict[Any, Any]) -> list[Any]:
-    """All objects matching `template`, the whole search under the lock.
+    """All objects matching `template`, the whole search under the lock (objects the token
+    cannot describe are left out: see `find_objects_counting`)."""
+    return find_objects_counting(session, template)[0]
+
+
+UNREADABLE: Final = (p11e.AttributeValueInvalid, p11e.AttributeTypeInvalid)
+"""What reading an object's class raises when the token holds an object without attributes:
+SoftHSM2's file store creates an object's file before writing anything in it, so a process
+killed in between (inside C_GenerateKeyPair) leaves one, which every later search returns."""
+
+
+def find_objects_counting(session: Any, template: dict[Any, Any]) -> tuple[list[Any], int]:
+    """All objects matching `template` that the token can describe, and how many it cannot.
 
     We run python-pkcs11's search object ourselves rather than its `get_objects` generator:
     when C_FindObjectsInit fails (device gone) the library leaves the search marked active, and
     its `__del__` later retries C_FindObjectsFinal on the dead device and prints a traceback on
     stderr after our one-line error. Holding the object lets us finalise it here, quietly.
+
+    Objects come in batches of 10, each read as it is made; an object without attributes
+    (`UNREADABLE`) ends its batch, so the search is then run again one object at a time,
+    counting such objects instead of failing the whole search.
     """
     with LOCK:
         if not isinstance(session, _Session):
             # A wrapped session (the tests' fault injector) searches through its own API.
-            return list(session.get_objects(template))
-        search = _SearchIter(session, template, 10)
+            return list(session.get_objects(template)), 0
         try:
-            search.__enter__()
-        except PKCS11Error:
-            with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(PKCS11Error):
-                search._finalize()
-            raise
-        found: list[Any] = []
-        try:
-            for batch in search:
+            return _search(session, template, 10, skip=False)
+        except UNREADABLE:
+            return _search(session, template, 1, skip=True)
+
+
+def _search(session: Any, template: dict[Any, Any], batch_size: int, *,
+            skip: bool) -> tuple[list[Any], int]:
+    search = _SearchIter(session, template, batch_size)
+    try:
+        search.__enter__()
+    except PKCS11Error:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(PKCS11Error):
+            search._finalize()
+        raise
+    found: list[Any] = []
+    unreadable = 0
+    try:
+        for batch in search:
+            try:
                 found.extend(batch)
-        finally:
-            with contextlib.suppress(PKCS11Error):
-                search._finalize()
-        return found
+            except UNREADABLE:
+                if not skip:
+                    raise
+                unreadable += 1
+    finally:
+        with contextlib.suppress(PKCS11Error):
+            search._finalize()
+    return found, unreadable
 
 
 

@@ -126,6 +126,16 @@ class HsmObject:
     def attribute(self, name: str) -> bool | None:
         return dict(self.attributes).get(name)
 
+    @property
+    def unfinished(self) -> bool:
+        """A key object whose generation never finished: the token never marked it LOCAL
+        (generated on it) and it holds no key material (no curve, no modulus). SoftHSM2's file
+        store writes an object's defaults, then its template, then its key in separate writes,
+        so a process killed inside C_GenerateKeyPair can leave one; no finished key looks so."""
+        return (self.object_class in ("private key", "public key")
+                and self.attribute("LOCAL") is not True
+                and self.size in (None, "unknown curve", "0-bit"))
+
 
 @dataclass(frozen=True, slots=True)
 class MechanismSupport:

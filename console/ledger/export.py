@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from console.errors import ExportError, LedgerError
+from console.errors import DISK_HINT, ExportError, LedgerError
 from console.ledger.checkpoint import parse_checkpoint_body, parse_note
 from console.ledger.pack_format import (
     CHECKPOINT,
@@ -86,9 +86,18 @@ def export_audit_pack(ledger: Ledger, out_dir: Path) -> Path:
             raise ExportError(f"{out_dir} already exists", "an export never overwrites")
         os.rename(tmp, out_dir)
         _sync_dir(out_dir.parent)
-    except (OSError, LedgerError) as e:
+    except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ExportError(f"cannot write audit pack {out_dir}: {e}") from e
+        if out_dir.exists():
+            raise ExportError(f"audit pack {out_dir} is complete, but the disk refused to "
+                              f"sync its folder ({e.strerror or e})",
+                              f"{DISK_HINT}; `ceremony verify audit` checks the pack") from e
+        raise ExportError(f"cannot write audit pack {out_dir}: {e.strerror or e}"
+                          + (f" ({e.filename})" if e.filename else ""),
+                          f"{DISK_HINT}; nothing was written") from e
+    except LedgerError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"cannot write audit pack {out_dir}: {e.message}", e.hint) from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

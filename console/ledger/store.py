@@ -43,6 +43,7 @@ from typing import Any
 from console import jcs
 from console.clock import format_time, require_utc
 from console.errors import (
+    DISK_HINT,
     ClockError,
     LedgerBusyError,
     LedgerError,
@@ -236,10 +237,17 @@ class Ledger:
         path = Path(path)
         if not path.is_file():
             raise LedgerError(f"no ledger at {path}", "run `ceremony init` or `ceremony demo`")
+        _require_database(path)
         try:
             conn = connect(path, create=False)
             origin = check_schema(conn)
         except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and _disk_failed(e) and os.access(
+                    path, os.W_OK) and os.access(path.parent, os.W_OK):
+                # Opening a WAL database writes its -shm index: a full or failing disk refuses
+                # that, and the ledger itself is not damaged.
+                raise LedgerError(f"ledger {path} cannot be opened: the disk is full or failing "
+                                  f"({e})", f"{DISK_HINT}; the ledger is not damaged") from e
             if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
                 # SQLite says "unable to open database file" for a read-only folder too (WAL
                 # needs its -wal and -shm files): never advise restoring a good ledger.
@@ -255,7 +263,19 @@ class Ledger:
                      busy_timeout=busy_timeout)
         try:
             with ledger._mutex:
-                ledger._check_open(expect_checkpoint)
+                # One read transaction: a snapshot, so that a commit by another console between
+                # two of the checks' queries cannot look like entries removed or inserted.
+                conn.execute("BEGIN")
+                try:
+                    ledger._check_open(expect_checkpoint)
+                finally:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.close()
+            raise LedgerError(f"ledger {path} cannot be read: {e}",
+                              "run the command again; if it persists, `ceremony verify audit`"
+                              ) from e
         except BaseException:
             conn.close()
             raise
@@ -558,6 +578,8 @@ class Ledger:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as e:
+                if _disk_failed(e):
+                    raise _write_error(self.path, e) from e
                 raise LedgerBusyError(
                     f"ledger {self.path} is locked by another connection",
                     "close the other program using the ledger and try again",
@@ -573,9 +595,14 @@ class Ledger:
                                  self._replay.copy())
                 yield writer
                 self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+            except BaseException as error:
+                # A disk that refused a write may refuse the rollback too: SQLite then rolls
+                # the transaction back when the database is next opened.
+                with contextlib.suppress(sqlite3.Error):
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                if isinstance(error, sqlite3.Error):
+                    raise _write_error(self.path, error) from error
                 raise
             self._cr = writer._cr
             self._replay = writer._replay
@@ -704,8 +731,7 @@ class Ledger:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise LedgerError(f"cannot write {target}: {e.strerror or e}",
-                              "free space or fix permissions in the workspace, then run the "
-                              "command again (the ledger itself is committed)") from e
+                              f"{DISK_HINT}; the ledger itself is committed") from e
 
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -730,8 +756,11 @@ class Ledger:
                             "wait for the other console to finish, or close it",
                         ) from None
                     _time.sleep(0.01)
-            # Fixed width, so the record is overwritten in place (ftruncate costs a metadata sync).
-            os.pwrite(fd, f"{os.getpid():<20}\n".encode(), 0)
+            # Fixed width, so the record is overwritten in place (ftruncate costs a metadata
+            # sync). It only names the holder: a disk that refuses it is reported by SQLite's
+            # own write, with the ledger's name, if it refuses that too.
+            with contextlib.suppress(OSError):
+                os.pwrite(fd, f"{os.getpid():<20}\n".encode(), 0)
             try:
                 yield
             finally:
@@ -740,12 +769,39 @@ class Ledger:
             os.close(fd)
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _require_database(path: Path) -> None:
+    """Refuse a file that is not an SQLite database before SQLite opens it: SQLite takes an
+    empty file for a new database and would write one into it (WAL mode writes a header)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_HEADER))
+    except OSError as e:
+        raise LedgerError(f"cannot read the ledger {path}: {e.strerror or e}",
+                          "check the workspace's disk and rights") from e
+    if head != _SQLITE_HEADER:
+        what = "empty (0 bytes)" if not head else "not an SQLite database"
+        raise LedgerTamperedError(f"ledger {path} is {what}: it was replaced or truncated",
+                                  "restore it from a backup (nothing was written to it)")
+
+
+_DISK_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
+
+
+def _disk_failed(error: sqlite3.Error) -> bool:
+    """SQLite says the disk refused (full, failing, read-only), not that the file is bad."""
+    name = str(getattr(error, "sqlite_errorname", ""))
+    text = str(error)
+    return name.startswith(_DISK_ERRORS) or "disk is full" in text or "disk I/O" in text
+
+
 def _write_error(path: Path, error: sqlite3.Error) -> LedgerError:
     text = str(error)
-    if isinstance(error, sqlite3.OperationalError) and ("full" in text or "disk I/O" in text):
+    if _disk_failed(error):
         return LedgerError(f"cannot write to the ledger {path}: the disk is full or failing "
-                           f"({text})", "free space on the workspace's disk, then resume; "
-                           "nothing was recorded by this step")
+                           f"({text})", f"{DISK_HINT}; every entry committed before is kept")
     return LedgerError(f"cannot append to {path}: {text}")
 
 
