@@ -46,6 +46,9 @@ class PlanInputs:
     """SHA-256 of the exact bytes of ceremony.toml."""
     module_path: str
     module_sha256: str
+    server_address: str | None
+    """The network HSM the p11-kit client talks to (its P11_KIT_SERVER_ADDRESS, or "default"):
+    the PIN goes there, so officers approve it; None for a local module."""
     token_label: str | None
     token_serial: str | None
     quorum: JsonMapping
@@ -54,11 +57,14 @@ class PlanInputs:
     script_sha256: str
 
     def to_dict(self) -> JsonObject:
+        module: JsonObject = {"path": self.module_path, "sha256": self.module_sha256}
+        if self.server_address is not None:
+            module["server"] = self.server_address
         return {
             "policy": {"sha256": self.policy_sha256, "effective": dict(self.policy)},
             "config": {
                 "sha256": self.config_sha256,
-                "module": {"path": self.module_path, "sha256": self.module_sha256},
+                "module": module,
                 "token": {"label": self.token_label, "serial": self.token_serial},
                 "quorum": dict(self.quorum),
                 "rehearsal": self.rehearsal,
@@ -80,6 +86,7 @@ class PlanInputs:
             config_sha256=config.get("sha256", str),
             module_path=module.get("path", str),
             module_sha256=module.get("sha256", str),
+            server_address=module.optional("server", str),
             token_label=token.optional("label", str),
             token_serial=token.optional("serial", str),
             quorum=config.get("quorum", dict),
@@ -103,6 +110,8 @@ class PlanInputs:
             out.append(f"the PKCS#11 module path ({self.module_path} → {now.module_path})")
         elif self.module_sha256 != now.module_sha256:
             out.append(f"the PKCS#11 module file {now.module_path}")
+        if self.server_address != now.server_address:
+            out.append(f"the network HSM address ({self.server_address} → {now.server_address})")
         if (self.token_label, self.token_serial) != (now.token_label, now.token_serial):
             out.append("the token")
         if dict(self.quorum) != dict(now.quorum):

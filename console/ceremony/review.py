@@ -63,7 +63,9 @@ class PlanView:
         lines.append(
             f"  inputs: policy.toml {inputs.policy_sha256[:12]}… · ceremony.toml "
             f"{inputs.config_sha256[:12]}… · module {inputs.module_path} "
-            f"{inputs.module_sha256[:12]}… · pin.sealed {inputs.pin_sealed_sha256[:12]}… · "
+            f"{inputs.module_sha256[:12]}… · "
+            + (f"network HSM {inputs.server_address} · " if inputs.server_address else "")
+            + f"pin.sealed {inputs.pin_sealed_sha256[:12]}… · "
             f"ledger {plan.ledger_size} entries, root "
             f"{base64.b64encode(plan.ledger_root).decode()[:16]}…")
         lines.append(f"  {self.status.summary()}")

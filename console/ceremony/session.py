@@ -38,6 +38,7 @@ from console.ceremony.script import Script, load_script
 from console.ceremony.signers import check_signer
 from console.ceremony.transcript import write_transcript
 from console.clock import format_time
+from console.config.workspace import network_hsm_address
 from console.errors import (
     CardError,
     ConsoleError,
@@ -160,6 +161,7 @@ class Session:
             config_sha256=_sha256(ws.root / "ceremony.toml"),
             module_path=str(module),
             module_sha256=_sha256(module),
+            server_address=network_hsm_address(module),
             token_label=ws.config.hsm.token_label,
             token_serial=ws.config.hsm.token_serial,
             quorum=dict(quorum),

@@ -6,6 +6,7 @@ the text `ceremony init` writes (`render_workspace_config`), which the parser re
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "QuorumRule",
     "WorkspaceConfig",
     "load_workspace_config",
+    "network_hsm_address",
     "render_workspace_config",
 ]
 
@@ -44,6 +46,15 @@ P11KIT_CLIENT_PATHS: tuple[str, ...] = (
     "/usr/lib/pkcs11/p11-kit-client.so",
     "/usr/lib64/pkcs11/p11-kit-client.so",
 )
+
+
+def network_hsm_address(module: Path) -> str | None:
+    """Where the p11-kit client `module` sends its calls, the PIN among them: the
+    P11_KIT_SERVER_ADDRESS it reads when loaded, or "default" (its runtime-dir socket). None for
+    any other module. It comes from the environment, not the workspace, so plans record it."""
+    if not module.name.startswith("p11-kit-client"):
+        return None
+    return os.environ.get("P11_KIT_SERVER_ADDRESS") or "default"
 
 _QUORUM_TEXT = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")

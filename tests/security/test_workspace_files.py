@@ -202,3 +202,56 @@ def test_rehearsal_cannot_be_switched_on_in_a_production_workspace(
     assert "rehearsal" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not [e for e in entries(ws) if e["type"] == "ceremony.planned"]
+
+
+# --- the network HSM ---------------------------------------------------------------------------
+
+
+@pytest.mark.network_hsm
+def test_a_rogue_network_hsm_address_never_receives_the_pin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The p11-kit client sends C_Login, PIN included, to whatever P11_KIT_SERVER_ADDRESS names
+    — an environment variable, not a workspace file. An insider's server (here in front of the
+    real token, logging every C_Login) must not receive it: the address is a plan input."""
+    from tests.integration.ceremony_helpers import cli, make_demo, ok, serve_over_p11kit
+    from tests.softhsm import P11KitServer
+
+    ws = make_demo(tmp_path / "demo")
+    server = serve_over_p11kit(ws, tmp_path / "p11")
+    rogue: P11KitServer | None = None
+    try:
+        now = after(ws)
+        plan = json.loads(ok(ws, "plan", "export-only", "--now", now, "--json",
+                             env=server.env()))
+        shown = cli(ws, "approve", plan["plan_id"], "--officer", "alice", "--now", now,
+                    env=server.env())
+        assert shown.returncode == 0, shown.stderr
+        assert f"network HSM {server.address}" in shown.stdout + shown.stderr
+        ok(ws, "approve", plan["plan_id"], "--officer", "bob", "--now", now, env=server.env())
+        spy = build_spy(tmp_path / "rogue" / "libpkcs11-rogue.so", SOFTHSM)
+        log = tmp_path / "rogue.log"
+        monkeypatch.setenv("CEREMONY_SPY_LOG", str(log))
+        token = SoftHsmToken(conf=(ws / "softhsm" / "softhsm2.conf").resolve(),
+                             module=str(spy) if spy is not None else SOFTHSM,
+                             label="demo-token")
+        rogue = P11KitServer(token, tmp_path / "rogue-socket")
+        rogue.start()
+        line = assert_refused(ws, lambda: cli(ws, "execute", plan["plan_id"], "--officer",
+                                              "alice", "--officer", "bob", "--now", now,
+                                              env=rogue.env()),
+                              contains="network HSM address", flags=True)
+        assert rogue.address in line
+        assert not [x for x in spy_lines(log) if x.startswith("C_Login")]
+        # The server the officers approved still works.
+        ok(ws, "execute", plan["plan_id"], "--officer", "alice", "--officer", "bob",
+           "--now", now, env=server.env())
+        if spy is not None:
+            # The control: officers who approve a plan naming the rogue address (it is in the
+            # plan they read) do send it the PIN — the log would have seen a login above.
+            ok(ws, "run", "export-only", "--officer", "alice", "--officer", "bob",
+               "--now", after(ws), env=rogue.env())
+            assert [x for x in spy_lines(log) if x.startswith("C_Login")]
+    finally:
+        server.stop()
+        if rogue is not None:
+            rogue.stop()

@@ -10,7 +10,7 @@ from console.ceremony.plan import Deferred, Plan, PlanInputs
 T0 = datetime(2027, 1, 15, 10, 0, tzinfo=UTC)
 INPUTS = PlanInputs(
     policy_sha256="11" * 32, policy={"v": 1, "keysets": {}}, config_sha256="22" * 32,
-    module_path="/usr/lib/softhsm/libsofthsm2.so", module_sha256="33" * 32,
+    module_path="/usr/lib/softhsm/libsofthsm2.so", module_sha256="33" * 32, server_address=None,
     token_label="demo", token_serial=None,
     quorum={"routine": {"m": 2, "n": 3}, "destructive": {"m": 3, "n": 3},
             "emergency": {"m": 2, "n": 3}},
