@@ -160,3 +160,11 @@ def test_a_kept_checkpoint_from_another_workspace_or_garbled_is_refused(target: 
             "status", "--expect-checkpoint", str(k)), contains="checkpoint",
             spy_log=target.spy_log)
     assert [e for e in entries(target.ws) if e["type"] == "checkpoint.signed"]
+
+
+def test_a_deleted_checkpoint_guard_is_refused_not_recreated(target: Target) -> None:
+    """Deleting `.checkpoint` (to make a rolled-back ledger look fresh) is refused by every
+    opening command; the console never writes a new guard from the database alone."""
+    (target.ws / ".checkpoint").unlink()
+    _refused_everywhere(target, ".checkpoint")
+    assert not (target.ws / ".checkpoint").exists()
