@@ -13,6 +13,7 @@ unlocked cards, and refuses to quit silently while a ceremony step runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
@@ -94,6 +95,10 @@ class CeremonyApp(App[None]):
         self._ledger_size: int | None = None
 
     def on_mount(self) -> None:
+        # The baseline is taken now: a ceremony another console finishes before the first
+        # poll must still count as a change.
+        with contextlib.suppress(ConsoleError):
+            self._ledger_size = int(self.backend.ledger.size)
         self._tick()
         self.set_interval(30, self._tick)
         self.set_interval(LEDGER_POLL_SECONDS, self._poll_ledger)

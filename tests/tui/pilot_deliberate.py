@@ -358,6 +358,34 @@ async def interrupted(root: Path, now: datetime, *, key: str) -> dict[str, Any]:
     return out
 
 
+async def other_console(root: Path, now: datetime) -> dict[str, Any]:
+    """The TUI stays open on the dashboard while the CLI runs a whole ceremony in another
+    process; the TUI shows the new ledger size and bundle without a key press."""
+    from tests.integration.ceremony_helpers import after, cli
+
+    ws = Workspace.open(root)
+    app = CeremonyApp(Backend(ws, clock=lambda: now), check_health=False)
+    out: dict[str, Any] = {}
+    async with app.run_test(size=(120, 44)) as pilot:
+        await settle(pilot)
+        out["header_before"] = header(app)
+        out["dashboard_before"] = app.screen.query_one("#keysets", OptionList) \
+            .get_option_at_index(0).prompt.__str__()
+        run = await asyncio.to_thread(cli, root, "run", "export-only", "--officer", "alice",
+                                      "--officer", "bob", "--now", after(root))
+        out["cli_returncode"], out["cli_stderr"] = run.returncode, run.stderr[-2000:]
+        out["size_after_cli"] = Workspace.open(root).ledger.size
+        for _ in range(60):  # the poll is a few seconds; give it ten times that at most
+            await pilot.pause(0.5)
+            if str(out["size_after_cli"]) in header(app):
+                break
+        out["header_after"] = header(app)
+        out["dashboard_after"] = str(
+            app.screen.query_one("#keysets", OptionList).get_option_at_index(0).prompt)
+    ws.close()
+    return out
+
+
 def main() -> None:
     scenario, root, dest = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     now = datetime.fromisoformat(sys.argv[4].replace("Z", "+00:00")) if len(sys.argv) > 4 \
@@ -368,6 +396,7 @@ def main() -> None:
         "idle": lambda: idle(root, now),
         "resume": lambda: interrupted(root, now, key="u"),
         "abort": lambda: interrupted(root, now, key="b"),
+        "other_console": lambda: other_console(root, now),
     }
     result = asyncio.run(runs[scenario]())
     dest.write_text(json.dumps(result, indent=2, default=str))

@@ -198,3 +198,17 @@ def test_dialog_tries_match_the_session() -> None:
     from console.tui.dialogs.approval import UNLOCK_TRIES as DIALOG_TRIES
 
     assert DIALOG_TRIES == UNLOCK_TRIES
+
+
+def test_a_tui_left_open_shows_what_another_console_did(demo: Path, tmp_path: Path) -> None:
+    """Two consoles: the CLI runs a ceremony while the TUI is open; the TUI's header and
+    dashboard show the new state by themselves, and nothing is recorded twice."""
+    ws = clone(demo, tmp_path / "ws")
+    before = len(entries(ws))
+    seen = drive("other_console", ws, after(ws))
+    assert seen["cli_returncode"] == 0, seen["cli_stderr"]
+    size = seen["size_after_cli"]
+    assert size > before
+    assert f"{size} entries" not in seen["header_before"]
+    assert f"ledger {size} entries" in seen["header_after"], seen["header_after"]
+    assert len(entries(ws)) == size
