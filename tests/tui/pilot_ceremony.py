@@ -23,7 +23,7 @@ from typing import Any
 
 from textual.message import Message
 from textual.pilot import Pilot
-from textual.widgets import Select, Static
+from textual.widgets import Input, Select, Static
 from textual.worker import WorkerState
 
 from console.ceremony.officers import read_card_file
@@ -130,6 +130,15 @@ async def rotation(root: Path) -> dict[str, Any]:
             assert isinstance(dialog, ApprovalDialog), dialog
             assert dialog.query_one("#officer", Select).value == officer
             secret = (root / "demo-cards" / f"{officer}.pass").read_text().strip()
+            # The words first: a wrong pair keeps the dialog open and unlocks nothing.
+            await pilot.press(*"wrong words", "enter", *secret, "enter")
+            await settle(pilot)
+            assert isinstance(app.screen, ApprovalDialog)
+            assert "digest words" in str(dialog.query_one("#approval-status", Static).render())
+            words = dialog.query_one("#typed-words", Input)
+            words.value = ""
+            words.focus()
+            await pilot.press(*" ".join(dialog.words.split()[:2]), "enter")
             await pilot.press(*secret)
             await pilot.press("enter")
             await settle(pilot)

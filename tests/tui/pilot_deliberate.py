@@ -78,6 +78,11 @@ def officer_in(app: CeremonyApp) -> str:
 
 
 async def type_passphrase(pilot: Pilot[None], passphrase: str) -> None:
+    """As an officer: the first two digest words read aloud (an approval's first try), then
+    the passphrase."""
+    screen = pilot.app.screen
+    if isinstance(screen, ApprovalDialog) and screen.digest is not None and screen.cards is None:
+        await pilot.press(*" ".join(screen.words.split()[:2]), "enter")
     await pilot.press(*passphrase)
     await pilot.press("enter")
     await settle(pilot)

@@ -27,7 +27,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from console.errors import CardError, ConsoleError
+from console.errors import CardError, ConsoleError, UsageError
 from console.tui.messages import OperationFailed
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class ApprovalDialog(ModalScreen[T | None], Generic[T]):
     def __init__(self, officers: list[str], words: str, grouped: str,
                  default_cards: dict[str, Path], pending: list[str], *,
                  act: CardAct[T], title: str = "Approve the plan", button: str = "Approve",
-                 intro: Text | None = None) -> None:
+                 intro: Text | None = None, digest: bytes | None = None) -> None:
         super().__init__()
         self.officers = officers
         self.words, self.grouped = words, grouped
@@ -105,6 +105,7 @@ class ApprovalDialog(ModalScreen[T | None], Generic[T]):
         self.pending = pending
         self.act = act
         self.title_text, self.button_text, self.intro = title, button, intro
+        self.digest = digest  # when set, the officer types the first digest words (as the CLI)
         self.cards: DialogCards | None = None
         self.tries_failed = 0
 
@@ -130,6 +131,11 @@ class ApprovalDialog(ModalScreen[T | None], Generic[T]):
                 default = self.default_cards.get(first or "")
                 yield Input(str(default) if default else "", placeholder="/media/usb/alice.card",
                             id="card", compact=True)
+            if self.digest is not None:
+                with Horizontal(classes="field-row"):
+                    yield Label("Words      ", classes="field-label")
+                    yield Input(placeholder="the first two words, as read aloud",
+                                id="typed-words", compact=True)
             with Horizontal(classes="field-row"):
                 yield Label("Passphrase ", classes="field-label")
                 yield Input(password=True, id="passphrase", compact=True)
@@ -139,6 +145,11 @@ class ApprovalDialog(ModalScreen[T | None], Generic[T]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        first = "#typed-words" if self.digest is not None else "#passphrase"
+        self.query_one(first, Input).focus()
+
+    @on(Input.Submitted, "#typed-words")
+    def _words_typed(self) -> None:
         self.query_one("#passphrase", Input).focus()
 
     @on(Select.Changed, "#officer")
@@ -172,6 +183,15 @@ class ApprovalDialog(ModalScreen[T | None], Generic[T]):
         if not isinstance(officer, str) or not card or not passphrase:
             self._say("! name, card file and passphrase are all needed", "bold yellow")
             return
+        if self.digest is not None:
+            from console.ceremony.review import check_words
+
+            try:
+                check_words(self.digest, self.query_one("#typed-words", Input).value)
+            except UsageError as e:
+                self._say(f"! {e.message} — {e.hint}", "bold yellow")
+                self.query_one("#typed-words", Input).focus()
+                return
         field.value = ""
         self._busy(True)
         self._say("unlocking…", "dim")

@@ -396,7 +396,7 @@ class CeremonyScreen(ConsoleScreen):
 
         self.app.push_screen(
             ApprovalDialog(officers, " ".join(digest_words(digest)), grouped_hex(digest),
-                           self._demo_cards(officers), pending, act=approve),
+                           self._demo_cards(officers), pending, act=approve, digest=digest),
             self._approval_done)
 
     def _approval_done(self, result: tuple[str, Approved] | None) -> None:
