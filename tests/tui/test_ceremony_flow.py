@@ -92,5 +92,6 @@ def test_keys_handled_during_rsa4096_generation(flow: tuple[Path, dict[str, Any]
                      ("question_mark", "officers", True), ("escape", "officers", False),
                      ("d", "dashboard", False)]
     assert all(h["worker_running"] for h in r["handled"]), r["handled"]
-    # The UI thread's 20 ms timer never stalled for long while the HSM worked.
-    assert r["worst_timer_gap"] < 0.5, r["worst_timer_gap"]
+    # The UI thread's timer kept firing while the HSM worked (how late it fired is a figure of
+    # `make bench`, tests/bench/bench_responsiveness.py: no timed assertion in tests).
+    assert r["ticks_while_generating"] >= 3, r
