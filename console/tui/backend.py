@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from console.clock import format_time
 from console.errors import CardError, ConsoleError, ExportError, UsageError
-from console.quorum.cards import UNLOCK_FAILED
 
 if TYPE_CHECKING:
     from console.ceremony.journal import PlanRecord
@@ -378,6 +377,8 @@ class _NoCards:
                          "press x again: each approving officer unlocks their card")
 
     def passphrase(self, officer: str, attempt: int) -> str:
+        from console.quorum.cards import UNLOCK_FAILED
+
         raise CardError(UNLOCK_FAILED, "unlock the card in the dialog")
 
 
