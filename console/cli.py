@@ -402,10 +402,17 @@ def _open_tui(args: argparse.Namespace) -> int:
     terminal.require_terminal("the console (TUI)", instead="use `ceremony status` and the others")
     from console.tui.app import run_app
 
-    ws = _open(args)
     requested = _requested_now(args)
-    ws.now(requested)  # refuses --now outside rehearsal, or earlier than the ledger, up front
-    run_app(ws, clock=lambda: ws.now(requested))
+    opened: list[Any] = []
+
+    def open_workspace() -> Any:
+        # In the app's first worker, after the first paint: the ledger's checks take time.
+        ws = _open(args)
+        ws.now(requested)  # refuses --now outside rehearsal, or earlier than the ledger
+        opened.append(ws)
+        return ws
+
+    run_app(open_workspace, clock=lambda: opened[0].now(requested))
     return ExitCode.OK
 
 

@@ -18,11 +18,12 @@ signed bundle showing them, so a key is "published" exactly when a bundle carryi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from console.errors import PlanError
 from console.jsontypes import JsonMapping, JsonObject
@@ -303,9 +304,15 @@ def _to_json(value: object) -> object:
     return value
 
 
+@functools.cache
+def _shape(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """A class's resolved type hints and fields, computed once: `typing.get_type_hints` costs
+    about as much as the rest of parsing a plan, and every replay parses every stored plan."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
 def _build(cls: type[T], data: JsonMapping, where: str) -> T:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints, fields = _shape(typing.cast(type, cls))
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise PlanError(f"plan {where}: unknown member(s) {', '.join(unknown)}")

@@ -130,16 +130,31 @@ def _step_of(entry: EntryLike) -> int:
     return step
 
 
+_PARSED: dict[bytes, tuple[Plan, bytes]] = {}
+"""Stored plans already parsed, by their entry's leaf hash (the SHA-256 of the entry's bytes,
+so the same key is the same stored plan): every flow replays every plan, and parsing and
+re-canonicalizing a plan is most of a replay. Plans are frozen values; bounded by clearing."""
+_PARSED_MAX = 4096
+
+
 def _planned(entry: EntryLike) -> PlanRecord:
     data: Any = entry.data
     digest = data.get("digest") if isinstance(data, Mapping) else None
     if not isinstance(data, Mapping) or set(data) != {"plan", "digest"} or not isinstance(
             digest, str):
         raise _bad(entry, "not a plan and its digest")
-    try:
-        plan, computed = Plan.from_stored(data["plan"])
-    except PlanError as e:
-        raise _bad(entry, e.message) from e
+    leaf = getattr(entry, "leaf_hash", None)
+    known = _PARSED.get(leaf) if isinstance(leaf, bytes) else None
+    if known is None:
+        try:
+            known = Plan.from_stored(data["plan"])
+        except PlanError as e:
+            raise _bad(entry, e.message) from e
+        if isinstance(leaf, bytes):
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[leaf] = known
+    plan, computed = known
     if entry.ceremony != plan.id:
         raise _bad(entry, "recorded under another ceremony id than its plan's")
     return PlanRecord(plan=plan, digest=computed, recorded_digest=digest,

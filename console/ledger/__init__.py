@@ -2,33 +2,58 @@
 
 Everything here except the SQLite store is pure Python + `cryptography`, so the offline audit-pack
 verifier (`console.ledger.pack`) can be imported without SQLite tooling, the HSM layer or any UI
-library. `Ledger`, `EntryFilter` and `export_audit_pack` are therefore loaded on first use.
+library. Every public name is loaded from its module on first use (the TUI paints before
+`cryptography` or SQLite tooling load).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from console.ledger.checkpoint import (
-    Checkpoint,
-    NoteVerifier,
-    checkpoint_body,
-    cosign_note,
-    parse_checkpoint_body,
-    parse_verifier_key,
-    sign_note,
-    verifier_key,
-    verify_note,
-)
-from console.ledger.display import escape_for_display
-from console.ledger.entry import MAX_ENTRY_BYTES, Entry, parse_entry
-from console.ledger.merkle import verify_consistency, verify_inclusion
-from console.ledger.pack import AuditReport, verify_audit_pack
-from console.ledger.trust import Officer, OfficerRegistry, OfficerStatus, Trust
-
 if TYPE_CHECKING:
-    from console.ledger.export import export_audit_pack
-    from console.ledger.store import CHECKPOINT_TYPE, EntryFilter, Ledger, NewEntry
+    from console.ledger.checkpoint import (
+        Checkpoint,
+        NoteVerifier,
+        checkpoint_body,
+        cosign_note,
+        parse_checkpoint_body,
+        parse_verifier_key,
+        sign_note,
+        verifier_key,
+        verify_note,
+    )
+    from console.ledger.display import (
+        escape_for_display,
+    )
+    from console.ledger.entry import (
+        MAX_ENTRY_BYTES,
+        Entry,
+        parse_entry,
+    )
+    from console.ledger.export import (
+        export_audit_pack,
+    )
+    from console.ledger.merkle import (
+        verify_consistency,
+        verify_inclusion,
+    )
+    from console.ledger.pack import (
+        AuditReport,
+        verify_audit_pack,
+    )
+    from console.ledger.store import (
+        CHECKPOINT_TYPE,
+        EntryFilter,
+        Ledger,
+        NewEntry,
+    )
+    from console.ledger.trust import (
+        Officer,
+        OfficerRegistry,
+        OfficerStatus,
+        Trust,
+    )
 
 __all__ = [
     "CHECKPOINT_TYPE",
@@ -59,19 +84,42 @@ __all__ = [
     "verify_note",
 ]
 
-_LAZY = {
-    "Ledger": "console.ledger.store",
-    "EntryFilter": "console.ledger.store",
-    "NewEntry": "console.ledger.store",
-    "CHECKPOINT_TYPE": "console.ledger.store",
-    "export_audit_pack": "console.ledger.export",
+# The module of each public name, imported on first use (PEP 562): the TUI paints before
+# `cryptography` loads, and each caller pays only for what it uses.
+_MODULE_OF: dict[str, str] = {
+    'Checkpoint': 'console.ledger.checkpoint',
+    'NoteVerifier': 'console.ledger.checkpoint',
+    'checkpoint_body': 'console.ledger.checkpoint',
+    'cosign_note': 'console.ledger.checkpoint',
+    'parse_checkpoint_body': 'console.ledger.checkpoint',
+    'parse_verifier_key': 'console.ledger.checkpoint',
+    'sign_note': 'console.ledger.checkpoint',
+    'verifier_key': 'console.ledger.checkpoint',
+    'verify_note': 'console.ledger.checkpoint',
+    'escape_for_display': 'console.ledger.display',
+    'MAX_ENTRY_BYTES': 'console.ledger.entry',
+    'Entry': 'console.ledger.entry',
+    'parse_entry': 'console.ledger.entry',
+    'verify_consistency': 'console.ledger.merkle',
+    'verify_inclusion': 'console.ledger.merkle',
+    'AuditReport': 'console.ledger.pack',
+    'verify_audit_pack': 'console.ledger.pack',
+    'Officer': 'console.ledger.trust',
+    'OfficerRegistry': 'console.ledger.trust',
+    'OfficerStatus': 'console.ledger.trust',
+    'Trust': 'console.ledger.trust',
+    'export_audit_pack': 'console.ledger.export',
+    'CHECKPOINT_TYPE': 'console.ledger.store',
+    'EntryFilter': 'console.ledger.store',
+    'Ledger': 'console.ledger.store',
+    'NewEntry': 'console.ledger.store',
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _MODULE_OF.get(name)
     if module is None:
-        raise AttributeError(f"module 'console.ledger' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

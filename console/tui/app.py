@@ -102,8 +102,30 @@ class CeremonyApp(App[None]):
         self._tick()
         self.set_interval(30, self._tick)
         self.set_interval(LEDGER_POLL_SECONDS, self._poll_ledger)
+        if not self.backend.ready:
+            self._open_workspace()
         if self._check_health:
             self.refresh_health()
+
+    def _open_workspace(self) -> None:
+        """Open the workspace (its ledger checks, the trust chain) after the first paint; a
+        failure ends the app, and `run_app` reports it as the CLI does."""
+        backend = self.backend
+
+        def job() -> None:
+            try:
+                backend.open()
+            except ConsoleError:
+                self.call_from_thread(self.exit)
+                return
+            self.call_from_thread(self._workspace_opened)
+
+        self.run_worker(job, thread=True, exit_on_error=False, group="open",
+                        description="Opening the workspace")
+
+    def _workspace_opened(self) -> None:
+        self._tick()
+        self.refresh(layout=True)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown):
@@ -142,6 +164,9 @@ class CeremonyApp(App[None]):
             self.exit()
 
     def _tick(self) -> None:
+        if not self.backend.ready:
+            self.clock_text = "opening the workspace…"
+            return
         try:
             self.clock_text = clock_text(self.backend.now())
         except ConsoleError as e:
@@ -220,7 +245,7 @@ class CeremonyApp(App[None]):
 
     def _poll_ledger(self) -> None:
         """Entries appended without a message (another console, the CLI, failed unlocks)."""
-        if self.ceremony_running():
+        if self.ceremony_running() or not self.backend.ready:
             return
         try:
             size = int(self.backend.ledger.size)
@@ -254,5 +279,13 @@ def _call(fn: Callable[[str], Any], arg: str) -> Callable[[], Any]:
 
 
 def run_app(ws: Any, *, clock: Callable[[], datetime] | None = None) -> None:
-    """Open the TUI on an opened workspace (the CLI's `ceremony [--workspace DIR]`)."""
-    CeremonyApp(Backend(ws, clock=clock)).run()
+    """Open the TUI on an opened workspace, or on one that `ws()` opens (a callable: the CLI's
+    `ceremony [--workspace DIR]`, which paints before the workspace opens).
+
+    Raises:
+        ConsoleError: what opening the workspace raised (the app ended at once).
+    """
+    backend = Backend.opening(ws, clock=clock) if callable(ws) else Backend(ws, clock=clock)
+    CeremonyApp(backend).run()
+    if backend.open_error is not None:
+        raise backend.open_error

@@ -10,6 +10,7 @@ the clock with fixed values to make snapshots deterministic (harlequin's adapter
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from console.clock import format_time
 from console.errors import CardError, ConsoleError, ExportError, UsageError
-from console.quorum.cards import UNLOCK_FAILED
 
 if TYPE_CHECKING:
     from console.ceremony.journal import PlanRecord
@@ -145,8 +145,51 @@ class Backend:
     """The seam between the screens and the product (see the module docstring)."""
 
     def __init__(self, ws: Any, *, clock: Callable[[], datetime] | None = None) -> None:
-        self.ws = ws
+        self._ws = ws
         self._clock = clock
+        self._opener: Callable[[], Any] | None = None
+        self._open_lock = threading.Lock()
+        self.open_error: ConsoleError | None = None
+
+    @classmethod
+    def opening(cls, opener: Callable[[], Any], *,
+                clock: Callable[[], datetime] | None = None) -> Backend:
+        """A backend whose workspace `opener()` opens on first use, so that the console paints
+        first: the app calls `open` from a thread worker at start; until it returns, the
+        screens' workers wait for it (and the header says the workspace is opening)."""
+        backend = cls(None, clock=clock)
+        backend._opener = opener
+        return backend
+
+    @property
+    def ready(self) -> bool:
+        """Whether the workspace is open (always, for a backend made over an opened one)."""
+        return self._ws is not None
+
+    def open(self) -> Any:
+        """Open the workspace once (the first caller opens it, the others wait for it).
+
+        Raises:
+            ConsoleError: what opening raised, to every caller.
+        """
+        if self._ws is not None:
+            return self._ws
+        with self._open_lock:
+            if self._ws is None:
+                if self.open_error is not None:
+                    raise self.open_error
+                if self._opener is None:
+                    raise UsageError("no workspace is open", "start the console again")
+                try:
+                    self._ws = self._opener()
+                except ConsoleError as e:
+                    self.open_error = e
+                    raise
+            return self._ws
+
+    @property
+    def ws(self) -> Any:
+        return self._ws if self._ws is not None else self.open()
 
     # --- identity and time -----------------------------------------------------------------
 
@@ -156,11 +199,15 @@ class Backend:
 
     @property
     def title(self) -> str:
+        if not self.ready:
+            return "opening the workspace…"
         org = self.ws.config.org
         return f"{org} (rehearsal)" if self.ws.rehearsal else str(org)
 
     def now(self) -> datetime:
         """The time the console acts at: a fixed clock in tests, else the workspace's rule."""
+        if not self.ready:
+            self.open()  # the clock may be the workspace's own
         if self._clock is not None:
             return self._clock()
         return self.ws.now()  # type: ignore[no-any-return]
@@ -378,6 +425,8 @@ class _NoCards:
                          "press x again: each approving officer unlocks their card")
 
     def passphrase(self, officer: str, attempt: int) -> str:
+        from console.quorum.cards import UNLOCK_FAILED
+
         raise CardError(UNLOCK_FAILED, "unlock the card in the dialog")
 
 

@@ -1,4 +1,5 @@
-"""`make bench`: run every benchmark in this folder (or those named), then print one table.
+"""`make bench`: run every benchmark in this folder (or those named), then print one table
+of every result and the issue's table (tests/bench/issue.py: measure, as filed, now, goal, met).
 
 `python -m tests.bench [bench_hsm bench_tui ...]` runs each benchmark's `run()` with its default
 options, each in a fresh interpreter: SoftHSM2 reads its configuration once per process, and
@@ -22,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from tests.bench import Result, format_table
+from tests.bench.issue import issue_table
 
 
 def bench_names() -> list[str]:
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             results = [Result("the benchmark", "failed (see above)", None, "runs", False)]
         rows += [(name, result) for result in results]
     print(f"\n{format_table(rows)}")
+    print(f"\n{issue_table(rows)}")
     return 1 if failed else 0
 
 

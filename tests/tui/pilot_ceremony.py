@@ -74,17 +74,22 @@ async def responsiveness(root: Path) -> dict[str, Any]:
             await settle(pilot)
         gaps: list[float] = []
         last = [time.monotonic()]
+        busy_ticks = [0]
 
         def tick() -> None:  # how late the UI thread's timer fires while the HSM works
             now = time.monotonic()
             gaps.append(now - last[0])
             last[0] = now
+            if worker.state is WorkerState.RUNNING:
+                busy_ticks[0] += 1
 
-        timer = app.set_interval(0.02, tick)
         started = time.monotonic()
         worker = app.run_worker(generate_until_stopped, thread=True, exit_on_error=False,
                                 group="hsm", description="Generating RSA-4096 keys")
+        timer = app.set_interval(0.02, tick)
         await pilot.pause(0.05)
+        while busy_ticks[0] < 3 and worker.state is WorkerState.RUNNING:
+            await pilot.pause(0.02)  # the timer fires while the HSM works (no time limit here)
         for key in ("l", "e", "o", "question_mark", "escape", "d"):
             await pilot.press(key)
             await pilot.pause()
@@ -102,6 +107,7 @@ async def responsiveness(root: Path) -> dict[str, Any]:
     # is not the UI's latency; the timer gap is.
     return {"handled": handled, "generation_seconds": generation,
             "worst_timer_gap": max(gaps) if gaps else None, "ticks": len(gaps),
+            "ticks_while_generating": busy_ticks[0],
             "worker_state": str(worker.state.name), "rsa_bits": made}
 
 
@@ -162,9 +168,11 @@ async def rotation(root: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    """`WORKSPACE OUT.json [--responsiveness-only]` (the benchmark needs only part 1)."""
     root, dest = Path(sys.argv[1]), Path(sys.argv[2])
-    result = {"responsiveness": asyncio.run(responsiveness(root)),
-              "rotation": asyncio.run(rotation(root))}
+    result = {"responsiveness": asyncio.run(responsiveness(root))}
+    if "--responsiveness-only" not in sys.argv[3:]:
+        result["rotation"] = asyncio.run(rotation(root))
     dest.write_text(json.dumps(result, indent=2, default=str))
 
 

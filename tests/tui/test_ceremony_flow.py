@@ -92,6 +92,6 @@ def test_keys_handled_during_rsa4096_generation(flow: tuple[Path, dict[str, Any]
                      ("question_mark", "officers", True), ("escape", "officers", False),
                      ("d", "dashboard", False)]
     assert all(h["worker_running"] for h in r["handled"]), r["handled"]
-    # How long the UI thread's 20 ms timer stalled is a timing, measured by `make bench`
-    # (bench_tui), not asserted here: the machines are noisy.
-    print(f"worst UI timer gap during RSA-4096 generation: {r['worst_timer_gap']:.3f} s")
+    # The UI thread's timer kept firing while the HSM worked (how late it fired is a figure of
+    # `make bench`, tests/bench/bench_responsiveness.py: no timed assertion in tests).
+    assert r["ticks_while_generating"] >= 3, r

@@ -56,8 +56,9 @@ def test_runner_runs_all_or_the_named_ones_and_ends_with_the_table(
     assert runner.main([]) == 1  # one benchmark failed to run
     assert ran == runner.bench_names()
     out = capsys.readouterr().out
-    assert out.rstrip().endswith(f"{len(ran) - 1} of {len(ran)} goals met")
+    assert f"\n{len(ran) - 1} of {len(ran)} goals met\n" in out
     assert "failed (see above)" in out
+    assert out.rstrip().endswith("of the issue's goals met")  # the issue's table comes last
 
     ran.clear()
     assert runner.main(["bench_ledger"]) == 0
@@ -79,3 +80,24 @@ def test_child_hands_results_back_through_a_file(monkeypatch: pytest.MonkeyPatch
 
 def test_a_benchmark_that_cannot_run_is_reported_not_raised() -> None:
     assert runner.run_isolated("bench_that_does_not_exist") is None
+
+
+def test_issue_table_takes_the_worst_figure_of_each_measure(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    from tests.bench.issue import ISSUE_ROWS, issue_table
+
+    figures = tmp_path / "figures.jsonl"
+    figures.write_text(json.dumps({"campaign": "kills", "kills": 5, "commits lost": 0}) + "\n")
+    monkeypatch.setenv("CEREMONY_FAULT_FIGURES", str(figures))
+    rows = [("bench_hsm", Result.at_most("signing / bare python-pkcs11, local ES256", 1.02, 1.1)),
+            ("bench_hsm", Result.at_most("signing / bare python-pkcs11, p11-kit ES256", 1.2, 1.1)),
+            ("bench_ledger", Result.at_most("verify_audit_pack (9 entries) / sha256sum", 2, 3))]
+    lines = issue_table(rows).splitlines()
+    assert len(lines) == 2 + len(ISSUE_ROWS) + 1 + 1  # header, rule, rows, faults, count
+    hsm = next(line for line in lines if line.startswith("HSM layer"))
+    assert "1.20x" in hsm and hsm.endswith("NO")
+    assert next(line for line in lines if line.startswith("Verify a")).endswith("yes")
+    assert "not run" in next(line for line in lines if line.startswith("Launch"))
+    assert "1 campaigns, 5 faults/kills, 0 lost" in lines[-2] and lines[-2].endswith("yes")
+    assert lines[-1] == "2 of 3 of the issue's goals met"

@@ -85,3 +85,16 @@ def test_vocabulary_modules_import_nothing_heavy(module: str) -> None:
     assert not {m.split(".")[0] for m in loaded} & heavy
     # The consumer table is read by the policy loader: it must not load the target writers.
     assert not {m for m in loaded if m.startswith("console.exports")}
+
+
+HEAVY_BEFORE_PAINT = {"cryptography", "pkcs11", "jwcrypto", "qrcode", "console.exports"}
+"""What the console's first screen does not need: it paints before any of these load (the
+workspace opens, the ledger is checked and the data arrives through workers afterwards)."""
+
+
+def test_the_tui_app_module_imports_nothing_heavy() -> None:
+    imported = _imported_after("console.tui.app")
+    loaded = {m for m in imported if m in HEAVY_BEFORE_PAINT
+              or any(m.startswith(f"{h}.") for h in HEAVY_BEFORE_PAINT)}
+    assert loaded == set(), sorted(loaded)
+    assert "textual.app" in imported  # the check ran on the real module

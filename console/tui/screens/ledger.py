@@ -3,7 +3,7 @@ the whole tree with a progress bar."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -13,11 +13,13 @@ from textual.containers import Horizontal
 from textual.widgets import Input, Label, ProgressBar, Static
 
 from console.errors import ConsoleError
-from console.ledger import EntryFilter, verify_inclusion
 from console.tui.dialogs.entry import EntryDialog
 from console.tui.messages import OperationFailed
 from console.tui.screens._base import ConsoleScreen
 from console.tui.widgets.ledger_view import LedgerView
+
+if TYPE_CHECKING:
+    from console.ledger import EntryFilter
 
 HEADER = f"{'seq':>9}  {'time (UTC)':<19}  {'type':<20}  {'actor':<9}  summary"
 
@@ -31,7 +33,9 @@ class LedgerScreen(ConsoleScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.filter = EntryFilter()
+        from console.ledger import EntryFilter  # the ledger store loads with this screen
+
+        self.filter: EntryFilter = EntryFilter()
         self.verifying = False
 
     def compose_body(self) -> ComposeResult:
@@ -70,6 +74,8 @@ class LedgerScreen(ConsoleScreen):
             text.append(f" · checkpoint at {summary.checkpoint_size:,} cosigned by {signers} ✓")
         else:
             text.append(" · no checkpoint yet", style="yellow")
+        from console.ledger import EntryFilter
+
         if self.filter != EntryFilter():
             text.append(f" · {count:,} match", style="bold")
         text.append("   [v] verify tree  [/] filter  [enter] detail", style="dim")
@@ -97,6 +103,8 @@ class LedgerScreen(ConsoleScreen):
         kind = self.query_one("#filter-type", Input).value.strip()
         ceremony = self.query_one("#filter-ceremony", Input).value.strip()
         kid = self.query_one("#filter-kid", Input).value.strip()
+        from console.ledger import EntryFilter
+
         self.filter = EntryFilter(type_prefix=kind or None, ceremony=ceremony or None,
                                   text=kid or None)
         self.refresh_data()
@@ -112,6 +120,8 @@ class LedgerScreen(ConsoleScreen):
             entry = ledger.entry(message.seq)
             path = ledger.inclusion_proof(message.seq, size)
             root = ledger.root(size)
+            from console.ledger import verify_inclusion
+
             verify_inclusion(message.seq, size, entry.leaf_hash, path, root)
             return (entry, size, root, path)
 

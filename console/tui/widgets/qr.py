@@ -1,11 +1,10 @@
-"""A QR code drawn with half-block characters (console.exports.qr.qr_text)."""
+"""A QR code drawn with half-block characters (console.exports.qr.qr_text, imported when the
+first code is drawn: the console paints before `qrcode` loads)."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
-
-from console.exports.qr import qr_text
 
 
 class QrCode(Static):
@@ -21,5 +20,7 @@ class QrCode(Static):
         self.show(self.payload)
 
     def show(self, payload: str) -> None:
+        from console.exports.qr import qr_text  # qrcode loads with the first code drawn
+
         self.payload = payload
         self.update(Text(qr_text(payload), no_wrap=True) if payload else Text(""))
