@@ -1,0 +1,146 @@
+"""Officers at a terminal (issue 15): the CLI checks everything it can before a card is
+unlocked, asks again after a wrong passphrase, says what to run after ctrl+c, and makes
+rehearsals practise typing passphrases.
+
+Every case runs the real CLI in a subprocess on a copy of a demo workspace (its own SoftHSM2
+token); prompts are answered on a pseudo-terminal that is the command's controlling terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.ceremony_helpers import (
+    PYTHON,
+    _env,
+    after,
+    cli,
+    clone,
+    ledger_entries,
+    make_demo,
+    ok,
+)
+from tests.pty_session import PtySession
+
+pytestmark = pytest.mark.hsm
+
+
+@dataclass(frozen=True)
+class Base:
+    demo: Path
+    open_plan: Path
+    """A copy with a quarterly-rotation plan approved by alice only."""
+    plan_id: str
+    now: str
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
+    root = tmp_path_factory.mktemp("room")
+    demo = make_demo(root / "demo")
+    opened = clone(demo, root / "open")
+    now = after(opened, 91)
+    plan = json.loads(ok(opened, "plan", "quarterly-rotation", "--now", now, "--json"))
+    ok(opened, "approve", plan["plan_id"], "--officer", "alice", "--now", now)
+    yield Base(demo, opened, plan["plan_id"], now)
+
+
+def passphrase(ws: Path, name: str) -> bytes:
+    return (ws / "demo-cards" / f"{name}.pass").read_text().strip().encode()
+
+
+def on_terminal(ws: Path, *args: str) -> PtySession:
+    """`ceremony ARGS` on a terminal, with no passphrase file: whatever is asked is typed."""
+    return PtySession([PYTHON, "-m", "console", *args],
+                      env=_env({"CEREMONY_WORKSPACE": str(ws)}), cwd=ws)
+
+
+def finish(session: PtySession) -> tuple[int, str]:
+    try:
+        code = session.wait()
+    finally:
+        session.kill()
+    return code, session.output.decode("utf-8", "replace")
+
+
+def unlock_failures(ws: Path) -> list[dict[str, object]]:
+    return [e["data"] for e in ledger_entries(ws) if e["type"] == "ceremony.unlock_failed"]
+
+
+# --- 1. checks before cards; three tries ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "refusal"), [
+    (("approve", "deadbeef", "--officer", "alice"), "no plan 'deadbeef'"),
+    (("approve", "PLAN", "--officer", "mallory"), "mallory is not an officer in force"),
+    (("execute", "PLAN", "--officer", "alice", "--officer", "bob"), "approved by 1 of 2"),
+    (("resume", "--officer", "alice"), "no interrupted ceremony"),
+    (("resume", "--abort", "--officer", "carol"), "only an officer who approved"),
+], ids=["no-such-plan", "not-an-officer", "one-approval", "nothing-to-resume",
+        "abort-by-non-approver"])
+def test_refusals_come_before_any_passphrase(base: Base, tmp_path: Path, args: tuple[str, ...],
+                                            refusal: str) -> None:
+    ws = clone(base.open_plan, tmp_path / "ws")
+    words = tuple(base.plan_id if a == "PLAN" else a for a in args)
+    code, output = finish(on_terminal(ws, *words, "--yes", "--now", base.now))
+    assert code == 1, output
+    assert refusal in output, output
+    assert "passphrase" not in output, output
+    assert unlock_failures(ws) == []
+
+
+def test_resume_by_a_non_approver_is_refused_before_any_passphrase(base: Base,
+                                                                  tmp_path: Path) -> None:
+    ws = clone(base.open_plan, tmp_path / "ws")
+    ok(ws, "approve", base.plan_id, "--officer", "bob", "--now", base.now)
+    crashed = cli(ws, "execute", base.plan_id, "--officer", "alice", "--officer", "bob",
+                  "--now", base.now, env={"CEREMONY_UNSAFE_CRASH_AT": "effect:4"})
+    assert crashed.returncode == -9
+    code, output = finish(on_terminal(ws, "resume", "--officer", "alice", "--officer", "carol",
+                                      "--yes", "--now", base.now))
+    assert code == 1 and "carol" in output and "passphrase" not in output, output
+    assert unlock_failures(ws) == []
+
+
+def test_a_wrong_passphrase_is_asked_again_and_recorded(base: Base, tmp_path: Path) -> None:
+    ws = clone(base.open_plan, tmp_path / "ws")
+    session = on_terminal(ws, "approve", base.plan_id, "--officer", "bob", "--yes",
+                          "--now", base.now)
+    try:
+        for _ in range(2):
+            session.read_until(b"passphrase for bob's card: ")
+            assert not session.echo_on()
+            session.send(b"not bob's passphrase\n")
+            session.output = b""
+        session.read_until(b"passphrase for bob's card: ")
+        session.send(passphrase(ws, "bob") + b"\n")
+    finally:
+        code, output = finish(session)
+    assert code == 0, output
+    assert "bob signed plan" in output
+    failures = unlock_failures(ws)
+    assert [(f["officer"], f["attempt"], f["plan_id"]) for f in failures] == [
+        ("bob", 1, base.plan_id), ("bob", 2, base.plan_id)]
+
+
+def test_three_wrong_passphrases_end_the_command(base: Base, tmp_path: Path) -> None:
+    ws = clone(base.open_plan, tmp_path / "ws")
+    session = on_terminal(ws, "approve", base.plan_id, "--officer", "bob", "--yes",
+                          "--now", base.now)
+    try:
+        for _ in range(3):
+            session.read_until(b"passphrase for bob's card: ")
+            session.send(b"not bob's passphrase\n")
+            session.output = b""
+    finally:
+        code, output = finish(session)
+    assert code == 1, output
+    assert "not unlocked after 3 tries" in output
+    assert [f["attempt"] for f in unlock_failures(ws)] == [1, 2, 3]
+    assert not [e for e in ledger_entries(ws) if e["type"] == "ceremony.approved"
+                and e["data"]["plan_id"] == base.plan_id and e["data"]["officer"] == "bob"]
