@@ -96,6 +96,8 @@ CRASH_VARIABLE = "CEREMONY_UNSAFE_CRASH_AT"
 """Rehearsal-only fault injection for crash tests: `<point>:<step>` with point `intent` (intent
 recorded, HSM/file work not started), `effect` (work done, result not recorded) or `done`
 (result recorded). The process kills itself with SIGKILL there, as a power cut would."""
+INTERRUPT_VARIABLE = "CEREMONY_UNSAFE_INTERRUPT_AT"
+"""The same points, rehearsal-only: the process sends itself SIGINT there, as ctrl+c would."""
 
 _VERB_TARGET: Mapping[str, KeyState] = {
     "publish": KeyState.PUBLISHED, "activate": KeyState.ACTIVE, "retire": KeyState.RETIRED,
@@ -105,11 +107,15 @@ _VERB_TARGET: Mapping[str, KeyState] = {
 
 
 def _crash_point(rehearsal: bool, point: str, step: int) -> None:
-    wanted = os.environ.get(CRASH_VARIABLE)
-    if wanted and rehearsal and wanted == f"{point}:{step}":
-        import signal
+    if not rehearsal:
+        return
+    import signal
 
+    here = f"{point}:{step}"
+    if os.environ.get(CRASH_VARIABLE) == here:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(INTERRUPT_VARIABLE) == here:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 A = TypeVar("A", bound=Action)

@@ -109,6 +109,11 @@ class Session:
     def __init__(self, ws: Workspace, *, now: datetime) -> None:
         self.ws = ws
         self.now = now
+        self.planned: str | None = None
+        """The plan this session recorded (`plan`, `run`), for a face that was interrupted."""
+        self.started: str | None = None
+        """The ceremony this session started or resumed: after an interruption it may be
+        half-done, and the face says how to continue it."""
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -217,6 +222,7 @@ class Session:
             ws.ledger.append("ceremony.planned", {"plan": plan.to_dict(),
                                                   "digest": plan.digest.hex()},
                              time=self.now, actor="console", ceremony=plan.id)
+            self.planned = plan.id
             return self.review(plan.id)
 
     def _config_change(self, script_name: str) -> tuple[Mapping[str, object], tuple[str, ...]] \
@@ -484,6 +490,7 @@ class Session:
             ws.ledger.append("ceremony.resumed" if resuming else "ceremony.started",
                              {"plan_id": record.plan_id, "officers": [c.name for c in unlocked]},
                              time=self.now, actor="console", ceremony=record.plan_id)
+            self.started = record.plan_id
             record = find_plan(self._plans(), record.plan_id)
             requested = self.now if ws.rehearsal else None
             run = CeremonyRun(ws=ws, record=record, officers=list(unlocked),
@@ -552,12 +559,14 @@ class Session:
                     self._approve(self._review(find_plan(self._plans(), view.plan_id)), card)
                 return self._execute(self.review(view.plan_id), unlocked, progress,
                                      resuming=False)
-        except ConsoleError as error:
+        except (ConsoleError, KeyboardInterrupt) as error:
             record = find_plan(self._plans(), view.plan_id)
             if not record.started and not record.closed:
+                why = (error.user_message() if isinstance(error, ConsoleError)
+                       else "interrupted (ctrl+c)")
                 self.ws.ledger.append("ceremony.aborted", {
                     "plan_id": record.plan_id, "after_step": 0,
-                    "reason": f"run stopped before it started: {error.user_message()}"},
+                    "reason": f"run stopped before it started: {why}"},
                     time=self.now, actor="console", ceremony=record.plan_id)
             raise
 

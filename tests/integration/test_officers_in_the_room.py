@@ -9,6 +9,7 @@ token); prompts are answered on a pseudo-terminal that is the command's controll
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.integration.ceremony_helpers import (
     ledger_entries,
     make_demo,
     ok,
+    status,
 )
 from tests.pty_session import PtySession
 
@@ -144,3 +146,72 @@ def test_three_wrong_passphrases_end_the_command(base: Base, tmp_path: Path) -> 
     assert [f["attempt"] for f in unlock_failures(ws)] == [1, 2, 3]
     assert not [e for e in ledger_entries(ws) if e["type"] == "ceremony.approved"
                 and e["data"]["plan_id"] == base.plan_id and e["data"]["officer"] == "bob"]
+
+
+# --- 2. ctrl+c says what to run next ---------------------------------------------------------
+
+
+def interruption(output: str) -> list[str]:
+    """The lines from `ceremony: interrupted` on, which must start a line of their own."""
+    lines = output.replace("\r\n", "\n").split("\n")
+    start = next(i for i, line in enumerate(lines) if "ceremony: interrupted" in line)
+    assert lines[start].startswith("ceremony: interrupted — "), lines[start]
+    return [line for line in lines[start:] if line]
+
+
+def test_ctrl_c_at_a_passphrase_prompt_says_nothing_changed(base: Base, tmp_path: Path) -> None:
+    ws = clone(base.open_plan, tmp_path / "ws")
+    ok(ws, "approve", base.plan_id, "--officer", "bob", "--now", base.now)
+    before = ledger_entries(ws)
+    session = on_terminal(ws, "execute", base.plan_id, "--officer", "alice", "--officer", "bob",
+                          "--yes", "--now", base.now)
+    try:
+        session.read_until(b"passphrase for alice's card: ")
+        session.send(b"\x03")
+    finally:
+        code, output = finish(session)
+    assert code == 130, output
+    assert interruption(output)[0] == ("ceremony: interrupted — nothing was changed; run the "
+                                       "command again when ready")
+    assert ledger_entries(ws) == before
+
+
+def test_ctrl_c_in_run_before_it_starts_closes_its_plan(base: Base, tmp_path: Path) -> None:
+    ws = clone(base.demo, tmp_path / "ws")
+    now = after(ws, 91)
+    session = on_terminal(ws, "run", "quarterly-rotation", "--officer", "alice", "--officer",
+                          "bob", "--yes", "--now", now)
+    try:
+        session.read_until(b"passphrase for alice's card: ")
+        session.send(b"\x03")
+    finally:
+        code, output = finish(session)
+    assert code == 130, output
+    assert "no ceremony started" in interruption(output)[0]
+    assert "closed unstarted" in interruption(output)[0]
+    # The plan does not block the next one: running it again works.
+    assert "completed" in ok(ws, "run", "quarterly-rotation", "--officer", "alice",
+                             "--officer", "bob", "--now", now)
+
+
+def test_ctrl_c_during_a_step_prints_the_resume_command_which_works(base: Base,
+                                                                   tmp_path: Path) -> None:
+    ws = clone(base.open_plan, tmp_path / "ws")
+    ok(ws, "approve", base.plan_id, "--officer", "bob", "--now", base.now)
+    result = cli(ws, "execute", base.plan_id, "--officer", "alice", "--officer", "bob",
+                 "--now", base.now, env={"CEREMONY_UNSAFE_INTERRUPT_AT": "effect:4"})
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = interruption(result.stderr)
+    assert lines[0] == (f"ceremony: interrupted — ceremony {base.plan_id} "
+                        "(quarterly-rotation) started and did not finish; continue it with:")
+    command = shlex.split(lines[1])
+    cards = ws / "demo-cards"
+    assert command == ["ceremony", "resume", "--officer", "alice", "--passphrase-file",
+                       f"alice={cards / 'alice.pass'}", "--officer", "bob",
+                       "--passphrase-file", f"bob={cards / 'bob.pass'}", "--now", base.now]
+    assert lines[2].startswith("or abort it with `ceremony resume --abort --officer alice")
+    assert status(ws, base.now)["open_plans"][0]["state"] == "interrupted"
+    out = cli(ws, *command[1:])
+    assert out.returncode == 0, out.stderr
+    assert f"ceremony {base.plan_id} completed" in out.stdout
