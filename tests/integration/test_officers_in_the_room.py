@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.integration.ceremony_helpers import (
     PYTHON,
     _env,
     after,
+    assert_one_error,
     cli,
     clone,
     ledger_entries,
@@ -215,3 +217,30 @@ def test_ctrl_c_during_a_step_prints_the_resume_command_which_works(base: Base,
     out = cli(ws, *command[1:])
     assert out.returncode == 0, out.stderr
     assert f"ceremony {base.plan_id} completed" in out.stdout
+
+
+# --- 6. rehearsals practise typing passphrases -----------------------------------------------
+
+
+def test_a_rehearsal_asks_the_passphrase_and_never_reads_the_demo_file(base: Base,
+                                                                        tmp_path: Path) -> None:
+    ws = clone(base.open_plan, tmp_path / "ws")
+    # Without a terminal, no passphrase can be asked: refused, naming the option.
+    result = subprocess.run([PYTHON, "-m", "console", "approve", base.plan_id, "--officer",
+                             "bob", "--yes", "--now", base.now], capture_output=True, text=True,
+                            env=_env({"CEREMONY_WORKSPACE": str(ws)}), cwd=ws, timeout=120,
+                            stdin=subprocess.DEVNULL, start_new_session=True, check=False)
+    line = assert_one_error(result, 2, "--passphrase-file bob=FILE")
+    assert "terminal" in line
+    # At a terminal the demo card is used, but its passphrase is typed, without echo.
+    (ws / "demo-cards" / "bob.pass").write_text("not what bob types\n")
+    session = on_terminal(ws, "approve", base.plan_id, "--officer", "bob", "--yes",
+                          "--now", base.now)
+    try:
+        session.read_until(b"passphrase for bob's card: ")
+        assert not session.echo_on()
+        session.send(passphrase(base.open_plan, "bob") + b"\n")
+    finally:
+        code, output = finish(session)
+    assert code == 0 and "bob signed plan" in output, output
+    assert unlock_failures(ws) == []
