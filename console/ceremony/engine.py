@@ -199,7 +199,7 @@ class CeremonyRun:
                                          detail, _time.monotonic() - started))
         if not self.completed:
             self._append_many(self._completion())
-        self.progress.message(f"ceremony {self.record.plan_id} completed")
+        # No "completed" line here: the face prints the session's result (with the transcript).
 
     def _completion(self) -> list[_Item]:
         plan = self.record.plan
