@@ -246,3 +246,46 @@ def test_a_rehearsal_asks_the_passphrase_and_never_reads_the_demo_file(base: Bas
         code, output = finish(session)
     assert code == 0 and "bob signed plan" in output, output
     assert unlock_failures(ws) == []
+
+
+# --- 7. smaller items ------------------------------------------------------------------------
+
+
+def test_a_weak_passphrase_is_refused_before_typing_it_twice(tmp_path: Path) -> None:
+    card = tmp_path / "dave.card"
+    session = PtySession([PYTHON, "-m", "console", "officer", "new-card", "dave", "--out",
+                          str(card)], env=_env(), cwd=tmp_path)
+    strong = b"copper lantern drifts over seven quiet hills"
+    try:
+        session.read_until(b"new passphrase for dave's card: ")
+        session.send(b"password123\n")
+        session.output = b""
+        refused = session.read_until(b"new passphrase for dave's card: ")
+        assert b"again: " not in refused, refused  # refused at once, then asked again
+        assert b"try another" in refused
+        session.send(strong + b"\n")
+        session.read_until(b"again: ")
+        session.send(strong + b"\n")
+    finally:
+        code, output = finish(session)
+    assert code == 0, output
+    assert card.is_file() and "fingerprint words" in output
+    assert strong.decode() not in output and "password123" not in output
+
+
+def test_a_wrong_card_fails_like_a_wrong_passphrase_and_names_nobody(base: Base,
+                                                                       tmp_path: Path) -> None:
+    cards = base.open_plan / "demo-cards"
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not bob's passphrase at all\n")
+    lines = []
+    for card, secret in ((cards / "bob.card", wrong),  # bob's card, a wrong passphrase
+                         (cards / "carol.card", cards / "carol.pass")):  # carol's card
+        ws = clone(base.open_plan, tmp_path / f"ws-{len(lines)}")
+        result = cli(ws, "approve", base.plan_id, "--officer", "bob", "--card", f"bob={card}",
+                     "--passphrase-file", f"bob={secret}", "--now", base.now)
+        lines.append(assert_one_error(result, 1).replace(str(secret), "FILE"))
+        assert [(f["officer"], f["reason"]) for f in unlock_failures(ws)] == [
+            ("bob", "card not unlocked as this officer's card")]
+    assert lines[0] == lines[1], lines
+    assert "carol" not in lines[1]
