@@ -289,3 +289,24 @@ def test_a_wrong_card_fails_like_a_wrong_passphrase_and_names_nobody(base: Base,
             ("bob", "card not unlocked as this officer's card")]
     assert lines[0] == lines[1], lines
     assert "carol" not in lines[1]
+
+
+def test_an_orphan_blocks_new_bundles_not_copies_of_signed_ones(base: Base,
+                                                                tmp_path: Path) -> None:
+    """README: while reconcile reports a finding no ceremony signs a new bundle; `ceremony
+    export` copies the latest bundle already signed (and verified), which it does not affect."""
+    ws = clone(base.demo, tmp_path / "ws")
+    now = after(ws, 91)
+    officers = ("--officer", "alice", "--officer", "bob")
+    crashed = cli(ws, "run", "quarterly-rotation", *officers, "--now", now,
+                  env={"CEREMONY_UNSAFE_CRASH_AT": "effect:2"})
+    assert crashed.returncode == -9
+    ok(ws, "resume", "--abort", "--officer", "alice", "--now", now)
+    found = cli(ws, "reconcile")
+    assert found.returncode == 1 and "orphan" in found.stdout, found.stdout
+    bundles = sorted((ws / "exports" / "demo-api").iterdir())
+    line = assert_one_error(cli(ws, "run", "export-only", *officers, "--now", now), 1)
+    assert "disagree" in line and "ceremony reconcile" in line
+    assert sorted((ws / "exports" / "demo-api").iterdir()) == bundles
+    copied = ok(ws, "export", "--keyset", "demo-api", "--out", str(tmp_path / "out")).strip()
+    assert Path(copied).name == bundles[-1].name
