@@ -383,8 +383,8 @@ class CeremonyRun:
         if audit.problems():
             raise KeyAuditError(
                 f"the key left by the interrupted step fails its audit: {audit.problems()[0]}",
-                "it is not used; abort with `ceremony resume --abort` and destroy it after "
-                "review",
+                "it is not used; abort with `ceremony resume --abort --officer NAME` and "
+                "destroy it after review",
             )
         jwk = public_jwk(self.hsm.public_key(cka_id), action.alg)
         self.progress.message(f"step {action.n}: adopting the key generated before the "
@@ -624,7 +624,8 @@ class CeremonyRun:
         if not isinstance(seq, int) or not isinstance(evidence_data, list) or not all(
                 isinstance(e, Mapping) for e in evidence_data):
             raise ExportError(f"step {action.n}: its recorded intent is malformed",
-                              "restore the ledger from a verified copy, then `ceremony resume`")
+                              "restore the ledger from a verified copy, then "
+                              "`ceremony resume --officer NAME …`")
         path = self.ws.exports_dir / action.keyset / str(seq)
         _, previous_digest = self._previous_bundle(action.keyset)
         now = self.clock()
@@ -642,7 +643,7 @@ class CeremonyRun:
                 or verified.prev != previous_digest
                 or sorted(k["kid"] for k in verified.keys) != sorted(kids)):
             raise ExportError(f"{path} does not hold bundle #{seq} of {action.keyset} as planned",
-                              "move it aside after review, then `ceremony resume`")
+                              "move it aside after review, then `ceremony resume --officer NAME …`")
         self.progress.message(f"step {action.n}: adopting bundle #{seq} written before the "
                               "crash (signature, claims and keys verified)")
         # The evidence that let it be written was kept in the intent.

@@ -265,7 +265,7 @@ class Session:
         _refuse_closed(record)
         if not for_resume and record.started:
             raise PlanError(f"plan {plan.id} already started ({record.state()})",
-                            "continue it with `ceremony resume`, or abort it with "
+                            "continue it with `ceremony resume --officer NAME …`, or abort it with "
                             "`ceremony resume --abort --officer NAME`")
         if not record.started and self.now >= plan.expires_at:
             raise PlanExpiredError(f"plan {plan.id} expired at {format_time(plan.expires_at)}",
@@ -336,7 +336,7 @@ class Session:
         present = [n for n in officers if n in counted]
         if not view.status.met:
             raise QuorumError(f"plan {plan.id} is {view.status.summary()}",
-                              "collect approvals with `ceremony approve`",
+                              f"collect approvals with `ceremony approve {plan.id} --officer NAME`",
                               have=view.status.have, need=plan.quorum_m)
         if len(present) < plan.quorum_m:
             others = ", ".join(n for n in officers if n not in counted) or "none"
