@@ -310,3 +310,31 @@ def test_an_orphan_blocks_new_bundles_not_copies_of_signed_ones(base: Base,
     assert sorted((ws / "exports" / "demo-api").iterdir()) == bundles
     copied = ok(ws, "export", "--keyset", "demo-api", "--out", str(tmp_path / "out")).strip()
     assert Path(copied).name == bundles[-1].name
+
+
+# --- 4. what changed -------------------------------------------------------------------------
+
+
+def test_verify_previous_lists_kids_added_and_removed_and_the_transcript_has_the_words(
+        base: Base, tmp_path: Path) -> None:
+    ws = clone(base.demo, tmp_path / "ws")
+    now = after(ws, 91)
+    planned = json.loads(ok(ws, "plan", "quarterly-rotation", "--now", now, "--json"))
+    for officer in ("alice", "bob"):
+        ok(ws, "approve", planned["plan_id"], "--officer", officer, "--now", now)
+    ok(ws, "execute", planned["plan_id"], "--officer", "alice", "--officer", "bob",
+       "--now", now)
+    exports = sorted((ws / "exports" / "demo-api").iterdir(), key=lambda p: int(p.name))
+    old, new = (json.loads((e / "jwks.json").read_text())["keys"] for e in exports[-2:])
+    added = {k["kid"] for k in new} - {k["kid"] for k in old}
+    removed = {k["kid"] for k in old} - {k["kid"] for k in new}
+    assert added and removed
+    out = ok(None, "verify", "bundle", str(exports[-1] / "jwks.jwt"), "--trust",
+             str(ws / "exports" / "bundle-signing-key.jwk"), "--previous",
+             str(exports[-2] / "jwks.jwt"), "--now", now)
+    listed = {line.split()[1]: line.split()[0] for line in out.splitlines()
+              if line.startswith("  added") or line.startswith("  removed")}
+    assert listed == {**dict.fromkeys(added, "added"), **dict.fromkeys(removed, "removed")}
+    words = " ".join(planned["words"])
+    transcript = next((ws / "transcripts").glob(f"*{planned['plan_id']}.md")).read_text()
+    assert f"Digest words (read aloud at approval): {words}" in transcript

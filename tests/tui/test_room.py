@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Label
+from textual.widgets import Label, Static
 
 from console.tui.dialogs.qr import QrDialog
 from tests.tui.conftest import settle
@@ -26,3 +26,30 @@ async def test_the_qr_dialog_says_how_to_close_it(snapshot_workspace: Path) -> N
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, QrDialog)
+
+
+async def test_exports_list_kids_added_and_removed_and_the_whole_thumbprint(
+        snapshot_workspace: Path) -> None:
+    app = snapshot_app(snapshot_workspace)
+    ws = app.backend.ws  # type: ignore[attr-defined]
+    recorded = [e.data for e in ws.ledger.entries_of_type("bundle.exported")]
+    first, second = ([str(k) for k in d["kids"]] for d in recorded[:2])
+    signing = app.backend.signing_key()  # type: ignore[attr-defined]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        head = str(app.screen.query_one("#signing-key", Static).render())
+        assert str(signing["kid"]) in head.replace("\n", "")
+        changes = str(app.screen.query_one("#bundle-changes", Static).render())
+        assert changes.startswith("#2 since #1:")
+        for kid in set(second) - set(first):
+            assert f"+ added   {kid}" in changes
+        for kid in set(first) - set(second):
+            assert f"− removed {kid}" in changes
+        assert set(second) != set(first)
+        await pilot.press("down")
+        await settle(pilot)
+        changes = str(app.screen.query_one("#bundle-changes", Static).render())
+        assert changes.startswith("#1 is the first bundle of demo-api")
+        assert all(f"+ added   {kid}" in changes for kid in first)
