@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.command import CommandList, CommandPalette
+from textual.pilot import Pilot
 from textual.widgets import Label, Static
 
+from console.tui.app import SCREENS_BY_KEY, screen_bindings
 from console.tui.dialogs.qr import QrDialog
 from tests.tui.conftest import settle
 from tests.tui.snapshot_app import snapshot_app
@@ -53,3 +56,40 @@ async def test_exports_list_kids_added_and_removed_and_the_whole_thumbprint(
         changes = str(app.screen.query_one("#bundle-changes", Static).render())
         assert changes.startswith("#1 is the first bundle of demo-api")
         assert all(f"+ added   {kid}" in changes for kid in first)
+
+
+async def _palette(pilot: Pilot[None], text: str) -> list[str]:
+    """Open the command palette, type `text`, and read the names it offers."""
+    await pilot.press("ctrl+p")
+    await settle(pilot)
+    palette = pilot.app.screen
+    assert isinstance(palette, CommandPalette)
+    await pilot.press(*text)
+    for _ in range(20):  # the search runs in a worker, results come in batches
+        await pilot.pause(0.05)
+    results = palette.query_one(CommandList)
+    names = [str(results.get_option_at_index(i).prompt).split("\n")[0]
+             for i in range(results.option_count)]
+    return names
+
+
+async def test_the_palette_finds_every_action_of_every_screen(snapshot_workspace: Path) -> None:
+    app = snapshot_app(snapshot_workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        assert app.current_mode == "dashboard"
+        names = {c.title for c in app.get_system_commands(app.screen)}
+        for _key, mode, title in SCREENS_BY_KEY:
+            for binding in screen_bindings(app.MODES[mode]):  # type: ignore[arg-type]
+                assert f"{title}: {binding.description}" in names
+        assert {"Ceremony: Resume", "Ceremony: Plan", "Ceremony: Abort", "Ledger: Verify tree",
+                "Exports: Signing key QR", "Dashboard: Open plan"} <= names
+        # By keys, from the dashboard: "resume" finds the Ceremony screen's action, and
+        # choosing it goes there.
+        assert "Ceremony: Resume" in await _palette(pilot, "resume")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.current_mode == "ceremony"
+        await pilot.press("d")
+        await settle(pilot)
+        assert "Ceremony: Plan" in await _palette(pilot, "plan")
