@@ -50,6 +50,8 @@ SCREENS_BY_KEY: tuple[tuple[str, str, str], ...] = (
     ("h", "hsm", "HSM"),
 )
 
+SCREEN_KEYS = Binding.Group("screens", compact=True)
+
 CARD_IDLE_SECONDS = 5 * 60.0
 """Unlocked officer cards are wiped after this long without a key press or click."""
 LEDGER_POLL_SECONDS = 5.0
@@ -73,7 +75,10 @@ class CeremonyApp(App[None]):
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
-        *(Binding(key, f"show('{mode}')", title) for key, mode, title in SCREENS_BY_KEY),
+        # One compact footer group ("d c l e o h screens"): every screen key stays visible at
+        # 80 columns, with ? and ^q, whatever the screen's own keys.
+        *(Binding(key, f"show('{mode}')", title, group=SCREEN_KEYS)
+          for key, mode, title in SCREENS_BY_KEY),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]

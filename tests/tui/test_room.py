@@ -7,7 +7,8 @@ from pathlib import Path
 
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Label, Static
+from textual.widgets import Footer, Label, Static
+from textual.widgets._footer import FooterKey
 
 from console.tui.app import SCREENS_BY_KEY, screen_bindings
 from console.tui.dialogs.qr import QrDialog
@@ -93,3 +94,38 @@ async def test_the_palette_finds_every_action_of_every_screen(snapshot_workspace
         await pilot.press("d")
         await settle(pilot)
         assert "Ceremony: Plan" in await _palette(pilot, "plan")
+
+
+async def test_at_80x24_the_footer_keeps_every_screen_key_and_help(
+        snapshot_workspace: Path) -> None:
+    app = snapshot_app(snapshot_workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for screen_key in ("d", "c", "l", "e", "o", "h"):
+            await pilot.press(screen_key)
+            await settle(pilot)
+            footer = app.screen.query_one(Footer)
+            keys = list(footer.query(FooterKey))
+            palette = next(k for k in keys if "-command-palette" in k.classes)
+            shown = {k.key for k in keys if k is not palette
+                     and k.region.width > 0 and k.region.right <= palette.region.x}
+            whole = {k.key for k in keys if k.key in shown
+                     and k.region.width >= len(k.key_display or "") + len(k.description)}
+            assert {"d", "c", "l", "e", "o", "h", "question_mark", "ctrl+q"} <= shown, \
+                (app.current_mode, shown)
+            assert "question_mark" in whole, app.current_mode
+
+
+async def test_at_80x24_the_dashboard_shows_the_whole_signing_thumbprint(
+        snapshot_workspace: Path) -> None:
+    app = snapshot_app(snapshot_workspace)
+    kid = str(app.backend.signing_key()["kid"])  # type: ignore[attr-defined]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        shown = app.screen.query_one("#dash-signing-key", Static)
+        assert kid in str(shown.render())
+        width = shown.content_region.width
+        assert 0 < width < len(kid)  # it has to wrap at 80 columns ...
+        rows_for_kid = -(-len(kid) // width)
+        assert shown.content_region.height >= 1 + rows_for_kid  # ... and it does, whole
+        assert shown.region.bottom <= 24
