@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
@@ -67,9 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"ceremony: error: {error.user_message()}", file=sys.stderr)
         return exit_code_for(error)
-    except KeyboardInterrupt:
-        print(f"\nceremony: interrupted — {_next_step(words)}", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        next_step = (interrupt.next_step if isinstance(interrupt, _Interrupted)
+                     else _next_step(words))
+        # The prompt's line (or a progress line) may be unfinished: start a line of our own.
+        print(f"\nceremony: interrupted — {next_step}", file=sys.stderr)
         return ExitCode.INTERRUPTED
+
+
+class _Interrupted(KeyboardInterrupt):
+    """ctrl+c in a command that knows what it had done: `next_step` says what to run."""
+
+    def __init__(self, next_step: str) -> None:
+        super().__init__(next_step)
+        self.next_step = next_step
 
 
 def _next_step(words: list[str]) -> str:
@@ -80,6 +93,61 @@ def _next_step(words: list[str]) -> str:
                 "continue with `ceremony resume --officer NAME …` or abort with "
                 "`ceremony resume --abort --officer NAME`")
     return "nothing was changed after the last line printed; run the command again"
+
+
+@contextmanager
+def _interruptible(args: argparse.Namespace, session: Session) -> Iterator[None]:
+    """Turn ctrl+c into the exact next command, from what `session` recorded."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _Interrupted(_after_interrupt(args, session)) from None
+
+
+def _after_interrupt(args: argparse.Namespace, session: Session) -> str:
+
+    def record(plan_id: str) -> PlanRecord | None:
+        try:
+            return session.record(plan_id)
+        except ConsoleError:
+            return None
+
+    started = record(session.started) if session.started is not None else None
+    if started is not None and started.completed_at is not None:
+        return (f"ceremony {started.plan_id} had completed; its transcript is written by:\n"
+                f"ceremony transcript {started.plan_id}")
+    if started is not None and not started.closed:
+        officers = list(args.officer)
+        return (f"ceremony {started.plan_id} ({started.plan.script}) started and did not "
+                f"finish; continue it with:\n{_command(args, 'resume', officers)}\n"
+                f"or abort it with `{_command(args, 'resume', officers[:1], abort=True)}`")
+    planned = record(session.planned) if session.planned is not None else None
+    if planned is not None and not planned.closed:
+        return (f"no ceremony started; plan {planned.plan_id} ({planned.plan.script}) is "
+                "recorded and waits for approvals:\n"
+                f"ceremony approve {planned.plan_id} --officer NAME")
+    if planned is not None:
+        return (f"no ceremony started; plan {planned.plan_id} was closed unstarted; nothing "
+                "else was changed")
+    return "nothing was changed; run the command again when ready"
+
+
+def _command(args: argparse.Namespace, command: str, officers: Sequence[str], *,
+             abort: bool = False) -> str:
+    """`ceremony COMMAND` for `officers`, with the options this command was given."""
+    words = ["ceremony", command] + (["--abort"] if abort else [])
+    for name in officers:
+        words += ["--officer", name]
+        for option, values in (("--card", args.card),
+                               ("--passphrase-file", args.passphrase_file)):
+            for value in values:
+                if value.partition("=")[0] == name:
+                    words += [option, value]
+    for option in ("workspace", "now", "expect_checkpoint"):
+        value = getattr(args, option, None)
+        if value is not None:
+            words += [f"--{option.replace('_', '-')}", str(value)]
+    return shlex.join(words)
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -469,7 +537,9 @@ def _status(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     with _open(args) as ws:
-        view = _session(args, ws).plan(args.script, keysets=args.keyset, parameters=args.set)
+        session = _session(args, ws)
+        with _interruptible(args, session):
+            view = session.plan(args.script, keysets=args.keyset, parameters=args.set)
     if args.json:
         _print_json(view.summary())
     else:
@@ -482,16 +552,18 @@ def _approve(args: argparse.Namespace) -> int:
         raise UsageError("approve takes exactly one --officer", "run it once per officer")
     with _open(args) as ws:
         session = _session(args, ws)
-        print(session.approve(args.plan_id, args.officer[0], _Cards(args, ws),
-                              confirm=_confirm(args, ws)).message)
+        with _interruptible(args, session):
+            print(session.approve(args.plan_id, args.officer[0], _Cards(args, ws),
+                                  confirm=_confirm(args, ws)).message)
     return ExitCode.OK
 
 
 def _execute(args: argparse.Namespace) -> int:
     with _open(args) as ws:
         session = _session(args, ws)
-        print(session.execute(args.plan_id, args.officer, _Cards(args, ws),
-                              confirm=_confirm(args, ws), progress=LineProgress(_progress)))
+        with _interruptible(args, session):
+            print(session.execute(args.plan_id, args.officer, _Cards(args, ws),
+                                  confirm=_confirm(args, ws), progress=LineProgress(_progress)))
     return ExitCode.OK
 
 
@@ -499,9 +571,10 @@ def _run(args: argparse.Namespace) -> int:
     with _open(args) as ws:
         session = _session(args, ws)
         cards = _Cards(args, ws)
-        print(session.run(args.script, args.officer, cards, confirm=_confirm(args, ws),
-                          keysets=args.keyset, parameters=args.set,
-                          progress=LineProgress(_progress)))
+        with _interruptible(args, session):
+            print(session.run(args.script, args.officer, cards, confirm=_confirm(args, ws),
+                              keysets=args.keyset, parameters=args.set,
+                              progress=LineProgress(_progress)))
     return ExitCode.OK
 
 
@@ -518,7 +591,9 @@ def _resume(args: argparse.Namespace) -> int:
                                     confirm=_confirm_abort(args, ws))
             print(outcome.render())
             return ExitCode.OK
-        print(session.resume(args.officer, _Cards(args, ws), progress=LineProgress(_progress)))
+        with _interruptible(args, session):
+            print(session.resume(args.officer, _Cards(args, ws),
+                                 progress=LineProgress(_progress)))
     return ExitCode.OK
 
 

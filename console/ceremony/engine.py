@@ -97,6 +97,8 @@ CRASH_VARIABLE = "CEREMONY_UNSAFE_CRASH_AT"
 """Rehearsal-only fault injection for crash tests: `<point>:<step>` with point `intent` (intent
 recorded, HSM/file work not started), `effect` (work done, result not recorded) or `done`
 (result recorded). The process kills itself with SIGKILL there, as a power cut would."""
+INTERRUPT_VARIABLE = "CEREMONY_UNSAFE_INTERRUPT_AT"
+"""The same points, rehearsal-only: the process sends itself SIGINT there, as ctrl+c would."""
 
 _VERB_TARGET: Mapping[str, KeyState] = {
     "publish": KeyState.PUBLISHED, "activate": KeyState.ACTIVE, "retire": KeyState.RETIRED,
@@ -106,11 +108,15 @@ _VERB_TARGET: Mapping[str, KeyState] = {
 
 
 def _crash_point(rehearsal: bool, point: str, step: int) -> None:
-    wanted = os.environ.get(CRASH_VARIABLE)
-    if wanted and rehearsal and wanted == f"{point}:{step}":
-        import signal
+    if not rehearsal:
+        return
+    import signal
 
+    here = f"{point}:{step}"
+    if os.environ.get(CRASH_VARIABLE) == here:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(INTERRUPT_VARIABLE) == here:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 A = TypeVar("A", bound=Action)
@@ -197,7 +203,7 @@ class CeremonyRun:
                                          detail, _time.monotonic() - started))
         if not self.completed:
             self._append_many(self._completion())
-        self.progress.message(f"ceremony {self.record.plan_id} completed")
+        # No "completed" line here: the face prints the session's result (with the transcript).
 
     def _completion(self) -> list[_Item]:
         plan = self.record.plan
@@ -389,8 +395,8 @@ class CeremonyRun:
         if audit.problems():
             raise KeyAuditError(
                 f"the key left by the interrupted step fails its audit: {audit.problems()[0]}",
-                "it is not used; abort with `ceremony resume --abort` and destroy it after "
-                "review",
+                "it is not used; abort with `ceremony resume --abort --officer NAME` and "
+                "destroy it after review",
             )
         jwk = public_jwk(self.hsm.public_key(cka_id), action.alg)
         self.progress.message(f"step {action.n}: adopting the key generated before the "
@@ -630,7 +636,8 @@ class CeremonyRun:
         if not isinstance(seq, int) or not isinstance(evidence_data, list) or not all(
                 isinstance(e, Mapping) for e in evidence_data):
             raise ExportError(f"step {action.n}: its recorded intent is malformed",
-                              "restore the ledger from a verified copy, then `ceremony resume`")
+                              "restore the ledger from a verified copy, then "
+                              "`ceremony resume --officer NAME …`")
         path = self.ws.exports_dir / action.keyset / str(seq)
         _, previous_digest = self._previous_bundle(action.keyset)
         now = self.clock()
@@ -648,7 +655,7 @@ class CeremonyRun:
                 or verified.prev != previous_digest
                 or sorted(k["kid"] for k in verified.keys) != sorted(kids)):
             raise ExportError(f"{path} does not hold bundle #{seq} of {action.keyset} as planned",
-                              "move it aside after review, then `ceremony resume`")
+                              "move it aside after review, then `ceremony resume --officer NAME …`")
         self.progress.message(f"step {action.n}: adopting bundle #{seq} written before the "
                               "crash (signature, claims and keys verified)")
         # The evidence that let it be written was kept in the intent.

@@ -122,7 +122,8 @@ def reconcile(inventory: Sequence[HsmObject], keysets: Mapping[str, KeysetState]
                 f"made by step {intent.get('step')} of "
                 f"{'aborted' if aborted else 'interrupted'} plan {record.plan_id}",
                 "run key-destruction (destructive quorum) to destroy it" if aborted else
-                "run `ceremony resume` to audit and adopt it, or `ceremony resume --abort`"))
+                "run `ceremony resume --officer NAME …` (its approvers) to audit and adopt it, or "
+                "`ceremony resume --abort --officer NAME`"))
         else:
             findings.append(Finding(
                 "unknown", cka_id, label, None,

@@ -116,6 +116,11 @@ class Session:
     def __init__(self, ws: Workspace, *, now: datetime) -> None:
         self.ws = ws
         self.now = now
+        self.planned: str | None = None
+        """The plan this session recorded (`plan`, `run`), for a face that was interrupted."""
+        self.started: str | None = None
+        """The ceremony this session started or resumed: after an interruption it may be
+        half-done, and the face says how to continue it."""
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -225,6 +230,7 @@ class Session:
             ws.ledger.append("ceremony.planned", {"plan": plan.to_dict(),
                                                   "digest": plan.digest.hex()},
                              time=self.now, actor="console", ceremony=plan.id)
+            self.planned = plan.id
             return self.review(plan.id)
 
     def _config_change(self, script_name: str) -> tuple[Mapping[str, object], tuple[str, ...]] \
@@ -267,7 +273,7 @@ class Session:
         _refuse_closed(record)
         if not for_resume and record.started:
             raise PlanError(f"plan {plan.id} already started ({record.state()})",
-                            "continue it with `ceremony resume`, or abort it with "
+                            "continue it with `ceremony resume --officer NAME …`, or abort it with "
                             "`ceremony resume --abort --officer NAME`")
         if not record.started and self.now >= plan.expires_at:
             raise PlanExpiredError(f"plan {plan.id} expired at {format_time(plan.expires_at)}",
@@ -366,7 +372,7 @@ class Session:
         present = [n for n in officers if n in counted]
         if not view.status.met:
             raise QuorumError(f"plan {plan.id} is {view.status.summary()}",
-                              "collect approvals with `ceremony approve`",
+                              f"collect approvals with `ceremony approve {plan.id} --officer NAME`",
                               have=view.status.have, need=plan.quorum_m)
         if len(present) < plan.quorum_m:
             others = ", ".join(n for n in officers if n not in counted) or "none"
@@ -519,6 +525,7 @@ class Session:
             ws.ledger.append("ceremony.resumed" if resuming else "ceremony.started",
                              {"plan_id": record.plan_id, "officers": [c.name for c in unlocked]},
                              time=self.now, actor="console", ceremony=record.plan_id)
+            self.started = record.plan_id
             record = find_plan(self._plans(), record.plan_id)
             requested = self.now if ws.rehearsal else None
             run = CeremonyRun(ws=ws, record=record, officers=list(unlocked),
@@ -625,12 +632,14 @@ class Session:
                     self._approve(self._review(find_plan(self._plans(), view.plan_id)), card)
                 return self._execute(self.review(view.plan_id), unlocked, progress,
                                      resuming=False)
-        except ConsoleError as error:
+        except (ConsoleError, KeyboardInterrupt) as error:
             record = find_plan(self._plans(), view.plan_id)
             if not record.started and not record.closed:
+                why = (error.user_message() if isinstance(error, ConsoleError)
+                       else "interrupted (ctrl+c)")
                 self.ws.ledger.append("ceremony.aborted", {
                     "plan_id": record.plan_id, "after_step": 0,
-                    "reason": f"run stopped before it started: {error.user_message()}"},
+                    "reason": f"run stopped before it started: {why}"},
                     time=self.now, actor="console", ceremony=record.plan_id)
             raise
 

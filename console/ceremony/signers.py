@@ -79,7 +79,8 @@ def release_pin(exports: Path, signer: str, recipient: str, pin: bytes) -> tuple
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise ExportError(f"cannot write {target}: {e.strerror or e}",
-                          "free space or fix permissions, then `ceremony resume`") from e
+                          "free space or fix permissions, then "
+                          "`ceremony resume --officer NAME …`") from e
     return target, hashlib.sha256(data).hexdigest()
 
 

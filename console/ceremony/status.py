@@ -85,7 +85,8 @@ def workspace_status(ws: Workspace, now: datetime) -> dict[str, Any]:
         else:
             first.append(f"plan {plan['plan_id']} ({plan['script']}) is open: approved by "
                          f"{plan['approvals']} of {plan['quorum']} — `ceremony approve "
-                         f"{plan['plan_id']} --officer NAME`, then `ceremony execute`")
+                         f"{plan['plan_id']} --officer NAME`, then `ceremony execute "
+                         f"{plan['plan_id']} --officer NAME …`")
     if not any(plan["state"] in ("interrupted", "executing") for plan in report["open_plans"]):
         first += _sealed_pin_warning(ws)
     for difference in ws.drift:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -51,6 +51,8 @@ SCREENS_BY_KEY: tuple[tuple[str, str, str], ...] = (
     ("h", "hsm", "HSM"),
 )
 
+SCREEN_KEYS = Binding.Group("screens", compact=True)
+
 CARD_IDLE_SECONDS = 5 * 60.0
 """Unlocked officer cards are wiped after this long without a key press or click."""
 LEDGER_POLL_SECONDS = 5.0
@@ -74,7 +76,10 @@ class CeremonyApp(App[None]):
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
-        *(Binding(key, f"show('{mode}')", title) for key, mode, title in SCREENS_BY_KEY),
+        # One compact footer group ("d c l e o h screens"): every screen key stays visible at
+        # 80 columns, with ? and ^q, whatever the screen's own keys.
+        *(Binding(key, f"show('{mode}')", title, group=SCREEN_KEYS)
+          for key, mode, title in SCREENS_BY_KEY),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -190,10 +195,24 @@ class CeremonyApp(App[None]):
         yield SystemCommand("Help", "every key the console understands", self.action_help)
         yield SystemCommand("Refresh health", "re-check the HSM, ledger and reconciliation",
                             self.refresh_health)
-        for binding in getattr(screen, "BINDINGS", []):
-            if isinstance(binding, Binding) and binding.description:
-                yield SystemCommand(f"{binding.description}", f"key {binding.key}",
-                                    _call(screen.run_action, binding.action))
+        # Every action of every screen, by name, from wherever the palette is opened: choosing
+        # one goes to its screen and does it there.
+        for _key, mode, title in SCREENS_BY_KEY:
+            screen_class = self.MODES[mode]
+            assert isinstance(screen_class, type)
+            for binding in screen_bindings(screen_class):
+                key = binding.key_display or binding.key.split(",")[0]
+                yield SystemCommand(f"{title}: {binding.description}",
+                                    f"key {key} on the {title} screen",
+                                    self._on_screen(mode, binding.action))
+
+    def _on_screen(self, mode: str, action: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            if self.current_mode != mode:
+                await self.switch_mode(mode)
+            await self.screen.run_action(action)
+
+        return run
 
     # --- health ----------------------------------------------------------------------------
 
@@ -272,6 +291,17 @@ class CeremonyApp(App[None]):
                     else f"internal error: {type(error).__name__}: {error}")
             self.errors.append(line)
             self.push_screen(ErrorDialog(event.worker.description or "Error", line))
+
+
+def screen_bindings(screen_class: type[Screen[Any]]) -> list[Binding]:
+    """A screen's named bindings, its bases' included (each action once, the subclass's
+    first)."""
+    found: dict[str, Binding] = {}
+    for klass in screen_class.__mro__:
+        for binding in vars(klass).get("BINDINGS", ()):
+            if isinstance(binding, Binding) and binding.description:
+                found.setdefault(binding.action, binding)
+    return list(found.values())
 
 
 def _call(fn: Callable[[str], Any], arg: str) -> Callable[[], Any]:

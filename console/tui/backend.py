@@ -90,6 +90,12 @@ class BundleRow:
     verified: bool | None
     problem: str
     files: tuple[BundleFile, ...] = field(default=())
+    previous_seq: int | None = None
+    """The keyset's bundle before this one (None: the first)."""
+    added: tuple[str, ...] = ()
+    """Kids in this bundle and not in the previous one (every kid of a first bundle)."""
+    removed: tuple[str, ...] = ()
+    """Kids in the previous bundle and not in this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +314,7 @@ class Backend:
         trust = self.signing_key()
         rows: list[BundleRow] = []
         previous: dict[str, bytes] = {}
+        before: dict[str, tuple[int, tuple[str, ...]]] = {}  # keyset → (seq, kids) last seen
         for entry in self.ws.ledger.entries_of_type("bundle.exported"):
             data = entry.data
             keyset, seq = str(data.get("keyset")), int(data.get("seq", 0))
@@ -338,8 +345,12 @@ class Backend:
                 previous[keyset] = token
             kids = tuple(str(k) for k in data.get("kids", ()))
             shown = Path(str(data.get("path", ""))) if data.get("path") else folder
+            previous_seq, previous_kids = before.get(keyset, (None, ()))
             rows.append(BundleRow(keyset, seq, entry.time, kids, str(data.get("sha256", "")),
-                                  shown, verified, problem, files))
+                                  shown, verified, problem, files, previous_seq,
+                                  added=tuple(k for k in kids if k not in previous_kids),
+                                  removed=tuple(k for k in previous_kids if k not in kids)))
+            before[keyset] = (seq, kids)
         rows.reverse()
         return rows
 

@@ -29,12 +29,14 @@ PYTHON = sys.executable
 FAST_KDF = 2**10
 """scrypt cost of the cards of the fast demo workspaces (production cost is ~0.3 s per unlock)."""
 CRASH_VARIABLE = "CEREMONY_UNSAFE_CRASH_AT"
+INTERRUPT_VARIABLE = "CEREMONY_UNSAFE_INTERRUPT_AT"
 TIMEOUT = 120
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in (CRASH_VARIABLE, "CEREMONY_WORKSPACE", "SOFTHSM2_CONF")}
+           if k not in (CRASH_VARIABLE, INTERRUPT_VARIABLE, "CEREMONY_WORKSPACE",
+                        "SOFTHSM2_CONF")}
     env["PYTHONPATH"] = str(REPO)
     env.update(extra or {})
     return env

@@ -7,7 +7,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
@@ -22,7 +22,10 @@ class QrDialog(ModalScreen[None]):
         self.title_text, self.payload, self.caption = title, payload, caption
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog -qr"):
-            yield Label(Text(self.title_text, style="bold"), classes="dialog-title")
+        with VerticalScroll(classes="dialog -qr"):
+            # The way out is on the title line: at 80x24 a large code fills the dialog.
+            yield Label(Text.assemble((self.title_text, "bold"), ("  esc, enter or q closes",
+                                                                  "dim")),
+                        classes="dialog-title", id="qr-title")
             yield QrCode(self.payload, id="qr")
             yield Static(Text(self.caption or self.payload), classes="caption")

@@ -22,7 +22,9 @@ from console.tui.widgets.header import ConsoleHeader
 class ConsoleScreen(Screen[None]):
     """A screen whose body comes from `compose_body` and whose data from `refresh_data`."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "refresh", "Refresh")]
+    # Screens refresh themselves on every ledger change; r stays (help, palette), the footer
+    # keeps its room for the screen keys, ? and ^q at 80 columns.
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "refresh", "Refresh", show=False)]
 
     @dataclass
     class Loaded(Message):
@@ -36,7 +38,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield ConsoleHeader(id="header")
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         yield from ()

@@ -87,7 +87,7 @@ class CeremonyScreen(ConsoleScreen):
         Binding("x", "execute", "Execute"),
         Binding("u", "resume", "Resume", show=False),  # the open-plan line says [u], [b]
         Binding("b", "abort", "Abort", show=False),
-        Binding("w", "digest_qr", "Digest QR"),
+        Binding("w", "digest_qr", "Digest QR", show=False),  # the digest says [w]
         Binding("k", "checkpoint_qr", "Checkpoint QR", show=False),
     ]
 

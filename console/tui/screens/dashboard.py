@@ -82,6 +82,7 @@ class DashboardScreen(ConsoleScreen):
             with Vertical(id="keysets-pane", classes="pane"):
                 yield Label("Keysets", classes="pane-title")
                 yield OptionList(id="keysets")
+                yield Static("", id="dash-signing-key")
             with VerticalScroll(id="keyset-pane", classes="pane"):
                 yield Label("", id="keyset-title", classes="pane-title")
                 yield DataTable(id="keys", cursor_type="row", zebra_stripes=False)
@@ -126,6 +127,8 @@ class DashboardScreen(ConsoleScreen):
         if status.get("keysets"):
             options.highlighted = min(highlighted, len(status["keysets"]) - 1)
             self._show_keyset(status["keysets"][options.highlighted or 0])
+        self.query_one("#dash-signing-key", Static).update(
+            signing_key_text(status.get("bundle_signing_key")))
         warnings = status.get("warnings") or []
         body = Text()
         for warning in warnings:
@@ -184,3 +187,15 @@ def _short(delta: Any) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600} h"
     return f"{seconds // 60} min"
+
+
+def signing_key_text(key: object) -> Text:
+    """The bundle-signing key's thumbprint, whole (it wraps): the value operators pin."""
+    text = Text()
+    if not isinstance(key, dict) or not key.get("kid"):
+        text.append("no bundle-signing key yet", style="dim")
+        return text
+    text.append("Bundle-signing key", style="bold")
+    text.append(f" {key.get('alg', '')} (pin it)\n", style="dim")
+    text.append(str(key["kid"]))
+    return text

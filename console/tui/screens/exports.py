@@ -33,6 +33,7 @@ class ExportsScreen(ConsoleScreen):
         with Vertical(id="bundles-pane", classes="pane"):
             yield Label("Bundles", classes="pane-title")
             yield DataTable(id="bundles", cursor_type="row")
+            yield Static("", id="bundle-changes")
         with Vertical(id="files-pane", classes="pane"):
             yield Label("Files of the selected bundle", classes="pane-title", id="files-title")
             yield DataTable(id="files", cursor_type="row")
@@ -53,7 +54,7 @@ class ExportsScreen(ConsoleScreen):
 
     def show_exports(self, value: tuple[dict[str, Any] | None, list[BundleRow]]) -> None:
         key, self.rows = value
-        head = Text(no_wrap=True, overflow="ellipsis")
+        head = Text()  # wraps: the thumbprint is the value operators pin, never cut
         if key is None:
             self.signing_kid = None
             head.append("! no bundle-signing key exported yet — run genesis", style="yellow")
@@ -81,6 +82,7 @@ class ExportsScreen(ConsoleScreen):
         if not 0 <= index < len(self.rows):
             return
         row = self.rows[index]
+        self.query_one("#bundle-changes", Static).update(changes_text(row))
         self.query_one("#files-title", Label).update(
             f"Files of {row.keyset} #{row.seq} · {row.path}")
         for f in row.files:
@@ -98,3 +100,22 @@ class ExportsScreen(ConsoleScreen):
     def action_key_qr(self) -> None:
         if self.signing_kid:
             self.app.push_screen(QrDialog("Bundle-signing key thumbprint", self.signing_kid))
+
+
+def changes_text(row: BundleRow) -> Text:
+    """What changed since the keyset's previous bundle: kids added and removed, in full (the
+    values operators compare), wrapped."""
+    text = Text()
+    if row.previous_seq is None:
+        text.append(f"#{row.seq} is the first bundle of {row.keyset}", style="bold")
+    else:
+        text.append(f"#{row.seq} since #{row.previous_seq}:", style="bold")
+        if not row.added and not row.removed:
+            text.append(" no key added or removed")
+    for kid in row.added:
+        text.append("\n  + added   ", style="green")
+        text.append(kid)
+    for kid in row.removed:
+        text.append("\n  − removed ", style="red")
+        text.append(kid)
+    return text
