@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
+# The suite runs on every core (two on CI): most of its time is SoftHSM2 and subprocesses.
+# `loadscope` keeps each module's tests on one worker, so module fixtures are built once.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test soak lint screenshots bench rehearsal setup system-packages clean
 
@@ -63,7 +66,8 @@ demo: setup
 	$(BIN)/ceremony demo --workspace $(DEMO_DIR)
 
 test: setup
-	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not soak" --durations=15 \
+	  $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The fault campaigns (tests/reliability: kills at any instant, failing writes, two consoles,
@@ -78,8 +82,9 @@ FAULT_TESTS := tests/reliability/test_kills_anywhere.py tests/reliability/test_w
 
 soak: setup
 	CEREMONY_SOAK=1 CEREMONY_KILLS=$(SOAK_KILLS) CEREMONY_FAULT_POINTS=all \
-	CEREMONY_RACE_ROUNDS=$(SOAK_RACES) $(BIN)/python -m pytest -s --durations=10 $(FAULT_TESTS) \
-	$(PYTEST_ARGS)
+	CEREMONY_RACE_ROUNDS=$(SOAK_RACES) CRASH_REPEATS=5 $(BIN)/python -m pytest -s --durations=10 \
+	$(FAULT_TESTS) tests/reliability/test_crash_quarterly.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m soak --durations=10 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check console tests

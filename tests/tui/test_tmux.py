@@ -47,7 +47,8 @@ def test_ceremony_in_tmux(demo_workspace: Path) -> None:
         first = _wait_for(session, lambda s: "Keysets" in s and "demo-api" in s
                           and "HSM demo-token" in s)
         assert "Warnings" in first and "(rehearsal)" in first
-        assert "d Dashboard" in first or "Dashboard" in first.splitlines()[-1]
+        footer = [line for line in first.splitlines() if line.strip()][-1]
+        assert "dcleoh screens" in footer and "? Help" in footer, footer
         _tmux("send-keys", "-t", session, "l")
         ledger = _wait_for(session, lambda s: "checkpoint.signed" in s and "seq" in s)
         assert "cosigned by alice, bob" in ledger
