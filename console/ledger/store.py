@@ -219,8 +219,13 @@ class Ledger:
             create_schema(conn, origin)
         except sqlite3.Error as e:
             raise LedgerError(f"cannot create ledger {path}: {e}") from e
-        return cls(path, conn, origin=origin, checkpoint_file=Path(checkpoint_file),
-                   busy_timeout=busy_timeout)
+        ledger = cls(path, conn, origin=origin, checkpoint_file=Path(checkpoint_file),
+                     busy_timeout=busy_timeout)
+        # An empty guard says "no checkpoint yet": a process killed between the first
+        # checkpoint's commit and the guard's write then finds an empty file (brought forward
+        # at the next open), while a missing guard always means it was removed.
+        ledger._write_checkpoint_file("")
+        return ledger
 
     @classmethod
     def open(cls, path: Path, *, checkpoint_file: Path, expect_checkpoint: str | None = None,
@@ -332,11 +337,13 @@ class Ledger:
                 "restore .checkpoint from an officer's copy, or give the checkpoint an officer "
                 "kept with --expect-checkpoint FILE",
             )
-        for source, note in ((str(self.checkpoint_file), file_note),
+        for source, note in ((str(self.checkpoint_file), file_note or None),
                              ("--expect-checkpoint", expect_checkpoint)):
             if note is not None:
                 self._check_extends(note, source, size)
-        if trust.checkpoint is not None and file_note is not None:
+        if trust.checkpoint is not None and file_note == "":
+            self._write_checkpoint_file(self.latest_checkpoint() or "")
+        elif trust.checkpoint is not None and file_note is not None:
             file_size = self._note_body(file_note, str(self.checkpoint_file)).size
             if covered > file_size:
                 # A crash between the commit and the file write: bring the file forward.
@@ -409,7 +416,7 @@ class Ledger:
     def check_checkpoint_file(self) -> None:
         """The ledger extends the `.checkpoint` file (RollbackError otherwise)."""
         note = self._read_checkpoint_file()
-        if note is not None:
+        if note:
             self._check_extends(note, str(self.checkpoint_file), self.size)
 
     # --- reading -----------------------------------------------------------------------------

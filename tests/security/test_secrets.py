@@ -81,10 +81,10 @@ def test_a_console_holding_an_unlocked_card_leaves_no_core_file(
                           "--officer", "alice", "--officer", "bob", "--now", plan.now, "--yes"],
                          env={**env, "PYTHONPATH": str(REPO)}, cwd=cwd)
     try:
-        session.read_until(b"alice", timeout=60)
-        session.read_until(b":", timeout=30)
+        # Typed only once the prompt is there (typeahead would be echoed by the terminal).
+        session.read_until(b"passphrase for alice's card:", timeout=60)
         session.send(secret.encode() + b"\r")
-        session.read_until(b"bob", timeout=60)  # alice's card is unlocked now
+        session.read_until(b"passphrase for bob's card:", timeout=60)  # alice's is unlocked
         limits = _limits(session.proc.pid)
         assert limits.split()[4:6] == ["0", "0"], limits
         os.kill(session.proc.pid, signal.SIGSEGV)

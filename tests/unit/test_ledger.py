@@ -191,7 +191,25 @@ def test_record_checkpoint_refusals(ledger: Ledger) -> None:
     alone = sign_note(ledger.checkpoint_body(), "alice", KEYS["alice"])
     with pytest.raises(VerificationError, match="signed by 1 of the 2 officers it needs"):
         ledger.record_checkpoint(alone, time=T0, actor="console")
-    assert not ledger.checkpoint_file.exists()
+    assert ledger.checkpoint_file.read_text() == ""  # still "no checkpoint yet"
+
+
+def test_a_crash_between_the_first_checkpoint_and_its_guard_is_brought_forward(
+        ledger: Ledger) -> None:
+    """The first checkpoint committed, the process killed before `.checkpoint` was written:
+    the empty guard `create` wrote is brought forward at the next open; a removed guard is
+    refused (it is how a rollback would hide)."""
+    fill(ledger, 3)
+    checkpoint_now(ledger)
+    note = ledger.checkpoint_file.read_text()
+    ledger.checkpoint_file.write_text("")  # as if killed before the write
+    ledger.close()
+    reopened = Ledger.open(ledger.path, checkpoint_file=ledger.checkpoint_file)
+    assert reopened.checkpoint_file.read_text() == note
+    reopened.close()
+    ledger.checkpoint_file.unlink()
+    with pytest.raises(RollbackError, match="missing"):
+        Ledger.open(ledger.path, checkpoint_file=ledger.checkpoint_file)
 
 
 def test_rollback_to_older_copy_is_refused_with_both_sizes_and_roots(ledger: Ledger) -> None:
