@@ -48,14 +48,12 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.integration.ceremony_helpers import (
     CRASH_VARIABLE,
     PYTHON,
-    REPO,
     TIMEOUT,
     _env,
     assert_one_error,
@@ -130,7 +128,7 @@ class Campaign:
     pending: str | None = None
     """The script of a crashed or failed ceremony that may still be open."""
     log: list[str] = field(default_factory=list)
-    clock: datetime = datetime.min.replace(tzinfo=UTC)
+    clock: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
     """The latest `--now` given: refused commands write nothing, yet time never goes back."""
 
     def note(self, text: str) -> None:
@@ -172,14 +170,15 @@ def check_invariant(c: Campaign) -> None:
                         + "\n".join(c.log))
             previous_signer = kid
     report = json.loads(_ok_status(c.ws))
-    exports = keyset_exports(c.ws)
+    folders = keyset_exports(c.ws)
     for keyset in report["keysets"]:
-        if keyset["name"] not in exports or not exports[keyset["name"]]:
+        if not folders.get(keyset["name"]):
             continue
-        latest = json.loads((exports[keyset["name"]][-1] / "signer.json").read_text())
+        newest = folders[keyset["name"]][-1]
+        latest = json.loads((newest / "signer.json").read_text())
         assert keyset["active_kid"] == latest["kid"], (
             f"{keyset['name']}: status says {keyset['active_kid']} signs, the latest export "
-            f"{exports[keyset['name']][-1].name} names {latest['kid']}\n" + "\n".join(c.log))
+            f"{newest.name} names {latest['kid']}\n" + "\n".join(c.log))
 
 
 def _ok_status(ws: Path) -> str:

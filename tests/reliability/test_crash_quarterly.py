@@ -11,9 +11,9 @@ result equals an uninterrupted run's, the audit pack verifies, and re-running `r
 
 Every boundary is crashed once in `make test` (CRASH_REPEATS=5 under `make soak`; kills at
 random instants are tests/reliability/test_kills_anywhere.py's); steps that only change the
-ledger have no `intent` boundary: their result and effect are one SQLite transaction. The first run of each boundary also verifies
-the audit pack and that re-running `resume`/`execute` changes nothing, and asks
-`reconcile` to explain the state the crash left.
+ledger have no `intent` boundary: their result and effect are one SQLite transaction. The first
+run of each boundary also verifies the audit pack and that re-running `resume`/`execute`
+changes nothing, and asks `reconcile` to explain the state the crash left.
 """
 
 from __future__ import annotations
