@@ -26,7 +26,12 @@ After every step the invariant is checked by reading the files directly (export 
   signer (genesis) and a kid first named by an emergency-rotation bundle (an emergency activates
   at once; consumers that lack the key reject its tokens until they fetch it, which
   `plan_emergency` says);
-* `status --json`'s active key of each keyset equals the latest export's `signer.json` kid;
+* `status --json`'s active key of each keyset equals the latest export's `signer.json` kid
+  whenever no ceremony is left open (after every completed step, every resume and every abort).
+  While a crashed ceremony is open they may differ: a crash at `effect:<export step>` leaves the
+  new bundle folder visible (renamed into place) before the ledger transaction that records it;
+  `resume` records it and `resume --abort` moves it aside (`.aborted-<seq>-<id>`), after which
+  they agree again, which is checked;
 * every refused command printed exactly one `ceremony: error:` line and no traceback.
 
 The seed is printed; CEREMONY_PUBLICATION_SEED=<n> replays a campaign, CEREMONY_PUBLICATION_STEPS
@@ -136,7 +141,7 @@ class Campaign:
         print(text)
 
 
-def check_invariant(c: Campaign) -> None:
+def check_invariant(c: Campaign, *, agree: bool = True) -> None:
     for name, exports in keyset_exports(c.ws).items():
         assert [int(p.name) for p in exports] == list(range(1, len(exports) + 1)), exports
         first_seen: dict[str, datetime] = {}
@@ -170,6 +175,8 @@ def check_invariant(c: Campaign) -> None:
                         + "\n".join(c.log))
             previous_signer = kid
     report = json.loads(_ok_status(c.ws))
+    if not agree:
+        return
     folders = keyset_exports(c.ws)
     for keyset in report["keysets"]:
         if not folders.get(keyset["name"]):
@@ -338,10 +345,11 @@ def test_publication_is_a_fact(tmp_path: Path) -> None:
             step_recover(c, i)
         else:
             step_run(c, i)
-        check_invariant(c)
+        check_invariant(c, agree=c.pending is None)
     # Leave nothing open, and check once more.
     for _ in range(3):
         if c.pending is None:
             break
         step_recover(c, steps + 1)
-        check_invariant(c)
+        check_invariant(c, agree=c.pending is None)
+    assert c.pending is None, "the campaign left a ceremony open\n" + "\n".join(c.log)
