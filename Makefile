@@ -84,7 +84,9 @@ soak: setup
 	CEREMONY_SOAK=1 CEREMONY_KILLS=$(SOAK_KILLS) CEREMONY_FAULT_POINTS=all \
 	CEREMONY_RACE_ROUNDS=$(SOAK_RACES) CRASH_REPEATS=5 $(BIN)/python -m pytest -s --durations=10 \
 	$(FAULT_TESTS) tests/reliability/test_crash_quarterly.py $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -m soak --durations=10 $(PYTEST_ARGS)
+	CEREMONY_SOAK=1 $(BIN)/python -m pytest --durations=10 -m soak tests/ $(PYTEST_ARGS)
+	CEREMONY_SOAK=1 $(BIN)/python -m pytest --durations=10 tests/reliability/test_ledger_mutations.py \
+	  $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check console tests

@@ -22,6 +22,8 @@ from tests.rehearsal import run_year
 pytestmark = [pytest.mark.hsm, pytest.mark.slow, pytest.mark.network_hsm]
 
 
+@pytest.mark.soak  # `make soak`: the year itself runs directly in `make test`; HSM losses
+# mid-ceremony over p11-kit are tests/reliability/test_network_hsm_faults.py's
 def test_a_rehearsal_year_over_p11kit_with_an_hsm_loss(tmp_path: Path) -> None:
     summary = run_year(tmp_path, network=True, report=lambda message: None)
     print(summary.table())

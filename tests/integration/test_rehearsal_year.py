@@ -120,7 +120,6 @@ def test_the_year_checks_can_fail() -> None:
 
 @pytest.mark.hsm
 @pytest.mark.slow
-@pytest.mark.soak  # the same year runs over p11-kit in `make test` (test_rehearsal_network.py)
 def test_a_rehearsal_year(tmp_path: Path) -> None:
     summary = run_year(tmp_path, network=False, report=lambda message: None)
     print(summary.table())

@@ -438,7 +438,8 @@ def torn_files(ws: Path) -> list[str]:
         if not whole:
             torn.append(f"{path}: cut short")
     checkpoint = ws / ".checkpoint"
-    if checkpoint.exists():
+    # Empty is whole: `create` writes it to say "no checkpoint yet".
+    if checkpoint.exists() and checkpoint.stat().st_size > 0:
         try:
             parse_note(checkpoint.read_text(encoding="utf-8"))
         except Exception as e:

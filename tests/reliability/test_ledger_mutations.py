@@ -32,8 +32,9 @@ from console.ledger.entry import encode_entry
 from tests.unit.test_ledger_support import KEYS, T0, checkpoint_now, fill, new_ledger
 
 SEED = int(os.environ.get("LEDGER_MUTATION_SEED", "20270115"))
-DB_MUTATIONS = 400
-PACK_MUTATIONS = 600
+_SOAK = os.environ.get("CEREMONY_SOAK") == "1"
+DB_MUTATIONS = 400 if _SOAK else 200
+PACK_MUTATIONS = 600 if _SOAK else 300
 
 
 @dataclass(frozen=True)
