@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from textual.widgets import Input
 
 from tests.tui.snapshot_app import copy_fixture, snapshot_app
 
+QUARTER = timedelta(days=91)
+"""The plan screenshots are taken when the next quarterly rotation is due, so they show one."""
 SHOTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dashboard", ()),
     ("ceremony-plan", ("c", "p")),
@@ -33,7 +36,8 @@ SIZE = (120, 36)
 
 async def _shoot(name: str, keys: tuple[str, ...], out: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
-        app = snapshot_app(copy_fixture(Path(tmp)))
+        later = QUARTER if name.startswith("ceremony-") else timedelta(0)
+        app = snapshot_app(copy_fixture(Path(tmp)), later=later)
         async with app.run_test(size=SIZE) as pilot:
             for key in ("", *keys):
                 if key:

@@ -76,7 +76,9 @@ def copy_fixture(dest: Path) -> Path:
     return target
 
 
-def snapshot_app(workspace: Path) -> CeremonyApp:
+def snapshot_app(workspace: Path, *, later: timedelta = timedelta(0)) -> CeremonyApp:
+    """The app over `workspace` at the fixed clock, or `later` than it (e.g. when the next
+    quarterly rotation is due, for the plan screenshots)."""
     ws = Workspace.open(workspace)
     # The module file is this machine's SoftHSM2 build, not the fixture's: a different build
     # is a real difference the console reports, but it is about the machine, not the screens.
@@ -85,5 +87,5 @@ def snapshot_app(workspace: Path) -> CeremonyApp:
     # file the ledger records, not a missing one.
     recorded = [str(e.data["sha256"]) for e in ws.ledger.entries_of_type("pin.resplit")][-1]
     ws.sealed_pin_sha256 = lambda: recorded  # type: ignore[method-assign]
-    now = fixed_now(ws)
+    now = fixed_now(ws) + later
     return CeremonyApp(SnapshotBackend(ws, clock=lambda: now))
