@@ -11,7 +11,6 @@ runs without the QR encoder (`qrcode`) and the target writers.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 # Eager, and not only because it is light: importing the submodule `verify_bundle` binds that
@@ -26,6 +25,7 @@ from console.exports.verify_bundle import (
     verify_jws,
     verify_jws_with_jwks,
 )
+from console.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from console.exports.bundle import BundleSigner, bundle_claims, make_bundle
@@ -102,15 +102,7 @@ _MODULE_OF: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """Import a public name from its module on first use, then keep it in the package."""
-    module = _MODULE_OF.get(name)
-    if module is None:
-        # Also how `from console.exports import writer` falls through to the submodule.
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _MODULE_OF, globals())
 
 
 def __dir__() -> list[str]:
