@@ -122,6 +122,23 @@ class P11KitServer:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("p11-kit server did not start")
             time.sleep(0.05)
+        self._wait_until_serving(deadline + 20)
+
+    def _wait_until_serving(self, deadline: float) -> None:
+        """The socket can exist before the server answers with its token (seen on a loaded
+        machine: a client connecting then saw no token). Wait until a client sees it."""
+        tool = shutil.which("pkcs11-tool")
+        if tool is None or self.client_module is None:
+            return
+        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": self.address}
+        while True:
+            out = subprocess.run([tool, "--module", self.client_module, "--list-token-slots"],
+                                 env=env, capture_output=True, text=True, timeout=20)
+            if self.token.label in out.stdout:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"p11-kit server does not show token {self.token.label}")
+            time.sleep(0.1)
 
     def kill_connections(self) -> None:
         """Kill the server and every `p11-kit-remote` child serving a live connection."""

@@ -2,7 +2,9 @@
 
 A bundle folder `exports/<keyset>/<seq>/` is assembled under a hidden temporary name in the same
 parent and renamed into place as a whole, so a reader sees either no folder or a complete one;
-after a crash only a `.partial-*` folder is left, which is never mistaken for a bundle. Single
+a crash while assembling leaves only a `.partial-*` folder, never mistaken for a bundle. A crash
+after the rename and before the ledger records the bundle leaves a complete folder the ledger
+does not know yet: `resume` records it, an abort moves it aside (`.aborted-<seq>-…`). Single
 files are written to a temporary name, fsynced, and linked to their final name (link fails if
 the name exists, so even a race cannot overwrite an output).
 """

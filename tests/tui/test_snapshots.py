@@ -1,4 +1,4 @@
-"""Snapshot of every screen and dialog at 80x24 (and the dashboard at 120x36), fixed data.
+"""Snapshots: every screen and dialog at 80x24, the main screens at 160x48, the dashboard at 120x36.
 
 The app comes from tests/tui/snapshot_app.py (committed demo workspace, fixed clock). Accept
 intended changes with `pytest tests/tui --snapshot-update`.
@@ -54,3 +54,17 @@ def test_dashboard_120x36(snap_compare: Callable[..., bool], snapshot_workspace:
         await _press_and_settle(pilot, [])
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pytest.mark.parametrize("keys", [pytest.param([], id="dashboard"),
+                                  pytest.param(["c"], id="ceremony"),
+                                  pytest.param(["l"], id="ledger")])
+def test_screen_160x48(snap_compare: Callable[..., bool], snapshot_workspace: Path,
+                       keys: list[str]) -> None:
+    """The large terminal the officers' room uses: nothing stretched into emptiness or cut."""
+    app = snapshot_app(snapshot_workspace)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _press_and_settle(pilot, keys)
+
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
