@@ -26,6 +26,18 @@ os.environ.pop("CEREMONY_WORKSPACE", None)
 _labels = itertools.count(1)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault campaigns' figures (tests/reliability/conftest.py puts them on the reports,
+    which xdist workers send back here)."""
+    lines = [value for reports in terminalreporter.stats.values() for report in reports
+             for key, value in getattr(report, "user_properties", ())
+             if key == "fault campaign figures"]
+    if lines:
+        terminalreporter.write_sep("-", "fault campaign figures")
+        for line in dict.fromkeys(lines):  # a test's properties ride on each of its reports
+            terminalreporter.write_line(str(line))
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     def version(cmd: list[str]) -> str:
         try:

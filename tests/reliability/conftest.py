@@ -1,14 +1,21 @@
-"""The fault campaigns' figures at the end of the test output, even when pytest captures it."""
+"""The fault campaigns' figures travel back with each test's report (a user property), so that
+tests/conftest.py prints them at the end even when the tests ran on xdist workers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+FIGURES = "fault campaign figures"  # the key tests/conftest.py looks for
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+
+@pytest.fixture(autouse=True)
+def _figures_in_the_report(request: pytest.FixtureRequest) -> Iterator[None]:
     from tests.reliability.fault_kit import REPORTED
 
-    if REPORTED:
-        terminalreporter.write_sep("-", "fault campaign figures")
-        for line in REPORTED:
-            terminalreporter.write_line(line)
+    before = len(REPORTED)
+    yield
+    for line in REPORTED[before:]:
+        request.node.user_properties.append((FIGURES, line))
+
