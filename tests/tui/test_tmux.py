@@ -94,3 +94,62 @@ def test_console_in_a_dumb_80x24_pane(demo_workspace: Path, locale: dict[str, st
         assert "Traceback" not in last and "Error" not in last, last
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+@pytest.mark.hsm
+@pytest.mark.slow
+def test_a_quarterly_rotation_at_80x24_in_tmux(fresh_demo: Path) -> None:
+    """An officer's whole rotation by key presses in an 80×24 pane: plan, two approvals (the
+    digest words read off the dialog, then the passphrase), execute, confirm, completed; the
+    ledger then holds the ceremony's completion."""
+    import json
+    import re
+
+    from tests.integration.ceremony_helpers import after, ledger_entries
+
+    ws = fresh_demo
+    session = f"tui-{uuid.uuid4().hex[:8]}"
+    pythonpath = shlex.quote(subprocess_env()["PYTHONPATH"])
+    command = " ".join(["env", "-u", "SOFTHSM2_CONF", f"PYTHONPATH={pythonpath}",
+                        shlex.quote(CEREMONY), "--workspace", shlex.quote(str(ws)),
+                        "--now", after(ws, 91)])
+    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(REPO), command)
+    try:
+        _wait_for(session, lambda s: "Keysets" in s and "demo-api" in s)
+        _tmux("send-keys", "-t", session, "c")
+        _wait_for(session, lambda s: "Script" in s)
+        _tmux("send-keys", "-t", session, "p")
+        _wait_for(session, lambda s: "quarterly-rotation" in s and "approve" in s, timeout=30)
+        for officer in ("alice", "bob"):
+            _tmux("send-keys", "-t", session, "a")
+            dialog = _wait_for(session, lambda s: "Read aloud" in s and "Passphrase" in s)
+            words = re.search(r"Read aloud: (\w+) (\w+)", dialog)
+            assert words is not None, dialog
+            secret = (ws / "demo-cards" / f"{officer}.pass").read_text().strip()
+            _tmux("send-keys", "-t", session, "-l", f"{words[1]} {words[2]}")
+            typed = f"{words[1]} {words[2]}"
+            # A burst "words⏎passphrase" would reach the Words field before Enter moves the
+            # focus (Textual forwards queued keys first): type as a person does, after seeing.
+            _wait_for(session, lambda s, t=typed: t in s.split("Words", 1)[-1])
+            _tmux("send-keys", "-t", session, "Enter")
+            time.sleep(0.5)
+            _tmux("send-keys", "-t", session, "-l", secret)
+            _tmux("send-keys", "-t", session, "Enter")
+            _wait_for(session, lambda s: "Read aloud" not in s, timeout=30)
+        _tmux("send-keys", "-t", session, "x")
+        _wait_for(session, lambda s: "Execute plan" in s and "Cancel" in s, timeout=30)
+        _tmux("send-keys", "-t", session, "Enter")
+        deadline = time.monotonic() + 120  # the Run pane is below the fold at 80×24: ask the ledger
+        while not any(e["type"] == "ceremony.completed" for e in ledger_entries(ws)[-3:]):
+            assert time.monotonic() < deadline, _tmux("capture-pane", "-p", "-t", session)
+            time.sleep(0.5)
+        screen = _tmux("capture-pane", "-p", "-t", session)
+        assert "Traceback" not in screen
+        assert max(len(line) for line in screen.splitlines()) <= 80
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    completed = [e for e in ledger_entries(ws) if e["type"] == "ceremony.completed"]
+    planned = [e for e in ledger_entries(ws) if e["type"] == "ceremony.planned"]
+    assert planned[-1]["data"]["plan"]["script"]["name"] == "quarterly-rotation", \
+        json.dumps(planned[-1])[:500]
+    assert completed and completed[-1]["ceremony"] == planned[-1]["ceremony"]
