@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.ceremony_helpers import after, cli, clone, make_demo, ok, set_config
-from tests.security.support import SPY_LOG, build_spy
+from tests.security.support import SPY_LOG, build_spy, logins
 
 pytestmark = pytest.mark.hsm
 
@@ -39,9 +39,7 @@ class Target:
         return ok(self.ws, *args, env=self.env)
 
     def logins(self) -> int:
-        if self.spy_log is None or not self.spy_log.exists():
-            return 0
-        return sum(line.startswith("C_Login") for line in self.spy_log.read_text().splitlines())
+        return logins(self.spy_log)
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,8 @@ def spy_lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def _logins(log: Path | None) -> int:
+def logins(log: Path | None) -> int:
+    """How many C_Login calls the pass-through logged (0 without it)."""
     return 0 if log is None else sum(x.startswith("C_Login") for x in spy_lines(log))
 
 
@@ -248,7 +249,7 @@ def assert_refused(ws: Path, run: Callable[[], subprocess.CompletedProcess[str]]
     the pass-through's log) and, when `flags` (by default: when there is no log), the token's
     PIN flags unchanged."""
     read_flags = spy_log is None if flags is None else flags
-    logins = _logins(spy_log)
+    made = logins(spy_log)
     before = Evidence.of(ws, flags=read_flags)
     line = assert_one_error(run(), (1, 2), contains)
     after = Evidence.of(ws, flags=read_flags)
@@ -259,16 +260,10 @@ def assert_refused(ws: Path, run: Callable[[], subprocess.CompletedProcess[str]]
     assert after.exports == before.exports, "an export was written"
     assert after.sealed == before.sealed, "pin.sealed changed"
     assert after.flags == before.flags, f"token PIN flags moved: {after.flags!r}"
-    assert _logins(spy_log) == logins, "C_Login was made"
+    assert logins(spy_log) == made, "C_Login was made"
     return line
 
 
-def verify_audit_passes(ws: Path, env: dict[str, str] | None = None) -> None:
-    from tests.integration.ceremony_helpers import ok
-
-    ok(ws, "verify", "audit", env=env)
-
-
 __all__ = ["REPO", "Evidence", "assert_refused", "build_spy", "canonical", "entries", "leaf",
-           "perfect_nodes", "rewrite_entries", "root", "spy_lines", "token_pin_flags",
-           "verify_audit_passes"]
+           "logins", "perfect_nodes", "rewrite_entries", "root", "spy_lines",
+           "token_pin_flags"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ def _dumps_core_here(folder: Path) -> bool:
     pattern = Path("/proc/sys/kernel/core_pattern")
     if not pattern.exists() or pattern.read_text().startswith("|"):
         return False
-    proc = __import__("subprocess").Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
                                           cwd=folder)
     time.sleep(0.3)
     proc.send_signal(signal.SIGSEGV)
