@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from console import b64, jose
 from console.errors import UnknownAlgorithmError
 from console.jcs import canonicalize
+from console.jsontypes import JsonMapping
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
@@ -100,7 +100,25 @@ def _kty(value: object) -> jose.KeyType | None:
     return None
 
 
-def thumbprint_of(jwk: Mapping[str, Any]) -> str:
+def jwk_object(value: object) -> JsonMapping:
+    """`value` as a JSON object, the first thing a JWK from outside must be."""
+    if not isinstance(value, Mapping):
+        raise JwkProblem("a JWK must be a JSON object")
+    return value
+
+
+def string_members(jwk: JsonMapping) -> dict[str, str]:
+    """A copy of a JWK whose members are all strings (one `check_members` accepted without
+    `key_ops`); a member of another type is refused, never dropped."""
+    out: dict[str, str] = {}
+    for name, value in jwk.items():
+        if not isinstance(value, str):
+            raise JwkProblem(f"member {name!r} is not a string")
+        out[name] = value
+    return out
+
+
+def thumbprint_of(jwk: JsonMapping) -> str:
     """RFC 7638 SHA-256 thumbprint (base64url) over the required members of `jwk`."""
     kty = _kty(jwk.get("kty"))
     if kty is None:
@@ -114,14 +132,13 @@ def thumbprint_of(jwk: Mapping[str, Any]) -> str:
     return b64.encode(hashlib.sha256(canonicalize(required)).digest())
 
 
-def check_members(jwk: Mapping[str, Any], *, allow_key_ops: bool = False) -> str:
+def check_members(value: object, *, allow_key_ops: bool = False) -> str:
     """Refuse symmetric keys, private and unknown members (allowlist); return the kty.
 
     `key_ops` is unknown to exports (they always carry `use`) but a verifier honours it when
     `allow_key_ops` is set: it must then list "verify".
     """
-    if not isinstance(jwk, Mapping):
-        raise JwkProblem("a JWK must be a JSON object")
+    jwk = jwk_object(value)
     if jwk.get("kty") == "oct":
         raise JwkProblem("symmetric keys (kty oct, HS*) are refused by policy: public keys only")
     private = sorted(PRIVATE_MEMBERS & set(jwk))
@@ -156,7 +173,7 @@ class LoadedKey:
 
 
 def load_public_jwk(
-    jwk: Mapping[str, Any], *, allowed_algs: frozenset[str], allow_key_ops: bool = False
+    value: object, *, allowed_algs: frozenset[str], allow_key_ops: bool = False
 ) -> LoadedKey:
     """Validate a public JWK and build the key.
 
@@ -165,17 +182,20 @@ def load_public_jwk(
     and no ROCA fingerprint, EC point on the named curve with full-length coordinates, Ed25519
     only for OKP. `kid`, when present, is returned but not compared here.
     """
-    kty = check_members(jwk, allow_key_ops=allow_key_ops)
+    kty = check_members(value, allow_key_ops=allow_key_ops)
+    jwk = jwk_object(value)
     if "use" in jwk and jwk["use"] != "sig":
         raise JwkProblem(f"key use is {jwk['use']!r}, not 'sig'")
     alg = jwk.get("alg")
     if alg is None:
         raise JwkProblem("key has no 'alg': each key must be bound to one algorithm")
-    if alg not in allowed_algs:
+    if not isinstance(alg, str) or alg not in allowed_algs:
         raise JwkProblem(
             f"key alg {alg!r} is not allowed (allowed: {', '.join(sorted(allowed_algs))})"
         )
     kid = jwk.get("kid")
+    if kid is not None and not isinstance(kid, str):  # check_members: every member a string
+        raise JwkProblem("member 'kid' is not a string")
     spec = algorithm_of(alg)
     if spec.kty != kty:
         raise JwkProblem(f"alg {alg} cannot be used with an {kty} key")
@@ -197,7 +217,7 @@ def load_public_jwk(
     return LoadedKey(alg=alg, kid=kid, key=key)
 
 
-def _int_member(jwk: Mapping[str, Any], name: str) -> int:
+def _int_member(jwk: JsonMapping, name: str) -> int:
     raw = decode_field(jwk.get(name, ""), name)
     if not raw:
         raise JwkProblem(f"member {name!r} is empty")
@@ -206,7 +226,7 @@ def _int_member(jwk: Mapping[str, Any], name: str) -> int:
     return int.from_bytes(raw, "big")
 
 
-def _rsa_key(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:
+def _rsa_key(jwk: JsonMapping) -> rsa.RSAPublicKey:
     if "n" not in jwk or "e" not in jwk:
         raise JwkProblem("RSA key needs 'n' and 'e'")
     n = _int_member(jwk, "n")
@@ -240,7 +260,7 @@ def _roca_fingerprint(n: int) -> bool:
     return True
 
 
-def _ec_key(jwk: Mapping[str, Any], spec: jose.JoseAlgorithm) -> ec.EllipticCurvePublicKey:
+def _ec_key(jwk: JsonMapping, spec: jose.JoseAlgorithm) -> ec.EllipticCurvePublicKey:
     crv, size = spec.curve, spec.coordinate_size
     assert crv is not None and size is not None  # jose: every EC row has both
     curve = _CURVES[crv]

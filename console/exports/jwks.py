@@ -7,8 +7,7 @@ something upstream went wrong and a silent repair would hide it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -21,6 +20,7 @@ from console.exports._keys import (
     load_public_jwk,
     thumbprint_of,
 )
+from console.jsontypes import JsonMapping
 
 __all__ = [
     "ALGORITHMS",
@@ -36,7 +36,7 @@ ALGORITHMS: frozenset[str] = POLICY_ALGS
 _HINT = "export only public keys read back from the HSM, with the keyset's algorithm"
 
 
-def thumbprint(jwk: Mapping[str, Any]) -> str:
+def thumbprint(jwk: JsonMapping) -> str:
     """RFC 7638 SHA-256 thumbprint, base64url: the console's `kid`.
 
     Raises:
@@ -62,7 +62,7 @@ def public_jwk(public_key: PublicKey, alg: str) -> dict[str, str]:
     return sanitize_public_jwk(jwk)
 
 
-def sanitize_public_jwk(jwk: Mapping[str, Any]) -> dict[str, str]:
+def sanitize_public_jwk(jwk: JsonMapping) -> dict[str, str]:
     """Check that `jwk` is a public signing key the console may export, and copy it.
 
     Refuses (never drops) private members (d, p, q, dp, dq, qi, oth, k) and unknown members;
@@ -88,7 +88,7 @@ def sanitize_public_jwk(jwk: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(jwk[name]) for name in order if name in jwk}
 
 
-def build_jwks(jwks: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, str]]]:
+def build_jwks(jwks: Sequence[JsonMapping]) -> dict[str, list[dict[str, str]]]:
     """A JWK Set `{"keys": [...]}` of sanitised keys, in the given order.
 
     Raises:
@@ -107,7 +107,7 @@ def build_jwks(jwks: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, st
     return {"keys": keys}
 
 
-def jwk_to_pem(jwk: Mapping[str, Any]) -> str:
+def jwk_to_pem(jwk: JsonMapping) -> str:
     """SubjectPublicKeyInfo PEM of a (sanitised) public JWK.
 
     Raises:
