@@ -255,7 +255,8 @@ class CeremonyRun:
             self.keysets[keyset] = self.keysets.get(keyset, KeysetState(keyset)).with_key(new)
         else:
             state = self.keysets[keyset]
-            self.keysets[keyset] = state.moved(str(entry.data["kid"]), KeyState(entry.data["to"]),
+            self.keysets[keyset] = state.moved(str(entry.data["kid"]),
+                                               KeyState(str(entry.data["to"])),
                                                entry.time, str(entry.data.get("reason", "")))
 
     def _intent(self, action: Action, **extra: object) -> None:
@@ -510,7 +511,7 @@ class CeremonyRun:
         seq, digest = 0, None
         for entry in self.entries:
             if entry.type == "bundle.exported" and entry.data.get("keyset") == keyset:
-                seq, digest = int(entry.data["seq"]), str(entry.data["sha256"])
+                seq, digest = int(str(entry.data["seq"])), str(entry.data["sha256"])
         return seq, digest
 
     def _after_changes(self, action: ExportBundle, now: datetime) -> tuple[

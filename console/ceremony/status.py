@@ -36,7 +36,7 @@ def workspace_status(ws: Workspace, now: datetime) -> dict[str, Any]:
     # entries_of_type yields in seq order, which both replays depend on.
     replayed = replay(ws.ledger.entries_of_type(*KEY_ENTRY_TYPES))
     keysets = {k: v for k, v in replayed.keysets.items() if k != BUNDLE_KEYSET}
-    report = status_json(keysets, ws.policy, now)
+    report: dict[str, Any] = status_json(keysets, ws.policy, now)
     plans = replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES))
     bundle = replayed.keysets.get(BUNDLE_KEYSET)
     bundle_key = next((k for k in bundle.keys if k.state is KeyState.ACTIVE), None) if bundle \

@@ -21,6 +21,7 @@ from console.clock import require_utc
 from console.config import Policy
 from console.errors import ConfigError, LifecycleError, UnknownAlgorithmError
 from console.jcs import canonicalize
+from console.jsontypes import JsonMapping
 
 
 class KeyState(StrEnum):
@@ -97,13 +98,13 @@ class LedgerEntry(Protocol):
     def time(self) -> datetime: ...
 
     @property
-    def data(self) -> Mapping[str, Any]: ...
+    def data(self) -> JsonMapping: ...
 
 
 PUBLIC_JWK_MEMBERS = jose.JWK_COMMON_MEMBERS.union(*jose.JWK_KEY_MEMBERS.values())
 
 
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+def jwk_thumbprint(jwk: JsonMapping) -> str:
     """RFC 7638 SHA-256 thumbprint (base64url): the kid every key must carry.
 
     Raises:
@@ -127,7 +128,7 @@ class Key:
     label: str
     cka_id: str
     purpose: str
-    jwk: Mapping[str, Any]
+    jwk: JsonMapping
     state: KeyState
     created_at: datetime
     published_at: datetime | None = None
@@ -269,14 +270,14 @@ def _entry_error(entry: LedgerEntry, what: str) -> LifecycleError:
                           "the ledger history is inconsistent: run `ceremony verify audit`")
 
 
-def _text(entry: LedgerEntry, data: Mapping[str, Any], key: str) -> str:
+def _text(entry: LedgerEntry, data: JsonMapping, key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:
         raise _entry_error(entry, f"{key!r} is missing or not a string")
     return value
 
 
-def _new_key(entry: LedgerEntry, data: Mapping[str, Any]) -> Key:
+def _new_key(entry: LedgerEntry, data: JsonMapping) -> Key:
     keyset = _text(entry, data, "keyset")
     kid = _text(entry, data, "kid")
     alg = _text(entry, data, "alg")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from console.clock import format_duration, format_time, require_utc
 from console.config import KeysetPolicy
+from console.jsontypes import JsonObject
 from console.lifecycle._model import KeysetState, KeyState, short_kid
 from console.lifecycle._rules import (
     _activation_why,
@@ -34,7 +34,7 @@ class PlannedAction:
     new_key: str | None = None
     waived: str | None = None  # the timing rule an emergency waives, if any
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"action": self.action, "at": format_time(self.at), "reason": self.reason,
                 "kid": self.kid, "new_key": self.new_key, "waived": self.waived}
 
@@ -48,7 +48,7 @@ class Deferred:
     earliest: datetime
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"action": self.action, "kid": self.kid, "earliest": format_time(self.earliest),
                 "reason": self.reason}
 
@@ -62,7 +62,7 @@ class RotationPlan:
     destroyable: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "keyset": self.keyset,
             "now": format_time(self.now),

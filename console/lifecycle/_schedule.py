@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from console.clock import format_duration, format_optional, format_time, require_utc
 from console.config import Consumer, KeysetPolicy, Policy
+from console.jsontypes import JsonObject
 from console.lifecycle._model import Key, KeysetState, KeyState, invariant_problems, short_kid
 from console.lifecycle._rules import (
     earliest_activation,
@@ -42,7 +42,7 @@ class RotationDue:
     latest_ceremony: datetime | None
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"keyset": self.keyset, "active_kid": self.active_kid,
                 "next_due": format_optional(self.next_due), "overdue": self.overdue,
                 "latest_ceremony": format_optional(self.latest_ceremony), "reason": self.reason}
@@ -280,8 +280,8 @@ def warnings(keysets: Mapping[str, KeysetState], policy: Policy, now: datetime) 
     return out
 
 
-def key_json(key: Key, policy: KeysetPolicy | None) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def key_json(key: Key, policy: KeysetPolicy | None) -> JsonObject:
+    out: JsonObject = {
         "kid": key.kid, "alg": key.alg, "state": key.state.value, "label": key.label,
         "purpose": key.purpose, "cka_id": key.cka_id,
         "created_at": format_time(key.created_at),
@@ -305,11 +305,11 @@ def key_json(key: Key, policy: KeysetPolicy | None) -> dict[str, Any]:
 
 
 def status_json(keysets: Mapping[str, KeysetState], policy: Policy,
-                now: datetime) -> dict[str, Any]:
+                now: datetime) -> JsonObject:
     """The `ceremony status --json` document (DESIGN.md §10); times RFC 3339 UTC or null."""
     now = require_utc(now, "now")
     names = list(policy.names) + sorted(set(keysets) - set(policy.names))
-    out: list[dict[str, Any]] = []
+    out: list[JsonObject] = []
     for name in names:
         keyset = keysets.get(name, KeysetState(name))
         ks_policy = policy.get(name)

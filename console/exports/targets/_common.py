@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from console.consumers import KeyShape, check_key_shapes
 from console.errors import TargetLintError
 from console.exports.jwks import build_jwks
+from console.jsontypes import JsonMapping
 
 
 class ConsumerLike(Protocol):
@@ -97,7 +98,7 @@ class TargetInput:
         *,
         keyset: str,
         issuer: str,
-        keys: Sequence[Mapping[str, Any]],
+        keys: Sequence[JsonMapping],
         active_kid: str | None = None,
         pkcs11_uri: str | None = None,
         clock_skew_seconds: int = 60,
@@ -143,7 +144,7 @@ def yaml_str(text: str) -> str:
     return json.dumps(text, ensure_ascii=True)
 
 
-def json_bytes(value: Any) -> bytes:
+def json_bytes(value: object) -> bytes:
     return (json.dumps(value, indent=2, ensure_ascii=True) + "\n").encode("ascii")
 
 
