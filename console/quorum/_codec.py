@@ -9,31 +9,29 @@ into its one error (CardError, ShareError, a rejected approval).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from console import b64
+from console.jsontypes import JsonMapping, JsonObject
 
 b64url_encode = b64.encode
 b64url_decode = b64.decode
 """The quorum formats' names for the one codec (`console.b64`)."""
 
 
-def take_str(obj: Mapping[str, Any], key: str) -> str:
+def take_str(obj: JsonMapping, key: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str):
         raise ValueError(f"{key!r} is missing or not text")
     return value
 
 
-def take_int(obj: Mapping[str, Any], key: str) -> int:
+def take_int(obj: JsonMapping, key: str) -> int:
     value = obj.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{key!r} is missing or not an integer")
     return value
 
 
-def take_bytes(obj: Mapping[str, Any], key: str, length: int | None = None) -> bytes:
+def take_bytes(obj: JsonMapping, key: str, length: int | None = None) -> bytes:
     try:
         raw = b64.decode(obj.get(key))
     except b64.Base64urlError as e:
@@ -43,7 +41,7 @@ def take_bytes(obj: Mapping[str, Any], key: str, length: int | None = None) -> b
     return raw
 
 
-def exact_keys(obj: object, keys: set[str], what: str) -> dict[str, Any]:
+def exact_keys(obj: object, keys: set[str], what: str) -> JsonObject:
     """Return `obj` as a dict if it is an object with exactly `keys`; raise ValueError otherwise."""
     if not isinstance(obj, dict):
         raise ValueError(f"{what} is not a JSON object")

@@ -14,11 +14,10 @@ passes the ledger entries, the approvals and `now`.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
@@ -26,6 +25,7 @@ from console.b64 import decode as b64url_decode
 from console.b64 import encode as b64url_encode
 from console.clock import format_time, require_utc
 from console.errors import OfficerError, QuorumError
+from console.jsontypes import JsonMapping
 from console.ledger.trust import OfficerRegistry
 from console.names import check_officer_name
 from console.quorum.cards import UnlockedCard
@@ -66,7 +66,7 @@ class Approval:
     approved_at: datetime | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, approved_at: datetime | None = None) -> Approval:
+    def from_dict(cls, data: JsonMapping, *, approved_at: datetime | None = None) -> Approval:
         """Read `{"officer", "digest", "signature"}` (extra keys such as plan_id are ignored).
 
         Non-text values become empty text, which `approval_status` reports as malformed.

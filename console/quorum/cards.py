@@ -37,7 +37,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha256
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -56,6 +55,7 @@ from console.errors import (
     WeakPassphraseError,
 )
 from console.jcs import canonicalize, loads_strict
+from console.jsontypes import JsonObject
 from console.names import check_officer_name
 from console.quorum._codec import (
     exact_keys,
@@ -293,7 +293,7 @@ def _derive(passphrase: str, salt: bytes, n: int) -> bytes:
     )
 
 
-def _aad(header: dict[str, Any]) -> bytes:
+def _aad(header: JsonObject) -> bytes:
     return _AAD_CONTEXT + canonicalize(header)
 
 
@@ -323,7 +323,7 @@ def create_card(
     x = X25519PrivateKey.generate()
     salt = os.urandom(16)
     nonce = os.urandom(12)
-    header: dict[str, Any] = {
+    header: JsonObject = {
         "format": CARD_FORMAT,
         "name": name,
         "created_at": format_time(now),
@@ -345,7 +345,24 @@ def create_card(
     return canonicalize(card) + b"\n"
 
 
-def _parse_unverified_card(data: bytes) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _UnverifiedCard:
+    """A card file's fields, well formed but not authenticated (only unlocking proves them)."""
+
+    name: str
+    ed25519_public: bytes
+    x25519_public: bytes
+    scrypt_n: int
+    scrypt_r: int
+    scrypt_p: int
+    salt: bytes
+    nonce: bytes
+    private: bytes
+    header: JsonObject
+    """Every member but `private`: the associated data of the private part's encryption."""
+
+
+def _parse_unverified_card(data: bytes) -> _UnverifiedCard:
     """Parse a card file's JSON and check its shape; the contents are not authenticated yet.
 
     Raises:
@@ -354,23 +371,25 @@ def _parse_unverified_card(data: bytes) -> dict[str, Any]:
     card = exact_keys(loads_strict(data), _CARD_KEYS, "card")
     if card["format"] != CARD_FORMAT:
         raise ValueError(f"format is not {CARD_FORMAT}")
-    check_officer_name(card["name"])
+    name = check_officer_name(card["name"])
     parse_time(take_str(card, "created_at"), "card created_at")
-    take_bytes(card, "ed25519_public", 32)
-    take_bytes(card, "x25519_public", 32)
+    ed25519_public = take_bytes(card, "ed25519_public", 32)
+    x25519_public = take_bytes(card, "x25519_public", 32)
     kdf = exact_keys(card["kdf"], {"name", "n", "r", "p", "salt"}, "card kdf")
     if kdf["name"] != "scrypt":
         raise ValueError("kdf is not scrypt")
-    take_int(kdf, "n")
-    take_int(kdf, "r")
-    take_int(kdf, "p")
-    take_bytes(kdf, "salt", 16)
+    n, r, p = take_int(kdf, "n"), take_int(kdf, "r"), take_int(kdf, "p")
+    salt = take_bytes(kdf, "salt", 16)
     cipher = exact_keys(card["cipher"], {"name", "nonce"}, "card cipher")
     if cipher["name"] != "AES-256-GCM":
         raise ValueError("cipher is not AES-256-GCM")
-    take_bytes(cipher, "nonce", 12)
-    take_bytes(card, "private")
-    return card
+    nonce = take_bytes(cipher, "nonce", 12)
+    private = take_bytes(card, "private")
+    return _UnverifiedCard(
+        name=name, ed25519_public=ed25519_public, x25519_public=x25519_public, scrypt_n=n,
+        scrypt_r=r, scrypt_p=p, salt=salt, nonce=nonce, private=private,
+        header={k: v for k, v in card.items() if k != "private"},
+    )
 
 
 def read_card_public(data: bytes) -> OfficerPublicKeys:
@@ -389,11 +408,8 @@ def read_card_public(data: bytes) -> OfficerPublicKeys:
             "file is not a readable officer card",
             "give the card file made by `ceremony officer enroll`",
         ) from e
-    return OfficerPublicKeys(
-        name=card["name"],
-        ed25519_public=take_bytes(card, "ed25519_public", 32),
-        x25519_public=take_bytes(card, "x25519_public", 32),
-    )
+    return OfficerPublicKeys(name=card.name, ed25519_public=card.ed25519_public,
+                             x25519_public=card.x25519_public)
 
 
 def unlock_card(data: bytes, passphrase: str) -> UnlockedCard:
@@ -405,26 +421,19 @@ def unlock_card(data: bytes, passphrase: str) -> UnlockedCard:
     """
     try:
         card = _parse_unverified_card(data)
-        kdf = card["kdf"]
-        n = kdf["n"]
+        n = card.scrypt_n
         if (not MIN_SCRYPT_N <= n <= MAX_SCRYPT_N or n & (n - 1)
-                or kdf["r"] != SCRYPT_R or kdf["p"] != SCRYPT_P):
+                or card.scrypt_r != SCRYPT_R or card.scrypt_p != SCRYPT_P):
             raise ValueError("unsupported scrypt parameters")
-        header = {k: v for k, v in card.items() if k != "private"}
-        key = _derive(passphrase, take_bytes(kdf, "salt", 16), n)
-        plain = AESGCM(key).decrypt(
-            take_bytes(card["cipher"], "nonce", 12), take_bytes(card, "private"), _aad(header)
-        )
+        key = _derive(passphrase, card.salt, n)
+        plain = AESGCM(key).decrypt(card.nonce, card.private, _aad(card.header))
         inner = exact_keys(loads_strict(plain), {"ed25519", "x25519"}, "card private part")
         ed = serialization.load_der_private_key(take_bytes(inner, "ed25519"), password=None)
         x = serialization.load_der_private_key(take_bytes(inner, "x25519"), password=None)
         if not isinstance(ed, Ed25519PrivateKey) or not isinstance(x, X25519PrivateKey):
             raise ValueError("wrong key types in card")
-        public = OfficerPublicKeys(
-            name=card["name"],
-            ed25519_public=take_bytes(card, "ed25519_public", 32),
-            x25519_public=take_bytes(card, "x25519_public", 32),
-        )
+        public = OfficerPublicKeys(name=card.name, ed25519_public=card.ed25519_public,
+                                   x25519_public=card.x25519_public)
         return UnlockedCard(public=public, ed25519_private=ed, x25519_private=x)
     except (ValueError, TypeError, InvalidTag, EntryRejectedError, ClockError, OfficerError,
             CardError) as e:

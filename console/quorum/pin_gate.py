@@ -31,7 +31,6 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.exceptions import InvalidTag
@@ -44,6 +43,7 @@ from console import b64
 from console.clock import format_time, parse_time
 from console.errors import ClockError, EntryRejectedError, OfficerError, ShareError
 from console.jcs import canonicalize, loads_strict
+from console.jsontypes import JsonObject
 from console.names import check_officer_name
 from console.quorum._codec import (
     exact_keys,
@@ -74,7 +74,7 @@ class SealedPinInfo:
     threshold: int
     officers: tuple[str, ...]
 
-    def ledger_data(self) -> dict[str, Any]:
+    def ledger_data(self) -> JsonObject:
         """Data for the `pin.resplit` ledger entry."""
         return {"officers": list(self.officers), "threshold": self.threshold, "sealed_id": self.id}
 
@@ -86,11 +86,11 @@ def new_pin(length: int = NEW_PIN_LENGTH) -> bytes:
     return "".join(secrets.choice(_PIN_ALPHABET) for _ in range(length)).encode("ascii")
 
 
-def _recipient_header(officer: str, index: int, x25519: bytes) -> dict[str, Any]:
+def _recipient_header(officer: str, index: int, x25519: bytes) -> JsonObject:
     return {"officer": officer, "index": index, "x25519": b64.encode(x25519)}
 
 
-def _pin_aad(header: dict[str, Any]) -> bytes:
+def _pin_aad(header: JsonObject) -> bytes:
     return _PIN_CONTEXT + canonicalize(header)
 
 
@@ -137,7 +137,7 @@ def seal_pin(
     if len(set(names)) != n or len(set(keys)) != n:
         raise ShareError("the same officer or key is named twice", "name each officer once")
     file_id = b64.encode(os.urandom(16))
-    header: dict[str, Any] = {
+    header: JsonObject = {
         "format": PIN_FORMAT,
         "id": file_id,
         "created_at": format_time(now),
@@ -173,10 +173,10 @@ def seal_pin(
 @dataclass(frozen=True, slots=True)
 class _Parsed:
     info: SealedPinInfo
-    header: dict[str, Any]
+    header: JsonObject
     pin_nonce: bytes
     pin_ciphertext: bytes
-    shares: dict[str, dict[str, Any]]
+    shares: dict[str, JsonObject]
 
 
 def _parse_unverified_sealed_pin(sealed: bytes) -> _Parsed:
@@ -205,7 +205,7 @@ def _parse_unverified_sealed_pin(sealed: bytes) -> _Parsed:
             raise ValueError("shares is not a list of 1 to 255 entries")
         if not 1 <= threshold <= len(raw_shares):
             raise ValueError("threshold is out of range")
-        shares: dict[str, dict[str, Any]] = {}
+        shares: dict[str, JsonObject] = {}
         recipients = []
         for position, raw in enumerate(raw_shares, 1):
             entry = exact_keys(
@@ -247,7 +247,7 @@ def read_sealed_pin(sealed: bytes) -> SealedPinInfo:
     return _parse_unverified_sealed_pin(sealed).info
 
 
-def _open_share(file_id: str, card: UnlockedCard, entry: dict[str, Any]) -> tuple[int, bytes]:
+def _open_share(file_id: str, card: UnlockedCard, entry: JsonObject) -> tuple[int, bytes]:
     index = take_int(entry, "index")
     ephemeral = take_bytes(entry, "ephemeral", 32)
     binding = _share_binding(file_id, card.name, index, card.public.x25519_public, ephemeral)
