@@ -12,9 +12,10 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from console.errors import ConfigError
+from console.jsontypes import JsonMapping, JsonObject
 
 __all__ = ["Locator", "PathPart", "Reader", "describe", "dotted", "load_toml"]
 
@@ -143,7 +144,7 @@ class Reader:
         path: Sequence[PathPart],
         allowed: Sequence[str],
         required: Sequence[str] = (),
-    ) -> Mapping[str, Any]:
+    ) -> JsonMapping:
         if not isinstance(value, Mapping):
             self.fail(path, f"{describe(path)} must be a table", f"write [{dotted(path)}]")
         for key in value:
@@ -162,7 +163,7 @@ class Reader:
                 )
         return value
 
-    def string(self, table: Mapping[str, Any], path: Sequence[PathPart], key: str) -> str:
+    def string(self, table: JsonMapping, path: Sequence[PathPart], key: str) -> str:
         value = table[key]
         if not isinstance(value, str):
             self.fail((*path, key), f"{key} must be a string", f'write {key} = "…"')
@@ -170,13 +171,13 @@ class Reader:
             self.fail((*path, key), f"{key} contains control characters", "remove them")
         return value
 
-    def boolean(self, table: Mapping[str, Any], path: Sequence[PathPart], key: str) -> bool:
+    def boolean(self, table: JsonMapping, path: Sequence[PathPart], key: str) -> bool:
         value = table[key]
         if not isinstance(value, bool):
             self.fail((*path, key), f"{key} must be true or false", f"write {key} = true")
         return value
 
-    def integer(self, table: Mapping[str, Any], path: Sequence[PathPart], key: str) -> int:
+    def integer(self, table: JsonMapping, path: Sequence[PathPart], key: str) -> int:
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail((*path, key), f"{key} must be a whole number", f"write {key} = 3072")
@@ -191,7 +192,7 @@ def describe(path: Sequence[PathPart]) -> str:
     return f"[{dotted(path)}]" if path else "the file"
 
 
-def load_toml(path: Path) -> tuple[dict[str, Any], Locator]:
+def load_toml(path: Path) -> tuple[JsonObject, Locator]:
     where = str(path)
     try:
         raw = path.read_bytes()

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from console import consumers as consumer_limits
 from console import jose
@@ -23,6 +22,7 @@ from console.config._durations import MAX_DURATION, format_duration_text, parse_
 from console.config._toml import PathPart, Reader, describe, load_toml
 from console.errors import ConfigError, TargetLintError
 from console.jcs import canonicalize
+from console.jsontypes import JsonMapping, JsonObject
 
 __all__ = [
     "ALGORITHMS",
@@ -71,8 +71,8 @@ class Probe:
     ca_file: str | None = None
     ca_sha256: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"url": self.url, "status": self.status}
+    def to_dict(self) -> JsonObject:
+        out: JsonObject = {"url": self.url, "status": self.status}
         if self.ca_file is not None:
             out["ca_file"] = self.ca_file
             out["ca_sha256"] = self.ca_sha256
@@ -123,7 +123,7 @@ class KeysetPolicy:
     def curve(self) -> str | None:
         return CURVE_OF_ALG.get(self.alg)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "issuer": self.issuer,
             "alg": self.alg,
@@ -138,8 +138,8 @@ class KeysetPolicy:
         }
 
 
-def _consumer_dict(c: Consumer) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": c.name, "type": c.type,
+def _consumer_dict(c: Consumer) -> JsonObject:
+    out: JsonObject = {"name": c.name, "type": c.type,
                            "cache_lifetime": _secs(c.cache_lifetime),
                            "install_delay": _secs(c.install_delay)}
     # Optional members appear only when set, so older canonical policies keep their digests.
@@ -193,7 +193,7 @@ class Policy:
     def names(self) -> tuple[str, ...]:
         return tuple(ks.name for ks in self.keysets)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """Canonical form for a `policy.changed` entry: integers only, durations in seconds."""
         return {"v": 1, "keysets": {ks.name: ks.to_dict() for ks in self.keysets}}
 
@@ -202,7 +202,7 @@ class Policy:
         return hashlib.sha256(canonicalize(self.to_dict())).hexdigest()
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = "policy in ledger") -> Policy:
+    def from_dict(cls, data: JsonMapping, *, where: str = "policy in ledger") -> Policy:
         """Rebuild (and re-validate) a policy from `to_dict()` output.
 
         Raises:
@@ -415,7 +415,7 @@ def _check_key_counts(reader: Reader, kp: tuple[PathPart, ...], policy: KeysetPo
             f"schedule keeps {limit} keys or fewer published")
 
 
-def _https_url(reader: Reader, table: Mapping[str, Any], path: tuple[PathPart, ...],
+def _https_url(reader: Reader, table: JsonMapping, path: tuple[PathPart, ...],
                key: str) -> str:
     url = reader.string(table, path, key)
     parsed = urllib.parse.urlsplit(url)

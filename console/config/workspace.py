@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from console import b64
 from console.config._toml import PathPart, Reader, load_toml
 from console.errors import ConfigError
+from console.jsontypes import JsonMapping
 from console.names import OFFICER_NAME
 
 __all__ = [
@@ -191,7 +191,7 @@ def _quorum_rule(reader: Reader, value: object, path: tuple[PathPart, ...]) -> Q
     return QuorumRule(mm, nn)
 
 
-def _public_key(reader: Reader, table: Mapping[str, Any], path: tuple[PathPart, ...],
+def _public_key(reader: Reader, table: JsonMapping, path: tuple[PathPart, ...],
                 key: str) -> bytes:
     from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
@@ -213,7 +213,7 @@ def _public_key(reader: Reader, table: Mapping[str, Any], path: tuple[PathPart, 
     return raw
 
 
-def _workspace_from_toml(reader: Reader, data: Mapping[str, Any]) -> WorkspaceConfig:
+def _workspace_from_toml(reader: Reader, data: JsonMapping) -> WorkspaceConfig:
     top = reader.table(data, (), ("workspace", "hsm", "quorum", "officers"),
                        ("workspace", "hsm", "quorum"))
 
