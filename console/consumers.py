@@ -26,10 +26,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
 
 from console import b64, jose
 from console.errors import TargetLintError, UnknownAlgorithmError
+from console.jsontypes import JsonMapping
 
 __all__ = [
     "CAPABILITIES",
@@ -83,7 +84,7 @@ class KeyShape:
         return jose.algorithm(self.alg).kty
 
     @classmethod
-    def of_jwk(cls, jwk: Mapping[str, Any]) -> KeyShape:
+    def of_jwk(cls, jwk: JsonMapping) -> KeyShape:
         """The shape of a public JWK (alg, kid, and the RSA size from `n`).
 
         Raises:

@@ -14,9 +14,10 @@ import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from json.encoder import encode_basestring as _encode_basestring
-from typing import Any
+from typing import NoReturn
 
 from console.errors import EntryRejectedError
+from console.jsontypes import JsonObject
 
 MAX_DEPTH = 32
 """Deepest nesting accepted; deeper values are refused rather than recursed into."""
@@ -24,7 +25,7 @@ MAX_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def canonicalize(value: Any, *, allow_floats: bool = False) -> bytes:
+def canonicalize(value: object, *, allow_floats: bool = False) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of `value`.
 
     Raises:
@@ -36,25 +37,25 @@ def canonicalize(value: Any, *, allow_floats: bool = False) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def loads_strict(data: bytes | str) -> Any:
+def loads_strict(data: bytes | str) -> object:
     """Parse JSON, refusing duplicate keys, NaN/Infinity literals and floats.
 
     Raises:
         EntryRejectedError: the text is not strict JSON of the kind the console writes.
     """
 
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def pairs(items: list[tuple[str, object]]) -> JsonObject:
+        out: JsonObject = {}
         for key, val in items:
             if key in out:
                 raise EntryRejectedError(f"duplicate key {key!r} in JSON")
             out[key] = val
         return out
 
-    def no_constant(name: str) -> Any:
+    def no_constant(name: str) -> NoReturn:
         raise EntryRejectedError(f"{name} is not allowed in JSON")
 
-    def no_float(text: str) -> Any:
+    def no_float(text: str) -> NoReturn:
         raise EntryRejectedError(f"number {text} is not an integer")
 
     try:
@@ -67,7 +68,7 @@ def loads_strict(data: bytes | str) -> Any:
         raise EntryRejectedError(f"not valid JSON: {e}") from e
 
 
-def _write(value: Any, parts: list[str], depth: int, allow_floats: bool) -> None:
+def _write(value: object, parts: list[str], depth: int, allow_floats: bool) -> None:
     if depth > MAX_DEPTH:
         raise EntryRejectedError(f"value nested deeper than {MAX_DEPTH} levels")
     if value is None:

@@ -25,6 +25,7 @@ from console.ceremony.script import SCRIPT_SUFFIX, shipped_script_paths
 from console.clock import format_duration
 from console.config import Policy, WorkspaceConfig
 from console.errors import ConfigError, WorkspaceError
+from console.jsontypes import JsonObject
 from console.ledger.trust import quorum_record
 
 CEREMONY_TOML = "ceremony.toml"
@@ -80,7 +81,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def canonical_config(config: WorkspaceConfig) -> dict[str, Any]:
+def canonical_config(config: WorkspaceConfig) -> JsonObject:
     """What of ceremony.toml decides a ceremony, as JSON (for records and diffs)."""
     hsm = config.hsm
     return {

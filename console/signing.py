@@ -34,11 +34,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from console import b64, jose
 from console.clock import format_time, parse_time, require_utc
@@ -52,6 +52,7 @@ from console.errors import (
     UsageError,
 )
 from console.hardening import wipe
+from console.jsontypes import JsonMapping, JsonObject
 
 if TYPE_CHECKING:
     from console.hsm import Hsm
@@ -207,8 +208,8 @@ class SignerFile:
                 ": consumers learn this key from the bundle issued then")
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _unique_members(pairs: list[tuple[str, object]]) -> JsonObject:
+    out: JsonObject = {}
     for name, value in pairs:
         if name in out:
             raise ValueError(f"member {name[:40]!r} appears twice")
@@ -216,7 +217,7 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
@@ -229,7 +230,7 @@ def _reason(error: BaseException) -> str:
 # --- claims ------------------------------------------------------------------------------
 
 
-def parse_claims(text: str) -> dict[str, Any]:
+def parse_claims(text: str) -> JsonObject:
     """The `--claims` JSON object (duplicate members, NaN and Infinity refused).
 
     Raises:
@@ -247,8 +248,8 @@ def parse_claims(text: str) -> dict[str, Any]:
     return value
 
 
-def token_claims(signer: SignerFile, claims: Mapping[str, Any] | None, *, now: datetime,
-                 lifetime: timedelta = DEFAULT_TOKEN_LIFETIME) -> dict[str, Any]:
+def token_claims(signer: SignerFile, claims: JsonMapping | None, *, now: datetime,
+                 lifetime: timedelta = DEFAULT_TOKEN_LIFETIME) -> JsonObject:
     """The claims a token carries: `claims` plus `iss` (signer.json's), `iat` (`now`) and `exp`
     (`iat` + `lifetime`) where they are missing. Given `iat`/`nbf`/`exp` are kept as they are:
     a rehearsal signs with wall-clock times while its ledger clock has moved on.
@@ -257,24 +258,29 @@ def token_claims(signer: SignerFile, claims: Mapping[str, Any] | None, *, now: d
         SignerError: `iss` names another issuer, a time claim is not an integer, `exp` <= `iat`.
     """
     now = require_utc(now, "now")
-    out: dict[str, Any] = dict(claims or {})
+    out: JsonObject = dict(claims or {})
     if "iss" in out and out["iss"] != signer.iss:
         raise SignerError(f"the claims name issuer {str(out['iss'])[:60]!r}, but this key "
                           f"signs for {signer.iss!r}", "leave iss out, or use this keyset's")
+    given: dict[str, int] = {}
     for name in _TIME_CLAIMS:
-        if name in out and (isinstance(out[name], bool) or not isinstance(out[name], int)):
+        value = out.get(name)
+        if name in out and (isinstance(value, bool) or not isinstance(value, int)):
             raise SignerError(f"claim {name!r} is not a whole number of seconds",
                               "write NumericDate values as integers (seconds since 1970)")
+        if isinstance(value, int):
+            given[name] = value
     out["iss"] = signer.iss
-    out.setdefault("iat", int(now.timestamp()))
-    out.setdefault("exp", out["iat"] + int(lifetime.total_seconds()))
-    if out["exp"] <= out["iat"]:
+    iat = given.get("iat", int(now.timestamp()))
+    exp = given.get("exp", iat + int(lifetime.total_seconds()))
+    out["iat"], out["exp"] = iat, exp  # in this order: missing ones are appended, iat first
+    if exp <= iat:
         raise SignerError("claim exp is not after iat", "give an exp later than iat")
     return out
 
 
-def check_request(signer: SignerFile, claims: Mapping[str, Any] | None, *,
-                  now: datetime) -> dict[str, Any]:
+def check_request(signer: SignerFile, claims: JsonMapping | None, *,
+                  now: datetime) -> JsonObject:
     """Everything that can be refused before the token is opened: `valid_from`, the claims.
 
     Raises:
@@ -351,10 +357,10 @@ def resolve_module(module: str) -> str:
 # --- signing -------------------------------------------------------------------------------
 
 
-def jws_signing_input(header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+def jws_signing_input(header: JsonMapping, claims: JsonMapping) -> str:
     """`BASE64URL(header) "." BASE64URL(claims)` of compact JSON (RFC 7515 section 7.1)."""
 
-    def part(value: Mapping[str, Any]) -> str:
+    def part(value: JsonMapping) -> str:
         return b64.encode(json.dumps(dict(value), separators=(",", ":"), ensure_ascii=False,
                                      allow_nan=False).encode("utf-8"))
 
@@ -372,7 +378,7 @@ def open_signing_token(signer: SignerFile, module: str) -> Hsm:
     return Hsm.open(module, token_label=signer.key.token, token_serial=signer.key.serial)
 
 
-def sign_token(signer: SignerFile, hsm: Hsm, claims: Mapping[str, Any] | None = None, *,
+def sign_token(signer: SignerFile, hsm: Hsm, claims: JsonMapping | None = None, *,
                now: datetime, lifetime: timedelta = DEFAULT_TOKEN_LIFETIME) -> str:
     """A compact JWS signed on `hsm` (logged in) by the key `signer` names.
 
@@ -431,7 +437,7 @@ def _login_and_sign(hsm: Hsm, pin: bytearray, sign: Callable[[], str]) -> str:
 
 
 def sign_token_on(module: str, signer: SignerFile, pin: bytearray,
-                  claims: Mapping[str, Any] | None = None, *, now: datetime,
+                  claims: JsonMapping | None = None, *, now: datetime,
                   lifetime: timedelta = DEFAULT_TOKEN_LIFETIME) -> str:
     """What a signing service does: open the token through its host's `module`, log in with
     `pin` (wiped once used), sign, close. Nothing is opened when the request is refused.
@@ -449,7 +455,7 @@ def sign_token_on(module: str, signer: SignerFile, pin: bytearray,
 
 
 def sign_token_in_workspace(ws: Workspace, signer: SignerFile, pin: bytearray,
-                            claims: Mapping[str, Any] | None = None, *, now: datetime,
+                            claims: JsonMapping | None = None, *, now: datetime,
                             lifetime: timedelta = DEFAULT_TOKEN_LIFETIME) -> str:
     """`sign_token_on` with the workspace's own module and token (the ones the ledger vouches
     for): how a rehearsal plays the signing service.

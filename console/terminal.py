@@ -46,7 +46,7 @@ import sys
 import termios
 from collections.abc import Mapping
 from contextlib import suppress
-from typing import IO, Any, Final
+from typing import IO, Final, TypeAlias
 
 from console.errors import ConfirmationError, NoTerminalError, TerminalInputError
 
@@ -201,7 +201,10 @@ def ask_secret(prompt: str, *, instead: str) -> str:
     try:
         saved = _attributes(fd, prompt, instead)
         quiet = list(saved)
-        quiet[3] &= ~termios.ECHO  # lflags; ICANON stays, so the line editor still works
+        lflags = saved[3]
+        if not isinstance(lflags, int):  # never from termios; no echo to turn off, no secret
+            raise _no_terminal(prompt, instead)
+        quiet[3] = lflags & ~termios.ECHO  # ICANON stays, so the line editor still works
         try:
             # TCSAFLUSH discards anything typed before the prompt: it was echoed, so it is not
             # secret any more.
@@ -272,7 +275,11 @@ def _open_terminal(prompt: str, instead: str) -> int:
     return fd
 
 
-def _attributes(fd: int, prompt: str, instead: str) -> list[Any]:
+_Attributes: TypeAlias = list[int | list[bytes | int]]
+"""What `termios.tcgetattr` returns: iflag, oflag, cflag, lflag, ispeed, ospeed, cc."""
+
+
+def _attributes(fd: int, prompt: str, instead: str) -> _Attributes:
     try:
         return termios.tcgetattr(fd)
     except termios.error as e:  # a tty without termios is no terminal to hide a secret on
