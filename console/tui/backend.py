@@ -419,8 +419,10 @@ class Backend:
     def officer_names(self) -> list[str]:
         return [o.name for o in self.ws.trust.officers.active()]
 
-    def demo_card(self, name: str) -> tuple[Path, Path] | None:
-        return self.ws.demo_card(name)
+    def demo_cards(self, officers: list[str]) -> dict[str, Path]:
+        """The demo workspace's card file of each officer that has one (none in production)."""
+        found = {name: self.ws.demo_card(name) for name in officers}
+        return {name: demo[0] for name, demo in found.items() if demo is not None}
 
     def latest_checkpoint(self) -> str | None:
         return self.ws.ledger.latest_checkpoint()
