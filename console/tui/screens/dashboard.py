@@ -117,13 +117,16 @@ class DashboardScreen(ConsoleScreen):
         options = self.query_one("#keysets", OptionList)
         highlighted = options.highlighted or 0
         options.clear_options()
+        rows: list[Option] = []
         for keyset in status.get("keysets", []):
             label, style = keyset_plan_label(str(keyset["name"]), plans) or \
                 due_label(keyset, self.now)
             line = Text(no_wrap=True, overflow="ellipsis")
             line.append(f"{str(keyset['name'])[:13]:<14}")
             line.append(label, style=style)
-            options.add_option(Option(line, id=str(keyset["name"])))
+            rows.append(Option(line, id=str(keyset["name"])))
+        # One call: each add_option re-measures every line of the list (200 keysets: 0.15 s).
+        options.add_options(rows)
         if status.get("keysets"):
             options.highlighted = min(highlighted, len(status["keysets"]) - 1)
             self._show_keyset(status["keysets"][options.highlighted or 0])
