@@ -12,10 +12,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from console.errors import ConsoleError
 from console.tui.messages import OperationFailed
+from console.tui.widgets.footer import ConsoleFooter
 from console.tui.widgets.header import ConsoleHeader
 
 
@@ -38,7 +38,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield ConsoleHeader(id="header")
         yield from self.compose_body()
-        yield Footer(compact=True)
+        yield ConsoleFooter(compact=True)
 
     def compose_body(self) -> ComposeResult:
         yield from ()
