@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -17,6 +17,12 @@ from console.errors import ConsoleError
 from console.tui.messages import OperationFailed
 from console.tui.widgets.footer import ConsoleFooter
 from console.tui.widgets.header import ConsoleHeader
+
+if TYPE_CHECKING:
+    from console.tui.app import CeremonyApp
+    from console.tui.backend import Backend
+
+T = TypeVar("T")
 
 
 class ConsoleScreen(Screen[None]):
@@ -29,11 +35,17 @@ class ConsoleScreen(Screen[None]):
     @dataclass
     class Loaded(Message):
         key: str
-        value: Any
+        value: object
+        """What the load's call returned: `show_<key>` takes it with its own type."""
 
     @property
-    def backend(self) -> Any:
-        return self.app.backend  # type: ignore[attr-defined]
+    def console(self) -> CeremonyApp:
+        """The app, typed (every ConsoleScreen runs inside the CeremonyApp)."""
+        return cast("CeremonyApp", self.app)
+
+    @property
+    def backend(self) -> Backend:
+        return self.console.backend
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader(id="header")
@@ -70,7 +82,7 @@ class ConsoleScreen(Screen[None]):
     def action_refresh(self) -> None:
         self.refresh_data()
 
-    def load(self, key: str, call: Callable[[], Any], description: str) -> None:
+    def load(self, key: str, call: Callable[[], T], description: str) -> None:
         """Run `call` in a thread worker; its value arrives as `Loaded(key, value)`."""
 
         def job() -> None:

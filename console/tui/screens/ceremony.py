@@ -171,7 +171,7 @@ class CeremonyScreen(ConsoleScreen):
 
         def read() -> PlanView | str:
             try:
-                return backend.review(plan_id)  # type: ignore[no-any-return]
+                return backend.review(plan_id)
             except ConsoleError as e:
                 return f"plan {plan_id[:8]}: {e.user_message()}"
 
@@ -280,8 +280,8 @@ class CeremonyScreen(ConsoleScreen):
     def _check_idle(self) -> None:
         if not self._cards or self.running:
             return
-        idle = float(self.app.card_idle_seconds)  # type: ignore[attr-defined]
-        if self.app.idle_seconds() >= idle:  # type: ignore[attr-defined]
+        idle = self.console.card_idle_seconds
+        if self.console.idle_seconds() >= idle:
             self._wipe(f"after {idle_minutes(idle)}")
 
     def on_screen_suspend(self) -> None:
@@ -347,7 +347,7 @@ class CeremonyScreen(ConsoleScreen):
         have = sum(1 for name in counted if name in self._cards)
 
         def unlock(officer: str, cards: CardSource) -> UnlockedCard:
-            return backend.unlock(plan_id, officer, cards)  # type: ignore[no-any-return]
+            return backend.unlock(plan_id, officer, cards)
 
         def unlocked(card: UnlockedCard | None) -> None:
             if card is None:
@@ -456,7 +456,7 @@ class CeremonyScreen(ConsoleScreen):
             self._log(message.result)
             self.query_one("#checkpoint", Static).update(Text(message.checkpoint or "—"))
             self.query_one("#checkpoint-qr", QrCode).show(message.checkpoint or "")
-        self.app.run_finished()  # type: ignore[attr-defined]
+        self.console.run_finished()
 
     # --- abort -----------------------------------------------------------------------------
 
@@ -473,7 +473,7 @@ class CeremonyScreen(ConsoleScreen):
             return
 
         def abort(officer: str, cards: CardSource) -> Abort:
-            return backend.abort(plan_id, officer, cards)  # type: ignore[no-any-return]
+            return backend.abort(plan_id, officer, cards)
 
         self.app.push_screen(
             ApprovalDialog(officers, "", "", self.backend.demo_cards(officers), officers, act=abort,
