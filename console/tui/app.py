@@ -36,6 +36,7 @@ from textual.worker import Worker, WorkerState
 from console.errors import ConsoleError
 from console.tui.backend import Backend, Health, clock_text
 from console.tui.messages import HealthLoaded, LedgerChanged, OperationFailed
+from console.tui.screens._base import after_next_frame
 from console.tui.screens.dashboard import DashboardScreen
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class CeremonyApp(App[None]):
     health: reactive[Health | None] = reactive(None)
     clock_text: reactive[str] = reactive("")
     ledger_version: reactive[int] = reactive(0)
+    workspace_open: reactive[bool] = reactive(False)
+    """Set once the workspace opened (at once for a backend made over an opened one)."""
 
     def __init__(self, backend: Backend, *, check_health: bool = True,
                  card_idle_seconds: float = CARD_IDLE_SECONDS) -> None:
@@ -115,19 +118,23 @@ class CeremonyApp(App[None]):
         self.last_input = time.monotonic()
         self.quit_after_run = False
         self._ledger_size: int | None = None
+        self.set_reactive(CeremonyApp.workspace_open, backend.ready)
 
     def on_mount(self) -> None:
         self._tick()
         self.set_interval(30, self._tick)
         self.set_interval(LEDGER_POLL_SECONDS, self._poll_ledger)
+        # After the first frame: a worker holds the GIL for most of its run, and started now
+        # it would delay the first paint by about its own duration (on a large ledger, the
+        # trust checks at open take a second).
         if not self.backend.ready:
-            # After the first frame: a worker holds the GIL for most of its run, and started
-            # now it would delay the first paint by about its own duration.
-            self.call_after_refresh(self._open_workspace)
+            after_next_frame(self, self.screen.screen_layout_refresh_signal,
+                             self._open_workspace)
         else:
             self._take_ledger_baseline()
         if self._check_health:
-            self.call_after_refresh(self.refresh_health)
+            after_next_frame(self, self.screen.screen_layout_refresh_signal,
+                             self.refresh_health)
 
     def _take_ledger_baseline(self) -> None:
         # Taken as soon as the ledger is open: a ceremony another console finishes before the
@@ -154,6 +161,7 @@ class CeremonyApp(App[None]):
     def _workspace_opened(self) -> None:
         if self._ledger_size is None:
             self._take_ledger_baseline()
+        self.workspace_open = True
         self._tick()
         self.refresh(layout=True)
 

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
 from textual.message import Message
 from textual.screen import Screen
+from textual.signal import Signal
 
 from console.errors import ConsoleError
 from console.tui.messages import OperationFailed
@@ -23,6 +25,29 @@ if TYPE_CHECKING:
     from console.tui.backend import Backend
 
 T = TypeVar("T")
+
+
+def after_next_frame(node: DOMNode, signal: Signal[Screen[object]],
+                     callback: Callable[[], None]) -> None:
+    """Call `callback` (on `node`) once the screen of `signal` (its layout-refresh signal) has
+    drawn its next frame.
+
+    Textual publishes the screen's layout signal right after handing a frame to the terminal;
+    `call_after_refresh` can run before the first frame is drawn. Loading workers start here:
+    a worker holds the GIL for most of its run, and started before the first frame it would
+    delay it by about its own duration (opening a large ledger takes a second).
+    """
+    done = False
+
+    def painted(_screen: Screen[object]) -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        signal.unsubscribe(node)
+        callback()
+
+    signal.subscribe(node, painted)
 
 
 class ConsoleScreen(Screen[None]):
@@ -58,10 +83,17 @@ class ConsoleScreen(Screen[None]):
     _stale = False
 
     def on_mount(self) -> None:
-        # After the first frame: a loading worker holds the GIL for most of its run, and
-        # started here it would delay the screen's first paint by about its own duration.
-        self.call_after_refresh(self.refresh_data)
+        if self.backend.ready:
+            after_next_frame(self, self.screen_layout_refresh_signal, self.refresh_data)
+        else:
+            # The workspace opens in the app's worker after the first frame: load then, one
+            # job after the other rather than competing for the GIL with the first paint.
+            self.watch(self.console, "workspace_open", self._workspace_opened, init=False)
         self.watch(self.app, "ledger_version", self._ledger_changed, init=False)
+
+    def _workspace_opened(self, is_open: bool) -> None:
+        if is_open:
+            self.refresh_data()
 
     def _ledger_changed(self, version: int) -> None:
         if version == 0:  # the app's reactive being initialised, not a change
