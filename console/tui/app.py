@@ -128,12 +128,12 @@ class CeremonyApp(App[None]):
         # it would delay the first paint by about its own duration (on a large ledger, the
         # trust checks at open take a second).
         if not self.backend.ready:
-            after_next_frame(self, self.screen.screen_layout_refresh_signal,
+            after_next_frame(self.screen, self.screen.screen_layout_refresh_signal,
                              self._open_workspace)
         else:
             self._take_ledger_baseline()
         if self._check_health:
-            after_next_frame(self, self.screen.screen_layout_refresh_signal,
+            after_next_frame(self.screen, self.screen.screen_layout_refresh_signal,
                              self.refresh_health)
 
     def _take_ledger_baseline(self) -> None:

@@ -27,13 +27,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def after_next_frame(node: DOMNode, signal: Signal[Screen[object]],
+def after_next_frame(screen: DOMNode, signal: Signal[Screen[object]],
                      callback: Callable[[], None]) -> None:
-    """Call `callback` (on `node`) once the screen of `signal` (its layout-refresh signal) has
-    drawn its next frame.
+    """Call `callback` once `screen` (whose layout-refresh signal is `signal`) has drawn its
+    next frame.
 
-    Textual publishes the screen's layout signal right after handing a frame to the terminal;
-    `call_after_refresh` can run before the first frame is drawn. Loading workers start here:
+    Textual publishes the signal right after drawing the frame, or, inside a batch update, right
+    after queueing the drawing on the screen; the callback is queued on the screen too, so it
+    runs after the frame either way (`call_after_refresh` can run before the first frame is
+    drawn). Loading workers start here:
     a worker holds the GIL for most of its run, and started before the first frame it would
     delay it by about its own duration (opening a large ledger takes a second).
     """
@@ -44,10 +46,10 @@ def after_next_frame(node: DOMNode, signal: Signal[Screen[object]],
         if done:
             return
         done = True
-        signal.unsubscribe(node)
+        signal.unsubscribe(screen)
         callback()
 
-    signal.subscribe(node, painted)
+    signal.subscribe(screen, painted)
 
 
 class ConsoleScreen(Screen[None]):
