@@ -18,8 +18,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import sqlite_utils
-
 from console.errors import LedgerTamperedError
 from console.ledger.checkpoint import is_ledger_origin
 
@@ -50,6 +48,10 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
 
 def create_schema(conn: sqlite3.Connection, origin: str) -> None:
     """Create the tables, indexes and append-only triggers in one transaction."""
+    # Imported here, not at the top: only a new ledger needs it, and it costs ~60 ms (click,
+    # dateutil, pluggy) that every console launch would pay before showing its data.
+    import sqlite_utils
+
     db = sqlite_utils.Database(conn)
     conn.execute("BEGIN IMMEDIATE")
     db.table("meta").create({"key": str, "value": str}, pk="key", strict=True)

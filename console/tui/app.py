@@ -9,16 +9,22 @@ appends by another console); the app then re-reads the header's ledger facts and
 `ledger_version`, which every screen watches (re-reading at once if shown, else when next shown).
 The app also keeps the time of the last key or click, by which the Ceremony screen wipes idle
 unlocked cards, and refuses to quit silently while a ceremony step runs.
+
+It paints first (DESIGN: "a console that paints at once"): this module imports only the
+dashboard and what its first frame needs; the other screens and the dialogs are imported when
+first shown, and the workspace (its ledger checks, the trust chain) opens in a thread worker
+started after the first frame, while the screens say they are loading.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import events, on
 from textual.app import App, SystemCommand
@@ -29,18 +35,12 @@ from textual.worker import Worker, WorkerState
 
 from console.errors import ConsoleError
 from console.tui.backend import Backend, Health, clock_text
-from console.tui.dialogs.error import ErrorDialog
-from console.tui.dialogs.help import HelpDialog
-from console.tui.dialogs.quit import QuitDialog
 from console.tui.messages import HealthLoaded, LedgerChanged, OperationFailed
-from console.tui.screens import (
-    CeremonyScreen,
-    DashboardScreen,
-    ExportsScreen,
-    HsmScreen,
-    LedgerScreen,
-    OfficersScreen,
-)
+from console.tui.screens._base import after_next_frame
+from console.tui.screens.dashboard import DashboardScreen
+
+if TYPE_CHECKING:
+    from console.workspace import Workspace
 
 SCREENS_BY_KEY: tuple[tuple[str, str, str], ...] = (
     ("d", "dashboard", "Dashboard"),
@@ -52,6 +52,28 @@ SCREENS_BY_KEY: tuple[tuple[str, str, str], ...] = (
 )
 
 SCREEN_KEYS = Binding.Group("screens", compact=True)
+
+SCREEN_CLASSES: dict[str, str] = {
+    "dashboard": "console.tui.screens.dashboard:DashboardScreen",
+    "ceremony": "console.tui.screens.ceremony:CeremonyScreen",
+    "ledger": "console.tui.screens.ledger:LedgerScreen",
+    "exports": "console.tui.screens.exports:ExportsScreen",
+    "officers": "console.tui.screens.officers:OfficersScreen",
+    "hsm": "console.tui.screens.hsm:HsmScreen",
+}
+"""Where each mode's screen lives: imported when the screen is first shown (or its bindings
+are listed), so that launching imports the dashboard only."""
+
+
+def screen_class(mode: str) -> type[Screen[None]]:
+    """The screen class of `mode` (imported on first use)."""
+    module, _, name = SCREEN_CLASSES[mode].partition(":")
+    found: type[Screen[None]] = getattr(importlib.import_module(module), name)
+    return found
+
+
+def _screen_factory(mode: str) -> Callable[[], Screen[None]]:
+    return lambda: screen_class(mode)()
 
 CARD_IDLE_SECONDS = 5 * 60.0
 """Unlocked officer cards are wiped after this long without a key press or click."""
@@ -66,13 +88,9 @@ class CeremonyApp(App[None]):
 
     TITLE = "Key Ceremony Console"
     CSS_PATH = "app.tcss"
-    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[None]]]] = {
         "dashboard": DashboardScreen,
-        "ceremony": CeremonyScreen,
-        "ledger": LedgerScreen,
-        "exports": ExportsScreen,
-        "officers": OfficersScreen,
-        "hsm": HsmScreen,
+        **{mode: _screen_factory(mode) for mode in SCREEN_CLASSES if mode != "dashboard"},
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -87,6 +105,8 @@ class CeremonyApp(App[None]):
     health: reactive[Health | None] = reactive(None)
     clock_text: reactive[str] = reactive("")
     ledger_version: reactive[int] = reactive(0)
+    workspace_open: reactive[bool] = reactive(False)
+    """Set once the workspace opened (at once for a backend made over an opened one)."""
 
     def __init__(self, backend: Backend, *, check_health: bool = True,
                  card_idle_seconds: float = CARD_IDLE_SECONDS) -> None:
@@ -98,19 +118,29 @@ class CeremonyApp(App[None]):
         self.last_input = time.monotonic()
         self.quit_after_run = False
         self._ledger_size: int | None = None
+        self.set_reactive(CeremonyApp.workspace_open, backend.ready)
 
     def on_mount(self) -> None:
-        # The baseline is taken now: a ceremony another console finishes before the first
-        # poll must still count as a change.
-        with contextlib.suppress(ConsoleError):
-            self._ledger_size = int(self.backend.ledger.size)
         self._tick()
         self.set_interval(30, self._tick)
         self.set_interval(LEDGER_POLL_SECONDS, self._poll_ledger)
+        # After the first frame: a worker holds the GIL for most of its run, and started now
+        # it would delay the first paint by about its own duration (on a large ledger, the
+        # trust checks at open take a second).
         if not self.backend.ready:
-            self._open_workspace()
+            after_next_frame(self.screen, self.screen.screen_layout_refresh_signal,
+                             self._open_workspace)
+        else:
+            self._take_ledger_baseline()
         if self._check_health:
-            self.refresh_health()
+            after_next_frame(self.screen, self.screen.screen_layout_refresh_signal,
+                             self.refresh_health)
+
+    def _take_ledger_baseline(self) -> None:
+        # Taken as soon as the ledger is open: a ceremony another console finishes before the
+        # first poll must still count as a change.
+        with contextlib.suppress(ConsoleError):
+            self._ledger_size = int(self.backend.ledger.size)
 
     def _open_workspace(self) -> None:
         """Open the workspace (its ledger checks, the trust chain) after the first paint; a
@@ -129,6 +159,9 @@ class CeremonyApp(App[None]):
                         description="Opening the workspace")
 
     def _workspace_opened(self) -> None:
+        if self._ledger_size is None:
+            self._take_ledger_baseline()
+        self.workspace_open = True
         self._tick()
         self.refresh(layout=True)
 
@@ -150,6 +183,8 @@ class CeremonyApp(App[None]):
         if not self.ceremony_running():
             self.exit()
             return
+        from console.tui.dialogs.quit import QuitDialog
+
         if isinstance(self.screen, QuitDialog):
             return
         self.push_screen(QuitDialog(), self._quit_answered)
@@ -184,10 +219,12 @@ class CeremonyApp(App[None]):
             self.switch_mode(mode)
 
     def action_help(self) -> None:
+        from console.tui.dialogs.help import HelpDialog
+
         if not isinstance(self.screen, HelpDialog):
             self.push_screen(HelpDialog())
 
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for key, mode, title in SCREENS_BY_KEY:
             yield SystemCommand(f"Go to {title}", f"switch to the {title} screen ({key})",
@@ -198,9 +235,7 @@ class CeremonyApp(App[None]):
         # Every action of every screen, by name, from wherever the palette is opened: choosing
         # one goes to its screen and does it there.
         for _key, mode, title in SCREENS_BY_KEY:
-            screen_class = self.MODES[mode]
-            assert isinstance(screen_class, type)
-            for binding in screen_bindings(screen_class):
+            for binding in screen_bindings(screen_class(mode)):
                 key = binding.key_display or binding.key.split(",")[0]
                 yield SystemCommand(f"{title}: {binding.description}",
                                     f"key {key} on the {title} screen",
@@ -280,35 +315,39 @@ class CeremonyApp(App[None]):
 
     @on(OperationFailed)
     def _failed(self, message: OperationFailed) -> None:
-        line = message.error.user_message()
-        self.errors.append(line)
-        self.push_screen(ErrorDialog(message.what, line))
+        self._show_error(message.what, message.error.user_message())
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
             line = (error.user_message() if isinstance(error, ConsoleError)
                     else f"internal error: {type(error).__name__}: {error}")
-            self.errors.append(line)
-            self.push_screen(ErrorDialog(event.worker.description or "Error", line))
+            self._show_error(event.worker.description or "Error", line)
+
+    def _show_error(self, what: str, line: str) -> None:
+        from console.tui.dialogs.error import ErrorDialog
+
+        self.errors.append(line)
+        self.push_screen(ErrorDialog(what, line))
 
 
-def screen_bindings(screen_class: type[Screen[Any]]) -> list[Binding]:
+def screen_bindings(screen: type[Screen[None]]) -> list[Binding]:
     """A screen's named bindings, its bases' included (each action once, the subclass's
     first)."""
     found: dict[str, Binding] = {}
-    for klass in screen_class.__mro__:
+    for klass in screen.__mro__:
         for binding in vars(klass).get("BINDINGS", ()):
             if isinstance(binding, Binding) and binding.description:
                 found.setdefault(binding.action, binding)
     return list(found.values())
 
 
-def _call(fn: Callable[[str], Any], arg: str) -> Callable[[], Any]:
+def _call(fn: Callable[[str], None], arg: str) -> Callable[[], None]:
     return lambda: fn(arg)
 
 
-def run_app(ws: Any, *, clock: Callable[[], datetime] | None = None) -> None:
+def run_app(ws: Workspace | Callable[[], Workspace], *,
+            clock: Callable[[], datetime] | None = None) -> None:
     """Open the TUI on an opened workspace, or on one that `ws()` opens (a callable: the CLI's
     `ceremony [--workspace DIR]`, which paints before the workspace opens).
 

@@ -15,17 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from console.clock import format_time
 from console.errors import CardError, ConsoleError, ExportError, UsageError
+from console.tui.reports import OfficerRow, SigningKeyReport, StatusReport
 
 if TYPE_CHECKING:
     from console.ceremony.journal import PlanRecord
     from console.ceremony.progress import ProgressSink
+    from console.ceremony.reconcile import Reconciliation
     from console.ceremony.review import PlanView
     from console.ceremony.session import Abort, Approved, CardSource, Session
+    from console.hsm.doctor import DoctorReport
+    from console.ledger import Ledger
     from console.quorum.cards import UnlockedCard
+    from console.workspace import Workspace
 
 __all__ = ["Backend", "BundleFile", "BundleRow", "Health", "LedgerSummary", "OpenPlan",
            "WorkspaceBackend"]
@@ -150,15 +155,16 @@ def is_destructive(view: PlanView) -> bool:
 class Backend:
     """The seam between the screens and the product (see the module docstring)."""
 
-    def __init__(self, ws: Any, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, ws: Workspace | None, *,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self._ws = ws
         self._clock = clock
-        self._opener: Callable[[], Any] | None = None
+        self._opener: Callable[[], Workspace] | None = None
         self._open_lock = threading.Lock()
         self.open_error: ConsoleError | None = None
 
     @classmethod
-    def opening(cls, opener: Callable[[], Any], *,
+    def opening(cls, opener: Callable[[], Workspace], *,
                 clock: Callable[[], datetime] | None = None) -> Backend:
         """A backend whose workspace `opener()` opens on first use, so that the console paints
         first: the app calls `open` from a thread worker at start; until it returns, the
@@ -172,7 +178,7 @@ class Backend:
         """Whether the workspace is open (always, for a backend made over an opened one)."""
         return self._ws is not None
 
-    def open(self) -> Any:
+    def open(self) -> Workspace:
         """Open the workspace once (the first caller opens it, the others wait for it).
 
         Raises:
@@ -194,13 +200,13 @@ class Backend:
             return self._ws
 
     @property
-    def ws(self) -> Any:
+    def ws(self) -> Workspace:
         return self._ws if self._ws is not None else self.open()
 
     # --- identity and time -----------------------------------------------------------------
 
     @property
-    def ledger(self) -> Any:
+    def ledger(self) -> Ledger:
         return self.ws.ledger
 
     @property
@@ -216,14 +222,14 @@ class Backend:
             self.open()  # the clock may be the workspace's own
         if self._clock is not None:
             return self._clock()
-        return self.ws.now()  # type: ignore[no-any-return]
+        return self.ws.now()
 
     # --- reads -----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusReport:
         from console.ceremony.status import workspace_status
 
-        return workspace_status(self.ws, self.now())
+        return cast(StatusReport, workspace_status(self.ws, self.now()))
 
     def ledger_summary(self) -> LedgerSummary:
         from console.ledger import parse_checkpoint_body
@@ -245,7 +251,7 @@ class Backend:
         return LedgerSummary(size, ledger.root().hex(), ledger.last_time(), cp_size,
                              tuple(signers))
 
-    def doctor(self) -> Any:
+    def doctor(self) -> DoctorReport:
         from console.hsm.doctor import diagnose
 
         self.ws.prepare_module_environment()
@@ -256,7 +262,7 @@ class Backend:
 
         return render_text(self.doctor())
 
-    def reconcile(self) -> Any:
+    def reconcile(self) -> Reconciliation:
         from console.ceremony.reconcile import reconcile_workspace
 
         return reconcile_workspace(self.ws)
@@ -278,16 +284,16 @@ class Backend:
             hsm, hsm_ok = f"HSM ! {e.message}", False
         try:
             rec = self.reconcile()
-            rec_ok = bool(getattr(rec, "clean", getattr(rec, "ok", True)))
+            rec_ok = rec.clean
             reconcile = "reconciled" if rec_ok else "reconcile !"
         except ConsoleError as e:
             reconcile, rec_ok = f"reconcile ! {e.message}", False
         return Health(hsm, hsm_ok, ledger, True, reconcile, rec_ok)
 
-    def officers(self) -> list[dict[str, Any]]:
+    def officers(self) -> list[OfficerRow]:
         from console.ceremony.officers import officer_rows
 
-        return officer_rows(self.ws)
+        return cast(list[OfficerRow], officer_rows(self.ws))
 
     def keysets(self) -> list[str]:
         return [str(k.name) for k in self.ws.policy.keysets]
@@ -297,7 +303,7 @@ class Backend:
 
         return shipped_scripts()
 
-    def signing_key(self) -> dict[str, Any] | None:
+    def signing_key(self) -> SigningKeyReport | None:
         path = self.ws.exports_dir / "bundle-signing-key.jwk"
         if not path.is_file():
             return None
@@ -305,7 +311,7 @@ class Backend:
             value = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ExportError(f"cannot read {path}: {e}", "re-run the export ceremony") from e
-        return value if isinstance(value, dict) else None
+        return cast(SigningKeyReport, value) if isinstance(value, dict) else None
 
     def bundles(self) -> list[BundleRow]:
         """Every exported bundle recorded in the ledger, newest first, each verified offline."""
@@ -413,11 +419,13 @@ class Backend:
     def officer_names(self) -> list[str]:
         return [o.name for o in self.ws.trust.officers.active()]
 
-    def demo_card(self, name: str) -> tuple[Path, Path] | None:
-        return self.ws.demo_card(name)  # type: ignore[no-any-return]
+    def demo_cards(self, officers: list[str]) -> dict[str, Path]:
+        """The demo workspace's card file of each officer that has one (none in production)."""
+        found = {name: self.ws.demo_card(name) for name in officers}
+        return {name: demo[0] for name, demo in found.items() if demo is not None}
 
     def latest_checkpoint(self) -> str | None:
-        return self.ws.ledger.latest_checkpoint()  # type: ignore[no-any-return]
+        return self.ws.ledger.latest_checkpoint()
 
     # --- ledger ----------------------------------------------------------------------------
 
@@ -452,7 +460,7 @@ def _same_plan(plan_id: str) -> Callable[[PlanView], None]:
     return confirm
 
 
-def _token_name(report: Any, label: str | None) -> str:
+def _token_name(report: DoctorReport, label: str | None) -> str:
     for module in report.modules:
         for slot in module.slots:
             if slot.token is None:

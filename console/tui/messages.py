@@ -7,15 +7,16 @@ Widget-owned messages live with their widget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from console.ceremony.progress import StepEvent
-from console.errors import ConsoleError
-
 if TYPE_CHECKING:
+    from console.ceremony.progress import StepEvent
+    from console.ceremony.review import PlanView
+    from console.errors import ConsoleError
     from console.quorum.cards import UnlockedCard
+    from console.tui.backend import Health
 
 __all__ = [
     "ApprovalRecorded",
@@ -39,12 +40,12 @@ class OperationFailed(Message):
 
 @dataclass
 class HealthLoaded(Message):
-    health: Any  # console.tui.backend.Health
+    health: Health
 
 
 @dataclass
 class PlanReady(Message):
-    planned: Any  # console.ceremony.service.PlannedCeremony
+    planned: PlanView
 
 
 @dataclass

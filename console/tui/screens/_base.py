@@ -6,17 +6,50 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.signal import Signal
 
 from console.errors import ConsoleError
 from console.tui.messages import OperationFailed
+from console.tui.widgets.footer import ConsoleFooter
 from console.tui.widgets.header import ConsoleHeader
+
+if TYPE_CHECKING:
+    from console.tui.app import CeremonyApp
+    from console.tui.backend import Backend
+
+T = TypeVar("T")
+
+
+def after_next_frame(screen: DOMNode, signal: Signal[Screen[object]],
+                     callback: Callable[[], None]) -> None:
+    """Call `callback` once `screen` (whose layout-refresh signal is `signal`) has drawn its
+    next frame.
+
+    Textual publishes the signal right after drawing the frame, or, inside a batch update, right
+    after queueing the drawing on the screen; the callback is queued on the screen too, so it
+    runs after the frame either way (`call_after_refresh` can run before the first frame is
+    drawn). Loading workers start here:
+    a worker holds the GIL for most of its run, and started before the first frame it would
+    delay it by about its own duration (opening a large ledger takes a second).
+    """
+    done = False
+
+    def painted(_screen: Screen[object]) -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        signal.unsubscribe(screen)
+        callback()
+
+    signal.subscribe(screen, painted)
 
 
 class ConsoleScreen(Screen[None]):
@@ -29,16 +62,22 @@ class ConsoleScreen(Screen[None]):
     @dataclass
     class Loaded(Message):
         key: str
-        value: Any
+        value: object
+        """What the load's call returned: `show_<key>` takes it with its own type."""
 
     @property
-    def backend(self) -> Any:
-        return self.app.backend  # type: ignore[attr-defined]
+    def console(self) -> CeremonyApp:
+        """The app, typed (every ConsoleScreen runs inside the CeremonyApp)."""
+        return cast("CeremonyApp", self.app)
+
+    @property
+    def backend(self) -> Backend:
+        return self.console.backend
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader(id="header")
         yield from self.compose_body()
-        yield Footer(compact=True)
+        yield ConsoleFooter(compact=True)
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -46,10 +85,17 @@ class ConsoleScreen(Screen[None]):
     _stale = False
 
     def on_mount(self) -> None:
-        # After the first frame: a loading worker holds the GIL for most of its run, and
-        # started here it would delay the screen's first paint by about its own duration.
-        self.call_after_refresh(self.refresh_data)
+        if self.backend.ready:
+            after_next_frame(self, self.screen_layout_refresh_signal, self.refresh_data)
+        else:
+            # The workspace opens in the app's worker after the first frame: load then, one
+            # job after the other rather than competing for the GIL with the first paint.
+            self.watch(self.console, "workspace_open", self._workspace_opened, init=False)
         self.watch(self.app, "ledger_version", self._ledger_changed, init=False)
+
+    def _workspace_opened(self, is_open: bool) -> None:
+        if is_open:
+            self.refresh_data()
 
     def _ledger_changed(self, version: int) -> None:
         if version == 0:  # the app's reactive being initialised, not a change
@@ -70,7 +116,7 @@ class ConsoleScreen(Screen[None]):
     def action_refresh(self) -> None:
         self.refresh_data()
 
-    def load(self, key: str, call: Callable[[], Any], description: str) -> None:
+    def load(self, key: str, call: Callable[[], T], description: str) -> None:
         """Run `call` in a thread worker; its value arrives as `Loaded(key, value)`."""
 
         def job() -> None:

@@ -10,14 +10,12 @@ Execution is deliberate: `x` (or `u` to resume) shows what will happen and asks 
 destructive ceremony asks for the keyset name or the digest words to be typed. Cards unlocked at
 approval stay in memory only until the run, until the screen is left, or until the console has
 been idle for the app's `card_idle_seconds`; executing then asks the approving officers to
-unlock their cards again.
+unlock their cards again. How plans read is `ceremony_text`; the thread jobs are `ceremony_run`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -27,8 +25,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, RichLog, Select, Static
 
-from console.ceremony.progress import StepEvent
-from console.clock import format_time
 from console.errors import ConsoleError
 from console.quorum import digest_words, grouped_hex
 from console.tui.backend import OpenPlan, is_destructive
@@ -45,6 +41,19 @@ from console.tui.messages import (
     StepProgress,
 )
 from console.tui.screens._base import ConsoleScreen
+from console.tui.screens.ceremony_run import plan_job, run_job, step_line
+from console.tui.screens.ceremony_text import (
+    abort_intro,
+    approvals_text,
+    banner_text,
+    clock,
+    digest_text,
+    execute_steps,
+    idle_minutes,
+    plan_text,
+    plan_title,
+    unlock_intro,
+)
 from console.tui.widgets.qr import QrCode
 from console.tui.widgets.steps import StepList, StepRow
 
@@ -54,30 +63,6 @@ if TYPE_CHECKING:
     from console.quorum.cards import UnlockedCard
 
 IDLE_CHECK_SECONDS = 1.0
-
-
-class TuiProgress:
-    """The engine's ProgressSink for the TUI: every event becomes a message (thread-safe)."""
-
-    def __init__(self, screen: CeremonyScreen) -> None:
-        self._screen = screen
-
-    def step(self, event: StepEvent) -> None:
-        self._screen.post_message(StepProgress(event))
-
-    def message(self, text: str) -> None:
-        self._screen.post_message(CeremonyNote(text))
-
-
-def _clock(when: datetime) -> str:
-    return when.strftime("%H:%M UTC")
-
-
-def _minutes(seconds: float) -> str:
-    if seconds >= 60:
-        minutes = seconds / 60
-        return f"{minutes:g} idle minute" + ("" if minutes == 1 else "s")
-    return f"{seconds:g} idle seconds"
 
 
 class CeremonyScreen(ConsoleScreen):
@@ -178,19 +163,7 @@ class CeremonyScreen(ConsoleScreen):
         if not self.open_plans:
             banner.display = False
             return
-        text = Text()
-        for plan in self.open_plans:
-            text.append("! ", style="bold yellow")
-            text.append(plan.line())
-            if plan.started:
-                text.append(" — [u] resume  [b] abort", style="bold")
-            elif plan.state == "approved":
-                text.append(" — [x] execute  [b] abort", style="bold")
-            else:
-                text.append(" — [a] approve  [b] abort", style="bold")
-            text.append("\n")
-        text.rstrip()
-        banner.update(text)
+        banner.update(banner_text(self.open_plans))
         banner.display = True
 
     def _load_view(self, plan_id: str) -> None:
@@ -198,7 +171,7 @@ class CeremonyScreen(ConsoleScreen):
 
         def read() -> PlanView | str:
             try:
-                return backend.review(plan_id)  # type: ignore[no-any-return]
+                return backend.review(plan_id)
             except ConsoleError as e:
                 return f"plan {plan_id[:8]}: {e.user_message()}"
 
@@ -222,19 +195,8 @@ class CeremonyScreen(ConsoleScreen):
             self.notify("choose a script first", severity="warning")
             return
         chosen = keyset if isinstance(keyset, str) else None
-        backend = self.backend
-
-        def job() -> None:
-            try:
-                planned = backend.plan(script, chosen)
-            except ConsoleError as e:
-                self.post_message(OperationFailed("Planning the ceremony", e))
-                return
-            self.post_message(PlanReady(planned))
-            self.app.post_message(LedgerChanged("plan"))
-
-        self.run_worker(job, thread=True, exit_on_error=False, group="ceremony",
-                        description=f"Planning {script}")
+        self.run_worker(plan_job(self, self.app, self.backend, script, chosen), thread=True,
+                        exit_on_error=False, group="ceremony", description=f"Planning {script}")
 
     @on(PlanReady)
     def _plan_ready(self, message: PlanReady) -> None:
@@ -250,37 +212,13 @@ class CeremonyScreen(ConsoleScreen):
             self.finished = False
         record = view.record
         plan = record.plan
-        self.approvals = {a.officer: _clock(a.approved_at) if a.approved_at else "—"
+        self.approvals = {a.officer: clock(a.approved_at) if a.approved_at else "—"
                           for a in record.approvals if a.officer in view.status.counted}
-        lines = Text()
-        for action in plan.actions:
-            lines.append(f"{action.n:>2} ", style="bold")
-            lines.append(action.description)
-            if action.n in record.done:
-                lines.append("  ✓ done", style="green")
-            lines.append("\n")
-            for change in getattr(action, "changes", ()):
-                lines.append(f"     {change.verb} {change.key.text} = {change.why}\n",
-                             style="dim")
-        for item in plan.deferred:
-            # What the timing rules do not allow yet, and from when (the "why" of a wait).
-            earliest = item.earliest[:16].replace("T", " ")
-            lines.append(f" later: {item.action} {item.kid[:8]}… from {earliest} UTC\n",
-                         style="yellow")
-            lines.append(f"     = {item.why}\n", style="dim")
-        for note in plan.notes:
-            lines.append(f" note: {note}\n", style="dim")
-        self.query_one("#plan", Static).update(lines)
-        expires = format_time(plan.expires_at)[:16].replace("T", " ")
-        state = record.state()
-        self.query_one("#plan-title", Label).update(
-            f"Plan · {plan.script} · {view.plan_id[:8]} · "
-            + (f"{state} after step {record.last_done} of {len(plan.actions)}" if record.started
-               else f"expires {expires} UTC"))
+        self.query_one("#plan", Static).update(plan_text(view))
+        self.query_one("#plan-title", Label).update(plan_title(view))
         digest = view.digest
-        self.query_one("#digest", Static).update(Text.assemble(
-            (grouped_hex(digest), "bold"), "\n\n", (" ".join(digest_words(digest)), "italic"),
-            "\n\n", ("[w] show as QR", "dim")))
+        self.query_one("#digest", Static).update(digest_text(digest))
+        state = record.state()
         if not same:
             steps = self.query_one("#steps", StepList)
             steps.remove_children()
@@ -305,26 +243,10 @@ class CeremonyScreen(ConsoleScreen):
         cls = self.planned.record.plan.ceremony_class if self.planned is not None else ""
         self.query_one("#approvals-title", Label).update(
             f"Approvals · {cls} quorum {m} of {n}")
-        line = Text()
-        for name in self.backend.officer_names():
-            if name in self.approvals:
-                line.append(f"✓ {name} {self.approvals[name]}", style="bold green")
-                if name in self._cards:
-                    line.append(" (card unlocked)", style="green")
-            else:
-                line.append(f"○ {name}")
-            line.append("   ")
         started = self.planned is not None and self.planned.record.started
-        ready = len(self.approvals) >= m > 0
-        if started:
-            line.append("   [u] resume  [b] abort", style="bold")
-        else:
-            line.append("   [a] approve as…", style="dim")
-            line.append("   [x] execute" + (" ✓ quorum reached" if ready else ""),
-                        style="bold" if ready else "dim")
-        if self.cards_note:
-            line.append(f"\n! {self.cards_note}", style="bold yellow")
-        self.query_one("#approvals", Static).update(line)
+        self.query_one("#approvals", Static).update(approvals_text(
+            self.backend.officer_names(), self.approvals, set(self._cards), started=started,
+            ready=len(self.approvals) >= m > 0, note=self.cards_note))
 
     def action_digest_qr(self) -> None:
         if self.planned is None:
@@ -338,14 +260,6 @@ class CeremonyScreen(ConsoleScreen):
             self.app.push_screen(QrDialog("Closing checkpoint", self.checkpoint))
 
     # --- cards -----------------------------------------------------------------------------
-
-    def _demo_cards(self, officers: list[str]) -> dict[str, Path]:
-        cards: dict[str, Path] = {}
-        for name in officers:
-            demo = self.backend.demo_card(name)
-            if demo is not None:
-                cards[name] = demo[0]
-        return cards
 
     def _wipe(self, reason: str, *, quiet: bool = False) -> None:
         """Drop every unlocked card (the run that needs them asks for them again)."""
@@ -366,9 +280,9 @@ class CeremonyScreen(ConsoleScreen):
     def _check_idle(self) -> None:
         if not self._cards or self.running:
             return
-        idle = float(self.app.card_idle_seconds)  # type: ignore[attr-defined]
-        if self.app.idle_seconds() >= idle:  # type: ignore[attr-defined]
-            self._wipe(f"after {_minutes(idle)}")
+        idle = self.console.card_idle_seconds
+        if self.console.idle_seconds() >= idle:
+            self._wipe(f"after {idle_minutes(idle)}")
 
     def on_screen_suspend(self) -> None:
         # A dialog over this screen keeps the mode; leaving for another screen does not.
@@ -396,7 +310,7 @@ class CeremonyScreen(ConsoleScreen):
 
         self.app.push_screen(
             ApprovalDialog(officers, " ".join(digest_words(digest)), grouped_hex(digest),
-                           self._demo_cards(officers), pending, act=approve, digest=digest),
+                           self.backend.demo_cards(officers), pending, act=approve, digest=digest),
             self._approval_done)
 
     def _approval_done(self, result: tuple[str, Approved] | None) -> None:
@@ -407,7 +321,7 @@ class CeremonyScreen(ConsoleScreen):
     @on(ApprovalRecorded)
     def _approved(self, message: ApprovalRecorded) -> None:
         message.stop()
-        self.approvals[message.officer] = _clock(self.backend.now())
+        self.approvals[message.officer] = clock(self.backend.now())
         if message.card is not None:
             self._cards[message.officer] = message.card
             self.cards_note = ""
@@ -433,7 +347,7 @@ class CeremonyScreen(ConsoleScreen):
         have = sum(1 for name in counted if name in self._cards)
 
         def unlock(officer: str, cards: CardSource) -> UnlockedCard:
-            return backend.unlock(plan_id, officer, cards)  # type: ignore[no-any-return]
+            return backend.unlock(plan_id, officer, cards)
 
         def unlocked(card: UnlockedCard | None) -> None:
             if card is None:
@@ -444,12 +358,9 @@ class CeremonyScreen(ConsoleScreen):
             self._show_approvals()
             then()
 
-        intro = Text.assemble(
-            (f"To {verb} plan {plan_id[:8]}, {m} approving officers unlock their cards "
-             f"({have} of {m} unlocked). ", ""),
-            (self.cards_note or "", "yellow"))
+        intro = unlock_intro(verb, plan_id, m, have, self.cards_note)
         self.app.push_screen(
-            ApprovalDialog(missing, "", "", self._demo_cards(missing), missing, act=unlock,
+            ApprovalDialog(missing, "", "", self.backend.demo_cards(missing), missing, act=unlock,
                            title=f"Unlock a card to {verb}", button="Unlock", intro=intro),
             unlocked)
         return True
@@ -488,13 +399,7 @@ class CeremonyScreen(ConsoleScreen):
         record = view.record
         plan = record.plan
         m, n = self._quorum()
-        steps: list[tuple[str, str]] = []
-        for action in plan.actions:
-            if action.n in record.done:
-                steps.append(("✓", f"{action.n} {action.description} (done)"))
-            else:
-                mark = "✗" if action.kind in DESTRUCTIVE_ACTIONS else "·"
-                steps.append((mark, f"{action.n} {action.description}"))
+        steps = execute_steps(view, DESTRUCTIVE_ACTIONS)
         officers = ", ".join(sorted(self._cards))
         quorum = (f"{plan.ceremony_class} quorum {m} of {n} ✓ — cards of {officers} "
                   "unlocked")
@@ -518,23 +423,9 @@ class CeremonyScreen(ConsoleScreen):
         self.running = True
         backend, plan_id = self.backend, self.planned.plan_id
         cards = [self._cards[name] for name in self._approvers() if name in self._cards]
-        progress = TuiProgress(self)
-
-        def job() -> None:
-            try:
-                if resume:
-                    result = backend.resume(plan_id, cards, progress)
-                else:
-                    result = backend.execute(plan_id, cards, progress)
-                checkpoint = backend.latest_checkpoint()
-            except ConsoleError as e:
-                self.post_message(OperationFailed("Executing the ceremony", e))
-                self.post_message(CeremonyFinished("", None))
-                return
-            self.post_message(CeremonyFinished(result, checkpoint))
-
         self._log("resuming…" if resume else "executing…")
-        self.run_worker(job, thread=True, exit_on_error=False, group="ceremony-run",
+        self.run_worker(run_job(self, backend, plan_id, cards, resume=resume), thread=True,
+                        exit_on_error=False, group="ceremony-run",
                         description="Running the ceremony")
 
     @on(StepProgress)
@@ -544,11 +435,9 @@ class CeremonyScreen(ConsoleScreen):
         row = self.query_one("#steps", StepList).row(event.n)
         if row is not None:
             row.apply(event)
-        if event.status != "started":
-            mark = {"done": "✓", "skipped": "·", "failed": "✗"}.get(event.status, "?")
-            detail = f" — {event.detail}" if event.detail else ""
-            self._log(f"{mark} {event.n}/{event.total} {event.description} "
-                      f"({event.elapsed:.1f} s){detail}")
+        line = step_line(event)
+        if line is not None:
+            self._log(line)
 
     @on(CeremonyNote)
     def _note(self, message: CeremonyNote) -> None:
@@ -567,7 +456,7 @@ class CeremonyScreen(ConsoleScreen):
             self._log(message.result)
             self.query_one("#checkpoint", Static).update(Text(message.checkpoint or "—"))
             self.query_one("#checkpoint-qr", QrCode).show(message.checkpoint or "")
-        self.app.run_finished()  # type: ignore[attr-defined]
+        self.console.run_finished()
 
     # --- abort -----------------------------------------------------------------------------
 
@@ -584,17 +473,12 @@ class CeremonyScreen(ConsoleScreen):
             return
 
         def abort(officer: str, cards: CardSource) -> Abort:
-            return backend.abort(plan_id, officer, cards)  # type: ignore[no-any-return]
+            return backend.abort(plan_id, officer, cards)
 
-        who = ("an officer who approved it" if record.approvers()
-               else "any officer in force (nobody approved it)")
-        intro = Text.assemble(
-            (f"Abort plan {plan_id[:8]} ({record.plan.script}): no further step runs. ", "bold"),
-            (f"{record.last_done} of {len(record.actions)} steps are done and stay done. "
-             f"Aborting needs {who} to unlock their card; the ledger records who.", ""))
         self.app.push_screen(
-            ApprovalDialog(officers, "", "", self._demo_cards(officers), officers, act=abort,
-                           title="Abort the ceremony", button="Abort", intro=intro),
+            ApprovalDialog(officers, "", "", self.backend.demo_cards(officers), officers, act=abort,
+                           title="Abort the ceremony", button="Abort",
+                           intro=abort_intro(record)),
             self._aborted)
 
     def _aborted(self, result: Abort | None) -> None:
@@ -608,4 +492,4 @@ class CeremonyScreen(ConsoleScreen):
         self.app.post_message(LedgerChanged("abort"))
 
     def _log(self, text: str) -> None:
-        self.query_one("#transcript", RichLog).write(Text(f"{_clock(self.backend.now())}  {text}"))
+        self.query_one("#transcript", RichLog).write(Text(f"{clock(self.backend.now())}  {text}"))

@@ -7,8 +7,8 @@ keysets they touch say so instead of "ok", and "nothing needs doing" is never sh
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, ClassVar
+from datetime import datetime, timedelta
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -18,19 +18,20 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.tui.reports import KeysetReport, OpenPlanReport, SigningKeyReport, StatusReport
 from console.tui.screens._base import ConsoleScreen
 from console.tui.widgets.timeline import KeyTimeline
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
 
-def _day(value: Any) -> str:
+def _day(value: str | None) -> str:
     return str(value)[:10] if value else "—"
 
 
-def due_label(keyset: dict[str, Any], now: datetime) -> tuple[str, str]:
+def due_label(keyset: KeysetReport, now: datetime) -> tuple[str, str]:
     """("due 12 d" | "OVERDUE 3 d" | "ok 64 d" | "no keys", style)."""
     due = _time(keyset.get("next_due"))
     if keyset.get("overdue"):
@@ -45,7 +46,7 @@ def due_label(keyset: dict[str, Any], now: datetime) -> tuple[str, str]:
     return f"✓ ok {days} d", "green"
 
 
-def open_plan_line(plan: dict[str, Any]) -> tuple[str, str]:
+def open_plan_line(plan: OpenPlanReport) -> tuple[str, str]:
     """One open plan from `status --json`'s `open_plans`: (line, style)."""
     scope = ", ".join(plan.get("keysets") or []) or "officers and configuration"
     head = f"ceremony {str(plan['plan_id'])[:8]} ({plan['script']}, {scope})"
@@ -59,7 +60,7 @@ def open_plan_line(plan: dict[str, Any]) -> tuple[str, str]:
             "[g] approve, execute or abort it", "bold yellow")
 
 
-def keyset_plan_label(keyset: str, plans: list[dict[str, Any]]) -> tuple[str, str] | None:
+def keyset_plan_label(keyset: str, plans: list[OpenPlanReport]) -> tuple[str, str] | None:
     """What an open plan on this keyset means for its line in the list, if any."""
     for plan in reversed(plans):
         if keyset in (plan.get("keysets") or []):
@@ -75,6 +76,15 @@ class DashboardScreen(ConsoleScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("g", "go_to_plan", "Open plan", show=False),  # the plan line says [g]
     ]
+
+    status: StatusReport
+    now: datetime
+    open_plans: list[OpenPlanReport]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = {}
+        self.open_plans = []
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="open-plans")
@@ -101,7 +111,7 @@ class DashboardScreen(ConsoleScreen):
     def refresh_data(self) -> None:
         self.load("status", self.backend.status, "Reading keysets and due dates")
 
-    def show_status(self, status: dict[str, Any]) -> None:
+    def show_status(self, status: StatusReport) -> None:
         self.status = status
         self.now = _time(status.get("now")) or self.backend.now()
         plans = list(status.get("open_plans") or [])
@@ -117,13 +127,16 @@ class DashboardScreen(ConsoleScreen):
         options = self.query_one("#keysets", OptionList)
         highlighted = options.highlighted or 0
         options.clear_options()
+        rows: list[Option] = []
         for keyset in status.get("keysets", []):
             label, style = keyset_plan_label(str(keyset["name"]), plans) or \
                 due_label(keyset, self.now)
             line = Text(no_wrap=True, overflow="ellipsis")
             line.append(f"{str(keyset['name'])[:13]:<14}")
             line.append(label, style=style)
-            options.add_option(Option(line, id=str(keyset["name"])))
+            rows.append(Option(line, id=str(keyset["name"])))
+        # One call: each add_option re-measures every line of the list (200 keysets: 0.15 s).
+        options.add_options(rows)
         if status.get("keysets"):
             options.highlighted = min(highlighted, len(status["keysets"]) - 1)
             self._show_keyset(status["keysets"][options.highlighted or 0])
@@ -139,18 +152,18 @@ class DashboardScreen(ConsoleScreen):
         self.query_one("#warnings", Static).update(body)
 
     def action_go_to_plan(self) -> None:
-        if not getattr(self, "open_plans", None):
+        if not self.open_plans:
             self.notify("no open or interrupted ceremony", severity="information")
             return
-        self.app.action_show("ceremony")  # type: ignore[attr-defined]
+        self.console.action_show("ceremony")
 
     @on(OptionList.OptionHighlighted, "#keysets")
     def _keyset_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        for keyset in getattr(self, "status", {}).get("keysets", []):
+        for keyset in self.status.get("keysets", []):
             if keyset["name"] == event.option.id:
                 self._show_keyset(keyset)
 
-    def _show_keyset(self, keyset: dict[str, Any]) -> None:
+    def _show_keyset(self, keyset: KeysetReport) -> None:
         policy = self.backend.ws.policy.get(keyset["name"])
         period = f" · every {policy.cryptoperiod.days} days" if policy is not None else ""
         latest = keyset.get("latest_ceremony")
@@ -180,7 +193,7 @@ class DashboardScreen(ConsoleScreen):
         self.query_one("#consumers", Static).update(consumers)
 
 
-def _short(delta: Any) -> str:
+def _short(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds >= 86400:
         return f"{seconds // 86400} d"
@@ -189,10 +202,10 @@ def _short(delta: Any) -> str:
     return f"{seconds // 60} min"
 
 
-def signing_key_text(key: object) -> Text:
+def signing_key_text(key: SigningKeyReport | None) -> Text:
     """The bundle-signing key's thumbprint, whole (it wraps): the value operators pin."""
     text = Text()
-    if not isinstance(key, dict) or not key.get("kid"):
+    if key is None or not key.get("kid"):
         text.append("no bundle-signing key yet", style="dim")
         return text
     text.append("Bundle-signing key", style="bold")

@@ -3,7 +3,7 @@ files of the selected bundle with where each goes, and the signing key's thumbpr
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Label, Static
 
 from console.tui.backend import BundleRow
 from console.tui.dialogs.qr import QrDialog
+from console.tui.reports import SigningKeyReport
 from console.tui.screens._base import ConsoleScreen
 
 
@@ -47,12 +48,12 @@ class ExportsScreen(ConsoleScreen):
     def refresh_data(self) -> None:
         backend = self.backend
 
-        def read() -> tuple[dict[str, Any] | None, list[BundleRow]]:
+        def read() -> tuple[SigningKeyReport | None, list[BundleRow]]:
             return backend.signing_key(), backend.bundles()
 
         self.load("exports", read, "Reading and verifying bundles")
 
-    def show_exports(self, value: tuple[dict[str, Any] | None, list[BundleRow]]) -> None:
+    def show_exports(self, value: tuple[SigningKeyReport | None, list[BundleRow]]) -> None:
         key, self.rows = value
         head = Text()  # wraps: the thumbprint is the value operators pin, never cut
         if key is None:

@@ -3,7 +3,7 @@ the whole tree with a progress bar."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -19,7 +19,11 @@ from console.tui.screens._base import ConsoleScreen
 from console.tui.widgets.ledger_view import LedgerView
 
 if TYPE_CHECKING:
-    from console.ledger import EntryFilter
+    from console.ledger import Entry, EntryFilter
+    from console.tui.backend import LedgerSummary
+
+Proof = tuple["Entry", int, bytes, list[bytes]]
+"""An entry, the tree size it is proved in, that tree's root, and the inclusion path."""
 
 HEADER = f"{'seq':>9}  {'time (UTC)':<19}  {'type':<20}  {'actor':<9}  summary"
 
@@ -59,12 +63,12 @@ class LedgerScreen(ConsoleScreen):
     def refresh_data(self) -> None:
         backend, flt = self.backend, self.filter
 
-        def read() -> tuple[Any, int]:
+        def read() -> tuple[LedgerSummary, int]:
             return backend.ledger_summary(), backend.ledger.count(flt)
 
         self.load("ledger", read, "Reading the ledger")
 
-    def show_ledger(self, value: tuple[Any, int]) -> None:
+    def show_ledger(self, value: tuple[LedgerSummary, int]) -> None:
         summary, count = value
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{summary.size:,} entries", style="bold")
@@ -115,7 +119,7 @@ class LedgerScreen(ConsoleScreen):
     def _chosen(self, message: LedgerView.EntryChosen) -> None:
         ledger = self.backend.ledger
 
-        def proof() -> tuple[Any, ...]:
+        def proof() -> Proof:
             size = ledger.size
             entry = ledger.entry(message.seq)
             path = ledger.inclusion_proof(message.seq, size)
@@ -127,7 +131,7 @@ class LedgerScreen(ConsoleScreen):
 
         self.load("proof", proof, f"Proving entry {message.seq}")
 
-    def show_proof(self, value: tuple[Any, ...]) -> None:
+    def show_proof(self, value: Proof) -> None:
         entry, size, root, path = value
         self.app.push_screen(EntryDialog(entry.seq, entry.raw, entry.leaf_hash, size, root, path))
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
 
 from console.ledger.display import escape_for_display
+from console.tui.reports import OfficerRow
 from console.tui.screens._base import ConsoleScreen
 
 
@@ -29,7 +28,7 @@ class OfficersScreen(ConsoleScreen):
     def refresh_data(self) -> None:
         self.load("officers", self.backend.officers, "Reading officers from the ledger")
 
-    def show_officers(self, rows: list[dict[str, Any]]) -> None:
+    def show_officers(self, rows: list[OfficerRow]) -> None:
         table = self.query_one("#officers", DataTable)
         table.clear()
         for row in rows:
@@ -55,5 +54,5 @@ def status_mark(status: str) -> Text:
     return Text(f"✗ {status}", style="red")
 
 
-def _short(value: Any) -> str:
+def _short(value: str | None) -> str:
     return str(value)[:16].replace("T", " ") if value else "—"

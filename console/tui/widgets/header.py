@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from console.tui.app import CeremonyApp
 
 
 def _mark(ok: bool | None) -> tuple[str, str]:
@@ -26,8 +29,8 @@ class ConsoleHeader(Static):
         self.watch(self.app, "clock_text", self._redraw, init=False)
         self._redraw()
 
-    def _redraw(self, _value: Any = None) -> None:
-        app: Any = self.app
+    def _redraw(self, _value: object = None) -> None:
+        app = cast("CeremonyApp", self.app)
         health = app.health
         parts: list[tuple[str, str]] = [(app.backend.title, "")]
         if health is None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -27,18 +27,22 @@ from textual.strip import Strip
 
 from console.clock import format_time
 from console.errors import ConsoleError
+from console.jsontypes import JsonMapping
 from console.ledger.display import escape_for_display
+
+if TYPE_CHECKING:
+    from console.ledger import Entry
 
 PAGE = 100
 CACHE_PAGES = 40
 
 Row = tuple[int, str, str, str, str]  # seq, time, type, actor, summary
-PageLoader = Callable[[int, int], list[Any]]
+PageLoader = Callable[[int, int], list["Entry"]]
 
 
-def summarize(entry_type: str, data: dict[str, Any]) -> str:
+def summarize(entry_type: str, data: JsonMapping) -> str:
     """A short human line for one entry (presentation only; the detail dialog shows all)."""
-    def kid(value: Any) -> str:
+    def kid(value: object) -> str:
         text = str(value or "")
         return text[:8] + "…" if len(text) > 9 else text
 
@@ -48,7 +52,9 @@ def summarize(entry_type: str, data: dict[str, Any]) -> str:
     if entry_type == "key.state_changed":
         return f"{data.get('keyset')} {kid(data.get('kid'))} {data.get('from')} → {data.get('to')}"
     if entry_type == "bundle.exported":
-        return f"{data.get('keyset')} #{data.get('seq')}, {len(data.get('kids') or [])} keys"
+        kids = data.get("kids")
+        return f"{data.get('keyset')} #{data.get('seq')}, " \
+               f"{len(kids) if isinstance(kids, Sized) else 0} keys"
     if entry_type == "checkpoint.signed":
         return f"tree size {data.get('size')}"
     if entry_type.startswith("officer."):
@@ -58,7 +64,8 @@ def summarize(entry_type: str, data: dict[str, Any]) -> str:
     if entry_type.startswith("ceremony.step."):
         return f"plan {str(data.get('plan_id'))[:8]} step {data.get('step')} {data.get('action')}"
     if entry_type == "ceremony.planned":
-        plan = data.get("plan") or {}
+        member = data.get("plan")
+        plan: JsonMapping = member if isinstance(member, dict) else {}
         script = plan.get("script")
         name = script.get("name", "") if isinstance(script, dict) else script
         return f"{name} plan {str(plan.get('plan_id', ''))[:8]} digest " \
@@ -66,7 +73,7 @@ def summarize(entry_type: str, data: dict[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, ensure_ascii=False)[:80]
 
 
-def entry_row(entry: Any) -> Row:
+def entry_row(entry: Entry) -> Row:
     return (
         int(entry.seq),
         format_time(entry.time).replace("T", " ").rstrip("Z"),
@@ -107,8 +114,9 @@ class LedgerView(ScrollView, can_focus=True):
         page: int
         rows: list[Row]
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None, disabled: bool = False) -> None:
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.total = 0
         self._loader: PageLoader | None = None
         self._cache: OrderedDict[int, list[Row]] = OrderedDict()

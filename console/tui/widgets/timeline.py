@@ -6,22 +6,25 @@ Pure presentation of the times `status --json` reports; no lifecycle rule is com
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from console.tui.reports import KeyReport
 
 _STYLE = {"published": "cyan", "active": "green", "retired": "yellow", "archived": "dim",
           "suspended": "magenta", "compromised": "red"}
 
 
-def _t(value: Any) -> datetime | None:
+def _t(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def timeline_rows(keys: list[dict[str, Any]], now: datetime, width: int,
+def timeline_rows(keys: list[KeyReport], now: datetime, width: int,
                   days: int = 180) -> list[Text]:
     """One Text per key: `width` cells covering `days` days ending 30 days after `now`."""
     end = now + timedelta(days=30)
@@ -77,7 +80,7 @@ class KeyTimeline(Static):
 
     DEFAULT_CSS = "KeyTimeline { height: auto; }"
 
-    def show(self, keys: list[dict[str, Any]], now: datetime) -> None:
+    def show(self, keys: list[KeyReport], now: datetime) -> None:
         width = max(self.size.width - 12, 20)
         out = Text(no_wrap=True)
         out.append(" " * 11)
