@@ -34,6 +34,10 @@ TYPED_PACKAGES: tuple[str, ...] = (
     "console/exports/targets",
     "console/lifecycle",
     "console/quorum",
+    "console/tui",
+    "console/tui/dialogs",
+    "console/tui/screens",
+    "console/tui/widgets",
 )
 """Folders (relative to the repository) whose own modules have no `Any` in a signature."""
 
@@ -50,7 +54,6 @@ OVERSIZED_ALLOWLIST: frozenset[str] = frozenset({
     "console/ceremony/planner.py",
     "console/ceremony/session.py",
     "console/ledger/store.py",
-    "console/tui/screens/ceremony.py",
 })
 """Modules over `MAX_MODULE_LINES` that are being split now; the lead empties this."""
 
