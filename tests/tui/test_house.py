@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+
 def test_the_app_loads_the_dashboard_alone() -> None:
     """Launching imports the dashboard; the other screens and every dialog load when shown."""
     code = ("import json, sys\nimport console.tui.app\n"
