@@ -58,7 +58,8 @@ from console.ceremony.actions import (
     RevokeSigner,
     SelfTest,
 )
-from console.ceremony.journal import STATE_ENTRY_TYPES, EntryLike, PlanRecord, replay_plans
+from console.ceremony.journal import EntryLike, PlanRecord
+from console.ceremony.ledgerstate import LedgerState
 from console.ceremony.planner import BUNDLE_KEYSET, jwks_keys
 from console.ceremony.probes import Evidence, canary_claims, gather, refusal
 from console.ceremony.progress import ProgressSink, StepEvent
@@ -150,10 +151,11 @@ class CeremonyRun:
     officers: Sequence[UnlockedCard]
     clock: Callable[[], datetime]
     progress: ProgressSink
+    state: LedgerState
+    """The session's state entries: read once, kept current with each step's writes."""
     hsm_session: Hsm | None = None
     pin: bytearray = field(repr=False, default_factory=bytearray)
     keysets: dict[str, KeysetState] = field(default_factory=dict)
-    entries: list[EntryLike] = field(default_factory=list)
     reconciled: bool = False
     completed: bool = False
     wall: Callable[[], datetime] = wall_clock
@@ -169,8 +171,7 @@ class CeremonyRun:
             ConsoleError: a step failed (recorded as `ceremony.step.failed`); the plan stays
                 open for `ceremony resume`.
         """
-        self.entries = list(self.ws.ledger.entries_of_type(*STATE_ENTRY_TYPES))
-        self.keysets = dict(replay(self.entries).keysets)
+        self.keysets = dict(self.state.keysets())
         actions = self.record.actions
         total = len(actions)
         for action in actions:
@@ -242,7 +243,7 @@ class CeremonyRun:
                     w.append_checkpoint(self._sign(w.checkpoint_body(), signers), time=now,
                                         actor="console")
             written = list(w.appended)
-        self.entries.extend(written)
+        self.state.appended(written)
         for entry in written:
             if entry.type in ("key.generated", "key.state_changed"):
                 self._apply_key_entry(entry)
@@ -324,7 +325,7 @@ class CeremonyRun:
 
     def _reconciliation(self) -> Reconciliation:
         inventory = self.hsm.inventory()
-        return reconcile(inventory, self.keysets, replay_plans(self.entries),
+        return reconcile(inventory, self.keysets, self.state.plans(),
                          private_visible=True,
                          token_kids=token_kids(self.hsm, inventory, self.keysets))
 
@@ -508,8 +509,8 @@ class CeremonyRun:
 
     def _previous_bundle(self, keyset: str) -> tuple[int, str | None]:
         seq, digest = 0, None
-        for entry in self.entries:
-            if entry.type == "bundle.exported" and entry.data.get("keyset") == keyset:
+        for entry in self.state.of_type("bundle.exported"):
+            if entry.data.get("keyset") == keyset:
                 seq, digest = int(entry.data["seq"]), str(entry.data["sha256"])
         return seq, digest
 

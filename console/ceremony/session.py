@@ -22,13 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 from console import b64
 from console.ceremony.actions import ExportBundle, RecordConfig
 from console.ceremony.engine import CeremonyRun
-from console.ceremony.journal import (
-    STATE_ENTRY_TYPES,
-    PlanRecord,
-    find_plan,
-    open_plans,
-    replay_plans,
-)
+from console.ceremony.journal import PlanRecord, find_plan, open_plans
+from console.ceremony.ledgerstate import LedgerState
 from console.ceremony.officers import read_card_file
 from console.ceremony.plan import Plan, PlanInputs
 from console.ceremony.planner import PlanningContext, build_plan
@@ -53,7 +48,7 @@ from console.errors import (
 )
 from console.hardening import protect_process, wipe
 from console.ledger.trust import OfficerRegistry
-from console.lifecycle import KeysetState, replay
+from console.lifecycle import KeysetState
 from console.quorum.approvals import (
     QuorumStatus,
     approval_status,
@@ -121,15 +116,16 @@ class Session:
         self.started: str | None = None
         """The ceremony this session started or resumed: after an interruption it may be
         half-done, and the face says how to continue it."""
+        self.state = LedgerState(ws.ledger)
+        """The ledger's state entries, read once and kept current with what this appends."""
 
     # --- reading ---------------------------------------------------------------------------
 
     def _plans(self) -> dict[str, PlanRecord]:
-        return replay_plans(self.ws.ledger.entries_of_type(*STATE_ENTRY_TYPES))
+        return self.state.plans()
 
     def _keysets(self) -> Mapping[str, KeysetState]:
-        return replay(self.ws.ledger.entries_of_type("key.generated", "key.state_changed")
-                      ).keysets
+        return self.state.keysets()
 
     def record(self, plan_id: str) -> PlanRecord:
         """What the ledger says about one plan (any state), by id or unique prefix.
@@ -146,7 +142,7 @@ class Session:
     def signers(self) -> dict[str, str]:
         """Signing services holding the PIN now: name → age recipient (from the ledger)."""
         held: dict[str, str] = {}
-        for entry in self.ws.ledger.entries_of_type("signer.released", "signer.revoked"):
+        for entry in self.state.of_type("signer.released", "signer.revoked"):
             name = str(entry.data.get("signer"))
             if entry.type == "signer.released":
                 held[name] = str(entry.data.get("recipient"))
@@ -184,7 +180,7 @@ class Session:
         """
         covered = self.ws.trust.covered
         found: str | None = None
-        for entry in self.ws.ledger.entries_of_type("pin.resplit"):
+        for entry in self.state.of_type("pin.resplit"):
             if covered == 0 or entry.seq < covered:
                 found = str(entry.data.get("sha256"))
         if found is None:
@@ -227,7 +223,7 @@ class Session:
             )
             plan = build_plan(ctx)
             _refuse_overlapping_plan(plans, plan, self.now)
-            ws.ledger.append("ceremony.planned", {"plan": plan.to_dict(),
+            self.state.append("ceremony.planned", {"plan": plan.to_dict(),
                                                   "digest": plan.digest.hex()},
                              time=self.now, actor="console", ceremony=plan.id)
             self.planned = plan.id
@@ -320,7 +316,7 @@ class Session:
         if not record.started:
             return registry
         kinds = ("officer.enrolled", "officer.revoked")
-        entries = list(self.ws.ledger.entries_of_type(*kinds))
+        entries = self.state.of_type(*kinds)
         if not any(e.ceremony == record.plan_id for e in entries):
             return registry
         covered = self.ws.trust.covered
@@ -333,7 +329,7 @@ class Session:
         files = {str(i["sha256"]): "intent" for n, i in record.intents.items()
                  if i.get("action") == "resplit_pin" and n not in record.done
                  and isinstance(i.get("sha256"), str)}
-        for entry in self.ws.ledger.entries_of_type("pin.resplit"):
+        for entry in self.state.of_type("pin.resplit"):
             if entry.ceremony == record.plan_id:
                 files[str(entry.data.get("sha256"))] = "recorded"
         return files
@@ -431,7 +427,7 @@ class Session:
         # One reason for every failure (wrong passphrase, wrong card): no oracle in the ledger.
         data = {"plan_id": record.plan_id if record is not None else None, "officer": officer,
                 "attempt": attempt, "reason": "card not unlocked as this officer's card"}
-        self.ws.ledger.append("ceremony.unlock_failed", data, time=self.now, actor="console",
+        self.state.append("ceremony.unlock_failed", data, time=self.now, actor="console",
                               ceremony=record.plan_id if record is not None else None)
 
     # --- approving -------------------------------------------------------------------------
@@ -467,13 +463,13 @@ class Session:
             raise QuorumError(f"{card.name}'s approval does not count: {reason}",
                               "see `ceremony officer list`", have=status.have,
                               need=record.plan.quorum_m)
-        self.ws.ledger.append("ceremony.approved", {"plan_id": record.plan_id,
+        self.state.append("ceremony.approved", {"plan_id": record.plan_id,
                                                     **approval.to_dict()},
                               time=self.now, actor=card.name, ceremony=record.plan_id)
         return f"{card.name} signed plan {record.plan_id}: {status.summary()}"
 
     def _refuse(self, record: PlanRecord, officer: str, reason: str) -> None:
-        self.ws.ledger.append("ceremony.approval_refused",
+        self.state.append("ceremony.approval_refused",
                               {"plan_id": record.plan_id, "officer": officer, "reason": reason},
                               time=self.now, actor="console", ceremony=record.plan_id)
 
@@ -522,7 +518,7 @@ class Session:
             if record.plan.touches_hsm:
                 hsm = ws.hsm()
                 pin = bytearray(self._login(hsm, record, unlocked))
-            ws.ledger.append("ceremony.resumed" if resuming else "ceremony.started",
+            self.state.append("ceremony.resumed" if resuming else "ceremony.started",
                              {"plan_id": record.plan_id, "officers": [c.name for c in unlocked]},
                              time=self.now, actor="console", ceremony=record.plan_id)
             self.started = record.plan_id
@@ -530,17 +526,18 @@ class Session:
             requested = self.now if ws.rehearsal else None
             run = CeremonyRun(ws=ws, record=record, officers=list(unlocked),
                               clock=lambda: ws.now(requested),
-                              progress=progress or NullProgress(), hsm_session=hsm, pin=pin)
+                              progress=progress or NullProgress(), state=self.state,
+                              hsm_session=hsm, pin=pin)
             run.run()
         except QuorumError as error:
-            ws.ledger.append("ceremony.execution_refused",
+            self.state.append("ceremony.execution_refused",
                              {"plan_id": record.plan_id, "officers": [c.name for c in unlocked],
                               "reason": error.user_message()},
                              time=self.now, actor="console", ceremony=record.plan_id)
             raise
         finally:
             wipe(pin)
-        paths = write_transcript(ws, record.plan_id)
+        paths = write_transcript(ws, record.plan_id, plans=self.state.plans())
         return f"ceremony {record.plan_id} completed; transcript: {paths[0] if paths else '—'}"
 
     def _login(self, hsm: Hsm, record: PlanRecord, unlocked: Sequence[UnlockedCard]) -> bytes:
@@ -637,7 +634,7 @@ class Session:
             if not record.started and not record.closed:
                 why = (error.user_message() if isinstance(error, ConsoleError)
                        else "interrupted (ctrl+c)")
-                self.ws.ledger.append("ceremony.aborted", {
+                self.state.append("ceremony.aborted", {
                     "plan_id": record.plan_id, "after_step": 0,
                     "reason": f"run stopped before it started: {why}"},
                     time=self.now, actor="console", ceremony=record.plan_id)
@@ -737,7 +734,7 @@ class Session:
             card = self.unlock(cards, officer, record)
             kept, undone = _abort_outcome(record, self.ws.exports_dir)
             signature = card.sign(ABORT_CONTEXT + record.digest.hex().encode())
-            self.ws.ledger.append("ceremony.aborted", {
+            self.state.append("ceremony.aborted", {
                 "plan_id": record.plan_id, "after_step": record.last_done, "officer": officer,
                 "signature": b64.encode(signature), "kept": list(kept), "undone": list(undone)},
                 time=self.now, actor=officer, ceremony=record.plan_id)

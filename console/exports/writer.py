@@ -27,6 +27,7 @@ from typing import Any
 
 from console.errors import DISK_HINT, ExportError
 from console.exports.bundle import BundleSigner, make_bundle
+from console.exports.durable import fsync_all
 from console.exports.jwks import sanitize_public_jwk
 from console.exports.targets import ConsumerLike, Target, TargetInput, render_targets
 from console.exports.verify_bundle import (
@@ -62,7 +63,7 @@ class ExportResult:
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        os.fsync(fd)  # a new name in a folder survives a power cut only once the folder is synced
     finally:
         os.close(fd)
 
@@ -74,7 +75,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
         with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            os.fsync(f.fileno())  # whole on disk before it gets its final name
         try:
             os.link(tmp, path)
         except FileExistsError as e:
@@ -98,17 +99,39 @@ def _disk(path: Path, action: Callable[..., object], *args: object, **kwargs: ob
         raise ExportError(f"cannot write {path}: {e.strerror or e}", DISK_HINT) from e
 
 
-def _write_staged_file(path: Path, data: bytes) -> None:
-    """Write a file inside a private staging folder: nobody sees it before the folder is
-    renamed into place, so no temp name is needed; the folder is synced once, before the
-    rename."""
+def _write_staged_files(staging: Path, files: Mapping[PurePosixPath, bytes]) -> None:
+    """Write files inside a private staging folder and make them (and the folders holding
+    them) durable together: nobody sees them before the folder is renamed into place, so no
+    temp names are needed, and the rename must not become durable before they are."""
+    handles: list[int] = []
     try:
-        with open(path, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        raise ExportError(f"cannot write {path}: {e.strerror}", DISK_HINT) from e
+        folders = sorted({staging / n.parent for n in files}, reverse=True)
+        for sub in sorted(folders):
+            _disk(sub, sub.mkdir, parents=True, exist_ok=True)
+        for name, data in files.items():
+            target = staging / name
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except OSError as e:
+                raise ExportError(f"cannot write {target}: {e.strerror}", DISK_HINT) from e
+            handles.append(fd)
+            _disk(target, _write_all, fd, data)
+        for sub in folders:
+            try:
+                handles.append(os.open(sub, os.O_RDONLY | os.O_DIRECTORY))
+            except OSError as e:
+                raise ExportError(f"cannot write {sub}: {e.strerror}", DISK_HINT) from e
+        _disk(staging, fsync_all, handles)
+    finally:
+        for fd in handles:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _check_name(name: str) -> PurePosixPath:
@@ -154,13 +177,9 @@ def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, byte
     renamed = False
     try:
         _disk(staging, staging.mkdir)
-        for name in sorted(files):
-            target = staging / names[name]
-            _disk(target.parent, target.parent.mkdir, parents=True, exist_ok=True)
-            _write_staged_file(target, files[name])
-        _write_staged_file(staging / MANIFEST_FILE, manifest(files))
-        for sub in sorted({staging / n.parent for n in names.values()}, reverse=True):
-            _disk(sub, _fsync_dir, sub)
+        staged = {names[name]: files[name] for name in sorted(files)}
+        staged[PurePosixPath(MANIFEST_FILE)] = manifest(files)
+        _write_staged_files(staging, staged)
         try:
             # rename() refuses a non-empty target; exists() above catches the ordinary case.
             os.rename(staging, final)
