@@ -99,39 +99,34 @@ def _disk(path: Path, action: Callable[..., object], *args: object, **kwargs: ob
         raise ExportError(f"cannot write {path}: {e.strerror or e}", DISK_HINT) from e
 
 
-def _write_staged_files(staging: Path, files: Mapping[PurePosixPath, bytes]) -> None:
-    """Write files inside a private staging folder and make them (and the folders holding
-    them) durable together: nobody sees them before the folder is renamed into place, so no
-    temp names are needed, and the rename must not become durable before they are."""
+def _write_staged_file(path: Path, data: bytes) -> None:
+    """Write a file inside a private staging folder: nobody sees it before the folder is
+    renamed into place, so no temp name is needed; `_sync_staged` makes it durable with the
+    others, before the rename."""
+    try:
+        with open(path, "xb") as f:
+            f.write(data)
+    except OSError as e:
+        raise ExportError(f"cannot write {path}: {e.strerror}", DISK_HINT) from e
+
+
+def _sync_staged(staging: Path, paths: Sequence[Path]) -> None:
+    """fsync the staged files and the folders holding them, together (`durable.fsync_all`):
+    the rename that shows the folder must not become durable before its contents are."""
+    folders = sorted({p.parent for p in paths} | {staging}, reverse=True)
     handles: list[int] = []
     try:
-        folders = sorted({staging / n.parent for n in files}, reverse=True)
-        for sub in sorted(folders):
-            _disk(sub, sub.mkdir, parents=True, exist_ok=True)
-        for name, data in files.items():
-            target = staging / name
+        for path in [*paths, *folders]:
             try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                # fsync through a read-only descriptor flushes the file's data all the same.
+                handles.append(os.open(path, os.O_RDONLY))
             except OSError as e:
-                raise ExportError(f"cannot write {target}: {e.strerror}", DISK_HINT) from e
-            handles.append(fd)
-            _disk(target, _write_all, fd, data)
-        for sub in folders:
-            try:
-                handles.append(os.open(sub, os.O_RDONLY | os.O_DIRECTORY))
-            except OSError as e:
-                raise ExportError(f"cannot write {sub}: {e.strerror}", DISK_HINT) from e
+                raise ExportError(f"cannot write {path}: {e.strerror or e}", DISK_HINT) from e
         _disk(staging, fsync_all, handles)
     finally:
         for fd in handles:
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _check_name(name: str) -> PurePosixPath:
@@ -177,9 +172,15 @@ def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, byte
     renamed = False
     try:
         _disk(staging, staging.mkdir)
-        staged = {names[name]: files[name] for name in sorted(files)}
-        staged[PurePosixPath(MANIFEST_FILE)] = manifest(files)
-        _write_staged_files(staging, staged)
+        staged: list[Path] = []
+        for name in sorted(files):
+            target = staging / names[name]
+            _disk(target.parent, target.parent.mkdir, parents=True, exist_ok=True)
+            _write_staged_file(target, files[name])
+            staged.append(target)
+        _write_staged_file(staging / MANIFEST_FILE, manifest(files))
+        staged.append(staging / MANIFEST_FILE)
+        _sync_staged(staging, staged)
         try:
             # rename() refuses a non-empty target; exists() above catches the ordinary case.
             os.rename(staging, final)

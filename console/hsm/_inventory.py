@@ -8,6 +8,8 @@
 * Inventory: every object a session can see, as public `HsmObject` values. Reconciliation
   compares it with the ledger, so it reports what the token says and judges nothing; it never
   reads a private value. Private objects are visible only after login.
+* Names: the CKA_LABELs and CKA_IDs on the token, read in one search (`TokenNames`), which key
+  generation checks a new key's label and id against instead of searching for each.
 
 Functions taking a `session` are called with `_pkcs11.LOCK` held, through `TokenSession.run`,
 which translates the pkcs11 errors they let through.
@@ -15,7 +17,8 @@ which translates the pkcs11 errors they let through.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pkcs11 import Attribute, KeyType, ObjectClass
@@ -200,3 +203,29 @@ def describe(obj: Any) -> HsmObject:
         size=size,
         attributes=tuple((a.name, bool(values[a])) for a in bools if a in values),
     )
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TokenNames:
+    """How many objects carry each CKA_LABEL and CKA_ID, as one search of a logged-in session
+    saw them at `taken_at` (monotonic seconds), kept current by the generations this handle
+    made since; valid only in session `generation` (see `Hsm._refuse_existing`)."""
+
+    generation: int
+    taken_at: float
+    labels: Counter[str] = field(default_factory=Counter)
+    ids: Counter[bytes] = field(default_factory=Counter)
+
+
+def names(session: Any, generation: int, taken_at: float) -> TokenNames:
+    """Every object's CKA_LABEL and CKA_ID, in one search (unreadable objects have neither)."""
+    found, _unreadable = find_objects_counting(session, {})
+    out = TokenNames(generation, taken_at)
+    for obj in found:
+        base = obj.get_attributes([Attribute.LABEL, Attribute.ID])
+        out.labels[str(base.get(Attribute.LABEL, ""))] += 1
+        out.ids[bytes(base.get(Attribute.ID, b""))] += 1
+    return out

@@ -16,18 +16,20 @@ destroying them is `_destroy`'s.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Final
 
 import pkcs11.exceptions as p11e
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from pkcs11 import Attribute, KeyType, MechanismFlag
+from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 
 from console import jose
 from console.errors import (
     HsmError,
     MechanismNotSupportedError,
     ObjectExistsError,
+    ObjectNotFoundError,
     UnknownAlgorithmError,
 )
 from console.hsm._inventory import EC_PARAMS, PRIVATE_BOOLS, find_public, kind_of
@@ -78,8 +80,12 @@ def check_key_request(
 
 def refuse_existing(session: Any, label: str, cka_id: bytes) -> None:
     """Raise ObjectExistsError if any object already has `label` or `cka_id`."""
-    n_label = len(find_objects(session, {Attribute.LABEL: label}))
-    n_id = len(find_objects(session, {Attribute.ID: cka_id}))
+    refuse_names(len(find_objects(session, {Attribute.LABEL: label})),
+                 len(find_objects(session, {Attribute.ID: cka_id})), label, cka_id)
+
+
+def refuse_names(n_label: int, n_id: int, label: str, cka_id: bytes) -> None:
+    """Raise ObjectExistsError if `n_label` objects carry `label` or `n_id` carry `cka_id`."""
     if n_label:
         raise ObjectExistsError(
             f"the token already holds {n_label} object(s) labelled {label!r}",
@@ -187,7 +193,35 @@ def audit(
 
 def read_public(session: Any, cka_id: bytes) -> PublicKey:
     """The public key with `cka_id` as a pyca/cryptography object."""
-    pub = find_public(session, cka_id)
+    return _public_of(find_public(session, cka_id), cka_id)
+
+
+def read_publics(session: Any, cka_ids: Collection[bytes]) -> dict[bytes, PublicKey]:
+    """The public keys with these CKA_IDs, found in one search of every public key (instead
+    of a search per key); a CKA_ID with no public key is left out.
+
+    Raises:
+        ObjectNotFoundError: several public keys share one of the CKA_IDs (as `read_public`).
+        HsmError: one is of a type the console does not use.
+    """
+    wanted = set(cka_ids)
+    by_id: dict[bytes, list[Any]] = {}
+    for obj in find_objects(session, {Attribute.CLASS: ObjectClass.PUBLIC_KEY}):
+        cka_id = bytes(obj[Attribute.ID])
+        if cka_id in wanted:
+            by_id.setdefault(cka_id, []).append(obj)
+    out: dict[bytes, PublicKey] = {}
+    for cka_id, found in by_id.items():
+        if len(found) != 1:
+            raise ObjectNotFoundError(
+                f"{len(found)} public key(s) with CKA_ID {cka_id.hex()}",
+                "run `ceremony reconcile` to compare the token with the ledger",
+            )
+        out[cka_id] = _public_of(found[0], cka_id)
+    return out
+
+
+def _public_of(pub: Any, cka_id: bytes) -> PublicKey:
     key_type = pub[Attribute.KEY_TYPE]
     ec_params = None if key_type == KeyType.RSA else pub[Attribute.EC_PARAMS]
     kind = kind_of(key_type, ec_params)

@@ -105,7 +105,7 @@ class _HsmTimer:
     """Wraps the HSM handle's methods and adds up the time spent in them."""
 
     METHODS = ("login", "inventory", "find", "random_id", "generate_keypair", "sign",
-               "audit_key", "public_key", "key_uri", "destroy_keypair", "objects",
+               "audit_key", "public_key", "public_keys", "key_uri", "destroy_keypair", "objects",
                "set_pin")
 
     def __init__(self, hsm: Any) -> None:
