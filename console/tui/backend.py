@@ -22,9 +22,11 @@ from console.errors import CardError, ConsoleError, ExportError, UsageError
 
 if TYPE_CHECKING:
     from console.ceremony.journal import PlanRecord
+    from console.ceremony.officers import OfficerRow
     from console.ceremony.progress import ProgressSink
     from console.ceremony.review import PlanView
     from console.ceremony.session import Abort, Approved, CardSource, Session
+    from console.ceremony.status import StatusReport
     from console.quorum.cards import UnlockedCard
 
 __all__ = ["Backend", "BundleFile", "BundleRow", "Health", "LedgerSummary", "OpenPlan",
@@ -220,7 +222,7 @@ class Backend:
 
     # --- reads -----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusReport:
         from console.ceremony.status import workspace_status
 
         return workspace_status(self.ws, self.now())
@@ -284,7 +286,7 @@ class Backend:
             reconcile, rec_ok = f"reconcile ! {e.message}", False
         return Health(hsm, hsm_ok, ledger, True, reconcile, rec_ok)
 
-    def officers(self) -> list[dict[str, Any]]:
+    def officers(self) -> list[OfficerRow]:
         from console.ceremony.officers import officer_rows
 
         return officer_rows(self.ws)
