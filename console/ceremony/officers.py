@@ -72,7 +72,7 @@ def write_private_file(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
-        os.fsync(handle.fileno())
+        os.fsync(handle.fileno())  # a card the officer walks away with is whole on disk
 
 
 class OfficerRow(TypedDict):

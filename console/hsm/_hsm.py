@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 import pkcs11.exceptions as p11e
 
@@ -51,6 +51,10 @@ from console.hsm.values import (
     PublicKey,
     TokenInfo,
 )
+
+if TYPE_CHECKING:
+    from pkcs11 import Object as P11Object
+    from pkcs11 import Session as P11Session
 
 NAMES_MAX_AGE: Final = 10.0
 """Seconds a listing of the token's labels and ids serves key generation (`_refuse_existing`)."""
@@ -251,7 +255,7 @@ class Hsm:
                     self.mechanisms()[name].note, "choose another algorithm or token"
                 )
 
-            def op(session: Any) -> bytes:
+            def op(session: P11Session) -> bytes:
                 ref = self._key_for(session, cka_id, spec, "sign")
                 sig = _signing.sign(ref.obj, spec, how, data)
                 _signing.check_signature_size(spec, sig, rsa_modulus_bytes=ref.rsa_bytes or None)
@@ -352,7 +356,7 @@ class Hsm:
     # --- internals (called with LOCK held) -----------------------------------------------------
 
     def _key_for(
-        self, session: Any, cka_id: bytes, spec: jose.JoseAlgorithm, verb: str
+        self, session: P11Session, cka_id: bytes, spec: jose.JoseAlgorithm, verb: str
     ) -> _inventory.KeyRef:
         """The private key `cka_id`, refused unless it is of the kind `spec` signs with."""
         t = self._token
@@ -388,7 +392,7 @@ class Hsm:
         _objects.refuse_names(names.labels[label], names.ids[cka_id], label, cka_id)
 
     def _audit_new_key(
-        self, spec: jose.JoseAlgorithm, label: str, pub: Any, priv: Any
+        self, spec: jose.JoseAlgorithm, label: str, pub: P11Object, priv: P11Object
     ) -> tuple[KeyAudit, PublicKey]:
         """Audit a key pair just generated; destroy it and raise KeyAuditError if it fails."""
         t = self._token
