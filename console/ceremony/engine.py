@@ -205,7 +205,7 @@ class CeremonyRun:
         return self.append_many([(type, data)])[0]
 
     def append_many(self, items: Sequence[Item], *,
-                     checkpoint: bool = False) -> list[EntryLike]:
+                    checkpoint: bool = False) -> list[EntryLike]:
         """Append `items` in one transaction; with `checkpoint`, the officers present cosign
         a checkpoint covering them in the same transaction (when they can make one count)."""
         now = self.clock()

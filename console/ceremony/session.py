@@ -134,8 +134,8 @@ class Session(CeremonyChecks):
             plan = build_plan(ctx)
             refuse_overlapping_plan(plans, plan, self.now)
             self.state.append("ceremony.planned", {"plan": plan.to_dict(),
-                                                  "digest": plan.digest.hex()},
-                             time=self.now, actor="console", ceremony=plan.id)
+                                                   "digest": plan.digest.hex()},
+                              time=self.now, actor="console", ceremony=plan.id)
             self.planned = plan.id
             return self.review(plan.id)
 
@@ -176,7 +176,7 @@ class Session(CeremonyChecks):
         data = {"plan_id": record.plan_id if record is not None else None, "officer": officer,
                 "attempt": attempt, "reason": "card not unlocked as this officer's card"}
         self.state.append("ceremony.unlock_failed", data, time=self.now, actor="console",
-                              ceremony=record.plan_id if record is not None else None)
+                          ceremony=record.plan_id if record is not None else None)
 
     # --- approving -------------------------------------------------------------------------
 
@@ -212,14 +212,14 @@ class Session(CeremonyChecks):
                               "see `ceremony officer list`", have=status.have,
                               need=record.plan.quorum_m)
         self.state.append("ceremony.approved", {"plan_id": record.plan_id,
-                                                    **approval.to_dict()},
-                              time=self.now, actor=card.name, ceremony=record.plan_id)
+                                                **approval.to_dict()},
+                          time=self.now, actor=card.name, ceremony=record.plan_id)
         return f"{card.name} signed plan {record.plan_id}: {status.summary()}"
 
     def _refuse(self, record: PlanRecord, officer: str, reason: str) -> None:
         self.state.append("ceremony.approval_refused",
-                              {"plan_id": record.plan_id, "officer": officer, "reason": reason},
-                              time=self.now, actor="console", ceremony=record.plan_id)
+                          {"plan_id": record.plan_id, "officer": officer, "reason": reason},
+                          time=self.now, actor="console", ceremony=record.plan_id)
 
     # --- executing -------------------------------------------------------------------------
 
@@ -267,8 +267,8 @@ class Session(CeremonyChecks):
                 hsm = ws.hsm()
                 pin = bytearray(self._login(hsm, record, unlocked))
             self.state.append("ceremony.resumed" if resuming else "ceremony.started",
-                             {"plan_id": record.plan_id, "officers": [c.name for c in unlocked]},
-                             time=self.now, actor="console", ceremony=record.plan_id)
+                              {"plan_id": record.plan_id, "officers": [c.name for c in unlocked]},
+                              time=self.now, actor="console", ceremony=record.plan_id)
             self.started = record.plan_id
             record = find_plan(self._plans(), record.plan_id)
             requested = self.now if ws.rehearsal else None
@@ -279,9 +279,9 @@ class Session(CeremonyChecks):
             run.run()
         except QuorumError as error:
             self.state.append("ceremony.execution_refused",
-                             {"plan_id": record.plan_id, "officers": [c.name for c in unlocked],
+                              {"plan_id": record.plan_id, "officers": [c.name for c in unlocked],
                               "reason": error.user_message()},
-                             time=self.now, actor="console", ceremony=record.plan_id)
+                              time=self.now, actor="console", ceremony=record.plan_id)
             raise
         finally:
             wipe(pin)
@@ -333,7 +333,7 @@ class Session(CeremonyChecks):
                 self.state.append("ceremony.aborted", {
                     "plan_id": record.plan_id, "after_step": 0,
                     "reason": f"run stopped before it started: {why}"},
-                    time=self.now, actor="console", ceremony=record.plan_id)
+                                  time=self.now, actor="console", ceremony=record.plan_id)
             raise
 
 
@@ -411,7 +411,7 @@ class Session(CeremonyChecks):
             self.state.append("ceremony.aborted", {
                 "plan_id": record.plan_id, "after_step": record.last_done, "officer": officer,
                 "signature": b64.encode(signature), "kept": list(kept), "undone": list(undone)},
-                time=self.now, actor=officer, ceremony=record.plan_id)
+                              time=self.now, actor=officer, ceremony=record.plan_id)
             return Abort(record.plan_id, kept, undone)
 
 
