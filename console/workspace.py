@@ -275,9 +275,9 @@ class Workspace:
                 ) from e
             # The pid only names the holder to a second console: a disk that refuses it is no
             # reason to stop (what the command writes next reports the disk, by file name).
+            # Fixed width, overwritten in place: ftruncate would cost a metadata sync.
             with suppress(OSError):
-                os.ftruncate(handle.fileno(), 0)
-                os.pwrite(handle.fileno(), str(os.getpid()).encode(), 0)
+                os.pwrite(handle.fileno(), f"{os.getpid():<20}\n".encode(), 0)
             yield
         finally:
             handle.close()

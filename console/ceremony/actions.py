@@ -23,7 +23,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from console.errors import PlanError
 from console.jsontypes import JsonMapping, JsonObject
@@ -305,7 +305,7 @@ def _to_json(value: object) -> object:
 
 
 @functools.cache
-def _shape(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+def _shape(cls: type) -> tuple[dict[str, object], dict[str, dataclasses.Field[object]]]:
     """A class's resolved type hints and fields, computed once: `typing.get_type_hints` costs
     about as much as the rest of parsing a plan, and every replay parses every stored plan."""
     return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}

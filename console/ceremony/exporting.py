@@ -224,13 +224,13 @@ def _copy(source: Path, out: Path, keyset: str, seq: int, names: list[str],
                 raise ExportError(f"export refused: {source / name} changed while it was copied",
                                   "run the export again")
             _write_under(staging_fd, name, data, out / keyset / staging)
-        os.fsync(staging_fd)
+        os.fsync(staging_fd)  # the copied names are durable before the rename shows them
         if _exists(str(seq), keyset_fd):
             raise ExportError(f"{target} already exists",
                               "an export never overwrites: pick another --out")
         os.rename(staging, str(seq), src_dir_fd=keyset_fd, dst_dir_fd=keyset_fd)
         renamed = True
-        os.fsync(keyset_fd)
+        os.fsync(keyset_fd)  # and the rename itself survives a power cut
         _copy_signing_key(signing_key, out_fd, out)
     except OSError as e:
         if renamed:
@@ -263,7 +263,10 @@ def _write_under(root_fd: int, name: str, data: bytes, shown: Path) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            os.fsync(handle.fileno())  # whole on disk before the folder's rename shows it
+        for sub in fds:
+            os.fsync(sub)  # its name in a subfolder (keys/…) too: the staging sync covers only
+            # the staging folder's own entries
     finally:
         for fd in fds:
             os.close(fd)

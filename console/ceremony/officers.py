@@ -7,8 +7,9 @@ it is unlocked. The officers' status comes from the ledger (enrolment and revoca
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from console.clock import format_optional, wall_clock
 from console.errors import CardError, ExportError, OfficerError
@@ -71,10 +72,21 @@ def write_private_file(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
-        os.fsync(handle.fileno())
+        os.fsync(handle.fileno())  # a card the officer walks away with is whole on disk
 
 
-def officer_rows(ws: Workspace) -> list[dict[str, Any]]:
+class OfficerRow(TypedDict):
+    """One row of `ceremony officer list` (and its `--json`)."""
+
+    name: str
+    status: str
+    enrolled_at: str | None
+    revoked_at: str | None
+    fingerprint: str
+    last_approval: str | None
+
+
+def officer_rows(ws: Workspace) -> list[OfficerRow]:
     """One row per officer the ledger knows, with the last approval each gave.
 
     `status` is `enrolled` or `revoked` as in force (a checkpoint ratified it), or `pending`
@@ -84,7 +96,7 @@ def officer_rows(ws: Workspace) -> list[dict[str, Any]]:
     last_approval: dict[str, str] = {}
     for entry in ws.ledger.entries_of_type("ceremony.approved"):
         last_approval[str(entry.data.get("officer"))] = format_optional(entry.time) or ""
-    rows = []
+    rows: list[OfficerRow] = []
     for officer in trust.pending_officers.officers:
         in_force = trust.officers.get(officer.name)
         status = str(officer.status) if in_force is not None and \
@@ -100,7 +112,7 @@ def officer_rows(ws: Workspace) -> list[dict[str, Any]]:
     return rows
 
 
-def render_officers(rows: list[dict[str, Any]]) -> str:
+def render_officers(rows: Sequence[OfficerRow]) -> str:
     if not rows:
         raise OfficerError("no officers in the ledger", "run `ceremony init` or the demo")
     lines = [f"{'officer':<16} {'status':<9} {'enrolled':<21} {'last approval':<21} fingerprint"]

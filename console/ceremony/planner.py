@@ -6,7 +6,8 @@ come from `lifecycle.plan_rotation` / `plan_emergency`, so the timing rules live
 the script decides which kinds of action this ceremony may take. Changes that consumers see are
 attached to the keyset's `ExportBundle` action (see `console.ceremony.actions`).
 
-Pure: everything planning reads is gathered by the session into a `PlanningContext`.
+Pure: everything planning reads is gathered by the session into a `PlanningContext`. Which
+keysets a plan covers is decided in `console.ceremony.selection`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from console.ceremony.actions import (
 from console.ceremony.journal import PlanRecord
 from console.ceremony.plan import Deferred, Plan, PlanInputs
 from console.ceremony.probes import describe_checks, planned_checks
-from console.ceremony.script import BUNDLE_CHANGES, Script
+from console.ceremony.script import Script
+from console.ceremony.selection import KEY_STEPS, select_keysets
 from console.ceremony.signers import check_signer
 from console.clock import format_time
 from console.config import Policy, Quorum
@@ -56,7 +58,6 @@ from console.lifecycle import (
     earliest_destruction,
     plan_emergency,
     plan_rotation,
-    rotation_due,
     short_kid,
 )
 from console.quorum.cards import OfficerPublicKeys
@@ -69,9 +70,6 @@ BUNDLE_KEYSET = "_bundle"
 with '_')."""
 
 BUNDLE_ALG = "ES256"
-KEY_STEPS = frozenset({"generate", "self_test", "destroy", *BUNDLE_CHANGES})
-# A keyset is due for a quarterly rotation this long before its cryptoperiod ends.
-DUE_LEAD = timedelta(days=14)
 CLASS_RANK = {"emergency": 0, "routine": 1, "destructive": 2}
 
 
@@ -171,7 +169,8 @@ class _Builder:
         self.ctx = ctx
         self.steps = {s.action for s in ctx.script.steps}
         self.labels = _Labels(ctx.now)
-        self.keysets = _select_keysets(ctx)
+        self.keysets = select_keysets(ctx.script, ctx.policy, ctx.keysets,
+                                      ctx.requested_keysets, ctx.now)
         self.deferred: list[Deferred] = []
         self.notes: list[str] = []
         self.changes: dict[str, list[Change]] = {}
@@ -440,51 +439,6 @@ def _bundle_key(keysets: Mapping[str, KeysetState]) -> str | None:
     if state is None:
         return None
     return next((k.kid for k in state.keys if k.state is KeyState.ACTIVE), None)
-
-
-def _select_keysets(ctx: PlanningContext) -> list[str]:
-    policy = ctx.policy
-    script = ctx.script
-    for name in ctx.requested_keysets:
-        policy.keyset(name)  # raises with the list of keysets
-    steps = {s.action for s in script.steps}
-    if not steps & (KEY_STEPS | {"export_bundle"}):
-        if ctx.requested_keysets:
-            raise PlanError(f"{script.name} takes no --keyset", "leave --keyset out")
-        return []
-    if ctx.requested_keysets:
-        return list(dict.fromkeys(ctx.requested_keysets))
-    names = list(policy.names)
-    if script.name == "genesis":
-        chosen = [n for n in names if not _has_token_keys(ctx.keysets.get(n))]
-        if not chosen:
-            raise PlanError("every keyset already has keys: genesis ran before",
-                            "run quarterly-rotation, or add a keyset to policy.toml")
-        return chosen
-    if script.name == "quarterly-rotation":
-        chosen = [n for n in names if _rotation_has_work(ctx, n)]
-        if not chosen:
-            raise PlanError("no keyset is due for rotation",
-                            "see `ceremony status`; name one with --keyset to rotate early")
-        return chosen
-    return [n for n in names if _has_token_keys(ctx.keysets.get(n))]
-
-
-def _rotation_has_work(ctx: PlanningContext, name: str) -> bool:
-    """Due (or nearly), or a retired key may be unpublished, or a successor is missing."""
-    state = ctx.keysets.get(name)
-    if state is None or not _has_token_keys(state):
-        return False
-    policy = ctx.policy.keyset(name)
-    due = rotation_due(state, policy, ctx.now)
-    if due.next_due is None or due.overdue or ctx.now >= due.next_due - DUE_LEAD:
-        return True
-    rotation = plan_rotation(state, policy, ctx.now)
-    return any(a.action in ("unpublish", "generate", "publish") for a in rotation.actions)
-
-
-def _has_token_keys(state: KeysetState | None) -> bool:
-    return state is not None and bool(state.token_keys)
 
 
 def _pairs(rotation: RotationPlan) -> dict[tuple[str, str], str]:

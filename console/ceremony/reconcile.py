@@ -179,8 +179,11 @@ def token_kids(hsm: Hsm, inventory: Sequence[HsmObject],
     algs = {k.cka_id: k.alg for state in keysets.values() for k in state.keys
             if k.state is not KeyState.DESTROYED}
     present = {o.cka_id.hex() for o in inventory if o.object_class == "public key"}
-    return {cka_id: public_jwk(hsm.public_key(bytes.fromhex(cka_id)), alg)["kid"]
-            for cka_id, alg in algs.items() if cka_id in present}
+    wanted = [bytes.fromhex(cka_id) for cka_id in algs if cka_id in present]
+    # One search of the token's public keys, not one per key the ledger knows.
+    found = hsm.public_keys(wanted) if wanted else {}
+    return {cka_id.hex(): public_jwk(public, algs[cka_id.hex()])["kid"]
+            for cka_id, public in found.items()}
 
 
 def render_reconciliation(report: Reconciliation) -> str:

@@ -73,7 +73,7 @@ def release_pin(exports: Path, signer: str, recipient: str, pin: bytes) -> tuple
         os.replace(tmp, target)
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
+            os.fsync(dir_fd)  # the rename is durable before the ledger records the release
         finally:
             os.close(dir_fd)
     except OSError as e:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from console.ceremony.journal import (
     CEREMONY_ENTRY_TYPES,
@@ -32,39 +32,138 @@ if TYPE_CHECKING:
     from console.workspace import Workspace
 
 
-def workspace_status(ws: Workspace, now: datetime) -> dict[str, Any]:
+class KeyStatus(TypedDict):
+    """One key of a keyset in the status report (`lifecycle.key_json`)."""
+
+    kid: str
+    alg: str
+    state: str
+    label: str
+    purpose: str
+    cka_id: str
+    created_at: str
+    published_at: str | None
+    activated_at: str | None
+    retired_at: str | None
+    archived_at: str | None
+    destroyed_at: str | None
+    suspended_at: str | None
+    compromised_at: str | None
+    earliest_activation: str | None
+    earliest_unpublish: str | None
+    earliest_destruction: str | None
+
+
+class BundleStatus(TypedDict):
+    """A keyset's latest exported bundle (values as the `bundle.exported` entry holds them)."""
+
+    seq: object
+    sha256: object
+    exported_at: str
+    expires_at: str
+
+
+class KeysetStatus(TypedDict):
+    """One keyset in the status report (DESIGN.md §10, `lifecycle.status_json`), with its
+    latest bundle."""
+
+    name: str
+    alg: str | None
+    issuer: str | None
+    keys: list[KeyStatus]
+    active_kid: str | None
+    next_due: str | None
+    overdue: bool
+    latest_ceremony: str | None
+    c_max_seconds: int | None
+    bundle: BundleStatus | None
+
+
+class WorkspaceInfo(TypedDict):
+    root: str
+    org: str
+    origin: str
+    rehearsal: bool
+
+
+class LedgerInfo(TypedDict):
+    size: int
+    root: str
+    checkpoint: str | None
+
+
+class BundleKeyInfo(TypedDict):
+    kid: str
+    alg: str
+    label: str
+
+
+class OpenPlan(TypedDict):
+    plan_id: str
+    script: str
+    state: str
+    keysets: list[str]
+    approvals: int
+    quorum: int
+    steps_done: int
+    steps: int
+    expires_at: str
+
+
+class StatusReport(TypedDict):
+    """`ceremony status --json`: DESIGN.md §10's document, extended (see the module docstring).
+    The members are built in this order, which `--json` keeps."""
+
+    now: str
+    keysets: list[KeysetStatus]
+    warnings: list[str]
+    workspace: WorkspaceInfo
+    ledger: LedgerInfo
+    bundle_signing_key: BundleKeyInfo | None
+    open_plans: list[OpenPlan]
+    config_drift: list[str]
+    pending_ratification: list[str]
+
+
+def workspace_status(ws: Workspace, now: datetime) -> StatusReport:
     # entries_of_type yields in seq order, which both replays depend on.
     replayed = replay(ws.ledger.entries_of_type(*KEY_ENTRY_TYPES))
     keysets = {k: v for k, v in replayed.keysets.items() if k != BUNDLE_KEYSET}
-    report: dict[str, Any] = status_json(keysets, ws.policy, now)
+    base = status_json(keysets, ws.policy, now)  # the §10 document: now, keysets, warnings
     plans = replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES))
     bundle = replayed.keysets.get(BUNDLE_KEYSET)
     bundle_key = next((k for k in bundle.keys if k.state is KeyState.ACTIVE), None) if bundle \
         else None
     checkpoint = ws.ledger.latest_checkpoint()
-    report["workspace"] = {
-        "root": str(ws.root), "org": ws.config.org, "origin": ws.config.origin,
-        "rehearsal": ws.rehearsal,
-    }
-    report["ledger"] = {
-        "size": ws.ledger.size,
-        "root": base64.b64encode(ws.ledger.root()).decode("ascii"),
-        "checkpoint": checkpoint,
-    }
-    report["bundle_signing_key"] = (
-        {"kid": bundle_key.kid, "alg": bundle_key.alg, "label": bundle_key.label}
-        if bundle_key is not None else None
-    )
-    report["open_plans"] = [
-        {"plan_id": p.plan_id, "script": p.plan.script, "state": p.state(),
-         "keysets": list(p.keysets), "approvals": len(p.approvers()),
-         "quorum": p.plan.quorum_m, "steps_done": len(p.done), "steps": len(p.actions),
-         "expires_at": format_time(p.expires_at)}
-        for p in open_plans(plans, now)
-    ]
-    report["config_drift"] = [str(d) for d in ws.drift]
     pending = pending_ratifications(plans)
-    report["pending_ratification"] = [p.plan_id for p in pending]
+    report: StatusReport = {
+        # lifecycle.status_json builds these three members in exactly these shapes.
+        "now": str(base["now"]),
+        "keysets": cast(list[KeysetStatus], base["keysets"]),
+        "warnings": cast(list[str], base["warnings"]),
+        "workspace": {
+            "root": str(ws.root), "org": ws.config.org, "origin": ws.config.origin,
+            "rehearsal": ws.rehearsal,
+        },
+        "ledger": {
+            "size": ws.ledger.size,
+            "root": base64.b64encode(ws.ledger.root()).decode("ascii"),
+            "checkpoint": checkpoint,
+        },
+        "bundle_signing_key": (
+            {"kid": bundle_key.kid, "alg": bundle_key.alg, "label": bundle_key.label}
+            if bundle_key is not None else None
+        ),
+        "open_plans": [
+            {"plan_id": p.plan_id, "script": p.plan.script, "state": p.state(),
+             "keysets": list(p.keysets), "approvals": len(p.approvers()),
+             "quorum": p.plan.quorum_m, "steps_done": len(p.done), "steps": len(p.actions),
+             "expires_at": format_time(p.expires_at)}
+            for p in open_plans(plans, now)
+        ],
+        "config_drift": [str(d) for d in ws.drift],
+        "pending_ratification": [p.plan_id for p in pending],
+    }
     report["warnings"] += [
         f"emergency ceremony {p.plan_id} of {format_time(p.completed_at or now)[:10]} awaits "
         "ratification — the next routine ceremony records it" for p in pending
@@ -115,7 +214,7 @@ def _sealed_pin_warning(ws: Workspace) -> list[str]:
 BUNDLE_RENEWAL_LEAD = timedelta(days=14)
 
 
-def _bundle_expiry(ws: Workspace, report: dict[str, Any], now: datetime) -> None:
+def _bundle_expiry(ws: Workspace, report: StatusReport, now: datetime) -> None:
     """Each keyset's latest bundle and when it expires (signed `exp` = export + lifetime)."""
     latest: dict[str, Entry] = {}
     for exported in ws.ledger.entries_of_type("bundle.exported"):
@@ -139,7 +238,7 @@ def _bundle_expiry(ws: Workspace, report: dict[str, Any], now: datetime) -> None
                                       "(or the next rotation) before then")
 
 
-def render_status(report: dict[str, Any]) -> str:
+def render_status(report: StatusReport) -> str:
     ws = report["workspace"]
     lines = [
         f"{ws['org']} · {'REHEARSAL' if ws['rehearsal'] else 'production'} · now {report['now']}",
@@ -153,8 +252,8 @@ def render_status(report: dict[str, Any]) -> str:
         flag = " OVERDUE" if keyset.get("overdue") else ""
         lines.append("")
         lines.append(f"{keyset['name']} · {keyset['alg']} · next rotation due {due}{flag}")
-        if keyset.get("bundle"):
-            b = keyset["bundle"]
+        b = keyset.get("bundle")
+        if b:
             lines.append(f"  bundle #{b['seq']} sha256 {str(b['sha256'])[:16]}… expires "
                          f"{b['expires_at']}")
         lines.append(f"  {'kid':<12} {'state':<11} {'published':<21} {'activated':<21} "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from console.ceremony.journal import EntryLike, PlanRecord
 from console.clock import format_time
 from console.errors import ExportError, _inert
+from console.exports.durable import fsync_all
 from console.exports.qr import qr_svg
 from console.quorum.words import digest_words
 
@@ -162,13 +163,17 @@ def build_transcript(record: PlanRecord, entries: Sequence[EntryLike]) -> Transc
 
 
 
-def write_transcript(ws: Workspace, plan_id: str) -> list[Path]:
+def write_transcript(ws: Workspace, plan_id: str, *,
+                     plans: Mapping[str, PlanRecord] | None = None) -> list[Path]:
     """Write the plan's transcript (Markdown, HTML and QR images) unless it exists already;
-    return the Markdown and HTML paths."""
+    return the Markdown and HTML paths. `plans`: the ledger's plans, when the caller has
+    replayed them already."""
     from console.ceremony.journal import CEREMONY_ENTRY_TYPES, find_plan, replay_plans
     from console.ledger import EntryFilter
 
-    record = find_plan(replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES)), plan_id)
+    if plans is None:
+        plans = replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES))
+    record = find_plan(plans, plan_id)
     mine = EntryFilter(ceremony=record.plan_id)
     # The ceremony's own entries, and the checkpoints (recorded without a ceremony id).
     entries = sorted(
@@ -176,17 +181,13 @@ def write_transcript(ws: Workspace, plan_id: str) -> list[Path]:
          *ws.ledger.entries_of_type("checkpoint.signed")],
         key=lambda e: e.seq)
     transcript = build_transcript(record, entries)
-    paths = []
     files = [(f"{transcript.name}.md", transcript.markdown),
              (f"{transcript.name}.html", transcript.html), *transcript.images]
+    paths = [ws.transcripts_dir / name for name, _ in files[:2]]
     try:
         ws.transcripts_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in files:
-            path = ws.transcripts_dir / name
-            if not path.exists():
-                _write_whole(path, text)
-            if name.endswith((".md", ".html")):
-                paths.append(path)
+        _write_whole([(ws.transcripts_dir / name, text) for name, text in files
+                      if not (ws.transcripts_dir / name).exists()])
     except OSError as e:
         raise ExportError(f"cannot write the transcript in {ws.transcripts_dir}: "
                           f"{e.strerror or e}", f"free space on (or repair) the disk, then "
@@ -194,17 +195,30 @@ def write_transcript(ws: Workspace, plan_id: str) -> list[Path]:
     return paths
 
 
-def _write_whole(path: Path, text: str) -> None:
-    """A file that appears whole or not at all: a hidden temporary file, synced, renamed; the
-    temporary file is removed when the disk refuses."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def _write_whole(files: Sequence[tuple[Path, str]]) -> None:
+    """Files that each appear whole or not at all: hidden temporary files, synced together,
+    renamed; the temporary files are removed when the disk refuses.
+
+    The folder is not synced: a rename lost in a power cut leaves no transcript, and
+    `ceremony transcript` writes it again from the ledger (an existing file is never
+    rewritten, so a file must never appear under its name before its bytes are on disk)."""
+    staged = [(path.with_name(f".{path.name}.tmp"), path, text) for path, text in files]
+    handles: list[int] = []
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        for tmp, _, text in staged:
+            handles.append(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(handles[-1], data):]
+        fsync_all(handles)  # each file's bytes on disk before its name appears
+        for tmp, path, _ in staged:
+            os.replace(tmp, path)
     except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        for tmp, _, _ in staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise
+    finally:
+        for fd in handles:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -1,6 +1,9 @@
 """QR codes of digests: SVG for files and transcripts, half-block text for the TUI and CLI.
 
-Pure `qrcode` (its SVG factory uses the standard library's ElementTree): no Pillow.
+`qrcode` computes the module matrix (pure Python, no Pillow); the SVG is written here from that
+matrix: one `<path>` of run-length rectangles, one per horizontal run of dark modules. (qrcode's
+SVG image factories draw every module as its own element through ElementTree, which cost more
+than encoding the code.)
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ import io
 
 import qrcode
 import qrcode.constants
-import qrcode.image.svg
 
 from console.errors import ExportError
 
@@ -32,16 +34,34 @@ def _qr(text: str, border: int) -> qrcode.QRCode:
     return qr
 
 
-@functools.lru_cache(maxsize=256)  # ~16 kB each; a big ceremony reuses its bundle codes
+_MODULE_MM = 0.8
+"""Printed size of one module: a 33-module code with its quiet zone is 33 mm wide."""
+
+
+@functools.lru_cache(maxsize=256)  # a few kB each; a big ceremony reuses its bundle codes
 def qr_svg(text: str) -> str:
     """An SVG document (one path) encoding `text`.
 
     Raises:
         ExportError: the text is empty or too long.
     """
-    image = _qr(text, 4).make_image(image_factory=qrcode.image.svg.SvgPathImage)
-    data: bytes | str = image.to_string(encoding="unicode")
-    return data.decode("utf-8") if isinstance(data, bytes) else data
+    matrix = _qr(text, 4).get_matrix()  # quiet zone included
+    size = len(matrix)
+    runs: list[str] = []
+    for y, row in enumerate(matrix):
+        x = 0
+        while x < size:
+            if not row[x]:
+                x += 1
+                continue
+            start = x
+            while x < size and row[x]:
+                x += 1
+            runs.append(f"M{start},{y}h{x - start}v1h-{x - start}z")
+    side = f"{size * _MODULE_MM:g}mm"
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{side}" '
+            f'height="{side}" viewBox="0 0 {size} {size}" shape-rendering="crispEdges">'
+            f'<path fill="#000" d="{"".join(runs)}"/></svg>')
 
 
 def qr_text(text: str, *, invert: bool = True) -> str:

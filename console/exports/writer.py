@@ -27,6 +27,7 @@ from typing import Any
 
 from console.errors import DISK_HINT, ExportError
 from console.exports.bundle import BundleSigner, make_bundle
+from console.exports.durable import fsync_all
 from console.exports.jwks import sanitize_public_jwk
 from console.exports.targets import ConsumerLike, Target, TargetInput, render_targets
 from console.exports.verify_bundle import (
@@ -62,7 +63,7 @@ class ExportResult:
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        os.fsync(fd)  # a new name in a folder survives a power cut only once the folder is synced
     finally:
         os.close(fd)
 
@@ -74,7 +75,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
         with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            os.fsync(f.fileno())  # whole on disk before it gets its final name
         try:
             os.link(tmp, path)
         except FileExistsError as e:
@@ -100,15 +101,32 @@ def _disk(path: Path, action: Callable[..., object], *args: object, **kwargs: ob
 
 def _write_staged_file(path: Path, data: bytes) -> None:
     """Write a file inside a private staging folder: nobody sees it before the folder is
-    renamed into place, so no temp name is needed; the folder is synced once, before the
-    rename."""
+    renamed into place, so no temp name is needed; `_sync_staged` makes it durable with the
+    others, before the rename."""
     try:
         with open(path, "xb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
     except OSError as e:
         raise ExportError(f"cannot write {path}: {e.strerror}", DISK_HINT) from e
+
+
+def _sync_staged(staging: Path, paths: Sequence[Path]) -> None:
+    """fsync the staged files and the folders holding them, together (`durable.fsync_all`):
+    the rename that shows the folder must not become durable before its contents are."""
+    folders = sorted({p.parent for p in paths} | {staging}, reverse=True)
+    handles: list[int] = []
+    try:
+        for path in [*paths, *folders]:
+            try:
+                # fsync through a read-only descriptor flushes the file's data all the same.
+                handles.append(os.open(path, os.O_RDONLY))
+            except OSError as e:
+                raise ExportError(f"cannot write {path}: {e.strerror or e}", DISK_HINT) from e
+        _disk(staging, fsync_all, handles)
+    finally:
+        for fd in handles:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _check_name(name: str) -> PurePosixPath:
@@ -154,13 +172,15 @@ def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, byte
     renamed = False
     try:
         _disk(staging, staging.mkdir)
+        staged: list[Path] = []
         for name in sorted(files):
             target = staging / names[name]
             _disk(target.parent, target.parent.mkdir, parents=True, exist_ok=True)
             _write_staged_file(target, files[name])
+            staged.append(target)
         _write_staged_file(staging / MANIFEST_FILE, manifest(files))
-        for sub in sorted({staging / n.parent for n in names.values()}, reverse=True):
-            _disk(sub, _fsync_dir, sub)
+        staged.append(staging / MANIFEST_FILE)
+        _sync_staged(staging, staged)
         try:
             # rename() refuses a non-empty target; exists() above catches the ordinary case.
             os.rename(staging, final)

@@ -19,7 +19,7 @@ This is the only module in the console that calls C_DestroyObject. It works on a
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pkcs11.exceptions as p11e
 from pkcs11 import Attribute
@@ -29,6 +29,10 @@ from console.hsm._inventory import describe
 from console.hsm._pkcs11 import find_objects, translate
 from console.hsm._session import TokenSession
 from console.hsm.values import HsmObject
+
+if TYPE_CHECKING:
+    from pkcs11 import Object as P11Object
+    from pkcs11 import Session as P11Session
 
 
 def destroy_keypair(token: TokenSession, cka_id: bytes) -> None:
@@ -42,7 +46,7 @@ def destroy_keypair(token: TokenSession, cka_id: bytes) -> None:
         raise HsmError("refusing to destroy objects with an empty CKA_ID", "name one key")
     token.require_login("destroying a key")
 
-    def destroy(session: Any) -> int:
+    def destroy(session: P11Session) -> int:
         objects = find_objects(session, {Attribute.ID: cka_id})
         for obj in objects:
             obj.destroy()
@@ -65,7 +69,7 @@ def destroy_keypair(token: TokenSession, cka_id: bytes) -> None:
         )
 
 
-def destroy_unaudited(pub: Any, priv: Any) -> bool:
+def destroy_unaudited(pub: P11Object, priv: P11Object) -> bool:
     """DANGER: destroy a just-generated key pair that failed its audit; True if both went.
 
     Never raises: the caller is already reporting the failed audit, and says in it whether the
@@ -93,7 +97,7 @@ def remove_unfinished(token: TokenSession, cka_id: bytes, label: str) -> list[Hs
     """
     token.require_login("removing an unfinished key")
 
-    def sweep(session: Any) -> list[HsmObject]:
+    def sweep(session: P11Session) -> list[HsmObject]:
         mine = [(obj, describe(obj)) for obj in find_objects(session, {Attribute.ID: cka_id})]
         whole = (sorted(d.object_class for _, d in mine) == ["private key", "public key"]
                  and not any(d.unfinished for _, d in mine))

@@ -18,7 +18,9 @@ Raises (every public method): `HsmError` subclasses from `console.errors`, never
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Final
 
 import pkcs11.exceptions as p11e
 
@@ -50,6 +52,13 @@ from console.hsm.values import (
     TokenInfo,
 )
 
+if TYPE_CHECKING:
+    from pkcs11 import Object as P11Object
+    from pkcs11 import Session as P11Session
+
+NAMES_MAX_AGE: Final = 10.0
+"""Seconds a listing of the token's labels and ids serves key generation (`_refuse_existing`)."""
+
 
 class Hsm:
     """A handle on one token of one PKCS#11 module (see the module docstring).
@@ -62,6 +71,7 @@ class Hsm:
     def __init__(self, token: TokenSession) -> None:
         self._token = token
         self._keys = _inventory.KeyCache()
+        self._names: _inventory.TokenNames | None = None
 
     # --- opening and closing --------------------------------------------------------------
 
@@ -194,10 +204,8 @@ class Hsm:
                     support.note, "choose another algorithm for this keyset, or another token"
                 )
             new_id = cka_id if cka_id is not None else self.random_id()
-            t.run(
-                "checking for existing objects",
-                lambda s: _objects.refuse_existing(s, label, new_id),
-            )
+            self._refuse_existing(label, new_id)
+            names, self._names = self._names, None  # back only once the pair passed its audit
             with LOCK.slow():
                 pub, priv = t.run(
                     f"generating a {spec.name} key",
@@ -205,6 +213,10 @@ class Hsm:
                     mutating=True,
                 )
             audit, public_key = self._audit_new_key(spec, label, pub, priv)
+            if names is not None:
+                names.labels[label] += 2
+                names.ids[new_id] += 2
+                self._names = names
             self._keys.remember(
                 new_id, _inventory.KeyRef(t.generation, priv, spec.key_kind, (bits + 7) // 8)
             )
@@ -243,7 +255,7 @@ class Hsm:
                     self.mechanisms()[name].note, "choose another algorithm or token"
                 )
 
-            def op(session: Any) -> bytes:
+            def op(session: P11Session) -> bytes:
                 ref = self._key_for(session, cka_id, spec, "sign")
                 sig = _signing.sign(ref.obj, spec, how, data)
                 _signing.check_signature_size(spec, sig, rsa_modulus_bytes=ref.rsa_bytes or None)
@@ -273,6 +285,17 @@ class Hsm:
                 "reading a public key", lambda s: _objects.read_public(s, cka_id)
             )
 
+    def public_keys(self, cka_ids: Collection[bytes]) -> dict[bytes, PublicKey]:
+        """The public halves of the key pairs `cka_ids` that are on the token, read in one
+        search (a reconciliation compares every key the ledger knows).
+
+        Raises: ObjectNotFoundError (several public keys share a CKA_ID), HsmError.
+        """
+        with LOCK:
+            return self._token.run(
+                "reading the public keys", lambda s: _objects.read_publics(s, cka_ids)
+            )
+
     def inventory(self) -> list[HsmObject]:
         """Every object this session can see (private ones only after login)."""
         with LOCK:
@@ -289,6 +312,7 @@ class Hsm:
         """DANGER: remove what an interrupted generation of (`cka_id`, `label`) left half-made;
         see `console.hsm._destroy.remove_unfinished`. A whole pair is never touched."""
         with LOCK:
+            self._names = None
             try:
                 return _destroy.remove_unfinished(self._token, cka_id, label)
             finally:
@@ -297,6 +321,7 @@ class Hsm:
     def destroy_keypair(self, cka_id: bytes) -> None:
         """DANGER: destroy both halves of a key pair; see `console.hsm._destroy`."""
         with LOCK:
+            self._names = None
             try:
                 _destroy.destroy_keypair(self._token, cka_id)
             finally:
@@ -331,7 +356,7 @@ class Hsm:
     # --- internals (called with LOCK held) -----------------------------------------------------
 
     def _key_for(
-        self, session: Any, cka_id: bytes, spec: jose.JoseAlgorithm, verb: str
+        self, session: P11Session, cka_id: bytes, spec: jose.JoseAlgorithm, verb: str
     ) -> _inventory.KeyRef:
         """The private key `cka_id`, refused unless it is of the kind `spec` signs with."""
         t = self._token
@@ -344,8 +369,30 @@ class Hsm:
             )
         return ref
 
+    def _refuse_existing(self, label: str, cka_id: bytes) -> None:
+        """Refuse a label or CKA_ID already on the token (labels and ids are never reused).
+
+        Checked against one listing of the token's names (`_inventory.TokenNames`) instead of
+        two searches per key: a rotation of many keysets generated each key after two full
+        scans of a growing token. The listing counts only in the session (and login) it was
+        made in, and for `NAMES_MAX_AGE` seconds: within that, only this handle changes the
+        token's objects during a ceremony (the workspace lock keeps other consoles out; signing
+        services sign and never create), and this handle records what it generates and drops
+        the listing when it destroys or when a generation fails.
+        """
+        t = self._token
+        now = time.monotonic()
+        names = self._names
+        if names is None or names.generation != t.generation or \
+                now - names.taken_at > NAMES_MAX_AGE:
+            generation = t.generation
+            names = t.run("checking for existing objects",
+                          lambda s: _inventory.names(s, generation, now))
+            self._names = names if names.generation == t.generation else None
+        _objects.refuse_names(names.labels[label], names.ids[cka_id], label, cka_id)
+
     def _audit_new_key(
-        self, spec: jose.JoseAlgorithm, label: str, pub: Any, priv: Any
+        self, spec: jose.JoseAlgorithm, label: str, pub: P11Object, priv: P11Object
     ) -> tuple[KeyAudit, PublicKey]:
         """Audit a key pair just generated; destroy it and raise KeyAuditError if it fails."""
         t = self._token

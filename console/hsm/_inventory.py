@@ -8,6 +8,8 @@
 * Inventory: every object a session can see, as public `HsmObject` values. Reconciliation
   compares it with the ledger, so it reports what the token says and judges nothing; it never
   reads a private value. Private objects are visible only after login.
+* Names: the CKA_LABELs and CKA_IDs on the token, read in one search (`TokenNames`), which key
+  generation checks a new key's label and id against instead of searching for each.
 
 Functions taking a `session` are called with `_pkcs11.LOCK` held, through `TokenSession.run`,
 which translates the pkcs11 errors they let through.
@@ -15,14 +17,19 @@ which translates the pkcs11 errors they let through.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
 from pkcs11 import Attribute, KeyType, ObjectClass
 
 from console.errors import HsmError, ObjectNotFoundError
 from console.hsm._pkcs11 import find_objects, find_objects_counting
 from console.hsm.values import HsmObject
+
+if TYPE_CHECKING:
+    from pkcs11 import Object as P11Object
+    from pkcs11 import Session as P11Session
 
 # CKA_EC_PARAMS per key kind: the DER OID of the named curve. Some tokens spell Ed25519 as the
 # printable string "edwards25519" instead; both are read, the OID is written.
@@ -89,7 +96,7 @@ class KeyRef:
     """A private key found in one session; valid only while `generation` is current."""
 
     generation: int
-    obj: Any  # pkcs11 PrivateKey in the session of that generation
+    obj: P11Object  # a pkcs11 PrivateKey in the session of that generation
     kind: str  # "RSA", "P-256", "P-384", "Ed25519", or "" if unknown
     rsa_bytes: int  # modulus length in bytes for RSA, else 0
 
@@ -109,7 +116,8 @@ class KeyCache:
     def clear(self) -> None:
         self._refs.clear()
 
-    def private_key(self, session: Any, generation: int, cka_id: bytes, token: str) -> KeyRef:
+    def private_key(self, session: P11Session, generation: int, cka_id: bytes,
+                    token: str) -> KeyRef:
         """The one private key with `cka_id` (cached, or searched for in `session`)."""
         ref = self._refs.get(cka_id)
         if ref is not None and ref.generation == generation:
@@ -143,7 +151,7 @@ class KeyCache:
 # --- finding public keys, and the inventory ----------------------------------------------------
 
 
-def find_public(session: Any, cka_id: bytes) -> Any:
+def find_public(session: P11Session, cka_id: bytes) -> P11Object:
     """The one public key object with `cka_id`."""
     found = find_objects(session, {Attribute.ID: cka_id, Attribute.CLASS: ObjectClass.PUBLIC_KEY})
     if len(found) != 1:
@@ -154,7 +162,7 @@ def find_public(session: Any, cka_id: bytes) -> Any:
     return found[0]
 
 
-_CLASS_WORDS: Final = {
+_CLASS_WORDS: Final[dict[object, str]] = {
     ObjectClass.PRIVATE_KEY: "private key",
     ObjectClass.PUBLIC_KEY: "public key",
     ObjectClass.SECRET_KEY: "secret key",
@@ -163,7 +171,7 @@ _CLASS_WORDS: Final = {
 }
 
 
-def inventory(session: Any, cka_id: bytes | None) -> list[HsmObject]:
+def inventory(session: P11Session, cka_id: bytes | None) -> list[HsmObject]:
     """Every object in `session`, or only those with `cka_id`."""
     template = {} if cka_id is None else {Attribute.ID: cka_id}
     found, unreadable = find_objects_counting(session, template)
@@ -177,7 +185,7 @@ console made or can use (see `_pkcs11.UNREADABLE`). Inventory shows it; reconcil
 compares keys, passes it by."""
 
 
-def describe(obj: Any) -> HsmObject:
+def describe(obj: P11Object) -> HsmObject:
     base = obj.get_attributes([Attribute.CLASS, Attribute.LABEL, Attribute.ID])
     cls_ = base.get(Attribute.CLASS)
     key_type = None
@@ -200,3 +208,29 @@ def describe(obj: Any) -> HsmObject:
         size=size,
         attributes=tuple((a.name, bool(values[a])) for a in bools if a in values),
     )
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TokenNames:
+    """How many objects carry each CKA_LABEL and CKA_ID, as one search of a logged-in session
+    saw them at `taken_at` (monotonic seconds), kept current by the generations this handle
+    made since; valid only in session `generation` (see `Hsm._refuse_existing`)."""
+
+    generation: int
+    taken_at: float
+    labels: Counter[str] = field(default_factory=Counter)
+    ids: Counter[bytes] = field(default_factory=Counter)
+
+
+def names(session: P11Session, generation: int, taken_at: float) -> TokenNames:
+    """Every object's CKA_LABEL and CKA_ID, in one search (unreadable objects have neither)."""
+    found, _unreadable = find_objects_counting(session, {})
+    out = TokenNames(generation, taken_at)
+    for obj in found:
+        base = obj.get_attributes([Attribute.LABEL, Attribute.ID])
+        out.labels[str(base.get(Attribute.LABEL, ""))] += 1
+        out.ids[bytes(base.get(Attribute.ID, b""))] += 1
+    return out

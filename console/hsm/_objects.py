@@ -16,24 +16,30 @@ destroying them is `_destroy`'s.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, Final
 
 import pkcs11.exceptions as p11e
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from pkcs11 import Attribute, KeyType, MechanismFlag
+from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 
 from console import jose
 from console.errors import (
     HsmError,
     MechanismNotSupportedError,
     ObjectExistsError,
+    ObjectNotFoundError,
     UnknownAlgorithmError,
 )
 from console.hsm._inventory import EC_PARAMS, PRIVATE_BOOLS, find_public, kind_of
 from console.hsm._pkcs11 import RECONCILE_HINT, find_objects
 from console.hsm._signing import choose_mechanism, pkcs11_mechanism, sign, verify
 from console.hsm.values import Algorithm, KeyAudit, PublicKey
+
+if TYPE_CHECKING:
+    from pkcs11 import Object as P11Object
+    from pkcs11 import Session as P11Session
 
 CKA_ID_BYTES: Final = 16
 _MAX_LABEL: Final = 128
@@ -76,10 +82,14 @@ def check_key_request(
 # --- generating and auditing --------------------------------------------------------------------
 
 
-def refuse_existing(session: Any, label: str, cka_id: bytes) -> None:
+def refuse_existing(session: P11Session, label: str, cka_id: bytes) -> None:
     """Raise ObjectExistsError if any object already has `label` or `cka_id`."""
-    n_label = len(find_objects(session, {Attribute.LABEL: label}))
-    n_id = len(find_objects(session, {Attribute.ID: cka_id}))
+    refuse_names(len(find_objects(session, {Attribute.LABEL: label})),
+                 len(find_objects(session, {Attribute.ID: cka_id})), label, cka_id)
+
+
+def refuse_names(n_label: int, n_id: int, label: str, cka_id: bytes) -> None:
+    """Raise ObjectExistsError if `n_label` objects carry `label` or `n_id` carry `cka_id`."""
     if n_label:
         raise ObjectExistsError(
             f"the token already holds {n_label} object(s) labelled {label!r}",
@@ -93,8 +103,8 @@ def refuse_existing(session: Any, label: str, cka_id: bytes) -> None:
 
 
 def generate(
-    session: Any, spec: jose.JoseAlgorithm, bits: int, label: str, cka_id: bytes
-) -> tuple[Any, Any]:
+    session: P11Session, spec: jose.JoseAlgorithm, bits: int, label: str, cka_id: bytes
+) -> tuple[P11Object, P11Object]:
     """C_GenerateKeyPair for `spec` on the token; returns (public, private) key objects."""
     public = {
         Attribute.TOKEN: True,
@@ -123,21 +133,22 @@ def generate(
     assert spec.keygen_mechanism is not None  # every policy algorithm has one (jose invariant)
     mechanism = pkcs11_mechanism(spec.keygen_mechanism)
     if spec.is_rsa:
-        return tuple(
-            session.generate_keypair(
-                KeyType.RSA, bits, mechanism=mechanism, public_template=public, **common
-            )
+        pub, priv = session.generate_keypair(
+            KeyType.RSA, bits, mechanism=mechanism, public_template=public, **common
         )
+        return pub, priv
     key_type = KeyType.EC_EDWARDS if spec.kty == "OKP" else KeyType.EC
     # CKA_EC_PARAMS names the curve; it belongs in the public template.
     curve = {**public, Attribute.EC_PARAMS: EC_PARAMS[spec.key_kind]}
-    return tuple(
-        session.generate_keypair(key_type, mechanism=mechanism, public_template=curve, **common)
+    pub, priv = session.generate_keypair(
+        key_type, mechanism=mechanism, public_template=curve, **common
     )
+    return pub, priv
 
 
 def audit(
-    session: Any, spec: jose.JoseAlgorithm, pub: Any, priv: Any, offered: frozenset[int]
+    session: P11Session, spec: jose.JoseAlgorithm, pub: P11Object, priv: P11Object,
+    offered: frozenset[int],
 ) -> tuple[KeyAudit, PublicKey]:
     """Read back a key pair's attributes, prove the private value unreadable, self-test it."""
     values = priv.get_attributes(list(PRIVATE_BOOLS))
@@ -185,9 +196,37 @@ def audit(
 # --- reading public keys --------------------------------------------------------------------------
 
 
-def read_public(session: Any, cka_id: bytes) -> PublicKey:
+def read_public(session: P11Session, cka_id: bytes) -> PublicKey:
     """The public key with `cka_id` as a pyca/cryptography object."""
-    pub = find_public(session, cka_id)
+    return _public_of(find_public(session, cka_id), cka_id)
+
+
+def read_publics(session: P11Session, cka_ids: Collection[bytes]) -> dict[bytes, PublicKey]:
+    """The public keys with these CKA_IDs, found in one search of every public key (instead
+    of a search per key); a CKA_ID with no public key is left out.
+
+    Raises:
+        ObjectNotFoundError: several public keys share one of the CKA_IDs (as `read_public`).
+        HsmError: one is of a type the console does not use.
+    """
+    wanted = set(cka_ids)
+    by_id: dict[bytes, list[P11Object]] = {}
+    for obj in find_objects(session, {Attribute.CLASS: ObjectClass.PUBLIC_KEY}):
+        cka_id = bytes(obj[Attribute.ID])
+        if cka_id in wanted:
+            by_id.setdefault(cka_id, []).append(obj)
+    out: dict[bytes, PublicKey] = {}
+    for cka_id, found in by_id.items():
+        if len(found) != 1:
+            raise ObjectNotFoundError(
+                f"{len(found)} public key(s) with CKA_ID {cka_id.hex()}",
+                "run `ceremony reconcile` to compare the token with the ledger",
+            )
+        out[cka_id] = _public_of(found[0], cka_id)
+    return out
+
+
+def _public_of(pub: P11Object, cka_id: bytes) -> PublicKey:
     key_type = pub[Attribute.KEY_TYPE]
     ec_params = None if key_type == KeyType.RSA else pub[Attribute.EC_PARAMS]
     kind = kind_of(key_type, ec_params)
@@ -223,7 +262,7 @@ def public_key_from_attributes(kind: str, attrs: dict[Attribute, Any]) -> Public
     return ec.EllipticCurvePublicKey.from_encoded_point(curve, raw_point)
 
 
-def _public_attrs(pub: Any, is_rsa: bool) -> dict[Attribute, Any]:
+def _public_attrs(pub: P11Object, is_rsa: bool) -> dict[Attribute, Any]:
     if is_rsa:
         return {
             Attribute.MODULUS: pub[Attribute.MODULUS],

@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import pkcs11
 import pkcs11.exceptions as p11e
@@ -60,6 +60,14 @@ from console.errors import (
     PinIncorrectError,
     PinLockedError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pkcs11 import Attribute
+    from pkcs11 import Object as P11Object
+    from pkcs11 import Session as P11Session
+    from pkcs11 import Slot as P11Slot
 
 TIMEOUT_VARIABLE: Final = "CEREMONY_HSM_TIMEOUT"
 DEFAULT_TIMEOUT: Final = 25.0
@@ -175,7 +183,7 @@ class Pkcs11Library(Protocol):
     def cryptoki_version(self) -> tuple[int, int]: ...
     @property
     def library_version(self) -> tuple[int, int]: ...
-    def get_slots(self, token_present: bool = False) -> list[Any]: ...
+    def get_slots(self, token_present: bool = False) -> list[P11Slot]: ...
     def reinitialize(self) -> None: ...
 
 
@@ -356,7 +364,7 @@ def mechanism_name(m: int) -> str:
         return f"CKM_0x{m:08X}"
 
 
-def find_objects(session: Any, template: dict[Any, Any]) -> list[Any]:
+def find_objects(session: P11Session, template: Mapping[Attribute, object]) -> list[P11Object]:
     """All objects matching `template`, the whole search under the lock (objects the token
     cannot describe are left out: see `find_objects_counting`)."""
     return find_objects_counting(session, template)[0]
@@ -368,7 +376,8 @@ SoftHSM2's file store creates an object's file before writing anything in it, so
 killed in between (inside C_GenerateKeyPair) leaves one, which every later search returns."""
 
 
-def find_objects_counting(session: Any, template: dict[Any, Any]) -> tuple[list[Any], int]:
+def find_objects_counting(session: P11Session, template: Mapping[Attribute, object]
+                          ) -> tuple[list[P11Object], int]:
     """All objects matching `template` that the token can describe, and how many it cannot.
 
     We run python-pkcs11's search object ourselves rather than its `get_objects` generator:
@@ -383,15 +392,15 @@ def find_objects_counting(session: Any, template: dict[Any, Any]) -> tuple[list[
     with LOCK:
         if not isinstance(session, _Session):
             # A wrapped session (the tests' fault injector) searches through its own API.
-            return list(session.get_objects(template)), 0
+            return list(session.get_objects(dict(template))), 0
         try:
             return _search(session, template, 10, skip=False)
         except UNREADABLE:
             return _search(session, template, 1, skip=True)
 
 
-def _search(session: Any, template: dict[Any, Any], batch_size: int, *,
-            skip: bool) -> tuple[list[Any], int]:
+def _search(session: P11Session, template: Mapping[Attribute, object], batch_size: int, *,
+            skip: bool) -> tuple[list[P11Object], int]:
     search = _SearchIter(session, template, batch_size)
     try:
         search.__enter__()
@@ -399,7 +408,7 @@ def _search(session: Any, template: dict[Any, Any], batch_size: int, *,
         with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(PKCS11Error):
             search._finalize()
         raise
-    found: list[Any] = []
+    found: list[P11Object] = []
     unreadable = 0
     try:
         for batch in search:

@@ -19,7 +19,7 @@ Called with `_pkcs11.LOCK` held; pkcs11 errors pass through to `TokenSession.run
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -30,6 +30,10 @@ from pkcs11 import MGF, Mechanism
 from console import jose
 from console.errors import HsmError
 from console.hsm.values import Algorithm, PublicKey
+
+if TYPE_CHECKING:
+    from pkcs11 import Object as P11Object
+    from pkcs11.types import SignMixin
 
 # hashlib name -> (PKCS#11 hash mechanism, MGF1 function) for CK_RSA_PKCS_PSS_PARAMS.
 _PSS_HASH: Final[dict[str, tuple[Mechanism, MGF]]] = {
@@ -70,7 +74,7 @@ def choose_mechanism(
     return None
 
 
-def sign(priv: Any, spec: jose.JoseAlgorithm, how: jose.SignMechanism, data: bytes) -> bytes:
+def sign(priv: P11Object, spec: jose.JoseAlgorithm, how: jose.SignMechanism, data: bytes) -> bytes:
     """A JWS signature over `data` by the python-pkcs11 private key `priv`, as the token made it."""
     payload = data
     if how.host_hashes:
@@ -81,7 +85,8 @@ def sign(priv: Any, spec: jose.JoseAlgorithm, how: jose.SignMechanism, data: byt
         assert spec.hash_name is not None and spec.digest_size is not None
         hash_mech, mgf = _PSS_HASH[spec.hash_name]
         kwargs["mechanism_param"] = (hash_mech, mgf, spec.digest_size)
-    return bytes(priv.sign(payload, **kwargs))
+    # A private key found with CKA_CLASS=PRIVATE_KEY (or just generated) is a signing key.
+    return bytes(cast("SignMixin", priv).sign(payload, **kwargs))
 
 
 def check_signature_size(

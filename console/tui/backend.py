@@ -15,19 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from console.clock import format_time
 from console.errors import CardError, ConsoleError, ExportError, UsageError
-from console.tui.reports import OfficerRow, SigningKeyReport, StatusReport
 
 if TYPE_CHECKING:
     from console.ceremony.journal import PlanRecord
+    from console.ceremony.officers import OfficerRow
     from console.ceremony.progress import ProgressSink
     from console.ceremony.reconcile import Reconciliation
     from console.ceremony.review import PlanView
     from console.ceremony.session import Abort, Approved, CardSource, Session
+    from console.ceremony.status import StatusReport
     from console.hsm.doctor import DoctorReport
+    from console.jsontypes import JsonMapping
     from console.ledger import Ledger
     from console.quorum.cards import UnlockedCard
     from console.workspace import Workspace
@@ -229,7 +231,7 @@ class Backend:
     def status(self) -> StatusReport:
         from console.ceremony.status import workspace_status
 
-        return cast(StatusReport, workspace_status(self.ws, self.now()))
+        return workspace_status(self.ws, self.now())
 
     def ledger_summary(self) -> LedgerSummary:
         from console.ledger import parse_checkpoint_body
@@ -293,7 +295,7 @@ class Backend:
     def officers(self) -> list[OfficerRow]:
         from console.ceremony.officers import officer_rows
 
-        return cast(list[OfficerRow], officer_rows(self.ws))
+        return officer_rows(self.ws)
 
     def keysets(self) -> list[str]:
         return [str(k.name) for k in self.ws.policy.keysets]
@@ -303,7 +305,7 @@ class Backend:
 
         return shipped_scripts()
 
-    def signing_key(self) -> SigningKeyReport | None:
+    def signing_key(self) -> JsonMapping | None:
         path = self.ws.exports_dir / "bundle-signing-key.jwk"
         if not path.is_file():
             return None
@@ -311,7 +313,7 @@ class Backend:
             value = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ExportError(f"cannot read {path}: {e}", "re-run the export ceremony") from e
-        return cast(SigningKeyReport, value) if isinstance(value, dict) else None
+        return value if isinstance(value, dict) else None
 
     def bundles(self) -> list[BundleRow]:
         """Every exported bundle recorded in the ledger, newest first, each verified offline."""

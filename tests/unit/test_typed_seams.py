@@ -27,6 +27,8 @@ CONSOLE = REPO / "console"
 
 TYPED_PACKAGES: tuple[str, ...] = (
     "console",  # the top-level modules only; each package is listed on its own
+    "console/ceremony",
+    "console/ceremony/steps",
     "console/cli",
     "console/cli/commands",
     "console/config",
@@ -50,9 +52,6 @@ ANY_PENDING: frozenset[str] = frozenset({
 MAX_MODULE_LINES = 500
 
 OVERSIZED_ALLOWLIST: frozenset[str] = frozenset({
-    "console/ceremony/engine.py",
-    "console/ceremony/planner.py",
-    "console/ceremony/session.py",
     "console/ledger/store.py",
 })
 """Modules over `MAX_MODULE_LINES` that are being split now; the lead empties this."""

@@ -8,7 +8,7 @@ keysets they touch say so instead of "ok", and "nothing needs doing" is never sh
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -18,9 +18,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.tui.reports import KeysetReport, OpenPlanReport, SigningKeyReport, StatusReport
 from console.tui.screens._base import ConsoleScreen
 from console.tui.widgets.timeline import KeyTimeline
+
+if TYPE_CHECKING:
+    from console.ceremony.status import KeysetStatus, OpenPlan, StatusReport
+    from console.jsontypes import JsonMapping
 
 
 def _time(value: str | None) -> datetime | None:
@@ -31,7 +34,7 @@ def _day(value: str | None) -> str:
     return str(value)[:10] if value else "—"
 
 
-def due_label(keyset: KeysetReport, now: datetime) -> tuple[str, str]:
+def due_label(keyset: KeysetStatus, now: datetime) -> tuple[str, str]:
     """("due 12 d" | "OVERDUE 3 d" | "ok 64 d" | "no keys", style)."""
     due = _time(keyset.get("next_due"))
     if keyset.get("overdue"):
@@ -46,7 +49,7 @@ def due_label(keyset: KeysetReport, now: datetime) -> tuple[str, str]:
     return f"✓ ok {days} d", "green"
 
 
-def open_plan_line(plan: OpenPlanReport) -> tuple[str, str]:
+def open_plan_line(plan: OpenPlan) -> tuple[str, str]:
     """One open plan from `status --json`'s `open_plans`: (line, style)."""
     scope = ", ".join(plan.get("keysets") or []) or "officers and configuration"
     head = f"ceremony {str(plan['plan_id'])[:8]} ({plan['script']}, {scope})"
@@ -60,7 +63,7 @@ def open_plan_line(plan: OpenPlanReport) -> tuple[str, str]:
             "[g] approve, execute or abort it", "bold yellow")
 
 
-def keyset_plan_label(keyset: str, plans: list[OpenPlanReport]) -> tuple[str, str] | None:
+def keyset_plan_label(keyset: str, plans: list[OpenPlan]) -> tuple[str, str] | None:
     """What an open plan on this keyset means for its line in the list, if any."""
     for plan in reversed(plans):
         if keyset in (plan.get("keysets") or []):
@@ -77,13 +80,13 @@ class DashboardScreen(ConsoleScreen):
         Binding("g", "go_to_plan", "Open plan", show=False),  # the plan line says [g]
     ]
 
-    status: StatusReport
+    status: StatusReport | None
     now: datetime
-    open_plans: list[OpenPlanReport]
+    open_plans: list[OpenPlan]
 
     def __init__(self) -> None:
         super().__init__()
-        self.status = {}
+        self.status = None
         self.open_plans = []
 
     def compose_body(self) -> ComposeResult:
@@ -159,11 +162,11 @@ class DashboardScreen(ConsoleScreen):
 
     @on(OptionList.OptionHighlighted, "#keysets")
     def _keyset_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        for keyset in self.status.get("keysets", []):
+        for keyset in self.status["keysets"] if self.status else []:
             if keyset["name"] == event.option.id:
                 self._show_keyset(keyset)
 
-    def _show_keyset(self, keyset: KeysetReport) -> None:
+    def _show_keyset(self, keyset: KeysetStatus) -> None:
         policy = self.backend.ws.policy.get(keyset["name"])
         period = f" · every {policy.cryptoperiod.days} days" if policy is not None else ""
         latest = keyset.get("latest_ceremony")
@@ -202,7 +205,7 @@ def _short(delta: timedelta) -> str:
     return f"{seconds // 60} min"
 
 
-def signing_key_text(key: SigningKeyReport | None) -> Text:
+def signing_key_text(key: JsonMapping | None) -> Text:
     """The bundle-signing key's thumbprint, whole (it wraps): the value operators pin."""
     text = Text()
     if key is None or not key.get("kid"):

@@ -3,7 +3,7 @@ files of the selected bundle with where each goes, and the signing key's thumbpr
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -14,8 +14,10 @@ from textual.widgets import DataTable, Label, Static
 
 from console.tui.backend import BundleRow
 from console.tui.dialogs.qr import QrDialog
-from console.tui.reports import SigningKeyReport
 from console.tui.screens._base import ConsoleScreen
+
+if TYPE_CHECKING:
+    from console.jsontypes import JsonMapping
 
 
 class ExportsScreen(ConsoleScreen):
@@ -48,12 +50,12 @@ class ExportsScreen(ConsoleScreen):
     def refresh_data(self) -> None:
         backend = self.backend
 
-        def read() -> tuple[SigningKeyReport | None, list[BundleRow]]:
+        def read() -> tuple[JsonMapping | None, list[BundleRow]]:
             return backend.signing_key(), backend.bundles()
 
         self.load("exports", read, "Reading and verifying bundles")
 
-    def show_exports(self, value: tuple[SigningKeyReport | None, list[BundleRow]]) -> None:
+    def show_exports(self, value: tuple[JsonMapping | None, list[BundleRow]]) -> None:
         key, self.rows = value
         head = Text()  # wraps: the thumbprint is the value operators pin, never cut
         if key is None:

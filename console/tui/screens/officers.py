@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
 
 from console.ledger.display import escape_for_display
-from console.tui.reports import OfficerRow
 from console.tui.screens._base import ConsoleScreen
+
+if TYPE_CHECKING:
+    from console.ceremony.officers import OfficerRow
 
 
 class OfficersScreen(ConsoleScreen):

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 if TYPE_CHECKING:
-    from console.tui.reports import KeyReport
+    from console.ceremony.status import KeyStatus
 
 _STYLE = {"published": "cyan", "active": "green", "retired": "yellow", "archived": "dim",
           "suspended": "magenta", "compromised": "red"}
@@ -24,7 +24,7 @@ def _t(value: str | None) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def timeline_rows(keys: list[KeyReport], now: datetime, width: int,
+def timeline_rows(keys: list[KeyStatus], now: datetime, width: int,
                   days: int = 180) -> list[Text]:
     """One Text per key: `width` cells covering `days` days ending 30 days after `now`."""
     end = now + timedelta(days=30)
@@ -80,7 +80,7 @@ class KeyTimeline(Static):
 
     DEFAULT_CSS = "KeyTimeline { height: auto; }"
 
-    def show(self, keys: list[KeyReport], now: datetime) -> None:
+    def show(self, keys: list[KeyStatus], now: datetime) -> None:
         width = max(self.size.width - 12, 20)
         out = Text(no_wrap=True)
         out.append(" " * 11)

@@ -1,0 +1,60 @@
+"""Files synced together (`exports.durable.fsync_all`) and the QR path written from the module
+matrix (`exports.qr.qr_svg`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from console.exports import durable
+from console.exports.qr import _qr, qr_svg
+
+
+def test_fsync_all_syncs_every_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        real(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    fds = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT) for i in range(5)]
+    fds.append(os.open(tmp_path, os.O_RDONLY))
+    try:
+        durable.fsync_all(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert sorted(synced) == sorted(fds)
+
+
+def test_fsync_all_raises_the_failure_after_all_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+
+    def failing(fd: int) -> None:
+        seen.append(fd)
+        if fd == 2:
+            raise OSError(5, "Input/output error (injected)")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="injected"):
+        durable.fsync_all([1, 2, 3, 4])
+    assert sorted(seen) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("payload", ["abc", "plan-sha256:" + "ab" * 32, "x" * 200])
+def test_qr_path_draws_exactly_the_dark_modules(payload: str) -> None:
+    matrix = _qr(payload, 4).get_matrix()
+    size = len(matrix)
+    svg = qr_svg(payload)
+    assert f'viewBox="0 0 {size} {size}"' in svg and svg.count("<path") == 1
+    drawn = [[False] * size for _ in range(size)]
+    for x, y, width in re.findall(r"M(\d+),(\d+)h(\d+)v1h-\3z", svg):
+        for i in range(int(width)):
+            assert not drawn[int(y)][int(x) + i]  # runs never overlap
+            drawn[int(y)][int(x) + i] = True
+    assert drawn == [[bool(v) for v in row] for row in matrix]
