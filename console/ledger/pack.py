@@ -48,7 +48,8 @@ from console.clock import format_time
 from console.errors import ConsoleError, EntryRejectedError, LedgerTamperedError, VerificationError
 from console.ledger import merkle
 from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
-from console.ledger.entry import MAX_ENTRY_BYTES, Entry, LineScan, parse_entry, scan_lines
+from console.ledger.blockscan import scan_block
+from console.ledger.entry import MAX_ENTRY_BYTES, Entry, LineScan, parse_entry
 from console.ledger.pack_format import (
     CHECKPOINT,
     CHECKPOINT_TYPE,
@@ -375,7 +376,7 @@ class _Verifier:
                 if not complete:
                     truncated = line_no
                     break
-                scan = scan_lines(block, first_seq + line_no - 1, _ACTED_ON, cuts)
+                scan = scan_block(block, first_seq + line_no - 1, _ACTED_ON, cuts)
                 use(line_no, scan)
                 count += scan.count
         else:
@@ -389,7 +390,7 @@ class _Verifier:
 
             def submit(line_no: int, block: bytes) -> Future[LineScan] | None:
                 try:
-                    return pool.submit(scan_lines, block, first_seq + line_no - 1, _ACTED_ON, cuts)
+                    return pool.submit(scan_block, block, first_seq + line_no - 1, _ACTED_ON, cuts)
                 except (BrokenProcessPool, OSError, RuntimeError):
                     return None
 
@@ -401,7 +402,7 @@ class _Verifier:
                 except (BrokenProcessPool, OSError):
                     scan = None
                 if scan is None:  # no worker could do it: the same scan, here
-                    scan = scan_lines(block, first_seq + line_no - 1, _ACTED_ON, cuts)
+                    scan = scan_block(block, first_seq + line_no - 1, _ACTED_ON, cuts)
                 else:
                     self.blocks_in_workers += 1
                 use(line_no, scan)
