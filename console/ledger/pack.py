@@ -47,8 +47,8 @@ from pathlib import Path
 from console.clock import format_time
 from console.errors import ConsoleError, EntryRejectedError, LedgerTamperedError, VerificationError
 from console.ledger import merkle
-from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
 from console.ledger.blockscan import scan_block
+from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
 from console.ledger.entry import MAX_ENTRY_BYTES, Entry, LineScan, parse_entry
 from console.ledger.pack_format import (
     CHECKPOINT,
