@@ -90,6 +90,12 @@ def range_nodes(start: int, leaves: Sequence[bytes]) -> list[tuple[int, bytes]]:
     return list(zip(levels, hashes, strict=True))
 
 
+def node_hashes(lefts: Sequence[bytes], rights: Sequence[bytes]) -> list[bytes]:
+    """`node_hash(l, r)` for each pair, in order, with no Python bytecode per node."""
+    return list(map(_DIGEST, map(hashlib.sha256, map(
+        bytes.__add__, repeat(b"\x01"), map(bytes.__add__, lefts, rights)))))
+
+
 def aligned_nodes(start: int, leaves: Sequence[bytes]) -> list[tuple[int, bytes]]:
     """`range_nodes(start, leaves)`, computed a level at a time: each aligned perfect subtree
     (the largest that starts at the next leaf and fits), its nodes hashed pairwise with C-level
@@ -103,8 +109,7 @@ def aligned_nodes(start: int, leaves: Sequence[bytes]) -> list[tuple[int, bytes]
         width = 1 << level
         hashes = list(leaves[pos:pos + width])
         while len(hashes) > 1:
-            hashes = list(map(_DIGEST, map(hashlib.sha256, map(
-                bytes.__add__, repeat(b"\x01"), map(bytes.__add__, hashes[0::2], hashes[1::2])))))
+            hashes = node_hashes(hashes[0::2], hashes[1::2])
         out.append((level, hashes[0]))
         pos += width
         index += width
