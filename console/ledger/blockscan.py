@@ -104,12 +104,14 @@ def scan_block(
 
 
 def accept_block(
-    block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int]
+    block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int], *,
+    leaves: list[bytes] | None = None,
 ) -> Accepted | None:
     """Every line of `block` (each ended by a newline) proven a valid entry at once, or None.
 
     Lines whose type is in `special_types`, whose seq is in `cuts`, and the first line are in
-    `slow`: valid as far as `parse_entry` goes, but the caller's to judge further.
+    `slow`: valid as far as `parse_entry` goes, but the caller's to judge further. `leaves`, when
+    the caller already hashed the lines, are taken as theirs.
     """
     if not block.endswith(b"\n") or b"\\" in block:
         return None
@@ -147,7 +149,7 @@ def accept_block(
         slow += [i for i in range(1, n) if types[i] in special_types]
     slow += [s - first_seq for s in cuts if first_seq < s < first_seq + n]
     slow = sorted(set(slow))
-    return Accepted(raws, leaf_hashes(raws), times, types, slow)
+    return Accepted(raws, leaf_hashes(raws) if leaves is None else leaves, times, types, slow)
 
 
 _STR = r'"[^"\\\x00-\x1f]*"'
