@@ -4,7 +4,8 @@
    index (`console.ledger.trust`); a checkpoint that does not count is refused.
 2. Every entry that replay read is proven inside the last checkpoint's signed tree (one batch
    inclusion proof).
-3. The entries after that checkpoint are recomputed from their bytes against the stored tree.
+3. The entries after that checkpoint are recomputed from their bytes against the stored tree
+   (a page at a time, each page's leaves at once; see `_page_leaves`).
 4. The rollback guards: the database extends the `.checkpoint` file and any checkpoint an
    officer kept (`expect_checkpoint`).
 
@@ -19,7 +20,9 @@ from typing import TYPE_CHECKING
 
 from console.errors import LedgerTamperedError, RollbackError, VerificationError
 from console.ledger import merkle
-from console.ledger._rows import leaf_of
+from console.ledger._rows import checked, leaf_of, stored_entry
+from console.ledger._sqlite import SqlRow
+from console.ledger.blockscan import accept_block, leaf_hashes
 from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
 from console.ledger.checkpoint_file import read_checkpoint_file, write_checkpoint_file
 from console.ledger.entry import Entry
@@ -27,6 +30,9 @@ from console.ledger.trust import TRUST_ENTRY_TYPES, TrustReplay
 
 if TYPE_CHECKING:
     from console.ledger.store import Ledger
+
+PAGE = 1 << 14
+"""Rows read at a time when recomputing the entries after the last checkpoint."""
 
 __all__ = ["check_extends", "check_open", "note_body", "prove"]
 
@@ -53,8 +59,10 @@ def check_open(self: Ledger, expect_checkpoint: str | None) -> None:
     prove(self, [e for e in read if e.seq < covered], trust.checkpoint)
     # 3. The entries after the last checkpoint, recomputed from their bytes.
     cr = merkle.CompactRange.from_perfect_nodes(covered, self._node)
-    for entry in self.entries(covered, size):
-        cr.append(leaf_of(entry))
+    for start in range(covered, size, PAGE):
+        rows = self._all("SELECT seq, raw, leaf_hash FROM entries WHERE seq >= ? AND seq < ? "
+                         "ORDER BY seq", (start, min(start + PAGE, size)))
+        cr.append_range(merkle.aligned_nodes(start, _page_leaves(rows, start)))
     if cr.root() != self.root(size):
         raise LedgerTamperedError(
             f"the tree stored for entries {covered}..{size - 1} does not match their bytes",
@@ -84,6 +92,26 @@ def check_open(self: Ledger, expect_checkpoint: str | None) -> None:
         if covered > file_size:
             # A crash between the commit and the file write: bring the file forward.
             write_checkpoint_file(self.checkpoint_file, self.latest_checkpoint() or file_note)
+
+def _page_leaves(rows: list[SqlRow], start: int) -> list[bytes]:
+    """The leaf hashes of one page of rows `(seq, raw, leaf_hash)` from `start`, each equal to the
+    stored one and each row readable as an entry (what `Ledger.entries` checks of every row).
+
+    At once when the page's bytes are a block `accept_block` proves (canonical entries are
+    readable) and hash to the stored leaves; otherwise row by row, raising for the first bad row
+    exactly as `Ledger.entries` does.
+    """
+    raws = [row[1] for row in rows]
+    if [row[0] for row in rows] == list(range(start, start + len(rows))) and all(
+            type(r) is bytes for r in raws):
+        blobs: list[bytes] = raws  # type: ignore[assignment]  # narrowed just above
+        leaves = leaf_hashes(blobs)
+        block = b"\n".join(blobs) + b"\n"
+        if (leaves == [row[2] for row in rows] and block.count(b"\n") == len(rows)
+                and accept_block(block, start, frozenset(), frozenset(), leaves=leaves)):
+            return leaves
+    return [leaf_of(checked(stored_entry(row))) for row in rows]
+
 
 def prove(self: Ledger, entries: Sequence[Entry], checkpoint: Checkpoint | None) -> None:
     """Each entry is inside the tree `checkpoint` signs (one batch inclusion proof)."""
