@@ -69,8 +69,10 @@ def verify_tree(ledger: Ledger, conn: sqlite3.Connection,
 class _Entries:
     """The running state of pass 1: the next seq, the last time, the replay, the tree so far."""
 
-    def __init__(self, origin: str, root: Callable[[int], bytes]) -> None:
+    def __init__(self, origin: str, root: Callable[[int], bytes],
+                 conn: sqlite3.Connection) -> None:
         self.origin = origin
+        self.conn = conn
         self.root = root
         self.expect = 0
         self.last_time = ""
@@ -80,9 +82,12 @@ class _Entries:
         """Check one page of `(seq, raw, leaf_hash, type, time)` rows, in seq order."""
         first = self.expect
         n = len(rows)
-        seqs = [row[0] for row in rows]
+        if [row[0] for row in rows] != list(range(first, first + n)):
+            self._strict(rows)  # names the first missing entry
+            return
+        self._level_one(rows)
         raws = [row[1] for row in rows]
-        if seqs != list(range(first, first + n)) or {type(r) for r in raws} != {bytes}:
+        if {type(r) for r in raws} != {bytes}:
             self._strict(rows)
             return
         blobs: list[bytes] = raws  # type: ignore[assignment]  # narrowed by the set just above
@@ -105,6 +110,19 @@ class _Entries:
         if start < n:
             self.last_time = accepted.times[-1]
         self.expect = first + n
+
+    def _level_one(self, rows: list[SqlRow]) -> None:
+        """The level-1 nodes over this page's stored leaf hashes (pages start at even seqs), so
+        that the roots read for its checkpoints rest on proven nodes; levels above are proven
+        before the entries (`_verify_nodes`)."""
+        first = self.expect
+        nodes = self.conn.execute(
+            "SELECT idx, hash FROM nodes WHERE level = 1 AND idx >= ? AND idx < ? ORDER BY idx",
+            (first // 2, (first + len(rows)) // 2)).fetchall()
+        children: list[SqlRow] = [(row[0], row[2]) for row in rows[: 2 * len(nodes)]]
+        if first % 2 or len(nodes) != len(rows) // 2 or not _nodes_match(
+                nodes, children, first // 2):
+            _name_wrong_node(1, nodes, children, first // 2)
 
     def _strict(self, rows: Sequence[SqlRow]) -> None:
         for row in rows:
@@ -143,8 +161,8 @@ def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback
         size = column_int(
             conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM entries").fetchone()[0])
         total = size * 2
-        _verify_nodes(conn, size, 0, total, progress)
-        state = _Entries(ledger.origin, ledger.root)
+        done = _verify_nodes(conn, size, size - (size >> 1), total, progress)
+        state = _Entries(ledger.origin, ledger.root, conn)
         lowest = conn.execute("SELECT min(seq) FROM entries").fetchone()[0]
         if lowest is not None and lowest != 0:
             raise LedgerTamperedError(f"entry 0 is missing (next is {lowest})")
@@ -153,7 +171,7 @@ def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback
             while rows := cursor.fetchmany(PAGE):
                 state.page(rows)
                 if progress is not None:
-                    progress(min(size + state.expect, total), total)
+                    progress(min(done + state.expect, total), total)
         if state.expect != size:
             raise LedgerTamperedError(f"ledger ends at entry {state.expect - 1}, expected {size}")
         state.replay.result(last_root=None)
@@ -175,15 +193,16 @@ def _check_note_matches(seq: int, data: dict[str, object], origin: str) -> None:
 
 
 def _verify_nodes(conn: sqlite3.Connection, size: int, done: int, total: int,
-                  progress: ProgressCallback | None) -> None:
-    for level in range(1, size.bit_length()):
+                  progress: ProgressCallback | None) -> int:
+    """Levels 2 and above (level 1 goes with the entries, a page at a time); the count of level 1
+    is checked here. Returns `done` moved on by the nodes checked."""
+    ones = conn.execute("SELECT count(*) FROM nodes WHERE level = 1").fetchone()[0]
+    if size > 1 and ones != size >> 1:
+        raise LedgerTamperedError(f"tree level 1 has {ones} nodes, not {size >> 1}")
+    for level in range(2, size.bit_length()):
         width = size >> level
-        if level == 1:
-            below = conn.execute("SELECT seq, leaf_hash FROM entries ORDER BY seq")
-        else:
-            below = conn.execute(
-                "SELECT idx, hash FROM nodes WHERE level = ? ORDER BY idx", (level - 1,)
-            )
+        below = conn.execute(
+            "SELECT idx, hash FROM nodes WHERE level = ? ORDER BY idx", (level - 1,))
         here = conn.execute("SELECT idx, hash FROM nodes WHERE level = ? ORDER BY idx", (level,))
         count = 0
         while nodes := here.fetchmany(PAGE):
@@ -201,6 +220,7 @@ def _verify_nodes(conn: sqlite3.Connection, size: int, done: int, total: int,
     ).fetchone()[0]
     if extra:
         raise LedgerTamperedError("tree has nodes beyond the ledger's size")
+    return done
 
 
 def _nodes_match(nodes: list[SqlRow], children: list[SqlRow], first: int) -> bool:
