@@ -135,8 +135,9 @@ def accept_block(
     if seqs != list(range(first_seq, first_seq + n)):
         return None
     times = list(map(_TIME_GROUP, found))
-    if times != sorted(times) or not all(_valid_date(datetime.fromisoformat, t)
-                                         for t in set(times)):
+    # `_LINE` bounds hours, minutes and seconds, so a time is valid when its date is: the few
+    # distinct dates are checked, not the (often all distinct) times.
+    if times != sorted(times) or not all(_valid_day(d) for d in set(map(_DAY, times))):
         return None
     # Keys strictly increasing: sorted (code-point order is UTF-16 order below U+E000) and no
     # duplicate (a JSON parser would keep one of them: the bytes would not be canonical).
@@ -159,8 +160,8 @@ _VALUE = rf"(?:{_STR}|{_INT}|true|false|null)"
 _LINE = re.compile(
     rf'^\{{"actor":{_NONEMPTY},"ceremony":(?:null|{_NONEMPTY}),'
     rf'"data":\{{((?:{_STR}:{_VALUE}(?:,{_STR}:{_VALUE})*)?)\}},'
-    rf'"seq":(0|[1-9][0-9]{{0,17}}),"time":"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:'
-    rf'[0-9]{{2}}Z)","type":"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)","v":1\}}$',
+    rf'"seq":(0|[1-9][0-9]{{0,17}}),"time":"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T(?:[01][0-9]|2[0-3]):'
+    rf'[0-5][0-9]:[0-5][0-9]Z)","type":"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)","v":1\}}$',
     re.MULTILINE,
 )
 """One canonical entry line with flat data, as RFC 8785 writes it when no string needs an escape
@@ -171,3 +172,9 @@ _MEMBER = re.compile(rf"({_STR}):{_VALUE}")
 """A member of data's text as `_LINE` matched it; `findall` from its start consumes member
 after member (string values whole), so it yields exactly the keys, in order."""
 _DATA_GROUP, _SEQ_GROUP, _TIME_GROUP, _TYPE_GROUP = (itemgetter(i) for i in range(4))
+_DAY = itemgetter(slice(0, 10))
+
+
+def _valid_day(day: str) -> bool:
+    """Whether `YYYY-MM-DD` is a date (with `_LINE`'s bounded time of day: `_valid_date`)."""
+    return _valid_date(datetime.fromisoformat, f"{day}T00:00:00Z")
