@@ -73,7 +73,7 @@ from console.ledger.trust import (
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._/-]+)$")
 _ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CONFIG_RECORDED})
 """Entry types `_Verifier._entry` (or the officer replay) does more with than check and hash: such
-lines always take the strict path, the others may be accepted by `scan_lines`."""
+lines always take the strict path, the others may be accepted by `scan_block`."""
 _BLOCK_BYTES = 4 << 20
 _WINDOW = 4
 """Blocks in flight per worker: enough to hide a worker's start-up, bounded for memory."""
@@ -217,7 +217,7 @@ class _Verifier:
                     f"so {CHECKPOINT} is not the latest"
                 )
 
-        # Lines `scan_lines` accepts are never the first nor a checkpoint: nothing more to check.
+        # Lines `scan_block` accepts are never the first nor a checkpoint: nothing more to check.
         pending = self._scan(PENDING, size, frozenset(), later)
         if pending == 0:
             raise self.fail(f"{PENDING} lacks the entry recording {CHECKPOINT} (seq {size})")
@@ -346,7 +346,8 @@ class _Verifier:
     ) -> int:
         """Verify every line of `name` (seq `first_seq` onwards); return how many there are.
 
-        `scan_lines` accepts the plainly valid lines of each block (in worker processes for big
+        `scan_block` accepts the plainly valid lines of each block (whole blocks at once when it
+        can, else `scan_lines` line by line; in worker processes for big
         files); here, in file order, their Merkle nodes join the running range and every other
         line goes to `strict(line_no, raw, seq)` after the checks `_lines` used to make, so the
         first bad line fails exactly as when every line took the strict path. Records the

@@ -161,7 +161,7 @@ def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback
         size = column_int(
             conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM entries").fetchone()[0])
         total = size * 2
-        done = _verify_nodes(conn, size, size - (size >> 1), total, progress)
+        done = _verify_nodes(conn, size, 0, total, progress)
         state = _Entries(ledger.origin, ledger.root, conn)
         lowest = conn.execute("SELECT min(seq) FROM entries").fetchone()[0]
         if lowest is not None and lowest != 0:
@@ -171,7 +171,8 @@ def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback
             while rows := cursor.fetchmany(PAGE):
                 state.page(rows)
                 if progress is not None:
-                    progress(min(done + state.expect, total), total)
+                    # each entry row also proves half a level-1 node
+                    progress(min(done + state.expect + state.expect // 2, total), total)
         if state.expect != size:
             raise LedgerTamperedError(f"ledger ends at entry {state.expect - 1}, expected {size}")
         state.replay.result(last_root=None)
