@@ -122,7 +122,7 @@ class _Entries:
         children: list[SqlRow] = [(row[0], row[2]) for row in rows[: 2 * len(nodes)]]
         if first % 2 or len(nodes) != len(rows) // 2 or not _nodes_match(
                 nodes, children, first // 2):
-            _name_wrong_node(1, nodes, children, first // 2)
+            _name_wrong_node(self.conn, 1, nodes, children, first // 2)
 
     def _strict(self, rows: Sequence[SqlRow]) -> None:
         for row in rows:
@@ -209,7 +209,7 @@ def _verify_nodes(conn: sqlite3.Connection, size: int, done: int, total: int,
         while nodes := here.fetchmany(PAGE):
             children = below.fetchmany(2 * len(nodes))
             if not _nodes_match(nodes, children, count):
-                _name_wrong_node(level, nodes, children, count)
+                _name_wrong_node(conn, level, nodes, children, count)
             count += len(nodes)
             done += len(nodes)
             if progress is not None:
@@ -242,9 +242,11 @@ def _nodes_match(nodes: list[SqlRow], children: list[SqlRow], first: int) -> boo
     return merkle.node_hashes(blobs[0::2], blobs[1::2]) == [row[1] for row in nodes]
 
 
-def _name_wrong_node(level: int, nodes: list[SqlRow], children: list[SqlRow],
-                     first: int) -> None:
-    """Walk a page that `_nodes_match` refused, node by node, and raise for the first bad one."""
+def _name_wrong_node(conn: sqlite3.Connection, level: int, nodes: list[SqlRow],
+                     children: list[SqlRow], first: int) -> None:
+    """Walk a page that `_nodes_match` refused, node by node, and raise for the first bad one:
+    the lowest wrong node under it (levels are checked top-down from level 2, so a node over a
+    wrong child is found before the child)."""
     count = first
     pairs = iter(children)
     for idx, stored in nodes:
@@ -252,9 +254,32 @@ def _name_wrong_node(level: int, nodes: list[SqlRow], children: list[SqlRow],
         if idx != count or left is None or right is None or left[0] != 2 * column_int(idx):
             raise LedgerTamperedError(f"tree node ({level}, {count}) is missing or extra")
         if merkle.node_hash(column_bytes(left[1]), column_bytes(right[1])) != stored:
+            level, idx = _lowest_wrong(conn, level, column_int(idx))
             raise LedgerTamperedError(
                 f"tree node ({level}, {idx}) over entries {column_int(idx) << level}.."
                 f"{((column_int(idx) + 1) << level) - 1} is wrong"
             )
         count += 1
     raise LedgerTamperedError(f"tree level {level}: nodes from {first} do not match")
+
+
+def _lowest_wrong(conn: sqlite3.Connection, level: int, idx: int) -> tuple[int, int]:
+    """`(level, idx)` of the lowest node under (and including) a wrong one that is not the hash
+    of its stored children (level 1 stops there: leaves are proven against the bytes)."""
+    while level > 1:
+        for child in (2 * idx, 2 * idx + 1):
+            below = [_stored_node(conn, level - 2, 2 * child + k) for k in (0, 1)]
+            if None in below or merkle.node_hash(*map(column_bytes, below)) != _stored_node(
+                    conn, level - 1, child):
+                level, idx = level - 1, child
+                break
+        else:
+            break
+    return level, idx
+
+
+def _stored_node(conn: sqlite3.Connection, level: int, idx: int) -> bytes | None:
+    row = (conn.execute("SELECT leaf_hash FROM entries WHERE seq = ?", (idx,)) if level == 0
+           else conn.execute("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, idx))
+           ).fetchone()
+    return None if row is None else column_bytes(row[0])
