@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 from console.lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from console.ledger.browse import (
+        EntryFilter,
+    )
     from console.ledger.checkpoint import (
         Checkpoint,
         NoteVerifier,
@@ -45,7 +48,6 @@ if TYPE_CHECKING:
     )
     from console.ledger.store import (
         CHECKPOINT_TYPE,
-        EntryFilter,
         Ledger,
         NewEntry,
     )
@@ -111,7 +113,7 @@ _MODULE_OF: dict[str, str] = {
     'Trust': 'console.ledger.trust',
     'export_audit_pack': 'console.ledger.export',
     'CHECKPOINT_TYPE': 'console.ledger.store',
-    'EntryFilter': 'console.ledger.store',
+    'EntryFilter': 'console.ledger.browse',
     'Ledger': 'console.ledger.store',
     'NewEntry': 'console.ledger.store',
 }

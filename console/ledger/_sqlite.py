@@ -22,6 +22,12 @@ from console.errors import LedgerTamperedError
 from console.ledger.checkpoint import is_ledger_origin
 
 SCHEMA_FORMAT = "1"
+
+SqlParam = int | str | bytes | None
+"""A value the ledger binds into a statement."""
+SqlValue = int | str | bytes | None
+SqlRow = tuple[SqlValue, ...]
+"""A row as the ledger's tables return it (STRICT tables: integers, text, blobs, NULL)."""
 TABLES = ("meta", "entries", "nodes")
 TRIGGERS = {f"{t}_no_{op}": t for t in TABLES for op in ("update", "delete")}
 
@@ -104,3 +110,24 @@ def check_schema(conn: sqlite3.Connection) -> str:
     if not isinstance(origin, str) or not is_ledger_origin(origin):
         raise LedgerTamperedError("ledger origin is missing or malformed")
     return origin
+
+
+def column_int(value: object) -> int:
+    """A value our STRICT tables hold as INTEGER (LedgerTamperedError if it is not one)."""
+    if type(value) is not int:
+        raise LedgerTamperedError(f"ledger column holds {type(value).__name__}, not an integer")
+    return value
+
+
+def column_str(value: object) -> str:
+    """A value our STRICT tables hold as TEXT."""
+    if not isinstance(value, str):
+        raise LedgerTamperedError(f"ledger column holds {type(value).__name__}, not text")
+    return value
+
+
+def column_bytes(value: object) -> bytes:
+    """A value our STRICT tables hold as BLOB."""
+    if not isinstance(value, bytes):
+        raise LedgerTamperedError(f"ledger column holds {type(value).__name__}, not a blob")
+    return value

@@ -12,16 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from console import jcs
 from console.clock import format_time, require_utc
 from console.errors import EntryRejectedError
+from console.jsontypes import JsonMapping
 from console.ledger.merkle import leaf_hash, range_nodes
 
 FORMAT_VERSION = 1
+_Encode = Callable[[object, int], Iterable[str]]
+"""The C encoder's call: a value and its indent level in, the text's chunks out."""
 MAX_ENTRY_BYTES = 8 * 1024 * 1024
 """Largest canonical entry. 8 MiB so that any 1 MB of text fits even when every character is a
 control character (JCS writes those as six-byte `\\u00XX` escapes)."""
@@ -51,7 +55,7 @@ class Entry:
 def encode_entry(
     seq: int,
     type: str,
-    data: dict[str, Any],
+    data: JsonMapping,
     *,
     time: datetime,
     actor: str,
@@ -150,7 +154,7 @@ def parse_entry(raw: bytes, *, expect_seq: int | None = None) -> Entry:
     )
 
 
-def _is_canonical(value: dict[str, Any], raw: bytes) -> bool:
+def _is_canonical(value: object, raw: bytes) -> bool:
     """Whether `raw` is exactly `jcs.canonicalize(value)`, with a fast path for big packs.
 
     For values that hold only integers, strings, booleans, null, lists and objects (all that
@@ -179,11 +183,11 @@ class _NotStrict(Exception):
     pass
 
 
-def _refuse(_: str) -> Any:
+def _refuse(_: str) -> NoReturn:
     raise _NotStrict
 
 
-def _loads_fast(raw: bytes) -> Any:
+def _loads_fast(raw: bytes) -> object:
     """Parse with the C scanner, refusing floats and NaN/Infinity; None when the text needs the
     strict reader (invalid, a float, a constant). Duplicate keys collapse here, and are then
     caught by the canonical-form comparison (fewer keys re-serialise to other bytes)."""
@@ -355,11 +359,11 @@ def scan_lines(
     return LineScan(n, slow, runs, before)
 
 
-def _encodes_to(value: Any, raw: bytes, text: str, max_depth: int, encode: Any) -> bool:
+def _encodes_to(value: object, raw: bytes, text: str, max_depth: int, encode: _Encode) -> bool:
     return raw.count(b"{") + raw.count(b"[") <= max_depth and "".join(encode(value, 0)) == text
 
 
-def _sorted_keys(data: dict[str, Any], known: set[tuple[str, ...]]) -> bool:
+def _sorted_keys(data: JsonMapping, known: set[tuple[str, ...]]) -> bool:
     keys = tuple(data)
     if keys in known:
         return True
@@ -369,7 +373,7 @@ def _sorted_keys(data: dict[str, Any], known: set[tuple[str, ...]]) -> bool:
     return True
 
 
-def _valid_date(fromiso: Any, when: str) -> bool:
+def _valid_date(fromiso: Callable[[str], datetime], when: str) -> bool:
     try:
         fromiso(when[:-1] + "+00:00")
     except ValueError:
@@ -384,18 +388,19 @@ def _utf8_or_empty(raw: bytes) -> str:
         return ""
 
 
-def _no_default(value: Any) -> Any:
+def _no_default(value: object) -> NoReturn:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _make_encode() -> Any:
+def _make_encode() -> _Encode:
     """The C encoder object behind `_ENCODER`, made once: `JSONEncoder.encode` builds a new one on
     every call, which costs as much as encoding a small entry. Falls back to `_ENCODER`."""
     encoder_module: Any = json.encoder  # the C parts are private, hence untyped
     make, escape = encoder_module.c_make_encoder, encoder_module.c_encode_basestring
     if make is not None and escape is not None:
         try:
-            return make(None, _no_default, escape, None, ":", ",", True, False, False)
+            made: _Encode = make(None, _no_default, escape, None, ":", ",", True, False, False)
+            return made
         except TypeError:  # another Python's private signature
             pass
     return lambda value, _level: (_ENCODER.encode(value),)

@@ -47,8 +47,9 @@ from pathlib import Path
 from console.clock import format_time
 from console.errors import ConsoleError, EntryRejectedError, LedgerTamperedError, VerificationError
 from console.ledger import merkle
+from console.ledger.blockscan import scan_block
 from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
-from console.ledger.entry import MAX_ENTRY_BYTES, Entry, LineScan, parse_entry, scan_lines
+from console.ledger.entry import MAX_ENTRY_BYTES, Entry, LineScan, parse_entry
 from console.ledger.pack_format import (
     CHECKPOINT,
     CHECKPOINT_TYPE,
@@ -72,7 +73,7 @@ from console.ledger.trust import (
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._/-]+)$")
 _ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CONFIG_RECORDED})
 """Entry types `_Verifier._entry` (or the officer replay) does more with than check and hash: such
-lines always take the strict path, the others may be accepted by `scan_lines`."""
+lines always take the strict path, the others may be accepted by `scan_block`."""
 _BLOCK_BYTES = 4 << 20
 _WINDOW = 4
 """Blocks in flight per worker: enough to hide a worker's start-up, bounded for memory."""
@@ -216,7 +217,7 @@ class _Verifier:
                     f"so {CHECKPOINT} is not the latest"
                 )
 
-        # Lines `scan_lines` accepts are never the first nor a checkpoint: nothing more to check.
+        # Lines `scan_block` accepts are never the first nor a checkpoint: nothing more to check.
         pending = self._scan(PENDING, size, frozenset(), later)
         if pending == 0:
             raise self.fail(f"{PENDING} lacks the entry recording {CHECKPOINT} (seq {size})")
@@ -345,7 +346,8 @@ class _Verifier:
     ) -> int:
         """Verify every line of `name` (seq `first_seq` onwards); return how many there are.
 
-        `scan_lines` accepts the plainly valid lines of each block (in worker processes for big
+        `scan_block` accepts the plainly valid lines of each block (whole blocks at once when it
+        can, else `scan_lines` line by line; in worker processes for big
         files); here, in file order, their Merkle nodes join the running range and every other
         line goes to `strict(line_no, raw, seq)` after the checks `_lines` used to make, so the
         first bad line fails exactly as when every line took the strict path. Records the
@@ -375,7 +377,7 @@ class _Verifier:
                 if not complete:
                     truncated = line_no
                     break
-                scan = scan_lines(block, first_seq + line_no - 1, _ACTED_ON, cuts)
+                scan = scan_block(block, first_seq + line_no - 1, _ACTED_ON, cuts)
                 use(line_no, scan)
                 count += scan.count
         else:
@@ -389,7 +391,7 @@ class _Verifier:
 
             def submit(line_no: int, block: bytes) -> Future[LineScan] | None:
                 try:
-                    return pool.submit(scan_lines, block, first_seq + line_no - 1, _ACTED_ON, cuts)
+                    return pool.submit(scan_block, block, first_seq + line_no - 1, _ACTED_ON, cuts)
                 except (BrokenProcessPool, OSError, RuntimeError):
                     return None
 
@@ -401,7 +403,7 @@ class _Verifier:
                 except (BrokenProcessPool, OSError):
                     scan = None
                 if scan is None:  # no worker could do it: the same scan, here
-                    scan = scan_lines(block, first_seq + line_no - 1, _ACTED_ON, cuts)
+                    scan = scan_block(block, first_seq + line_no - 1, _ACTED_ON, cuts)
                 else:
                     self.blocks_in_workers += 1
                 use(line_no, scan)

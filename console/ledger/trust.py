@@ -48,6 +48,7 @@ from console.b64 import decode as b64url_decode
 from console.b64 import encode as b64url_encode
 from console.config import Quorum, QuorumRule
 from console.errors import ConsoleError, LedgerTamperedError, OfficerError, VerificationError
+from console.jsontypes import JsonMapping
 from console.ledger.checkpoint import Checkpoint, NoteVerifier, key_id, note_signers, verifier_key
 from console.ledger.checkpoint import parse_checkpoint_body as _parse_body
 from console.names import check_officer_name
@@ -91,7 +92,7 @@ class _EntryLike(Protocol):
     @property
     def time(self) -> datetime: ...
     @property
-    def data(self) -> Any: ...
+    def data(self) -> object: ...
 
 
 class OfficerStatus(StrEnum):
@@ -145,7 +146,7 @@ def _bad(entry: _EntryLike, what: str) -> LedgerTamperedError:
     )
 
 
-def _key(entry: _EntryLike, data: Mapping[str, Any], name: str, field: str) -> bytes:
+def _key(entry: _EntryLike, data: JsonMapping, name: str, field: str) -> bytes:
     try:
         raw = b64url_decode(data.get(field))
     except Base64urlError as e:
@@ -162,7 +163,7 @@ def _key(entry: _EntryLike, data: Mapping[str, Any], name: str, field: str) -> b
     return raw
 
 
-def _exact(entry: _EntryLike, keys: set[str]) -> Mapping[str, Any]:
+def _exact(entry: _EntryLike, keys: set[str]) -> JsonMapping:
     data = entry.data
     if not isinstance(data, Mapping) or set(data) != keys:
         found = sorted(data) if isinstance(data, Mapping) else type(data).__name__
@@ -372,7 +373,7 @@ class TrustReplay:
             self._created(entry)
         elif entry.type == CONFIG_RECORDED:
             self.pending_quorum = quorum_from_record(entry)
-            self.pending_config = entry.data
+            self.pending_config = entry.data if isinstance(entry.data, Mapping) else None
             self.changed = True
         elif entry.type in (ENROLLED, REVOKED):
             self.pending = self.pending.applied(entry)
@@ -385,7 +386,8 @@ class TrustReplay:
         if entry.seq != 0:
             raise _bad(entry, "a workspace is created only by its first entry")
         rehearsal = data.get("rehearsal") if isinstance(data, Mapping) else None
-        if not isinstance(rehearsal, bool) or data.get("origin") != self.origin:
+        if (not isinstance(data, Mapping) or not isinstance(rehearsal, bool)
+                or data.get("origin") != self.origin):
             raise _bad(entry, "needs this ledger's origin and a rehearsal flag")
         self.rehearsal = rehearsal
 
@@ -406,7 +408,9 @@ class TrustReplay:
         if quorum is None:
             raise _bad(entry, "no quorum rule was recorded before this checkpoint")
         try:
-            cp = require_checkpoint_quorum(str(entry.data["note"]), officers, quorum.routine.m,
+            data = entry.data
+            note = data.get("note") if isinstance(data, Mapping) else None
+            cp = require_checkpoint_quorum(str(note), officers, quorum.routine.m,
                                            origin=self.origin)
         except VerificationError as e:
             raise LedgerTamperedError(

@@ -3,34 +3,59 @@
 `Ledger.open` checks what a command relies on (the checkpoint chain, the entries since the last
 checkpoint, and each entry when it is read); `verify_tree` checks everything, for the ledger
 screen's "verify tree" and the tests. It reads one SQLite snapshot.
+
+It runs in two passes, each over big pages:
+
+1. The persisted nodes, level by level: each node is the hash of its two children as stored (the
+   leaf hashes, then the level below), a page of nodes at a time; a page that differs is walked
+   node by node to name the first wrong one. The stored tree is then self-consistent, so the
+   root at any size is read from it (O(log n) lookups), not recomputed.
+2. Entries, `PAGE` rows at a time. A page is proven at once when it can be: its seqs follow on,
+   each row's bytes hash to its stored leaf hash, the whole page is a block of canonical entries
+   (`console.ledger.blockscan.accept_block`), and its type and time columns are copies of its
+   bytes. The first row of the page and every trust entry (officers, quorum, checkpoints) still
+   take the strict path, in order, so each recorded checkpoint is judged against the root of the
+   entries before it (read from the stored tree, whose leaves pass 2 has proven up to there)
+   and the officers then in force. A page that cannot be proven at once is checked row by row
+   (`_strict_row`): the first bad seq is named as before.
+
+Finally the ledger extends its `.checkpoint` file. Progress goes to `progress(done, total)`
+after each page (the caller's callback must not block: the TUI posts it to its event loop).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from console.clock import format_time
 from console.errors import EntryRejectedError, LedgerTamperedError, VerificationError
 from console.ledger import merkle
-from console.ledger._sqlite import check_schema
+from console.ledger._sqlite import SqlRow, check_schema, column_bytes, column_int
+from console.ledger.blockscan import accept_block, leaf_hashes, no_gc
 from console.ledger.checkpoint import parse_checkpoint_body, parse_note
 from console.ledger.entry import parse_entry
-from console.ledger.trust import CHECKPOINT, TrustReplay
+from console.ledger.trust import CHECKPOINT, TRUST_ENTRY_TYPES, TrustReplay
 
 if TYPE_CHECKING:
     from console.ledger.store import Ledger
 
-PAGE = 1000
+PAGE = 1 << 14
+"""Rows (or nodes) per read: big enough that SQLite's per-statement cost vanishes, small enough
+that a page's values stay in cache and progress moves often."""
 ProgressCallback = Callable[[int, int], None]
+_TRUST = frozenset(TRUST_ENTRY_TYPES)
+
+__all__ = ["PAGE", "ProgressCallback", "verify_tree"]
 
 
 def verify_tree(ledger: Ledger, conn: sqlite3.Connection,
                 progress: ProgressCallback | None = None) -> None:
-    """Recompute every leaf hash from the stored bytes and every node from its children; check
-    seq continuity, canonical form, non-decreasing times, and every recorded checkpoint against
-    the tree and the officers in force (the strict rule of `console.ledger.trust`).
+    """Check every leaf hash against the stored bytes and every node against its children; check
+    seq continuity, canonical form, non-decreasing times, the index columns, and every recorded
+    checkpoint against the tree and the officers in force (the strict rule of
+    `console.ledger.trust`).
 
     Raises:
         LedgerTamperedError: naming the first bad seq (or node, or checkpoint).
@@ -41,50 +66,117 @@ def verify_tree(ledger: Ledger, conn: sqlite3.Connection,
         raise LedgerTamperedError(f"ledger {ledger.path} is damaged: {e}") from e
 
 
+class _Entries:
+    """The running state of pass 1: the next seq, the last time, the replay, the tree so far."""
+
+    def __init__(self, origin: str, root: Callable[[int], bytes],
+                 conn: sqlite3.Connection) -> None:
+        self.origin = origin
+        self.conn = conn
+        self.root = root
+        self.expect = 0
+        self.last_time = ""
+        self.replay = TrustReplay(origin, strict=True)
+
+    def page(self, rows: list[SqlRow]) -> None:
+        """Check one page of `(seq, raw, leaf_hash, type, time)` rows, in seq order."""
+        first = self.expect
+        n = len(rows)
+        if [row[0] for row in rows] != list(range(first, first + n)):
+            self._strict(rows)  # names the first missing entry
+            return
+        self._level_one(rows)
+        raws = [row[1] for row in rows]
+        if {type(r) for r in raws} != {bytes}:
+            self._strict(rows)
+            return
+        blobs: list[bytes] = raws  # type: ignore[assignment]  # narrowed by the set just above
+        block = b"\n".join(blobs) + b"\n"
+        leaves = leaf_hashes(blobs)
+        accepted = None
+        if block.count(b"\n") == n and leaves == [row[2] for row in rows]:
+            accepted = accept_block(block, first, _TRUST, frozenset(), leaves=leaves)
+        if (accepted is None or accepted.types != [row[3] for row in rows]
+                or accepted.times != [row[4] for row in rows]):
+            self._strict(rows)
+            return
+        start = 0
+        for i in accepted.slow:
+            if i > start:
+                self.last_time = accepted.times[i - 1]
+            self.expect = first + i
+            self._strict_row(rows[i])
+            start = i + 1
+        if start < n:
+            self.last_time = accepted.times[-1]
+        self.expect = first + n
+
+    def _level_one(self, rows: list[SqlRow]) -> None:
+        """The level-1 nodes over this page's stored leaf hashes (pages start at even seqs), so
+        that the roots read for its checkpoints rest on proven nodes; levels above are proven
+        before the entries (`_verify_nodes`)."""
+        first = self.expect
+        nodes = self.conn.execute(
+            "SELECT idx, hash FROM nodes WHERE level = 1 AND idx >= ? AND idx < ? ORDER BY idx",
+            (first // 2, (first + len(rows)) // 2)).fetchall()
+        children: list[SqlRow] = [(row[0], row[2]) for row in rows[: 2 * len(nodes)]]
+        if first % 2 or len(nodes) != len(rows) // 2 or not _nodes_match(
+                nodes, children, first // 2):
+            _name_wrong_node(self.conn, 1, nodes, children, first // 2)
+
+    def _strict(self, rows: Sequence[SqlRow]) -> None:
+        for row in rows:
+            self._strict_row(row)
+
+    def _strict_row(self, row: SqlRow) -> None:
+        raw, stored_hash, kind, when = row[1:]
+        seq = column_int(row[0])
+        expect = self.expect
+        if seq != expect:
+            raise LedgerTamperedError(f"entry {expect} is missing (next is {seq})")
+        try:
+            entry = parse_entry(column_bytes(raw), expect_seq=expect)
+        except EntryRejectedError as e:
+            raise LedgerTamperedError(f"entry {seq}: {e.message}") from e
+        if entry.leaf_hash != stored_hash:
+            raise LedgerTamperedError(f"entry {seq}: stored leaf hash is wrong")
+        text = format_time(entry.time)
+        if text != when or kind != entry.type:
+            raise LedgerTamperedError(f"entry {seq}: index columns do not match its bytes")
+        if text < self.last_time:
+            raise LedgerTamperedError(f"entry {seq}: time goes backwards")
+        self.last_time = text
+        if entry.type == CHECKPOINT:
+            _check_note_matches(entry.seq, entry.data, self.origin)
+        self.replay.apply(entry, root=self.root(seq) if entry.type == CHECKPOINT else None)
+        self.expect += 1
+
+
 def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback | None) -> None:
     conn.execute("BEGIN")  # one snapshot for the whole check
     try:
         check = conn.execute("PRAGMA quick_check").fetchall()
         if check != [("ok",)]:
             raise LedgerTamperedError(f"SQLite quick_check failed: {check[0][0]}")
-        size = int(conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM entries").fetchone()[0])
+        size = column_int(
+            conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM entries").fetchone()[0])
         total = size * 2
-        done = 0
-        last_time = ""
-        replay = TrustReplay(ledger.origin, strict=True)
-        cr = merkle.CompactRange()
+        done = _verify_nodes(conn, size, 0, total, progress)
+        state = _Entries(ledger.origin, ledger.root, conn)
+        lowest = conn.execute("SELECT min(seq) FROM entries").fetchone()[0]
+        if lowest is not None and lowest != 0:
+            raise LedgerTamperedError(f"entry 0 is missing (next is {lowest})")
         cursor = conn.execute("SELECT seq, raw, leaf_hash, type, time FROM entries ORDER BY seq")
-        expect = 0
-        for seq, raw, stored_hash, kind, when in cursor:
-            if seq != expect:
-                raise LedgerTamperedError(f"entry {expect} is missing (next is {seq})")
-            try:
-                entry = parse_entry(bytes(raw), expect_seq=seq)
-            except EntryRejectedError as e:
-                raise LedgerTamperedError(f"entry {seq}: {e.message}") from e
-            if entry.leaf_hash != stored_hash:
-                raise LedgerTamperedError(f"entry {seq}: stored leaf hash is wrong")
-            text = format_time(entry.time)
-            if text != when or kind != entry.type:
-                raise LedgerTamperedError(f"entry {seq}: index columns do not match its bytes")
-            if text < last_time:
-                raise LedgerTamperedError(f"entry {seq}: time goes backwards")
-            last_time = text
-            if entry.type == CHECKPOINT:
-                _check_note_matches(entry.seq, entry.data, ledger.origin)
-            replay.apply(entry, root=cr.root() if entry.type == CHECKPOINT else None)
-            cr.append(entry.leaf_hash)
-            expect += 1
-            done += 1
-            if progress is not None and done % PAGE == 0:
-                progress(done, total)
-        if expect != size:
-            raise LedgerTamperedError(f"ledger ends at entry {expect - 1}, expected {size}")
-        replay.result(last_root=None)
-        _verify_nodes(conn, size, done, total, progress)
+        with no_gc():
+            while rows := cursor.fetchmany(PAGE):
+                state.page(rows)
+                if progress is not None:
+                    # each entry row also proves half a level-1 node
+                    progress(min(done + state.expect + state.expect // 2, total), total)
+        if state.expect != size:
+            raise LedgerTamperedError(f"ledger ends at entry {state.expect - 1}, expected {size}")
+        state.replay.result(last_root=None)
         check_schema(conn)
-        if size and cr.root() != ledger.root(size):
-            raise LedgerTamperedError("the stored tree's root does not match the entries")
         if progress is not None:
             progress(total, total)
     finally:
@@ -102,29 +194,25 @@ def _check_note_matches(seq: int, data: dict[str, object], origin: str) -> None:
 
 
 def _verify_nodes(conn: sqlite3.Connection, size: int, done: int, total: int,
-                  progress: ProgressCallback | None) -> None:
-    for level in range(1, size.bit_length()):
+                  progress: ProgressCallback | None) -> int:
+    """Levels 2 and above (level 1 goes with the entries, a page at a time); the count of level 1
+    is checked here. Returns `done` moved on by the nodes checked."""
+    ones = conn.execute("SELECT count(*) FROM nodes WHERE level = 1").fetchone()[0]
+    if size > 1 and ones != size >> 1:
+        raise LedgerTamperedError(f"tree level 1 has {ones} nodes, not {size >> 1}")
+    for level in range(2, size.bit_length()):
         width = size >> level
-        if level == 1:
-            below = conn.execute("SELECT seq, leaf_hash FROM entries ORDER BY seq")
-        else:
-            below = conn.execute(
-                "SELECT idx, hash FROM nodes WHERE level = ? ORDER BY idx", (level - 1,)
-            )
+        below = conn.execute(
+            "SELECT idx, hash FROM nodes WHERE level = ? ORDER BY idx", (level - 1,))
         here = conn.execute("SELECT idx, hash FROM nodes WHERE level = ? ORDER BY idx", (level,))
         count = 0
-        for idx, stored in here:
-            left, right = below.fetchone(), below.fetchone()
-            if idx != count or left is None or right is None or left[0] != 2 * idx:
-                raise LedgerTamperedError(f"tree node ({level}, {count}) is missing or extra")
-            if merkle.node_hash(left[1], right[1]) != stored:
-                raise LedgerTamperedError(
-                    f"tree node ({level}, {idx}) over entries {idx << level}.."
-                    f"{((idx + 1) << level) - 1} is wrong"
-                )
-            count += 1
-            done += 1
-            if progress is not None and done % PAGE == 0:
+        while nodes := here.fetchmany(PAGE):
+            children = below.fetchmany(2 * len(nodes))
+            if not _nodes_match(nodes, children, count):
+                _name_wrong_node(conn, level, nodes, children, count)
+            count += len(nodes)
+            done += len(nodes)
+            if progress is not None:
                 progress(min(done, total), total)
         if count != width:
             raise LedgerTamperedError(f"tree level {level} has {count} nodes, not {width}")
@@ -133,6 +221,65 @@ def _verify_nodes(conn: sqlite3.Connection, size: int, done: int, total: int,
     ).fetchone()[0]
     if extra:
         raise LedgerTamperedError("tree has nodes beyond the ledger's size")
+    return done
 
 
-__all__ = ["verify_tree"]
+def _nodes_match(nodes: list[SqlRow], children: list[SqlRow], first: int) -> bool:
+    """Whether `nodes` are `first, first + 1, ...` and each is the hash of its two children."""
+    n = len(nodes)
+    if len(children) != 2 * n:
+        return False
+    if [row[0] for row in nodes] != list(range(first, first + n)):
+        return False
+    if [row[0] for row in children] != list(range(2 * first, 2 * (first + n))):
+        return False
+    hashes = [row[1] for row in children]
+    if {type(h) for h in hashes} != {bytes}:
+        return False
+    blobs: list[bytes] = hashes  # type: ignore[assignment]  # narrowed by the set just above
+    if {len(h) for h in blobs} != {merkle.HASH_SIZE}:
+        return False
+    return merkle.node_hashes(blobs[0::2], blobs[1::2]) == [row[1] for row in nodes]
+
+
+def _name_wrong_node(conn: sqlite3.Connection, level: int, nodes: list[SqlRow],
+                     children: list[SqlRow], first: int) -> None:
+    """Walk a page that `_nodes_match` refused, node by node, and raise for the first bad one:
+    the lowest wrong node under it (levels are checked top-down from level 2, so a node over a
+    wrong child is found before the child)."""
+    count = first
+    pairs = iter(children)
+    for idx, stored in nodes:
+        left, right = next(pairs, None), next(pairs, None)
+        if idx != count or left is None or right is None or left[0] != 2 * column_int(idx):
+            raise LedgerTamperedError(f"tree node ({level}, {count}) is missing or extra")
+        if merkle.node_hash(column_bytes(left[1]), column_bytes(right[1])) != stored:
+            level, idx = _lowest_wrong(conn, level, column_int(idx))
+            raise LedgerTamperedError(
+                f"tree node ({level}, {idx}) over entries {column_int(idx) << level}.."
+                f"{((column_int(idx) + 1) << level) - 1} is wrong"
+            )
+        count += 1
+    raise LedgerTamperedError(f"tree level {level}: nodes from {first} do not match")
+
+
+def _lowest_wrong(conn: sqlite3.Connection, level: int, idx: int) -> tuple[int, int]:
+    """`(level, idx)` of the lowest node under (and including) a wrong one that is not the hash
+    of its stored children (level 1 stops there: leaves are proven against the bytes)."""
+    while level > 1:
+        for child in (2 * idx, 2 * idx + 1):
+            below = [_stored_node(conn, level - 2, 2 * child + k) for k in (0, 1)]
+            if None in below or merkle.node_hash(*map(column_bytes, below)) != _stored_node(
+                    conn, level - 1, child):
+                level, idx = level - 1, child
+                break
+        else:
+            break
+    return level, idx
+
+
+def _stored_node(conn: sqlite3.Connection, level: int, idx: int) -> bytes | None:
+    row = (conn.execute("SELECT leaf_hash FROM entries WHERE seq = ?", (idx,)) if level == 0
+           else conn.execute("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, idx))
+           ).fetchone()
+    return None if row is None else column_bytes(row[0])

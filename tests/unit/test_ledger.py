@@ -361,3 +361,13 @@ def test_one_megabyte_of_hostile_text(ledger: Ledger) -> None:
     assert _is_inert(shown) and "\\x1b" in shown and "\\u202e" in shown and "\\x00" in shown
     assert escape_for_display("a\\x00") == "a\\\\x00"  # an escape in the output is never ambiguous
     ledger.verify_tree()
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_verify_tree_names_a_wrong_persisted_node(ledger: Ledger, level: int) -> None:
+    fill(ledger, 40)
+    ledger._conn.execute("DROP TRIGGER nodes_no_update")
+    ledger._conn.execute("UPDATE nodes SET hash = ? WHERE level = ? AND idx = 3",
+                         (b"\x00" * 32, level))
+    with pytest.raises(LedgerTamperedError, match=rf"tree node \({level}, 3\)"):
+        ledger.verify_tree()

@@ -22,6 +22,7 @@ from console import jcs
 from console.errors import EntryRejectedError, LedgerTamperedError
 from console.ledger import Ledger, export_audit_pack, merkle
 from console.ledger import pack as pack_module
+from console.ledger.blockscan import accept_block, scan_block
 from console.ledger.entry import LineScan, _is_canonical, parse_entry, scan_lines
 from tests.unit.test_ledger_support import T0, checkpoint_now, fill, new_ledger
 
@@ -267,7 +268,59 @@ def test_fast_serial_parallel_and_strict_verifiers_agree(
     monkeypatch.setattr(pack_module, "_BLOCK_BYTES", 4096)  # several blocks: edges exercised
     serial = _outcome(work, workers=1)
     parallel = _outcome(work, workers=2, parallel_min_bytes=0)
-    monkeypatch.setattr(pack_module, "scan_lines", _all_strict)
+    monkeypatch.setattr(pack_module, "scan_block", _all_strict)
     strict = _outcome(work, workers=1)
     assert serial == parallel == strict
     assert (name == "none") == serial.startswith("ok"), serial
+
+
+# --- the block path (console.ledger.blockscan) ---------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.dictionaries(_text, _json, max_size=4),
+    time=st.sampled_from(["2027-01-15T10:00:00Z", "2027-01-15T09:59:59Z", "2027-02-30T10:00:00Z"]),
+    kind=st.sampled_from(["key.state_changed", "Key", "note", "officer.enrolled"]),
+    ceremony=st.sampled_from([None, "", "c-1", 5]),
+    seq=st.sampled_from([1, 2, True]),
+)
+def test_block_path_accepts_only_what_parse_entry_accepts(
+    data: dict[str, Any], time: str, kind: str, ceremony: Any, seq: Any
+) -> None:
+    first = jcs.canonicalize(_entry(0, {}))
+    value = _entry(seq, data, time, type=kind, ceremony=ceremony)
+    try:
+        lines = _variants(value)
+    except EntryRejectedError:
+        return
+    for raw in lines:
+        if b"\n" in raw:
+            continue
+        block = first + b"\n" + raw + b"\n"
+        accepted = accept_block(block, 0, ACTED_ON, frozenset())
+        if accepted is not None:
+            assert _strict_ok(raw, 1), raw
+            assert time >= "2027-01-15T10:00:00Z"
+            assert (kind in ACTED_ON) == (1 in accepted.slow)
+        assert scan_block(block, 0, ACTED_ON, frozenset()) == scan_lines(
+            block, 0, ACTED_ON, frozenset()
+        )
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 70), st.integers(0, 200))
+def test_aligned_nodes_equal_range_nodes(start: int, count: int) -> None:
+    leaves = [hashlib.sha256(str(i).encode()).digest() for i in range(count)]
+    assert merkle.aligned_nodes(start, leaves) == merkle.range_nodes(start, leaves)
+
+
+def test_block_path_gives_the_line_by_line_result_on_plain_blocks() -> None:
+    data = {"kid": "k-1", "reason": "scheduled rotation: a b", "n": -5, "ok": True}
+    lines = [jcs.canonicalize(_entry(i, data)) for i in range(40)]
+    lines[17] = jcs.canonicalize(_entry(17, data, type="officer.revoked"))
+    block = b"\n".join(lines) + b"\n"
+    assert accept_block(block, 0, ACTED_ON, frozenset({30})) is not None
+    assert scan_block(block, 0, ACTED_ON, frozenset({30})) == scan_lines(
+        block, 0, ACTED_ON, frozenset({30})
+    )

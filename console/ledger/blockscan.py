@@ -1,0 +1,182 @@
+"""Whole blocks of entry lines checked at once: the fast path of the audit-pack verifier and of
+"verify tree".
+
+`scan_lines` (console.ledger.entry) judges a block line by line in Python; a million lines cost
+seconds there. `accept_block` establishes the same facts for a whole block with C-level passes
+(one regular expression over the block's text, `map` over `operator` getters, `set`s of the few
+distinct times, types and key lists), so that no Python bytecode runs per line. When any of its
+conditions does not hold, `scan_block` returns what `scan_lines` returns: the reference stays the
+judge of every line this path does not prove, and the first bad line is reported exactly as the
+strict reader reports it.
+
+What a block must be for this path (else `scan_lines`): valid UTF-8 with no backslash and no
+byte >= 0xEE; every line a canonical entry with flat data (`_LINE`: no nested object or array),
+data's keys strictly increasing, seq consecutive from `first_seq`, valid dates, times never
+decreasing within the block. Lines whose type is in `special_types` or whose seq is in `cuts`
+are still left to the caller (as by `scan_lines`), and so is the first line (the time before it
+is the caller's).
+
+Why a matching line is one `parse_entry` accepts: `_LINE` is a subset of the JSON grammar
+(strings without escapes or control characters, integers, literals, one flat object inside an
+object), its fields are exactly the entry's seven in sorted order with the types `parse_entry`
+checks, and without a backslash every string is `"` + its value + `"`, which is what RFC 8785
+writes when no character needs an escape; integers are in their shortest form and there is no
+whitespace. Key order is code-point order, UTF-16 order when no character is >= U+E000 (no byte
+>= 0xEE); strictly increasing keys also rule out a duplicate, which a parser would collapse.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from operator import itemgetter, methodcaller
+
+from console.ledger.entry import _BELOW_EE, MAX_ENTRY_BYTES, LineScan, _valid_date, scan_lines
+from console.ledger.merkle import aligned_nodes
+
+__all__ = ["Accepted", "accept_block", "leaf_hashes", "no_gc", "scan_block"]
+
+_DIGEST = methodcaller("digest")
+
+
+def leaf_hashes(raws: Sequence[bytes]) -> list[bytes]:
+    """RFC 9162 leaf hashes of `raws`, in order (no Python bytecode per leaf)."""
+    return list(map(_DIGEST, map(hashlib.sha256, map(b"\x00".__add__, raws))))
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic collector paused while a block's values are built: they hold no cycles, and
+    its generation counters would otherwise trigger collections every few hundred objects."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+class Accepted:
+    """What `accept_block` established: the block's lines, their leaf hashes and times, and
+    which lines (by index) the caller must still judge itself."""
+
+    __slots__ = ("count", "leaves", "raws", "slow", "times", "types")
+
+    def __init__(self, raws: list[bytes], leaves: list[bytes], times: list[str],
+                 types: list[str], slow: list[int]) -> None:
+        self.count = len(raws)
+        self.raws = raws
+        self.leaves = leaves
+        self.times = times
+        self.types = types
+        self.slow = slow
+
+    def line_scan(self, first_seq: int) -> LineScan:
+        """The `LineScan` `scan_lines` returns for a block it accepts the same lines of."""
+        slow: list[tuple[int, str | None, bytes]] = []
+        runs: list[list[tuple[int, bytes]]] = []
+        start = 0
+        for i in self.slow:
+            runs.append(aligned_nodes(first_seq + start, self.leaves[start:i]))
+            before = self.times[i - 1] if i > start else None
+            slow.append((i, before, self.raws[i]))
+            start = i + 1
+        runs.append(aligned_nodes(first_seq + start, self.leaves[start:]))
+        last = self.times[-1] if start < self.count else None
+        return LineScan(self.count, slow, runs, last)
+
+
+def scan_block(
+    block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int]
+) -> LineScan:
+    """`scan_lines(block, ...)`, computed for the whole block at once when it can be (see the
+    module docstring); the same lines accepted, the same Merkle nodes."""
+    with no_gc():
+        accepted = accept_block(block, first_seq, special_types, cuts)
+        if accepted is None:
+            return scan_lines(block, first_seq, special_types, cuts)
+        return accepted.line_scan(first_seq)
+
+
+def accept_block(
+    block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int], *,
+    leaves: list[bytes] | None = None,
+) -> Accepted | None:
+    """Every line of `block` (each ended by a newline) proven a valid entry at once, or None.
+
+    Lines whose type is in `special_types`, whose seq is in `cuts`, and the first line are in
+    `slow`: valid as far as `parse_entry` goes, but the caller's to judge further. `leaves`, when
+    the caller already hashed the lines, are taken as theirs.
+    """
+    if not block.endswith(b"\n") or b"\\" in block:
+        return None
+    if not (block.isascii() or not block.translate(None, _BELOW_EE)):
+        return None
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    raws = block.split(b"\n")
+    raws.pop()
+    n = len(raws)
+    if n == 0 or (len(block) > MAX_ENTRY_BYTES and max(map(len, raws)) > MAX_ENTRY_BYTES):
+        return None
+    # Each match is one whole line (`^`, `$`, and no pattern character matches a newline), so
+    # n matches mean every line matched.
+    found = _LINE.findall(text)
+    if len(found) != n:
+        return None
+    seqs = list(map(int, map(_SEQ_GROUP, found)))
+    if seqs != list(range(first_seq, first_seq + n)):
+        return None
+    times = list(map(_TIME_GROUP, found))
+    # `_LINE` bounds hours, minutes and seconds, so a time is valid when its date is: the few
+    # distinct dates are checked, not the (often all distinct) times.
+    if times != sorted(times) or not all(_valid_day(d) for d in set(map(_DAY, times))):
+        return None
+    # Keys strictly increasing: sorted (code-point order is UTF-16 order below U+E000) and no
+    # duplicate (a JSON parser would keep one of them: the bytes would not be canonical).
+    keys = set(map(tuple, map(_MEMBER.findall, map(_DATA_GROUP, found))))
+    if not all(list(k) == sorted(set(k)) for k in keys):
+        return None
+    types = list(map(_TYPE_GROUP, found))
+    slow = [0]
+    if special_types & set(types[1:]):
+        slow += [i for i in range(1, n) if types[i] in special_types]
+    slow += [s - first_seq for s in cuts if first_seq < s < first_seq + n]
+    slow = sorted(set(slow))
+    return Accepted(raws, leaf_hashes(raws) if leaves is None else leaves, times, types, slow)
+
+
+# Possessive (`*+`, `++`): a string's characters never include its closing quote, so giving
+# some back could never lead to a match; not keeping them to give back saves time.
+_STR = r'"[^"\\\x00-\x1f]*+"'
+_NONEMPTY = r'"[^"\\\x00-\x1f]++"'
+_INT = r"(?:0|-?[1-9][0-9]{0,17})"
+_VALUE = rf"(?:{_STR}|{_INT}|true|false|null)"
+_LINE = re.compile(
+    rf'^\{{"actor":{_NONEMPTY},"ceremony":(?:null|{_NONEMPTY}),'
+    rf'"data":\{{((?:{_STR}:{_VALUE}(?:,{_STR}:{_VALUE})*)?)\}},'
+    rf'"seq":(0|[1-9][0-9]{{0,17}}),"time":"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T(?:[01][0-9]|2[0-3]):'
+    rf'[0-5][0-9]:[0-5][0-9]Z)","type":"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)","v":1\}}$',
+    re.MULTILINE,
+)
+"""One canonical entry line with flat data, as RFC 8785 writes it when no string needs an escape
+(no `"`, `\\` or control character) and no character is >= U+E000: the seven fields in sorted
+order, no whitespace, integers in shortest form (at most 18 digits, far inside what Python
+parses), `v` 1. Only the order of data's keys is left to check (`_MEMBER`)."""
+_MEMBER = re.compile(rf"({_STR}):{_VALUE}")
+"""A member of data's text as `_LINE` matched it; `findall` from its start consumes member
+after member (string values whole), so it yields exactly the keys, in order."""
+_DATA_GROUP, _SEQ_GROUP, _TIME_GROUP, _TYPE_GROUP = (itemgetter(i) for i in range(4))
+_DAY = itemgetter(slice(0, 10))
+
+
+def _valid_day(day: str) -> bool:
+    """Whether `YYYY-MM-DD` is a date (with `_LINE`'s bounded time of day: `_valid_date`)."""
+    return _valid_date(datetime.fromisoformat, f"{day}T00:00:00Z")
