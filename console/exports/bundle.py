@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from console import b64
 from console.clock import require_utc
@@ -18,6 +18,7 @@ from console.errors import ClockError, ExportError, VerificationError
 from console.exports.jwks import build_jwks, sanitize_public_jwk
 from console.exports.verify_bundle import BUNDLE_ALGS, BUNDLE_TYP, check_file_name, verify_jws
 from console.jcs import canonicalize
+from console.jsontypes import JsonMapping, JsonObject
 
 __all__ = ["BundleSigner", "bundle_claims", "make_bundle"]
 
@@ -51,13 +52,13 @@ def bundle_claims(
     *,
     issuer: str,
     keyset: str,
-    keys: Sequence[Mapping[str, Any]],
+    keys: Sequence[JsonMapping],
     seq: int,
     prev: str | None,
     now: datetime,
     lifetime: timedelta,
     files: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> JsonObject:
     """The claims of bundle `seq`: iss, sub (keyset), iat = nbf = now, exp, seq, prev, keys,
     files.
 
@@ -109,7 +110,7 @@ def make_bundle(
     *,
     issuer: str,
     keyset: str,
-    keys: Sequence[Mapping[str, Any]],
+    keys: Sequence[JsonMapping],
     seq: int,
     prev: str | None,
     now: datetime,

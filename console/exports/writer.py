@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from console.errors import DISK_HINT, ExportError
 from console.exports.bundle import BundleSigner, make_bundle
@@ -36,6 +35,7 @@ from console.exports.verify_bundle import (
     bundle_digest,
 )
 from console.exports.verify_bundle import manifest as manifest_of_hashes
+from console.jsontypes import JsonMapping
 
 __all__ = [
     "BUNDLE_FILE",
@@ -212,7 +212,7 @@ def export_bundle(
     *,
     issuer: str,
     keyset: str,
-    keys: Sequence[Mapping[str, Any]],
+    keys: Sequence[JsonMapping],
     seq: int,
     prev: str | None,
     now: datetime,
@@ -269,7 +269,7 @@ def export_bundle(
     return write_bundle(Path(out_root), keyset, seq, files)
 
 
-def write_signing_key(path: Path, jwk: Mapping[str, Any]) -> str:
+def write_signing_key(path: Path, jwk: JsonMapping) -> str:
     """Write the bundle-signing public JWK (e.g. `exports/bundle-signing-key.jwk`); return its kid.
 
     Raises:
