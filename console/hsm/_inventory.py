@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from pkcs11 import Attribute, KeyType, ObjectClass
 
@@ -79,7 +79,7 @@ def curve_of(ec_params: bytes) -> str | None:
     return None
 
 
-def kind_of(key_type: Any, ec_params: bytes | None) -> str:
+def kind_of(key_type: object, ec_params: bytes | None) -> str:
     """The key's `JoseAlgorithm.key_kind` ("RSA", "P-256", ...), "" if the console has none."""
     if key_type == KeyType.RSA:
         return "RSA"

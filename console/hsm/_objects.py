@@ -16,7 +16,7 @@ destroying them is `_destroy`'s.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import pkcs11.exceptions as p11e
@@ -237,15 +237,17 @@ def _public_of(pub: P11Object, cka_id: bytes) -> PublicKey:
     return public_key_from_attributes(kind, _public_attrs(pub, kind == "RSA"))
 
 
-def public_key_from_attributes(kind: str, attrs: dict[Attribute, Any]) -> PublicKey:
+def public_key_from_attributes(kind: str, attrs: Mapping[Attribute, object]) -> PublicKey:
     """Build a pyca/cryptography public key from a public key object's attributes."""
     if kind == "RSA":
         n = attrs[Attribute.MODULUS]
         e = attrs[Attribute.PUBLIC_EXPONENT]
-        n_int = n if isinstance(n, int) else int.from_bytes(n, "big")
-        e_int = e if isinstance(e, int) else int.from_bytes(e, "big")
+        n_int = _big_integer(n)
+        e_int = _big_integer(e)
         return rsa.RSAPublicNumbers(e_int, n_int).public_key()
-    point: bytes = attrs[Attribute.EC_POINT]
+    point = attrs[Attribute.EC_POINT]
+    if not isinstance(point, bytes):
+        raise HsmError(f"the token returned a malformed {kind} public key", RECONCILE_HINT)
     if kind == "Ed25519":
         # Tokens differ: SoftHSM2 wraps the 32 key bytes in a DER OCTET STRING, others do not.
         raw = point if len(point) == 32 else _octet_string_body(point)
@@ -262,13 +264,22 @@ def public_key_from_attributes(kind: str, attrs: dict[Attribute, Any]) -> Public
     return ec.EllipticCurvePublicKey.from_encoded_point(curve, raw_point)
 
 
-def _public_attrs(pub: P11Object, is_rsa: bool) -> dict[Attribute, Any]:
+def _public_attrs(pub: P11Object, is_rsa: bool) -> dict[Attribute, object]:
     if is_rsa:
         return {
             Attribute.MODULUS: pub[Attribute.MODULUS],
             Attribute.PUBLIC_EXPONENT: pub[Attribute.PUBLIC_EXPONENT],
         }
     return {Attribute.EC_POINT: pub[Attribute.EC_POINT]}
+
+
+def _big_integer(value: object) -> int:
+    """An RSA modulus or exponent as python-pkcs11 returns it (bytes, big-endian, or an int)."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, bytes):
+        return int.from_bytes(value, "big")
+    raise HsmError("the token returned a malformed RSA public key", RECONCILE_HINT)
 
 
 def _octet_string_body(data: bytes) -> bytes | None:

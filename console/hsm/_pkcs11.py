@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import pkcs11
 import pkcs11.exceptions as p11e
-from pkcs11 import Mechanism, TokenFlag
+from pkcs11 import Mechanism, MechanismInfo, TokenFlag
 from pkcs11._pkcs11 import (  # type: ignore[attr-defined]  # absent from its .pyi
     SearchIter as _SearchIter,
 )
@@ -425,3 +425,10 @@ def _search(session: P11Session, template: Mapping[Attribute, object], batch_siz
 
 
 
+
+
+def key_length_range(info: MechanismInfo) -> tuple[int, int] | None:
+    """(min, max) key length a mechanism's C_GetMechanismInfo reports, None if it gives none."""
+    if info.min_key_length is None or info.max_key_length is None:
+        return None
+    return (int(info.min_key_length), int(info.max_key_length))

@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import hmac
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pkcs11.exceptions as p11e
+from pkcs11 import Mechanism
 
 from console.errors import HsmError, HsmUnavailableError, PinIncorrectError, TokenNotFoundError
 from console.hsm._pkcs11 import (
@@ -29,10 +30,15 @@ from console.hsm._pkcs11 import (
     Modules,
     Pkcs11Library,
     is_p11kit_client,
+    key_length_range,
     translate,
 )
 from console.hsm._token import find_token, pin_text, refuse_unsafe_pin_state, token_info
 from console.hsm.values import TokenInfo
+
+if TYPE_CHECKING:
+    from pkcs11 import Session as P11Session
+    from pkcs11 import Token as P11Token
 
 T = TypeVar("T")
 
@@ -44,7 +50,8 @@ class TokenSession:
     """
 
     def __init__(
-        self, module: str, lib: Pkcs11Library, token: Any, session: Any, offered: frozenset[int]
+        self, module: str, lib: Pkcs11Library, token: P11Token, session: P11Session | None,
+        offered: frozenset[int],
     ) -> None:
         self.module = module
         self.label: str = token.label
@@ -56,7 +63,7 @@ class TokenSession:
         self._lib = lib
         self._token = token
         self._serial: bytes = token.serial
-        self._session: Any = session
+        self._session: P11Session | None = session
         self._pin: bytes | None = None
 
     @classmethod
@@ -93,8 +100,10 @@ class TokenSession:
         return self._pin is not None
 
     @property
-    def session(self) -> Any:
-        """The live python-pkcs11 session (after a successful `run`, never None)."""
+    def session(self) -> P11Session:
+        """The live python-pkcs11 session (after a successful `run`)."""
+        if self._session is None:
+            raise HsmUnavailableError("the HSM session was lost", RECONCILE_HINT)
         return self._session
 
     def close(self) -> None:
@@ -179,12 +188,12 @@ class TokenSession:
         """(min, max) key size the token reports for `mechanism`, None if it does not say."""
         self.require_open()
         try:
-            info = self._token.slot.get_mechanism_info(mechanism)
-        except p11e.PKCS11Error:
+            info = self._token.slot.get_mechanism_info(Mechanism(mechanism))
+        except (p11e.PKCS11Error, ValueError):  # ValueError: a vendor mechanism's number
             return None
-        return (int(info.min_key_length), int(info.max_key_length))
+        return key_length_range(info)
 
-    def open_probe_session(self, doing: str) -> Any:
+    def open_probe_session(self, doing: str) -> P11Session:
         """A new public read-only session, for a second look that does not trust this one.
 
         Public: closing it does no C_Logout, so this handle stays logged in.
@@ -209,7 +218,8 @@ class TokenSession:
             )
 
     def run(
-        self, doing: str, op: Callable[[Any], T], *, mutating: bool = False, relogin: bool = True
+        self, doing: str, op: Callable[[P11Session], T], *, mutating: bool = False,
+        relogin: bool = True,
     ) -> T:
         """Run `op(session)`; on a dead session reopen once and, unless mutating, run it again.
 
@@ -239,6 +249,8 @@ class TokenSession:
                     "is unknown",
                     "the session was reopened; run `ceremony reconcile` before continuing",
                 ) from cause
+        if self._session is None:
+            raise HsmUnavailableError(f"HSM unavailable while {doing}", RECONCILE_HINT)
         try:
             return op(self._session)
         except CONNECTION_LOST as e:
@@ -255,7 +267,7 @@ class TokenSession:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _fresh(self) -> Any:
+    def _fresh(self) -> P11Token:
         """The token object re-read (C_GetTokenInfo): flags change with every PIN try."""
         return self._token.slot.get_token()
 

@@ -10,7 +10,7 @@ except that `find_token` reports "no such token" as `TokenNotFoundError`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pkcs11.exceptions as p11e
 from pkcs11 import TokenFlag
@@ -18,6 +18,9 @@ from pkcs11 import TokenFlag
 from console.errors import PinIncorrectError, PinLockedError, TokenNotFoundError
 from console.hsm._pkcs11 import Pkcs11Library, token_flag_words
 from console.hsm.values import PinState, TokenInfo
+
+if TYPE_CHECKING:
+    from pkcs11 import Token as P11Token
 
 
 def pin_text(pin: bytes) -> str:
@@ -48,7 +51,7 @@ def refuse_unsafe_pin_state(info: TokenInfo) -> None:
         )
 
 
-def token_info(token: Any) -> TokenInfo:
+def token_info(token: P11Token) -> TokenInfo:
     """`TokenInfo` from a python-pkcs11 token object (its C_GetTokenInfo snapshot)."""
     flags = int(token.flags)
     # Most severe first: a token may set several of these flags at once.
@@ -73,14 +76,14 @@ def token_info(token: Any) -> TokenInfo:
     )
 
 
-def find_token(lib: Pkcs11Library, label: str | None, serial: str | None) -> Any:
+def find_token(lib: Pkcs11Library, label: str | None, serial: str | None) -> P11Token:
     """The one initialised token matching `label` and/or `serial`.
 
     Raises: TokenNotFoundError (none visible, none matching, or several matching; the message
     lists the tokens seen), pkcs11 errors from the slot calls.
     """
     seen: list[str] = []
-    matches: list[Any] = []
+    matches: list[P11Token] = []
     for slot in lib.get_slots(token_present=True):
         try:
             token = slot.get_token()

@@ -23,14 +23,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
+
+from pkcs11 import Mechanism
 
 from console.clock import format_time
 from console.errors import HsmError
-from console.hsm._pkcs11 import LOCK, Modules, PKCS11Error, is_p11kit_client
+from console.hsm._pkcs11 import (
+    LOCK,
+    Modules,
+    PKCS11Error,
+    Pkcs11Library,
+    is_p11kit_client,
+    key_length_range,
+)
 from console.hsm._support import support_table
 from console.hsm._token import token_info
 from console.hsm.values import MechanismSupport, TokenInfo
+
+if TYPE_CHECKING:
+    from pkcs11 import Slot as P11Slot
 
 SOFTHSM_PATHS: Final = (
     "/usr/lib/softhsm/libsofthsm2.so",  # Debian, Ubuntu
@@ -181,7 +193,7 @@ def diagnose(module_paths: Sequence[str] | None = None, *, now: datetime) -> Doc
     return DoctorReport(generated_at=now, modules=modules, problems=tuple(problems))
 
 
-def _kind(path: str, lib: Any | None) -> str:
+def _kind(path: str, lib: Pkcs11Library | None) -> str:
     name = Path(path).name
     if "softhsm" in name:
         return "SoftHSM2"
@@ -265,7 +277,7 @@ def _with(report: ModuleReport, problems: list[str]) -> ModuleReport:
     )
 
 
-def _probe_slot(slot: Any, network_path: bool) -> SlotReport:
+def _probe_slot(slot: P11Slot, network_path: bool) -> SlotReport:
     flags = tuple(f.name for f in type(slot.flags) if f.name and slot.flags & f.value)
     base = (int(slot.slot_id), slot.slot_description.strip(), slot.manufacturer_id.strip(), flags)
     try:
@@ -283,10 +295,10 @@ def _probe_slot(slot: Any, network_path: bool) -> SlotReport:
 
     def sizes(m: int) -> tuple[int, int] | None:
         try:
-            mi = slot.get_mechanism_info(m)
-        except PKCS11Error:
+            mi = slot.get_mechanism_info(Mechanism(m))
+        except (PKCS11Error, ValueError):  # ValueError: a vendor mechanism's number
             return None
-        return (int(mi.min_key_length), int(mi.max_key_length))
+        return key_length_range(mi)
 
     table = support_table(offered, sizes, network_path=network_path)
     note = "" if info.pin_state.value == "ok" else f"user PIN: {info.pin_state.value}"

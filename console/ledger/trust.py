@@ -33,7 +33,6 @@ change and the last one; `strict=True` (the auditor's verifier) verifies every o
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -51,7 +50,7 @@ from console.errors import ConsoleError, LedgerTamperedError, OfficerError, Veri
 from console.jsontypes import JsonMapping
 from console.ledger.checkpoint import Checkpoint, NoteVerifier, key_id, note_signers, verifier_key
 from console.ledger.checkpoint import parse_checkpoint_body as _parse_body
-from console.names import check_officer_name
+from console.names import check_officer_name, officer_fingerprint
 
 WORKSPACE_CREATED = "workspace.created"
 CONFIG_RECORDED = "config.recorded"
@@ -62,7 +61,6 @@ TRUST_ENTRY_TYPES: tuple[str, ...] = (WORKSPACE_CREATED, CONFIG_RECORDED, ENROLL
                                       CHECKPOINT)
 """Every entry type `TrustReplay` reads (in seq order, through the ledger's type index)."""
 CLASSES: tuple[str, ...] = ("routine", "destructive", "emergency")
-_FINGERPRINT_CONTEXT = b"key-ceremony-officer/v1\n"
 
 __all__ = [
     "CHECKPOINT",
@@ -126,7 +124,7 @@ class Officer:
 
     def fingerprint(self) -> bytes:
         """SHA-256 over both public keys (the value `digest_words` reads aloud)."""
-        return hashlib.sha256(_FINGERPRINT_CONTEXT + self.ed25519 + self.x25519).digest()
+        return officer_fingerprint(self.ed25519, self.x25519)
 
     def jwk(self) -> dict[str, str]:
         return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(self.ed25519)}

@@ -36,7 +36,6 @@ import string
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
-from hashlib import sha256
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -56,7 +55,7 @@ from console.errors import (
 )
 from console.jcs import canonicalize, loads_strict
 from console.jsontypes import JsonObject
-from console.names import check_officer_name
+from console.names import check_officer_name, officer_fingerprint
 from console.quorum._codec import (
     exact_keys,
     take_bytes,
@@ -81,7 +80,6 @@ UNLOCK_FAILED = "card could not be unlocked with that passphrase"
 _UNLOCK_HINT = "check that this is your card and retype the passphrase"
 
 _AAD_CONTEXT = b"key-ceremony-card/v1\n"
-_FINGERPRINT_CONTEXT = b"key-ceremony-officer/v1\n"
 _CARD_KEYS = {
     "format", "name", "created_at", "ed25519_public", "x25519_public", "kdf", "cipher", "private",
 }
@@ -112,7 +110,7 @@ class OfficerPublicKeys:
 
     def fingerprint(self) -> bytes:
         """SHA-256 over both public keys: read aloud (`digest_words`) when enrolling the card."""
-        return sha256(_FINGERPRINT_CONTEXT + self.ed25519_public + self.x25519_public).digest()
+        return officer_fingerprint(self.ed25519_public, self.x25519_public)
 
     def enrollment_data(self) -> dict[str, str]:
         """The `officer.enrolled` ledger data for these keys."""
