@@ -43,7 +43,8 @@ def _warm() -> None:
     import console
 
     for info in pkgutil.walk_packages(console.__path__, "console."):
-        if info.name.startswith(("console.tui", "console.__main__")):
+        # A __main__ module runs the console when imported.
+        if info.name.startswith("console.tui") or info.name.endswith(".__main__"):
             continue
         importlib.import_module(info.name)
     importlib.import_module("tests.integration.ceremony_helpers")
