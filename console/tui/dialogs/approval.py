@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -38,6 +38,35 @@ UNLOCK_TRIES = 3
 session module loads the engine); tests/tui check that both agree."""
 
 T = TypeVar("T")
+
+
+class WordsInput(Input):
+    """The field for the first digest words. Keys that reach it after its Enter belong to the
+    passphrase: typed in one burst (a paste, a password manager, automation) they are queued
+    here before the focus moves, and would show the passphrase in clear text. They are passed
+    on to the passphrase field instead, until the officer comes back to this field."""
+
+    handed_over = False
+
+    async def action_submit(self) -> None:
+        self.handed_over = True
+        await super().action_submit()
+
+    def _on_focus(self, event: events.Focus) -> None:
+        self.handed_over = False
+        super()._on_focus(event)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if not self.handed_over:
+            # Enter's binding (submit) runs only after the event bubbles to the app, behind the
+            # keys already queued here: hand over now.
+            self.handed_over = event.key == "enter"
+            await super()._on_key(event)
+            return
+        event.stop()
+        event.prevent_default()
+        self.screen.query_one("#passphrase", Input).post_message(
+            events.Key(event.key, event.character))
 
 CardAct = Callable[[str, "CardSource"], T]
 """What the dialog does once it has an officer and a card: (officer, cards) → result."""
@@ -134,8 +163,8 @@ class ApprovalDialog(ModalScreen[T | None], Generic[T]):
             if self.digest is not None:
                 with Horizontal(classes="field-row"):
                     yield Label("Words      ", classes="field-label")
-                    yield Input(placeholder="the first two words, as read aloud",
-                                id="typed-words", compact=True)
+                    yield WordsInput(placeholder="the first two words, as read aloud",
+                                     id="typed-words", compact=True)
             with Horizontal(classes="field-row"):
                 yield Label("Passphrase ", classes="field-label")
                 yield Input(password=True, id="passphrase", compact=True)
