@@ -12,7 +12,8 @@ refused while it is open.
 After every step the invariant is checked by reading the files directly (export folders,
 `policy.toml`; never the console's code):
 
-* every visible export folder `exports/<keyset>/<seq>/` is complete (MANIFEST), seqs are 1..n,
+* every visible export folder `exports/<keyset>/<seq>/` is complete (MANIFEST), seqs start at 1
+  and no seq of an aborted export (`.aborted-<seq>-<id>`) is ever used again,
   bundle issue times (`jwks.jwt`'s `iat`) never go backwards, and the kid its `signer.json`
   names is in its own `jwks.json`, with `valid_from` not before the first bundle holding it;
 * **activation rule** (the console's, console/lifecycle/_rules.py `earliest_activation`:
@@ -143,7 +144,12 @@ class Campaign:
 
 def check_invariant(c: Campaign, *, agree: bool = True) -> None:
     for name, exports in keyset_exports(c.ws).items():
-        assert [int(p.name) for p in exports] == list(range(1, len(exports) + 1)), exports
+        seqs = [int(p.name) for p in exports]
+        assert not seqs or seqs[0] == 1, exports
+        # An aborted export's seq is never used again (its signed folder may have been copied).
+        aborted = {int(p.name.split("-")[1]) for p in (c.ws / "exports" / name).iterdir()
+                   if p.name.startswith(".aborted-")}
+        assert not aborted & set(seqs), f"seq reused after an abort: {sorted(aborted & set(seqs))}"
         first_seen: dict[str, datetime] = {}
         waived: set[str] = set()
         previous_signer: str | None = None

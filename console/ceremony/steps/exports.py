@@ -91,10 +91,20 @@ def _write_bundle_signing_key(run: CeremonyRun, key: Key) -> None:
 
 
 def _previous_bundle(run: CeremonyRun, keyset: str) -> tuple[int, str | None]:
+    """(the highest seq of `keyset` ever recorded or intended, the last recorded bundle's
+    SHA-256). A seq an aborted export intended is never used again: its complete, signed
+    folder may already have been copied out (it is moved aside only at the abort), and two
+    different bundles must never share a seq. A skipped seq is allowed by the chain: `prev`
+    names the last recorded bundle, and `verify bundle --previous` accepts any larger seq."""
     seq, digest = 0, None
-    for entry in run.state.of_type("bundle.exported"):
-        if entry.data.get("keyset") == keyset:
-            seq, digest = int(entry.data["seq"]), str(entry.data["sha256"])
+    for entry in run.state.of_type("bundle.exported", "ceremony.step.intent"):
+        data = entry.data
+        if data.get("keyset") != keyset:
+            continue
+        if entry.type == "bundle.exported":
+            seq, digest = max(seq, int(str(data["seq"]))), str(data["sha256"])
+        elif data.get("action") == ExportBundle.kind and isinstance(data.get("seq"), int):
+            seq = max(seq, int(str(data["seq"])))
     return seq, digest
 
 
