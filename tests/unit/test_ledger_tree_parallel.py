@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -162,3 +163,22 @@ def test_parallel_and_serial_verify_tree_agree(
         assert serial_workers == 0 and parallel_workers > 0  # not the in-process fallback
         assert serial_seen == parallel_seen
         assert serial_seen[-1][0] == serial_seen[-1][1]
+
+
+def test_spawned_workers_prove_pages(built: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With another thread running (the TUI's case) the workers are spawned, not forked."""
+    work = tmp_path / "work"
+    shutil.copytree(built, work)
+    monkeypatch.setattr(verification_module, "PAGE", PAGE)
+    monkeypatch.setattr(verification_module, "PARALLEL_MIN_ENTRIES", 0)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    ledger = Ledger.open(work / "ledger.sqlite", checkpoint_file=work / ".checkpoint")
+    try:
+        assert verification_module.verify_tree(ledger, ledger._conn, workers=2) > 0
+    finally:
+        ledger.close()
+        stop.set()
+        other.join()
