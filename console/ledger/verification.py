@@ -2,7 +2,8 @@
 
 `Ledger.open` checks what a command relies on (the checkpoint chain, the entries since the last
 checkpoint, and each entry when it is read); `verify_tree` checks everything, for the ledger
-screen's "verify tree" and the tests. It reads one SQLite snapshot.
+screen's "verify tree" and the tests. It reads one SQLite snapshot (its workers, below, read
+only what that snapshot's size bounds, which appends do not change).
 
 It runs in two passes, each over big pages:
 
@@ -18,6 +19,15 @@ It runs in two passes, each over big pages:
    entries before it (read from the stored tree, whose leaves pass 2 has proven up to there)
    and the officers then in force. A page that cannot be proven at once is checked row by row
    (`_strict_row`): the first bad seq is named as before.
+
+Ledgers of `PARALLEL_MIN_ENTRIES` or more are checked by worker processes, one per core, as the
+audit-pack verifier does (`_check_parallel`): `PRAGMA quick_check`, every `PAGE` of nodes and
+every page of entries is handed to them at once (`console.ledger.treescan`; each worker opens
+the SQLite file read-only itself), and this process takes their answers in the order above. A
+piece they prove is taken (a page's slow rows still take the strict path here, in order); a
+piece they do not prove, or do not answer, is redone here by the serial code in this snapshot,
+so the error names the same first bad seq or node as `_check_serial`, and no worker's answer
+alone fails the check.
 
 Finally the ledger extends its `.checkpoint` file. Progress goes to `progress(done, total)`
 after each page (the caller's callback must not block: the TUI posts it to its event loop).
