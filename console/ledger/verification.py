@@ -2,7 +2,8 @@
 
 `Ledger.open` checks what a command relies on (the checkpoint chain, the entries since the last
 checkpoint, and each entry when it is read); `verify_tree` checks everything, for the ledger
-screen's "verify tree" and the tests. It reads one SQLite snapshot.
+screen's "verify tree" and the tests. It reads one SQLite snapshot (its workers, below, read
+only what that snapshot's size bounds, which appends do not change).
 
 It runs in two passes, each over big pages:
 
@@ -19,15 +20,28 @@ It runs in two passes, each over big pages:
    and the officers then in force. A page that cannot be proven at once is checked row by row
    (`_strict_row`): the first bad seq is named as before.
 
+Ledgers of `PARALLEL_MIN_ENTRIES` or more are checked by worker processes, one per core, as the
+audit-pack verifier does (`_check_parallel`): `PRAGMA quick_check`, every `PAGE` of nodes and
+every page of entries is handed to them at once (`console.ledger.treescan`; each worker opens
+the SQLite file read-only itself), and this process takes their answers in the order above. A
+piece they prove is taken (a page's slow rows still take the strict path here, in order); a
+piece they do not prove, or do not answer, is redone here by the serial code in this snapshot,
+so the error names the same first bad seq or node as `_check_serial`, and no worker's answer
+alone fails the check.
+
 Finally the ledger extends its `.checkpoint` file. Progress goes to `progress(done, total)`
 after each page (the caller's callback must not block: the TUI posts it to its event loop).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
 
 from console.clock import format_time
 from console.errors import EntryRejectedError, LedgerTamperedError, VerificationError
@@ -36,6 +50,15 @@ from console.ledger._sqlite import SqlRow, check_schema, column_bytes, column_in
 from console.ledger.blockscan import accept_block, leaf_hashes, no_gc
 from console.ledger.checkpoint import parse_checkpoint_body, parse_note
 from console.ledger.entry import parse_entry
+from console.ledger.treescan import (
+    PageProof,
+    check_nodes,
+    nodes_match,
+    open_worker,
+    worker_nodes,
+    worker_page,
+    worker_quick_check,
+)
 from console.ledger.trust import CHECKPOINT, TRUST_ENTRY_TYPES, TrustReplay
 
 if TYPE_CHECKING:
@@ -47,21 +70,28 @@ that a page's values stay in cache and progress moves often."""
 ProgressCallback = Callable[[int, int], None]
 _TRUST = frozenset(TRUST_ENTRY_TYPES)
 
-__all__ = ["PAGE", "ProgressCallback", "verify_tree"]
+PARALLEL_MIN_ENTRIES = 1 << 17
+"""Ledgers at least this big are checked by worker processes: starting them costs ~0.2 s (more
+when spawned), what a page check costs for ~30,000 entries."""
+
+__all__ = ["PAGE", "PARALLEL_MIN_ENTRIES", "ProgressCallback", "verify_tree"]
 
 
 def verify_tree(ledger: Ledger, conn: sqlite3.Connection,
-                progress: ProgressCallback | None = None) -> None:
+                progress: ProgressCallback | None = None, *, workers: int | None = None) -> int:
     """Check every leaf hash against the stored bytes and every node against its children; check
     seq continuity, canonical form, non-decreasing times, the index columns, and every recorded
     checkpoint against the tree and the officers in force (the strict rule of
     `console.ledger.trust`).
 
+    Ledgers of `PARALLEL_MIN_ENTRIES` or more are checked by `workers` processes (default: one
+    per core; fewer than 2: here). Returns how many pieces workers proved (for the tests).
+
     Raises:
         LedgerTamperedError: naming the first bad seq (or node, or checkpoint).
     """
     try:
-        _verify(ledger, conn, progress)
+        return _verify(ledger, conn, progress, workers)
     except sqlite3.DatabaseError as e:
         raise LedgerTamperedError(f"ledger {ledger.path} is damaged: {e}") from e
 
@@ -111,6 +141,30 @@ class _Entries:
             self.last_time = accepted.times[-1]
         self.expect = first + n
 
+    def proven(self, first: int, stop: int, proof: PageProof) -> bool:
+        """Take entries `[first, stop)` as a worker proved them (`treescan.check_page`): its
+        slow rows are checked here, in order, as `page` checks them. False, with nothing taken,
+        when a slow row is not in this snapshot (the caller then checks the page itself)."""
+        if self.expect != first:
+            return False
+        rows: list[SqlRow] = []
+        for i, _ in proof.slow:
+            row = self.conn.execute(_ROW, (first + i,)).fetchone()
+            if row is None:
+                return False
+            rows.append(row)
+        start = 0
+        for (i, before), row in zip(proof.slow, rows, strict=True):
+            if i > start and before is not None:
+                self.last_time = before
+            self.expect = first + i
+            self._strict_row(row)
+            start = i + 1
+        if start < stop - first:
+            self.last_time = proof.last
+        self.expect = stop
+        return True
+
     def _level_one(self, rows: list[SqlRow]) -> None:
         """The level-1 nodes over this page's stored leaf hashes (pages start at even seqs), so
         that the roots read for its checkpoints rest on proven nodes; levels above are proven
@@ -120,7 +174,7 @@ class _Entries:
             "SELECT idx, hash FROM nodes WHERE level = 1 AND idx >= ? AND idx < ? ORDER BY idx",
             (first // 2, (first + len(rows)) // 2)).fetchall()
         children: list[SqlRow] = [(row[0], row[2]) for row in rows[: 2 * len(nodes)]]
-        if first % 2 or len(nodes) != len(rows) // 2 or not _nodes_match(
+        if first % 2 or len(nodes) != len(rows) // 2 or not nodes_match(
                 nodes, children, first // 2):
             _name_wrong_node(self.conn, 1, nodes, children, first // 2)
 
@@ -152,36 +206,172 @@ class _Entries:
         self.expect += 1
 
 
-def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback | None) -> None:
+def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback | None,
+            workers: int | None) -> int:
     conn.execute("BEGIN")  # one snapshot for the whole check
     try:
-        check = conn.execute("PRAGMA quick_check").fetchall()
-        if check != [("ok",)]:
-            raise LedgerTamperedError(f"SQLite quick_check failed: {check[0][0]}")
-        size = column_int(
-            conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM entries").fetchone()[0])
-        total = size * 2
-        done = _verify_nodes(conn, size, 0, total, progress)
-        state = _Entries(ledger.origin, ledger.root, conn)
-        lowest = conn.execute("SELECT min(seq) FROM entries").fetchone()[0]
-        if lowest is not None and lowest != 0:
-            raise LedgerTamperedError(f"entry 0 is missing (next is {lowest})")
-        cursor = conn.execute("SELECT seq, raw, leaf_hash, type, time FROM entries ORDER BY seq")
-        with no_gc():
-            while rows := cursor.fetchmany(PAGE):
-                state.page(rows)
-                if progress is not None:
-                    # each entry row also proves half a level-1 node
-                    progress(min(done + state.expect + state.expect // 2, total), total)
-        if state.expect != size:
-            raise LedgerTamperedError(f"ledger ends at entry {state.expect - 1}, expected {size}")
-        state.replay.result(last_root=None)
-        check_schema(conn)
-        if progress is not None:
-            progress(total, total)
+        try:
+            size: int | None = column_int(conn.execute(_SIZE).fetchone()[0])
+        except sqlite3.DatabaseError:
+            size = None  # the serial order names it: quick_check first
+        count = _cores() if workers is None else workers
+        if size is None or count < 2 or size < PARALLEL_MIN_ENTRIES:
+            _check_serial(ledger, conn, progress)
+            in_workers = 0
+        else:
+            # fork only when this process has a single thread (the CLI, the benchmark): a
+            # forked child of a threaded process (the TUI) may inherit a held lock; spawn then.
+            method = "fork" if threading.active_count() == 1 else "spawn"
+            pool = ProcessPoolExecutor(count, multiprocessing.get_context(method),
+                                       initializer=open_worker, initargs=(str(ledger.path),))
+            try:
+                jobs = _Jobs(pool)
+                _check_parallel(ledger, conn, size, progress, jobs)
+                in_workers = jobs.in_workers
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         conn.execute("ROLLBACK")
     ledger.check_checkpoint_file()
+    return in_workers
+
+
+_ROW = "SELECT seq, raw, leaf_hash, type, time FROM entries WHERE seq = ?"
+_SIZE = "SELECT coalesce(max(seq) + 1, 0) FROM entries"
+_PAGE_ROWS = ("SELECT seq, raw, leaf_hash, type, time FROM entries WHERE seq >= ? ORDER BY seq "
+              "LIMIT ?")
+
+
+def _check_serial(ledger: Ledger, conn: sqlite3.Connection,
+                  progress: ProgressCallback | None) -> None:
+    """Every check in this process, in order (small ledgers; the reference for the order)."""
+    _quick_check(conn.execute("PRAGMA quick_check").fetchall())
+    size = column_int(conn.execute(_SIZE).fetchone()[0])
+    total = size * 2
+    done = _verify_nodes(conn, size, 0, total, progress)
+    state = _Entries(ledger.origin, ledger.root, conn)
+    _check_lowest(conn)
+    cursor = conn.execute("SELECT seq, raw, leaf_hash, type, time FROM entries ORDER BY seq")
+    with no_gc():
+        while rows := cursor.fetchmany(PAGE):
+            state.page(rows)
+            _entries_progress(progress, done, state.expect, total)
+    _finish(conn, state, size, progress)
+
+
+def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
+                    progress: ProgressCallback | None, jobs: _Jobs) -> None:
+    """The checks of `_check_serial`, in the same order, with the pieces of `treescan` handed to
+    the workers all at once and their answers taken in order. A piece not proven (or not
+    answered) is redone here by the serial code, in this snapshot: it names the same first bad
+    seq or node, or finds the piece good (a page `accept_block` leaves to the strict path)."""
+    quick = jobs.submit(worker_quick_check)
+    levels = range(2, size.bit_length())
+    node_jobs = [[(lo, hi, jobs.submit(worker_nodes, level, lo, hi))
+                  for lo, hi in _ranges(size >> level)] for level in levels]
+    page_jobs = [(first, stop, jobs.submit(worker_page, first, stop))
+                 for first, stop in _ranges(size)]
+    check = jobs.result(quick)
+    _quick_check(check if check is not None else conn.execute("PRAGMA quick_check").fetchall())
+    total = size * 2
+    done = 0
+    ones = conn.execute("SELECT count(*) FROM nodes WHERE level = 1").fetchone()[0]
+    proven = size <= 1 or ones == size >> 1
+    for level, ranges in zip(levels, node_jobs, strict=True):
+        if not proven:
+            break
+        for lo, hi, job in ranges:
+            match = jobs.result(job)
+            if not (match if match is not None else check_nodes(conn, level, lo, hi)):
+                proven = False
+                break
+            done += hi - lo
+            if progress is not None:
+                progress(min(done, total), total)
+        width = conn.execute("SELECT count(*) FROM nodes WHERE level = ?", (level,)).fetchone()[0]
+        proven = proven and width == size >> level
+    if not proven:
+        _verify_nodes(conn, size, 0, total, None)  # raises for the first bad node
+        raise LedgerTamperedError("the tree changed while it was verified")
+    _check_no_extra(conn, size)
+    state = _Entries(ledger.origin, ledger.root, conn)
+    _check_lowest(conn)
+    with no_gc():
+        for first, stop, page in page_jobs:
+            proof = jobs.result(page)
+            if proof is None or not state.proven(first, stop, proof):
+                state.page(conn.execute(_PAGE_ROWS, (first, PAGE)).fetchall())
+                if state.expect != stop:
+                    raise LedgerTamperedError("the ledger changed while it was verified")
+            _entries_progress(progress, done, state.expect, total)
+    _finish(conn, state, size, progress)
+
+
+def _ranges(size: int) -> list[tuple[int, int]]:
+    """`[0, size)` in `PAGE`-long pieces."""
+    return [(first, min(first + PAGE, size)) for first in range(0, size, PAGE)]
+
+
+def _quick_check(check: Sequence[tuple[object, ...]]) -> None:
+    if check != [("ok",)]:
+        raise LedgerTamperedError(f"SQLite quick_check failed: {check[0][0]}")
+
+
+def _check_lowest(conn: sqlite3.Connection) -> None:
+    lowest = conn.execute("SELECT min(seq) FROM entries").fetchone()[0]
+    if lowest is not None and lowest != 0:
+        raise LedgerTamperedError(f"entry 0 is missing (next is {lowest})")
+
+
+def _entries_progress(progress: ProgressCallback | None, done: int, expect: int,
+                      total: int) -> None:
+    if progress is not None:
+        # each entry row also proves half a level-1 node
+        progress(min(done + expect + expect // 2, total), total)
+
+
+def _finish(conn: sqlite3.Connection, state: _Entries, size: int,
+            progress: ProgressCallback | None) -> None:
+    if state.expect != size:
+        raise LedgerTamperedError(f"ledger ends at entry {state.expect - 1}, expected {size}")
+    state.replay.result(last_root=None)
+    check_schema(conn)
+    if progress is not None:
+        progress(size * 2, size * 2)
+
+
+_T = TypeVar("_T")
+
+
+class _Jobs:
+    """The worker pool as `_check_parallel` uses it: a job that cannot be submitted or answered
+    (a worker died, the pool broke, the worker's SQLite raised) answers None, and the caller
+    does that piece itself; nothing a worker says fails the check on its own."""
+
+    def __init__(self, pool: ProcessPoolExecutor) -> None:
+        self.pool = pool
+        self.in_workers = 0
+
+    def submit(self, fn: Callable[..., _T], *args: int) -> Future[_T] | None:
+        try:
+            return self.pool.submit(fn, *args)
+        except (RuntimeError, OSError):  # a broken pool or no process to start
+            return None
+
+    def result(self, job: Future[_T] | None) -> _T | None:
+        if job is None:
+            return None
+        try:
+            answer = job.result()
+        except Exception:  # the caller redoes the piece itself, in its snapshot
+            return None
+        self.in_workers += 1
+        return answer
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every core counts
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _check_note_matches(seq: int, data: dict[str, object], origin: str) -> None:
@@ -208,7 +398,7 @@ def _verify_nodes(conn: sqlite3.Connection, size: int, done: int, total: int,
         count = 0
         while nodes := here.fetchmany(PAGE):
             children = below.fetchmany(2 * len(nodes))
-            if not _nodes_match(nodes, children, count):
+            if not nodes_match(nodes, children, count):
                 _name_wrong_node(conn, level, nodes, children, count)
             count += len(nodes)
             done += len(nodes)
@@ -216,35 +406,21 @@ def _verify_nodes(conn: sqlite3.Connection, size: int, done: int, total: int,
                 progress(min(done, total), total)
         if count != width:
             raise LedgerTamperedError(f"tree level {level} has {count} nodes, not {width}")
+    _check_no_extra(conn, size)
+    return done
+
+
+def _check_no_extra(conn: sqlite3.Connection, size: int) -> None:
     extra = conn.execute(
         "SELECT count(*) FROM nodes WHERE level >= ?", (max(1, size.bit_length()),)
     ).fetchone()[0]
     if extra:
         raise LedgerTamperedError("tree has nodes beyond the ledger's size")
-    return done
-
-
-def _nodes_match(nodes: list[SqlRow], children: list[SqlRow], first: int) -> bool:
-    """Whether `nodes` are `first, first + 1, ...` and each is the hash of its two children."""
-    n = len(nodes)
-    if len(children) != 2 * n:
-        return False
-    if [row[0] for row in nodes] != list(range(first, first + n)):
-        return False
-    if [row[0] for row in children] != list(range(2 * first, 2 * (first + n))):
-        return False
-    hashes = [row[1] for row in children]
-    if {type(h) for h in hashes} != {bytes}:
-        return False
-    blobs: list[bytes] = hashes  # type: ignore[assignment]  # narrowed by the set just above
-    if {len(h) for h in blobs} != {merkle.HASH_SIZE}:
-        return False
-    return merkle.node_hashes(blobs[0::2], blobs[1::2]) == [row[1] for row in nodes]
 
 
 def _name_wrong_node(conn: sqlite3.Connection, level: int, nodes: list[SqlRow],
                      children: list[SqlRow], first: int) -> None:
-    """Walk a page that `_nodes_match` refused, node by node, and raise for the first bad one:
+    """Walk a page that `nodes_match` refused, node by node, and raise for the first bad one:
     the lowest wrong node under it (levels are checked top-down from level 2, so a node over a
     wrong child is found before the child)."""
     count = first

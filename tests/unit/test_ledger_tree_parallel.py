@@ -1,0 +1,184 @@
+""""verify tree" with worker processes fails exactly as the serial check does.
+
+`console.ledger.verification` hands pages of entries, ranges of nodes and `quick_check` to worker
+processes (`console.ledger.treescan`) and redoes here whatever they do not prove; the first bad
+seq or node it names, and the progress it reports, must be the serial check's. Small pages
+(`PAGE` = 16) put every mutation near a page edge, a node range edge or a checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from console.errors import LedgerTamperedError
+from console.ledger import Ledger, merkle
+from console.ledger import verification as verification_module
+from tests.unit.test_ledger_support import T0, checkpoint_now, fill, new_ledger
+
+PAGE = 16
+Mutation = Callable[[sqlite3.Connection], None]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("treeparallel")
+    ledger = new_ledger(folder)
+    fill(ledger, 60, minutes=1)
+    checkpoint_now(ledger, "alice", "bob", minutes=2)
+    ledger.append("officer.revoked", {"name": "carol", "reason": "left"},
+                  time=T0.replace(minute=3), actor="alice")
+    fill(ledger, 140, minutes=4)
+    checkpoint_now(ledger, "alice", "bob", minutes=5)
+    fill(ledger, 33, minutes=6)
+    ledger.close()
+    yield folder
+
+
+def _raw(conn: sqlite3.Connection, seq: int) -> bytes:
+    raw: bytes = conn.execute("SELECT raw FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
+    return raw
+
+
+def _set_raw(seq: int, old: bytes, new: bytes, *, rehash: bool = False) -> Mutation:
+    """Edit one entry's bytes; `rehash`: and its leaf hash and the tree over it, so that only
+    the entry checks can tell."""
+
+    def mutate(conn: sqlite3.Connection) -> None:
+        raw = _raw(conn, seq).replace(old, new, 1)
+        assert raw != _raw(conn, seq)
+        conn.execute("UPDATE entries SET raw = ? WHERE seq = ?", (raw, seq))
+        if rehash:
+            conn.execute("UPDATE entries SET leaf_hash = ? WHERE seq = ?",
+                         (merkle.leaf_hash(raw), seq))
+            level = [row[0] for row in conn.execute("SELECT leaf_hash FROM entries ORDER BY seq")]
+            for up in range(1, len(level).bit_length()):
+                level = [merkle.node_hash(level[2 * i], level[2 * i + 1])
+                         for i in range(len(level) // 2)]
+                conn.executemany("UPDATE nodes SET hash = ? WHERE level = ? AND idx = ?",
+                                 [(h, up, i) for i, h in enumerate(level)])
+
+    return mutate
+
+
+def _first_checkpoint(conn: sqlite3.Connection) -> int:
+    seq: int = conn.execute(
+        "SELECT min(seq) FROM entries WHERE type = 'checkpoint.signed'").fetchone()[0]
+    return seq
+
+
+def _sql(sql: str, *params: object) -> Mutation:
+    def mutate(conn: sqlite3.Connection) -> None:
+        conn.execute(sql, params)
+
+    return mutate
+
+
+def _both(first: Mutation, second: Mutation) -> Mutation:
+    def mutate(conn: sqlite3.Connection) -> None:
+        first(conn)
+        second(conn)
+
+    return mutate
+
+
+MUTATIONS: dict[str, Mutation] = {
+    "none": lambda conn: None,
+    "entry bytes": _set_raw(37, b'"kid":"kid-', b'"kid":"kiX-'),
+    "page's first entry": _set_raw(48, b'"kid":"kid-', b'"kid":"kiX-'),
+    "time backwards at a page edge": _both(_set_raw(
+        96, b'"time":"2027-01-15T10:04', b'"time":"2027-01-15T10:00', rehash=True),
+        _sql("UPDATE entries SET time = '2027-01-15T10:00:00Z' WHERE seq = 96")),
+    "time backwards mid-page": _both(_set_raw(
+        101, b'"time":"2027-01-15T10:04', b'"time":"2027-01-15T10:00', rehash=True),
+        _sql("UPDATE entries SET time = '2027-01-15T10:00:00Z' WHERE seq = 101")),
+    "not canonical mid-page": _set_raw(103, b'"seq":', b'"seq": ', rehash=True),
+    "seq mid-page": _set_raw(105, b'"seq":105', b'"seq":106', rehash=True),
+    "rehashed entry": _set_raw(37, b'"kid":"kid-', b'"kid":"kiX-', rehash=True),
+    "leaf hash": _sql("UPDATE entries SET leaf_hash = ? WHERE seq = 50", b"\x01" * 32),
+    "type column": _sql("UPDATE entries SET type = 'note' WHERE seq = 70"),
+    "time column": _sql("UPDATE entries SET time = '2027-01-15T10:04:01Z' WHERE seq = 130"),
+    "missing entry": _sql("DELETE FROM entries WHERE seq = 90"),
+    "missing last entry": _sql(
+        "DELETE FROM entries WHERE seq = (SELECT max(seq) - 1 FROM entries)"),
+    "level 1 node": _sql("UPDATE nodes SET hash = ? WHERE level = 1 AND idx = 20", b"\x00" * 32),
+    "level 2 node": _sql("UPDATE nodes SET hash = ? WHERE level = 2 AND idx = 9", b"\x00" * 32),
+    "level 3 node missing": _sql("DELETE FROM nodes WHERE level = 3 AND idx = 4"),
+    "extra node": _sql("INSERT INTO nodes VALUES (2, 999, ?)", b"\x00" * 32),
+    "node beyond the size": _sql("INSERT INTO nodes VALUES (30, 0, ?)", b"\x00" * 32),
+    "checkpoint entry": lambda conn: _set_raw(
+        _first_checkpoint(conn), b'"size":', b'"size":1')(conn),
+    "rehashed checkpoint entry": lambda conn: _set_raw(
+        _first_checkpoint(conn), b'"size":', b'"size":1', rehash=True)(conn),
+    "revocation": _set_raw(66, b'"name":"carol"', b'"name":"alice"', rehash=True),
+}
+
+
+def _outcome(ledger: Ledger, workers: int, seen: list[tuple[int, int]]) -> tuple[str, int]:
+    try:
+        in_workers = verification_module.verify_tree(
+            ledger, ledger._conn, lambda done, total: seen.append((done, total)),
+            workers=workers)
+    except LedgerTamperedError as e:
+        return "error: " + e.message, -1
+    return "ok", in_workers
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_parallel_and_serial_verify_tree_agree(
+    name: str, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(built, work)
+    # Opened first: `Ledger.open` refuses some of these mutations on its own.
+    ledger = Ledger.open(work / "ledger.sqlite", checkpoint_file=work / ".checkpoint")
+    conn = sqlite3.connect(work / "ledger.sqlite", isolation_level=None)
+    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    for trigger, _ in triggers:
+        conn.execute(f"DROP TRIGGER {trigger}")
+    MUTATIONS[name](conn)
+    for _, sql in triggers:
+        conn.execute(sql)
+    conn.close()
+    # The fixture's 241 entries end in a page of one entry (no level-1 node over it).
+    monkeypatch.setattr(verification_module, "PAGE", PAGE)
+    monkeypatch.setattr(verification_module, "PARALLEL_MIN_ENTRIES", 0)
+    serial_seen: list[tuple[int, int]] = []
+    parallel_seen: list[tuple[int, int]] = []
+    size = ledger.size
+    try:
+        serial, serial_workers = _outcome(ledger, 1, serial_seen)
+        parallel, parallel_workers = _outcome(ledger, 2, parallel_seen)
+    finally:
+        ledger.close()
+    assert serial == parallel
+    assert (name == "none") == (serial == "ok"), serial
+    if name == "none":
+        assert size % PAGE == 1
+        assert serial_workers == 0 and parallel_workers > 0  # not the in-process fallback
+        assert serial_seen == parallel_seen
+        assert serial_seen[-1][0] == serial_seen[-1][1]
+
+
+def test_spawned_workers_prove_pages(built: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With another thread running (the TUI's case) the workers are spawned, not forked."""
+    work = tmp_path / "work"
+    shutil.copytree(built, work)
+    monkeypatch.setattr(verification_module, "PAGE", PAGE)
+    monkeypatch.setattr(verification_module, "PARALLEL_MIN_ENTRIES", 0)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    ledger = Ledger.open(work / "ledger.sqlite", checkpoint_file=work / ".checkpoint")
+    try:
+        assert verification_module.verify_tree(ledger, ledger._conn, workers=2) > 0
+    finally:
+        ledger.close()
+        stop.set()
+        other.join()
