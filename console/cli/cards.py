@@ -86,10 +86,18 @@ def _refuse_yes_in_production(args: argparse.Namespace, ws: Workspace) -> None:
                          "read the digest words and give them with --words")
 
 
-def confirm_words(args: argparse.Namespace, ws: Workspace) -> Callable[[PlanView], None]:
-    """Show the plan, then have the officer confirm its digest words (before any card)."""
+def _check_words(args: argparse.Namespace, digest: bytes, prompt: str) -> None:
+    """The first digest words from --words, or typed at the prompt (none with --yes)."""
     from console.ceremony.review import check_words
 
+    if args.words is not None:
+        check_words(digest, args.words)
+    elif not args.yes:
+        check_words(digest, _ask_words(prompt))
+
+
+def confirm_words(args: argparse.Namespace, ws: Workspace) -> Callable[[PlanView], None]:
+    """Show the plan, then have the officer confirm its digest words (before any card)."""
     _refuse_yes_in_production(args, ws)
     if args.words is None and not args.yes:
         terminal.require_tty("the plan's digest words",
@@ -97,28 +105,20 @@ def confirm_words(args: argparse.Namespace, ws: Workspace) -> Callable[[PlanView
 
     def confirm(view: PlanView) -> None:
         print(view.render(), file=sys.stderr)
-        if args.words is not None:
-            check_words(view.digest, args.words)
-        elif not args.yes:
-            check_words(view.digest, _ask_words(
-                "compare the words across the room, then type the first two: "))
+        _check_words(args, view.digest,
+                     "compare the words across the room, then type the first two: ")
 
     return confirm
 
 
 def confirm_abort(args: argparse.Namespace, ws: Workspace) -> Callable[[PlanRecord], None]:
-    from console.ceremony.review import check_words
-
     _refuse_yes_in_production(args, ws)
 
     def confirm(record: PlanRecord) -> None:
         print(f"abort plan {record.plan_id} ({record.plan.script}, {record.state()}, "
               f"{record.last_done} of {len(record.actions)} steps done)", file=sys.stderr)
-        if args.words is not None:
-            check_words(record.digest, args.words)
-        elif not args.yes:
-            check_words(record.digest, _ask_words(
-                "type the first two digest words of the plan to abort it: "))
+        _check_words(args, record.digest,
+                     "type the first two digest words of the plan to abort it: ")
 
     return confirm
 

@@ -109,14 +109,18 @@ def test_c_encoder_shortcut_refuses_what_jcs_refuses_for_depth() -> None:
     assert not _is_canonical(jcs.loads_strict(raw), raw)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
+_ENTRY_CASES = given(
     data=st.dictionaries(_text, _json, max_size=4),
     time=st.sampled_from(["2027-01-15T10:00:00Z", "2027-01-15T09:59:59Z", "2027-02-30T10:00:00Z"]),
     kind=st.sampled_from(["key.state_changed", "Key", "note", "officer.enrolled"]),
     ceremony=st.sampled_from([None, "", "c-1", 5]),
     seq=st.sampled_from([1, 2, True]),
 )
+"""One entry line's parts, valid or not: both fast paths are held against parse_entry with it."""
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@_ENTRY_CASES
 def test_scan_accepts_only_what_parse_entry_accepts(
     data: dict[str, Any], time: str, kind: str, ceremony: Any, seq: Any
 ) -> None:
@@ -278,13 +282,7 @@ def test_fast_serial_parallel_and_strict_verifiers_agree(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    data=st.dictionaries(_text, _json, max_size=4),
-    time=st.sampled_from(["2027-01-15T10:00:00Z", "2027-01-15T09:59:59Z", "2027-02-30T10:00:00Z"]),
-    kind=st.sampled_from(["key.state_changed", "Key", "note", "officer.enrolled"]),
-    ceremony=st.sampled_from([None, "", "c-1", 5]),
-    seq=st.sampled_from([1, 2, True]),
-)
+@_ENTRY_CASES
 def test_block_path_accepts_only_what_parse_entry_accepts(
     data: dict[str, Any], time: str, kind: str, ceremony: Any, seq: Any
 ) -> None:
