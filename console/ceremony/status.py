@@ -28,7 +28,9 @@ from console.errors import ConsoleError
 from console.lifecycle import KeyState, replay, short_kid, status_json
 
 if TYPE_CHECKING:
+    from console.jsontypes import JsonMapping
     from console.ledger import Entry
+    from console.lifecycle import Key, KeysetState
     from console.workspace import Workspace
 
 
@@ -125,15 +127,27 @@ class StatusReport(TypedDict):
     pending_ratification: list[str]
 
 
+def _active_bundle_key(bundle: KeysetState | None) -> Key | None:
+    return next((k for k in bundle.keys if k.state is KeyState.ACTIVE), None) if bundle \
+        else None
+
+
+def bundle_signing_jwk(ws: Workspace) -> JsonMapping | None:
+    """The active bundle-signing key's public JWK as the ledger records it. Bundles are checked
+    against this and its thumbprint is what operators pin, never the exported
+    `bundle-signing-key.jwk`: a file swapped on disk would vouch for bundles forged with it."""
+    replayed = replay(ws.ledger.entries_of_type(*KEY_ENTRY_TYPES))
+    key = _active_bundle_key(replayed.keysets.get(BUNDLE_KEYSET))
+    return key.jwk if key is not None else None
+
+
 def workspace_status(ws: Workspace, now: datetime) -> StatusReport:
     # entries_of_type yields in seq order, which both replays depend on.
     replayed = replay(ws.ledger.entries_of_type(*KEY_ENTRY_TYPES))
     keysets = {k: v for k, v in replayed.keysets.items() if k != BUNDLE_KEYSET}
     base = status_json(keysets, ws.policy, now)  # the §10 document: now, keysets, warnings
     plans = replay_plans(ws.ledger.entries_of_type(*CEREMONY_ENTRY_TYPES))
-    bundle = replayed.keysets.get(BUNDLE_KEYSET)
-    bundle_key = next((k for k in bundle.keys if k.state is KeyState.ACTIVE), None) if bundle \
-        else None
+    bundle_key = _active_bundle_key(replayed.keysets.get(BUNDLE_KEYSET))
     checkpoint = ws.ledger.latest_checkpoint()
     pending = pending_ratifications(plans)
     report: StatusReport = {

@@ -9,7 +9,6 @@ the clock with fixed values to make snapshots deterministic (harlequin's adapter
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from console.clock import format_time
-from console.errors import CardError, ConsoleError, ExportError, UsageError
+from console.errors import CardError, ConsoleError, UsageError
 
 if TYPE_CHECKING:
     from console.ceremony.journal import PlanRecord
@@ -306,14 +305,9 @@ class Backend:
         return shipped_scripts()
 
     def signing_key(self) -> JsonMapping | None:
-        path = self.ws.exports_dir / "bundle-signing-key.jwk"
-        if not path.is_file():
-            return None
-        try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ExportError(f"cannot read {path}: {e}", "re-run the export ceremony") from e
-        return value if isinstance(value, dict) else None
+        from console.ceremony.status import bundle_signing_jwk
+
+        return bundle_signing_jwk(self.ws)
 
     def bundles(self) -> list[BundleRow]:
         """Every exported bundle recorded in the ledger, newest first, each verified offline."""

@@ -119,20 +119,24 @@ _ENTRY_CASES = given(
 """One entry line's parts, valid or not: both fast paths are held against parse_entry with it."""
 
 
+def _after_a_first_line(seq: Any, data: dict[str, Any], time: str, kind: str,
+                        ceremony: Any) -> list[tuple[bytes, bytes]]:
+    """(entry 0's line, one spelling of the entry from the parts) for every single-line
+    spelling `_variants` makes; none when the parts make no entry at all."""
+    first = jcs.canonicalize(_entry(0, {}))
+    try:
+        lines = _variants(_entry(seq, data, time, type=kind, ceremony=ceremony))
+    except EntryRejectedError:
+        return []
+    return [(first, raw) for raw in lines if b"\n" not in raw]
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @_ENTRY_CASES
 def test_scan_accepts_only_what_parse_entry_accepts(
     data: dict[str, Any], time: str, kind: str, ceremony: Any, seq: Any
 ) -> None:
-    first = jcs.canonicalize(_entry(0, {}))
-    value = _entry(seq, data, time, type=kind, ceremony=ceremony)
-    try:
-        lines = _variants(value)
-    except EntryRejectedError:
-        return
-    for raw in lines:
-        if b"\n" in raw:
-            continue
+    for first, raw in _after_a_first_line(seq, data, time, kind, ceremony):
         scan = scan_lines(first + b"\n" + raw + b"\n", 0, ACTED_ON, frozenset())
         accepted = 1 not in [i for i, _, _ in scan.slow]
         if accepted:
@@ -286,15 +290,7 @@ def test_fast_serial_parallel_and_strict_verifiers_agree(
 def test_block_path_accepts_only_what_parse_entry_accepts(
     data: dict[str, Any], time: str, kind: str, ceremony: Any, seq: Any
 ) -> None:
-    first = jcs.canonicalize(_entry(0, {}))
-    value = _entry(seq, data, time, type=kind, ceremony=ceremony)
-    try:
-        lines = _variants(value)
-    except EntryRejectedError:
-        return
-    for raw in lines:
-        if b"\n" in raw:
-            continue
+    for first, raw in _after_a_first_line(seq, data, time, kind, ceremony):
         block = first + b"\n" + raw + b"\n"
         accepted = accept_block(block, 0, ACTED_ON, frozenset())
         if accepted is not None:
