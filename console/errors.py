@@ -21,6 +21,8 @@ every wrapped OSError and SQLite disk error gives."""
 
 def _inert(text: str) -> str:
     """Escape control characters so that a message can never drive a terminal."""
+    if text.isascii() and text.isprintable():
+        return text  # the common case, checked in C: nothing to escape (transcripts ask 10⁴×)
     out = []
     for ch in text:
         code = ord(ch)

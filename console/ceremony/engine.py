@@ -5,7 +5,11 @@ planned CKA_LABEL and CKA_ID) and `ceremony.step.done` after, in the same transa
 entries that record its effect (`key.generated`, `key.state_changed`, `bundle.exported`). Steps
 that only change the ledger write their result and effect in one transaction. Each of these
 transactions is durable when it returns (SQLite WAL, synchronous=FULL), and the files a step
-writes are durable before the transaction that records them. After a crash the journal says
+writes are durable before the transaction that records them. A step that changed nothing but
+its own record (a self-test: a signature made and checked) holds that record for the next
+transaction, which the next step makes before it changes anything (its intent) or the run makes
+at its end; its ✓ is shown only once that transaction is durable. A crash in between loses only
+the verdict, and `resume` runs the self-test again. After a crash the journal says
 exactly which step was in flight; each step's `recover` finishes or redoes it, never adopting
 an HSM object that does not match the intent or fails its audit.
 
@@ -137,6 +141,9 @@ class CeremonyRun:
     wall: Callable[[], datetime] = wall_clock
     """The machine's clock, for what meets the outside world now (the canary's `exp`), even in
     a rehearsal whose `clock` was moved with --now."""
+    held: list[Item] = field(default_factory=list)
+    """Journal-only results waiting for the next transaction (see the module docstring)."""
+    _when_held_durable: list[Callable[[], None]] = field(default_factory=list)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -175,12 +182,25 @@ class CeremonyRun:
                                              "failed", error.user_message(),
                                              _time.monotonic() - started))
                 raise
-            _crash_point(self.ws.rehearsal, "done", n)
-            self.progress.step(StepEvent(n, total, action.kind, action.description, "done",
-                                         detail, _time.monotonic() - started))
+            self._announce_done(StepEvent(n, total, action.kind, action.description, "done",
+                                          detail, _time.monotonic() - started))
         if not self.completed:
             self.append_many(self.completion())
+        elif self.held:
+            self.append_many([])
         # No "completed" line here: the face prints the session's result (with the transcript).
+
+    def _announce_done(self, event: StepEvent) -> None:
+        """Show the step as done once its record is durable: now, or with the held records."""
+
+        def announce() -> None:
+            _crash_point(self.ws.rehearsal, "done", event.n)
+            self.progress.step(event)
+
+        if self.held:
+            self._when_held_durable.append(announce)
+        else:
+            announce()
 
     def completion(self) -> list[Item]:
         plan = self.record.plan
@@ -210,6 +230,8 @@ class CeremonyRun:
         a checkpoint covering them in the same transaction (when they can make one count)."""
         now = self.clock()
         plan_id = self.record.plan_id
+        held = len(self.held)
+        items = [*self.held, *items]
         with self.ws.ledger.transaction() as w:
             for kind, data in items:
                 w.append(kind, data, time=now, actor="console", ceremony=plan_id)
@@ -219,11 +241,20 @@ class CeremonyRun:
                     w.append_checkpoint(self.sign_checkpoint(w.checkpoint_body(), signers),
                                         time=now, actor="console")
             written = list(w.appended)
+        self.held.clear()
         self.state.appended(written)
         for entry in written:
             if entry.type in ("key.generated", "key.state_changed"):
                 self._apply_key_entry(entry)
-        return list(written)
+        announcements, self._when_held_durable = self._when_held_durable, []
+        for announce in announcements:
+            announce()
+        return written[held:]
+
+    def hold(self, items: Sequence[Item]) -> None:
+        """Keep a journal-only result for the next transaction (see the module docstring):
+        only for a step whose effect is nothing but this record."""
+        self.held.extend(items)
 
     def _apply_key_entry(self, entry: EntryLike) -> None:
         keyset = str(entry.data["keyset"])

@@ -35,12 +35,12 @@ class Transcript:
     images: tuple[tuple[str, str], ...] = ()  # (file name, SVG text) the Markdown links to
 
 
+_MD_QUOTED = str.maketrans({ch: "\\" + ch for ch in "\\`*_{}[]<>()#+!|"})
+
+
 def _md(text: object) -> str:
     """Plain text made inert for Markdown: control characters escaped, markup characters quoted."""
-    out = _inert(str(text))
-    for ch in "\\`*_{}[]<>()#+!|":
-        out = out.replace(ch, "\\" + ch)
-    return out
+    return _inert(str(text)).translate(_MD_QUOTED)
 
 
 def _h(text: object) -> str:

@@ -31,6 +31,7 @@ import io
 import json
 import os
 import pstats
+import shutil
 import statistics
 import subprocess
 import sys
@@ -319,9 +320,12 @@ def _part_one(profile_lines: int) -> dict[str, Any]:
     """One ceremony on a fresh workspace (profiled with `profile_lines`), and its bare
     comparison."""
     root = Path(tempfile.mkdtemp(prefix="bench-ceremony-")) / "demo"
-    _build(root, None)
-    rotation = _rotate(root, profile_lines)
-    bare = min(_bare(root) for _ in range(3))
+    try:
+        _build(root, None)
+        rotation = _rotate(root, profile_lines)
+        bare = min(_bare(root) for _ in range(3))
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
     return {**rotation, "bare_s": bare,
             "ratio": rotation["total_s"] / bare if bare else float("inf")}
 
@@ -343,10 +347,13 @@ def _one_median(runs: int, profile_lines: int) -> dict[str, Any]:
 
 def _part_many(n: int, profile_lines: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="bench-ceremony-many-")) / "demo"
-    started = time.perf_counter()
-    _build(root, n)
-    build = time.perf_counter() - started
-    rotation = _rotate(root, profile_lines)
+    try:
+        started = time.perf_counter()
+        _build(root, n)
+        build = time.perf_counter() - started
+        rotation = _rotate(root, profile_lines)
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
     beyond = (rotation["total_s"] - rotation["hsm_s"]) / max(rotation["keysets"], 1)
     return {**rotation, "build_s": build, "per_keyset_beyond_hsm_s": beyond}
 

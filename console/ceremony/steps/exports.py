@@ -96,16 +96,8 @@ def _previous_bundle(run: CeremonyRun, keyset: str) -> tuple[int, str | None]:
     folder may already have been copied out (it is moved aside only at the abort), and two
     different bundles must never share a seq. A skipped seq is allowed by the chain: `prev`
     names the last recorded bundle, and `verify bundle --previous` accepts any larger seq."""
-    seq, digest = 0, None
-    for entry in run.state.of_type("bundle.exported", "ceremony.step.intent"):
-        data = entry.data
-        if data.get("keyset") != keyset:
-            continue
-        if entry.type == "bundle.exported":
-            seq, digest = max(seq, int(str(data["seq"]))), str(data["sha256"])
-        elif data.get("action") == ExportBundle.kind and isinstance(data.get("seq"), int):
-            seq = max(seq, int(str(data["seq"])))
-    return seq, digest
+    chain = run.state.bundle_chain(keyset)
+    return chain.seq, chain.digest
 
 
 def _after_changes(run: CeremonyRun, action: ExportBundle, now: datetime) -> tuple[
