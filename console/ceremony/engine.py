@@ -249,7 +249,7 @@ class CeremonyRun:
         announcements, self._when_held_durable = self._when_held_durable, []
         for announce in announcements:
             announce()
-        return written[held:]
+        return list(written[held:])
 
     def hold(self, items: Sequence[Item]) -> None:
         """Keep a journal-only result for the next transaction (see the module docstring):
