@@ -8,6 +8,7 @@ done, and how the ceremony ended.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -167,7 +168,32 @@ def replay_plans(entries: Iterable[EntryLike]) -> dict[str, PlanRecord]:
     Raises:
         PlanError: an entry that no console writes (naming its seq).
     """
-    plans: dict[str, PlanRecord] = {}
+    return extend_plans({}, entries)
+
+
+def extend_plans(plans: Mapping[str, PlanRecord],
+                 entries: Iterable[EntryLike]) -> dict[str, PlanRecord]:
+    """`plans` (replayed up to some entry) with the entries that follow it applied, as a new
+    mapping: a record the entries change is copied first, so a record handed out before never
+    changes under its holder (a running ceremony keeps the record it started from).
+
+    Raises:
+        PlanError: an entry that no console writes (naming its seq).
+    """
+    out = dict(plans)
+    fresh: set[str] = set()
+
+    def changing(plan_id: str) -> PlanRecord | None:
+        record = out.get(plan_id)
+        if record is not None and plan_id not in fresh:
+            record = dataclasses.replace(
+                record, approvals=list(record.approvals), intents=dict(record.intents),
+                done=dict(record.done), failures=list(record.failures),
+                refusals=list(record.refusals))
+            out[plan_id] = record
+            fresh.add(plan_id)
+        return record
+
     for entry in entries:
         kind = entry.type
         if not kind.startswith("ceremony."):
@@ -177,12 +203,13 @@ def replay_plans(entries: Iterable[EntryLike]) -> dict[str, PlanRecord]:
             raise _bad(entry, "data is not an object")
         if kind == "ceremony.planned":
             record = _planned(entry)
-            if record.plan_id in plans:
+            if record.plan_id in out:
                 raise _bad(entry, f"plan id {record.plan_id} is used twice")
-            plans[record.plan_id] = record
+            out[record.plan_id] = record
+            fresh.add(record.plan_id)
             continue
         plan_id = data.get("plan_id")
-        record_or_none = plans.get(str(plan_id))
+        record_or_none = changing(str(plan_id))
         if record_or_none is None or entry.ceremony != plan_id:
             raise _bad(entry, f"names plan {plan_id!r}, which was not planned before it")
         record = record_or_none
@@ -206,10 +233,10 @@ def replay_plans(entries: Iterable[EntryLike]) -> dict[str, PlanRecord]:
         elif kind == "ceremony.aborted":
             record.aborted_at = entry.time
         elif kind == "ceremony.ratified":
-            ratified = plans.get(str(data.get("ratified_plan")))
+            ratified = changing(str(data.get("ratified_plan")))
             if ratified is not None:
                 ratified.ratified_by = record.plan_id
-    return plans
+    return out
 
 
 def find_plan(plans: Mapping[str, PlanRecord], plan_id: str) -> PlanRecord:

@@ -4,8 +4,9 @@ A session reads the `STATE_ENTRY_TYPES` entries the first time a flow needs them
 ledger's type index, each page proven against the last checkpoint), then extends that list with
 the entries it appends itself, as the ledger returns them from the write. When the ledger grew by
 entries this session did not write (another console, between two of this session's flows), the
-list is read again whole. The plans are replayed once per ledger size, not once per question:
-plan, approve and execute each asked the ledger the same questions several times over. Each
+list is read again whole. The plans are replayed once, then extended with the entries appended
+(`journal.extend_plans`), not replayed once per question: plan, approve and execute each asked
+the ledger the same questions several times over. Each
 keyset's bundle sequence (`bundle_chain`) is folded entry by entry as entries arrive, so an export
 step does not rescan the whole history (a 200-keyset rotation asked 200 times).
 """
@@ -18,7 +19,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from console.ceremony.actions import ExportBundle
-from console.ceremony.journal import KEY_ENTRY_TYPES, STATE_ENTRY_TYPES, PlanRecord, replay_plans
+from console.ceremony.journal import (
+    KEY_ENTRY_TYPES,
+    STATE_ENTRY_TYPES,
+    PlanRecord,
+    extend_plans,
+    replay_plans,
+)
 from console.jsontypes import JsonMapping
 from console.lifecycle import KeysetState, replay
 
@@ -82,7 +89,7 @@ class LedgerState:
         return [e for e in self.entries() if e.type in wanted]
 
     def plans(self) -> dict[str, PlanRecord]:
-        """Every plan's record (`journal.replay_plans`), replayed once per ledger size.
+        """Every plan's record (`journal.replay_plans`), replayed once, then kept current.
 
         Raises:
             PlanError: an entry that no console writes (naming its seq).
@@ -113,7 +120,8 @@ class LedgerState:
             kept = [e for e in written if e.type in _STATE_TYPES]
             self._entries.extend(kept)
             self._size = written[-1].seq + 1
-            self._plans = None
+            if self._plans is not None:
+                self._plans = extend_plans(self._plans, kept)
             if self._chains is not None:
                 _fold_bundles(self._chains, kept)
         else:

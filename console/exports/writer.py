@@ -173,9 +173,12 @@ def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, byte
     try:
         _disk(staging, staging.mkdir)
         staged: list[Path] = []
+        made = {staging}
         for name in sorted(files):
             target = staging / names[name]
-            _disk(target.parent, target.parent.mkdir, parents=True, exist_ok=True)
+            if target.parent not in made:
+                _disk(target.parent, target.parent.mkdir, parents=True, exist_ok=True)
+                made.add(target.parent)
             _write_staged_file(target, files[name])
             staged.append(target)
         _write_staged_file(staging / MANIFEST_FILE, manifest(files))
