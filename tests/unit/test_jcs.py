@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from console import jcs
 from console.errors import EntryRejectedError
@@ -56,3 +58,51 @@ def test_refusals(value: object) -> None:
 def test_loads_strict_refusals(text: str) -> None:
     with pytest.raises(EntryRejectedError):
         jcs.loads_strict(text)
+
+
+# --- the C encoder's fast path writes exactly what the reference writer writes ----------------
+
+_TEXT = st.text(alphabet=st.one_of(
+    st.characters(max_codepoint=0x7F),  # ASCII, controls included
+    st.sampled_from("é\u2028\u202e\ue000\uffff\U0001f600\U00010000"),  # BMP high and astral
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),  # lone surrogates
+), max_size=8)
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), _TEXT,
+                     st.floats(allow_nan=True, allow_infinity=True))
+_KEYS = st.one_of(_TEXT, _TEXT, st.integers(), st.none())
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.tuples(inner, inner),
+    st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=20)
+
+
+def _reference(value: object) -> bytes | str:
+    """What the recursive writer alone gives: the bytes, or the refusal's message."""
+    parts: list[str] = []
+    try:
+        jcs._write(value, parts, 0, False)
+        return "".join(parts).encode("utf-8")
+    except EntryRejectedError as e:
+        return e.message
+
+
+@settings(max_examples=400, deadline=None)
+@given(_VALUES)
+def test_fast_path_gives_the_reference_bytes_or_refusal(value: object) -> None:
+    try:
+        got: bytes | str = jcs.canonicalize(value)
+    except EntryRejectedError as e:
+        got = e.message
+    assert got == _reference(value)
+
+
+def test_fast_path_depth_limit_is_the_reference_one() -> None:
+    for depth in range(jcs.MAX_DEPTH - 2, jcs.MAX_DEPTH + 3):
+        for leaf in (1, [], {}):
+            value: object = leaf
+            for _ in range(depth):
+                value = {"a": value}
+            try:
+                got: bytes | str = jcs.canonicalize(value)
+            except EntryRejectedError as e:
+                got = e.message
+            assert got == _reference(value), depth
