@@ -20,7 +20,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from console.ledger import Entry
     from console.workspace import Workspace
 
+SIGNING_KEY_FILE = "bundle-signing-key.jwk"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 
@@ -127,7 +127,7 @@ def copy_latest_export(ws: Workspace, keyset: str, out: Path | None) -> Path:
 
     expected = expected_files(verified)
     return _copy(source, Path(out), keyset, verified.seq, names, expected,
-                 ws.exports_dir / "bundle-signing-key.jwk")
+                 _bundle_signing_jwk(ws, verified.signer_kid))
 
 
 def _open_dir(name: str | Path, dir_fd: int | None, shown: Path) -> int:
@@ -196,7 +196,7 @@ def _exists(name: str, dir_fd: int) -> bool:
 
 
 def _copy(source: Path, out: Path, keyset: str, seq: int, names: list[str],
-          expected: dict[str, str], signing_key: Path) -> Path:
+          expected: dict[str, str], signing_key: dict[str, str]) -> Path:
     from console.verify import read_regular_file
 
     target = out / keyset / str(seq)
@@ -272,25 +272,16 @@ def _write_under(root_fd: int, name: str, data: bytes, shown: Path) -> None:
             os.close(fd)
 
 
-def _copy_signing_key(path: Path, out_fd: int, out: Path) -> None:
-    """Put the pinned bundle-signing key two levels above the copy, where its README's command
-    looks for it, unless `out` already has one (the operator's own pin is never replaced)."""
-    name = path.name
-    if _exists(name, out_fd):
-        return
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(mode):
-        return
-    from console.verify import read_regular_file
+def _copy_signing_key(jwk: dict[str, str], out_fd: int, out: Path) -> None:
+    """Put the key that verified the bundle, as the ledger records it, two levels above the
+    copy, where its README's command looks for it, unless `out` already has one (the operator's
+    own pin is never replaced). Never the workspace's `exports/bundle-signing-key.jwk` as it is
+    on disk: a file swapped there would be handed to operators as the key to trust."""
+    from console.exports.writer import signing_key_bytes
 
-    try:
-        data = read_regular_file(path)
-    except VerificationError:
+    if _exists(SIGNING_KEY_FILE, out_fd):
         return
-    _write_under(out_fd, name, data, out)
+    _write_under(out_fd, SIGNING_KEY_FILE, signing_key_bytes(jwk), out)
 
 
 def export_audit(ws: Workspace, out: Path | None) -> Path:

@@ -24,7 +24,7 @@ from console.ceremony.journal import (
 )
 from console.ceremony.planner import BUNDLE_KEYSET
 from console.clock import format_time
-from console.errors import ConsoleError
+from console.errors import ConsoleError, VerificationError
 from console.lifecycle import KeyState, replay, short_kid, status_json
 
 if TYPE_CHECKING:
@@ -202,6 +202,8 @@ def workspace_status(ws: Workspace, now: datetime) -> StatusReport:
                          f"{plan['plan_id']} --officer NAME …`")
     if not any(plan["state"] in ("interrupted", "executing") for plan in report["open_plans"]):
         first += _sealed_pin_warning(ws)
+    if bundle_key is not None:
+        first += _bundle_key_file_warning(ws, bundle_key.jwk)
     for difference in ws.drift:
         first.append(f"configuration differs from the ledger's record: {difference} — run "
                      "`ceremony plan config-change` (destructive quorum)")
@@ -223,6 +225,28 @@ def _sealed_pin_warning(ws: Workspace) -> list[str]:
         return []
     return [f"pin.sealed is not the sealed PIN the ledger records (sha256 {recorded[-1][:12]}… "
             f"→ {current[:12]}…) — restore it from your backup; no command opens it as it is"]
+
+
+def _bundle_key_file_warning(ws: Workspace, recorded: JsonMapping) -> list[str]:
+    """Whether `exports/bundle-signing-key.jwk`, the file operators pin, holds the bundle-signing
+    key the ledger records (a swapped file would have them trust another key)."""
+    import json
+
+    from console.exports.jwks import sanitize_public_jwk
+    from console.verify import read_regular_file
+
+    path = ws.exports_dir / "bundle-signing-key.jwk"
+    try:
+        held: object = json.loads(read_regular_file(path))
+    except (VerificationError, ValueError):
+        held = None
+    if held == sanitize_public_jwk(recorded):
+        return []
+    problem = "is missing or unreadable" if held is None else "is not the key the ledger records"
+    return [f"exports/bundle-signing-key.jwk {problem} (the ledger's bundle-signing key is "
+            f"{str(recorded.get('kid'))[:16]}…) — do not pin from it: pin the thumbprint "
+            "`ceremony status` shows; `ceremony export KEYSET --out DIR` writes the recorded "
+            "key beside the copy"]
 
 
 BUNDLE_RENEWAL_LEAD = timedelta(days=14)

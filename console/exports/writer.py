@@ -43,6 +43,7 @@ __all__ = [
     "ExportResult",
     "export_bundle",
     "manifest",
+    "signing_key_bytes",
     "write_bundle",
     "write_signing_key",
 ]
@@ -278,11 +279,20 @@ def write_signing_key(path: Path, jwk: JsonMapping) -> str:
     Raises:
         ExportError: the JWK is not a clean public key, or the file already exists.
     """
-    clean = sanitize_public_jwk(jwk)
+    data = signing_key_bytes(jwk)
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ExportError(f"cannot create {path.parent}: {e.strerror}", DISK_HINT) from e
-    _write_new_file(path, (json.dumps(clean, indent=2) + "\n").encode("ascii"))
-    return clean["kid"]
+    _write_new_file(path, data)
+    return sanitize_public_jwk(jwk)["kid"]
+
+
+def signing_key_bytes(jwk: JsonMapping) -> bytes:
+    """The bytes of a bundle-signing key file: the clean public JWK, indented, one newline.
+
+    Raises:
+        ExportError: the JWK is not a clean public key.
+    """
+    return (json.dumps(sanitize_public_jwk(jwk), indent=2) + "\n").encode("ascii")

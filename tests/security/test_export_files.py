@@ -209,3 +209,40 @@ def test_an_existing_target_is_never_overwritten(demo: Path, tmp_path: Path) -> 
     before = tree(out)
     assert_one_error(export(demo, out), 1, "already exists")
     assert tree(out) == before
+
+
+@pytest.mark.parametrize("swap", ["another key", "the recorded kid on another key", "deleted"])
+def test_a_swapped_pinned_key_file_is_flagged_and_never_handed_on(
+        demo: Path, tmp_path: Path, swap: str) -> None:
+    """The insider replaces exports/bundle-signing-key.jwk (and can forge bundles with their
+    key): status says so, and an export copy carries the key the ledger records beside it —
+    the key the README's verify command trusts — not the file on disk."""
+    from jwcrypto import jwk, jws
+
+    path = demo / "exports" / "bundle-signing-key.jwk"
+    recorded = json.loads(path.read_text())
+    if swap == "deleted":
+        path.unlink()
+    else:
+        intruder = jwk.JWK.from_pyca(ec.generate_private_key(ec.SECP256R1()).public_key())
+        forged = json.loads(intruder.export_public()) | {"alg": "ES256", "use": "sig"}
+        forged["kid"] = recorded["kid"] if swap.startswith("the recorded") else \
+            intruder.thumbprint()
+        path.write_text(json.dumps(forged))
+
+    shown = cli(demo, "status")
+    assert shown.returncode == 0, shown.stderr
+    assert "exports/bundle-signing-key.jwk is" in shown.stdout + shown.stderr
+    assert "do not pin from it" in shown.stdout + shown.stderr
+
+    out = tmp_path / "out"
+    result = export(demo, out)
+    assert result.returncode == 0, result.stderr
+    handed = json.loads((out / "bundle-signing-key.jwk").read_text())
+    assert handed == recorded
+    # Checked by a library we did not write: the copied bundle verifies with the handed key.
+    copied = max((out / "demo-api").iterdir(), key=lambda p: int(p.name))
+    token = jws.JWS()
+    token.deserialize((copied / "jwks.jwt").read_text().strip())
+    token.verify(jwk.JWK(**handed))
+    assert verify(copied).returncode == 0

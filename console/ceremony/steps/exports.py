@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,8 +31,9 @@ from console.ceremony.planner import BUNDLE_KEYSET, jwks_keys
 from console.ceremony.probes import Evidence, canary_claims, gather, refusal
 from console.ceremony.steps import keys
 from console.clock import format_time
-from console.errors import ExportError, PlanError, ReconcileError
+from console.errors import DISK_HINT, ExportError, PlanError, ReconcileError, VerificationError
 from console.exports._keys import string_members
+from console.exports.jwks import sanitize_public_jwk
 from console.exports.verify_bundle import verify_bundle, verify_jws
 from console.exports.writer import export_bundle as write_export
 from console.exports.writer import write_signing_key
@@ -55,7 +57,7 @@ _VERB_TARGET: Mapping[str, KeyState] = {
 
 def publish_bundle_key(run: CeremonyRun, action: PublishBundleKey) -> str:
     key = run.key(BUNDLE_KEYSET, KeyRef(label=action.label))
-    _write_bundle_signing_key(run, key)
+    _write_bundle_signing_key(run, action, key)
     now = run.clock()
     state = run.keysets[BUNDLE_KEYSET]
     published = state.moved(key.kid, KeyState.PUBLISHED, now)
@@ -80,14 +82,42 @@ def _bundle_signer(run: CeremonyRun) -> HsmBundleSigner:
                            bytes.fromhex(key.cka_id))
 
 
-def _write_bundle_signing_key(run: CeremonyRun, key: Key) -> None:
+def _write_bundle_signing_key(run: CeremonyRun, action: PublishBundleKey, key: Key) -> None:
+    """Make `exports/bundle-signing-key.jwk` the key the ledger records. A file already there is
+    kept only if it is exactly that key; an earlier bundle key the ledger records is moved aside
+    under its kid; anything else (altered, foreign, unreadable, a link) is moved aside as
+    `…unrecognised-<random>.jwk` and said: operators pin what this file holds."""
     path = run.ws.exports_dir / BUNDLE_SIGNING_KEY_FILE
-    if path.exists():
-        current = json.loads(path.read_text(encoding="utf-8"))
-        if current.get("kid") == key.kid:
-            return
-        path.rename(path.with_name(f"bundle-signing-key.{current.get('kid')}.jwk"))
+    if not os.path.lexists(path):
+        write_signing_key(path, dict(key.jwk))
+        return
+    current = _json_file(path)
+    if current == sanitize_public_jwk(key.jwk):
+        return
+    recorded = run.keysets.get(BUNDLE_KEYSET)
+    known = next((k.kid for k in (recorded.keys if recorded is not None else ())
+                  if current == sanitize_public_jwk(k.jwk)), None)
+    name = f"bundle-signing-key.{known}.jwk"  # where an earlier key has always gone
+    if known is None or os.path.lexists(path.with_name(name)):
+        name = f"bundle-signing-key.{known or 'unrecognised'}-{secrets.token_hex(4)}.jwk"
+    try:
+        os.rename(path, path.with_name(name))
+    except OSError as e:
+        raise ExportError(f"cannot move {path} aside: {e.strerror or e}", DISK_HINT) from e
+    if known is None:
+        run.progress.message(f"step {action.n}: exports/{BUNDLE_SIGNING_KEY_FILE} was not a "
+                             f"bundle-signing key the ledger records; moved aside as {name}")
     write_signing_key(path, dict(key.jwk))
+
+
+def _json_file(path: Path) -> object:
+    """A regular file's JSON, or None (missing, a link, unreadable, not JSON)."""
+    from console.verify import read_regular_file
+
+    try:
+        return json.loads(read_regular_file(path))
+    except (VerificationError, ValueError):
+        return None
 
 
 def _previous_bundle(run: CeremonyRun, keyset: str) -> tuple[int, str | None]:
