@@ -240,7 +240,7 @@ def _record_export(run: CeremonyRun, action: ExportBundle, after: KeysetState,
                    changes: list[Item], seq: int, path: Path,
                    digest: str, evidence: Sequence[Evidence] = ()) -> str:
     kids = [str(j["kid"]) for j in jwks_keys(after)]
-    run.append_many([
+    run.finish(action.keyset, [
         run.done(action, keyset=action.keyset, seq=seq, sha256=digest),
         *[("consumer.probed", e.ledger_data(action.keyset)) for e in evidence],
         ("bundle.exported", {"keyset": action.keyset, "seq": seq, "sha256": digest,

@@ -62,6 +62,8 @@ def reconcile(run: CeremonyRun, action: Reconcile) -> str:
 
 
 def generate(run: CeremonyRun, action: Generate) -> str:
+    # The intent is this step's first write and nothing is read before it: the previous
+    # step's held result joins its transaction (`CeremonyRun.finish`).
     cka_id = run.hsm.random_id()
     run.intent(action, keyset=action.keyset, label=action.label, cka_id=cka_id.hex(),
                alg=action.alg)
