@@ -95,7 +95,14 @@ async def unlock_all(pilot: Pilot[None], root: Path) -> list[str]:
     while isinstance(app.screen, ApprovalDialog):
         officer = officer_in(app)
         asked.append(officer)
+        dialog = app.screen
         await type_passphrase(pilot, secret(root, officer))
+        # The right passphrase closes this officer's dialog; on a loaded machine the unlock
+        # (scrypt) may still be running when `settle` returns: wait for it, never type twice.
+        for _ in range(1500):
+            if app.screen is not dialog or officer_in(app) != officer:
+                break
+            await asyncio.sleep(0.02)
     return asked
 
 
