@@ -74,9 +74,17 @@ DEFAULT_TIMEOUT: Final = 25.0
 SLOW_CALL_GRACE: Final = 300.0
 """Extra seconds for calls that are slow by nature (generating an RSA key on a small HSM)."""
 
+_monotonic: Final = time.monotonic
+
 
 class WatchedLock:
-    """The process-wide RLock around every PKCS#11 call, with the watchdog described above."""
+    """The process-wide RLock around every PKCS#11 call, with the watchdog described above.
+
+    Taken around every signature, so its outermost acquire is kept to the RLock, a counter and
+    one clock read: the watchdog thread is started at the first acquire of the process (and of
+    a forked child, which inherits no threads: `_after_fork`) and never leaves its loop, so no
+    per-call liveness check (`Thread.is_alive`) is needed.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -90,8 +98,9 @@ class WatchedLock:
         if got:
             self._depth += 1
             if self._depth == 1:
-                self._since = time.monotonic()
-                self._start_watchdog()
+                self._since = _monotonic()
+                if self._watchdog is None:
+                    self._start_watchdog()
         return got
 
     def release(self) -> None:
@@ -101,11 +110,25 @@ class WatchedLock:
         self._lock.release()
 
     def __enter__(self) -> WatchedLock:
-        self.acquire()
+        # `acquire` inlined: this is the hot path of every signature.
+        self._lock.acquire()
+        self._depth += 1
+        if self._depth == 1:
+            self._since = _monotonic()
+            if self._watchdog is None:
+                self._start_watchdog()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self._depth -= 1
+        if self._depth == 0:
+            self._since = 0.0
+        self._lock.release()
+
+    @property
+    def watchdog(self) -> threading.Thread | None:
+        """The watchdog thread of this process, once the lock has been taken (for the tests)."""
+        return self._watchdog
 
     @contextlib.contextmanager
     def slow(self, seconds: float = SLOW_CALL_GRACE) -> Iterator[None]:
@@ -117,17 +140,23 @@ class WatchedLock:
             self._grace -= seconds
 
     def _start_watchdog(self) -> None:
-        if self._watchdog is None or not self._watchdog.is_alive():
-            self._watchdog = threading.Thread(target=self._watch, name="hsm-watchdog",
-                                              daemon=True)
-            self._watchdog.start()
+        self._watchdog = threading.Thread(target=self._watch, name="hsm-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _after_fork(self) -> None:
+        """In a forked child only the forking thread survives: start a watchdog there too."""
+        self._watchdog = None
 
     def _watch(self) -> None:
         while True:
             time.sleep(0.25)
-            limit = hsm_timeout()
-            since = self._since
-            if limit > 0 and since and time.monotonic() - since > limit + self._grace:
+            try:
+                limit = hsm_timeout()
+                since = self._since
+                late = limit > 0 and since and _monotonic() - since > limit + self._grace
+            except Exception:  # never restarted, so it must outlive any surprise
+                continue
+            if late:
                 line = (f"ceremony: error: the HSM did not answer for {limit:.0f} s (a network "
                         "HSM whose `p11-kit server` stopped responding, or a wedged device) — "
                         "check the HSM, then run the command again (`ceremony resume` "
@@ -148,6 +177,7 @@ def hsm_timeout() -> float:
 
 
 LOCK: Final = WatchedLock()
+os.register_at_fork(after_in_child=LOCK._after_fork)
 
 RECONCILE_HINT: Final = (
     "check the cable / network HSM, then run `ceremony reconcile` before continuing"
