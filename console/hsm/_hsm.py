@@ -250,9 +250,17 @@ class Hsm:
                 signer = self._signers[cka_id, alg, mechanism]
             except (KeyError, TypeError):  # TypeError: an unhashable argument, refused below
                 signer = None
+            # A signer of the current generation means the session it was made in is open and
+            # current (closing, logging in or out and reopening all start a new generation):
+            # the checks of `TokenSession.run` before a first try hold, so try here, and let
+            # the session recover from a failure (or translate it) exactly as `run` would.
             if signer is None or signer.generation != t.generation:
                 return self._sign_first(cka_id, alg, data, mechanism)
-            return t.run(signer.doing, partial(self._sign_again, signer, data))
+            try:
+                return signer.sign(data)
+            except p11e.PKCS11Error as e:
+                error = e
+            return t.run_again(signer.doing, partial(self._sign_again, signer, data), error)
 
     def audit_key(self, cka_id: bytes, alg: str) -> KeyAudit:
         """Audit a key already on the token (attributes, unreadable private value, self-test):
