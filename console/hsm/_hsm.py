@@ -5,7 +5,8 @@ hands the work to the module that owns each concern:
 
 * `_session.TokenSession`: the kept-alive session, login, PIN changes, reopening after a loss;
 * `_objects`: generating key pairs, auditing them, finding keys, reading public keys;
-* `_signing`: the mechanism for each algorithm, host hashing, the size of what comes back;
+* `_signing`: the mechanism for each algorithm, host hashing, the size of what comes back,
+  and the `Signer` kept for a key's next signatures (see `Hsm.sign`);
 * `_inventory`: listing the token's objects;
 * `_destroy`: DANGER, destroying key pairs;
 * `_support`: which algorithms the token can serve.
@@ -239,7 +240,7 @@ class Hsm:
 
         The first signature with a key, algorithm and mechanism checks them all and keeps the
         result (`_signing.Signer`) for the session: the next ones are the lock, the token call
-        and the size check (1,000 signatures cost what python-pkcs11 alone costs, within 10 %).
+        and the size check (issue 16: within 10 % of python-pkcs11 alone, tests/bench/bench_hsm).
 
         Raises: ObjectNotFoundError, MechanismNotSupportedError, HsmError (key does not match
         the algorithm, or `mechanism` is not one of its mechanisms), HsmUnavailableError.

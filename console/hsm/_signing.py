@@ -14,7 +14,8 @@ and does the work:
 * `verify_jws_signature` (public as `console.hsm.verify_jws_signature`) and `verify`: the
   software check (pyca/cryptography) of the self-test every new key passes.
 
-Called with `_pkcs11.LOCK` held; pkcs11 errors pass through to `TokenSession.run`.
+Called with `_pkcs11.LOCK` held; pkcs11 errors pass through to `TokenSession.run` (or
+`run_again`), which translates them.
 """
 
 from __future__ import annotations
