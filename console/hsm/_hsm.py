@@ -5,7 +5,8 @@ hands the work to the module that owns each concern:
 
 * `_session.TokenSession`: the kept-alive session, login, PIN changes, reopening after a loss;
 * `_objects`: generating key pairs, auditing them, finding keys, reading public keys;
-* `_signing`: the mechanism for each algorithm, host hashing, the size of what comes back;
+* `_signing`: the mechanism for each algorithm, host hashing, the size of what comes back,
+  and the `Signer` kept for a key's next signatures (see `Hsm.sign`);
 * `_inventory`: listing the token's objects;
 * `_destroy`: DANGER, destroying key pairs;
 * `_support`: which algorithms the token can serve.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import pkcs11.exceptions as p11e
@@ -71,6 +73,8 @@ class Hsm:
     def __init__(self, token: TokenSession) -> None:
         self._token = token
         self._keys = _inventory.KeyCache()
+        # (cka_id, alg, mechanism asked for) -> its resolved signer; see `sign`.
+        self._signers: dict[tuple[bytes, str, jose.SignMechanism | None], _signing.Signer] = {}
         self._names: _inventory.TokenNames | None = None
 
     # --- opening and closing --------------------------------------------------------------
@@ -101,6 +105,7 @@ class Hsm:
         """Log out and close the session. Safe to call twice; never raises for a dead device."""
         with LOCK:
             self._keys.clear()
+            self._signers.clear()
             self._token.close()
 
     def __enter__(self) -> Hsm:
@@ -217,6 +222,7 @@ class Hsm:
                 names.labels[label] += 2
                 names.ids[new_id] += 2
                 self._names = names
+            self._forget(new_id)
             self._keys.remember(
                 new_id, _inventory.KeyRef(t.generation, priv, spec.key_kind, (bits + 7) // 8)
             )
@@ -232,37 +238,30 @@ class Hsm:
         `mechanism` (one of the algorithm's `console.jose` mechanisms) is used instead of the
         token's preferred one: a signing service signs the way its `signer.json` says.
 
+        The first signature with a key, algorithm and mechanism checks them all and keeps the
+        result (`_signing.Signer`) for the session: the next ones are the lock, the token call
+        and the size check (issue 16: within 10 % of python-pkcs11 alone, tests/bench/bench_hsm).
+
         Raises: ObjectNotFoundError, MechanismNotSupportedError, HsmError (key does not match
         the algorithm, or `mechanism` is not one of its mechanisms), HsmUnavailableError.
         """
-        name = _objects.check_algorithm(alg)
-        spec = jose.algorithm(name)
-        if mechanism is not None and mechanism not in spec.sign_mechanisms:
-            raise HsmError(f"{mechanism.ckm} cannot make {spec.name} signatures",
-                           f"use one of {', '.join(m.ckm for m in spec.sign_mechanisms)}")
         with LOCK:
-            if mechanism is not None:
-                if _signing.pkcs11_mechanism(mechanism.name) not in self._token.offered:
-                    raise MechanismNotSupportedError(
-                        f"the token does not offer {mechanism.ckm}",
-                        "sign with a mechanism this token offers (`ceremony doctor` lists them)",
-                    )
-                how: jose.SignMechanism | None = mechanism
-            else:
-                how = _signing.choose_mechanism(spec, self._token.offered)
-            if how is None:
-                raise MechanismNotSupportedError(
-                    self.mechanisms()[name].note, "choose another algorithm or token"
-                )
-
-            def op(session: P11Session) -> bytes:
-                ref = self._key_for(session, cka_id, spec, "sign")
-                sig = _signing.sign(ref.obj, spec, how, data)
-                _signing.check_signature_size(spec, sig, rsa_modulus_bytes=ref.rsa_bytes or None)
-                return sig
-
-            sig: bytes = self._token.run(f"signing with {spec.name}", op)
-            return sig
+            t = self._token
+            try:
+                signer = self._signers[cka_id, alg, mechanism]
+            except (KeyError, TypeError):  # TypeError: an unhashable argument, refused below
+                signer = None
+            # A signer of the current generation means the session it was made in is open and
+            # current (closing, logging in or out and reopening all start a new generation):
+            # the checks of `TokenSession.run` before a first try hold, so try here, and let
+            # the session recover from a failure (or translate it) exactly as `run` would.
+            if signer is None or signer.generation != t.generation:
+                return self._sign_first(cka_id, alg, data, mechanism)
+            try:
+                return signer.sign(data)
+            except p11e.PKCS11Error as e:
+                error = e
+            return t.run_again(signer.doing, partial(self._sign_again, signer, data), error)
 
     def audit_key(self, cka_id: bytes, alg: str) -> KeyAudit:
         """Audit a key already on the token (attributes, unreadable private value, self-test):
@@ -316,7 +315,7 @@ class Hsm:
             try:
                 return _destroy.remove_unfinished(self._token, cka_id, label)
             finally:
-                self._keys.forget(cka_id)
+                self._forget(cka_id)
 
     def destroy_keypair(self, cka_id: bytes) -> None:
         """DANGER: destroy both halves of a key pair; see `console.hsm._destroy`."""
@@ -325,7 +324,7 @@ class Hsm:
             try:
                 _destroy.destroy_keypair(self._token, cka_id)
             finally:
-                self._keys.forget(cka_id)
+                self._forget(cka_id)
 
     # --- identity and capabilities -------------------------------------------------------------
 
@@ -368,6 +367,58 @@ class Hsm:
                 f"{verb} with the algorithm recorded for this key in the ledger",
             )
         return ref
+
+    def _sign_first(
+        self, cka_id: bytes, alg: str, data: bytes, mechanism: jose.SignMechanism | None
+    ) -> bytes:
+        """`sign` with every check made, keeping the `Signer` once it has signed."""
+        name = _objects.check_algorithm(alg)
+        spec = jose.algorithm(name)
+        if mechanism is not None and mechanism not in spec.sign_mechanisms:
+            raise HsmError(f"{mechanism.ckm} cannot make {spec.name} signatures",
+                           f"use one of {', '.join(m.ckm for m in spec.sign_mechanisms)}")
+        t = self._token
+        if mechanism is not None:
+            if _signing.pkcs11_mechanism(mechanism.name) not in t.offered:
+                raise MechanismNotSupportedError(
+                    f"the token does not offer {mechanism.ckm}",
+                    "sign with a mechanism this token offers (`ceremony doctor` lists them)",
+                )
+            how: jose.SignMechanism | None = mechanism
+        else:
+            how = _signing.choose_mechanism(spec, t.offered)
+        if how is None:
+            raise MechanismNotSupportedError(
+                self.mechanisms()[name].note, "choose another algorithm or token"
+            )
+        chosen = how
+
+        def op(session: P11Session) -> bytes:
+            signer = self._signer(session, cka_id, spec, chosen)
+            sig = signer.sign(data)
+            self._signers[cka_id, name, mechanism] = signer
+            return sig
+
+        sig: bytes = t.run(f"signing with {spec.name}", op)
+        return sig
+
+    def _sign_again(self, signer: _signing.Signer, data: bytes, session: P11Session) -> bytes:
+        """`signer`'s signature; in a session `run` reopened, the key is found again first."""
+        if signer.generation != self._token.generation:
+            signer = self._signer(session, signer.cka_id, signer.spec, signer.how)
+        return signer.sign(data)
+
+    def _signer(self, session: P11Session, cka_id: bytes, spec: jose.JoseAlgorithm,
+                how: jose.SignMechanism) -> _signing.Signer:
+        ref = self._key_for(session, cka_id, spec, "sign")
+        return _signing.Signer.prepare(ref.generation, cka_id, ref.obj, ref.rsa_bytes or None,
+                                       spec, how)
+
+    def _forget(self, cka_id: bytes) -> None:
+        """Drop what is kept about the key pair `cka_id` (it is being destroyed)."""
+        self._keys.forget(cka_id)
+        for kept in [k for k in self._signers if k[0] == cka_id]:
+            del self._signers[kept]
 
     def _refuse_existing(self, label: str, cka_id: bytes) -> None:
         """Refuse a label or CKA_ID already on the token (labels and ids are never reused).

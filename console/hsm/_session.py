@@ -228,27 +228,42 @@ class TokenSession:
         `op` raises itself.
         """
         self.require_open()
-        cause: BaseException | None = None
         if self._session is None:
             self._reopen(None)
         else:
             try:
                 return op(self._session)
-            except CONNECTION_LOST as e:
-                cause = e
-            except p11e.UserNotLoggedIn as e:
-                if self._pin is None:
-                    raise translate(e, doing) from e
-                cause = e  # the login was lost with the session (reaped, or device reset)
             except p11e.PKCS11Error as e:
-                raise translate(e, doing) from e
-            self._reopen(cause, relogin=relogin)
-            if mutating:
-                raise HsmUnavailableError(
-                    f"{doing} was interrupted ({type(cause).__name__}); its outcome on the token "
-                    "is unknown",
-                    "the session was reopened; run `ceremony reconcile` before continuing",
-                ) from cause
+                self._recover(doing, e, mutating=mutating, relogin=relogin)
+        return self._last_try(doing, op)
+
+    def run_again(self, doing: str, op: Callable[[P11Session], T], error: p11e.PKCS11Error) -> T:
+        """What `run(doing, op)` does after its first try raised `error`: a caller that made
+        that first try itself, in the current session (`Hsm.sign`'s fast path, which knows the
+        session is open and current because it holds an object of its `generation`), hands the
+        error over here to be recovered from, or translated, exactly as `run` would.
+        """
+        self._recover(doing, error, mutating=False, relogin=True)
+        return self._last_try(doing, op)
+
+    def _recover(self, doing: str, error: p11e.PKCS11Error, *, mutating: bool,
+                 relogin: bool) -> None:
+        """After a first try failed with `error`: reopen the session if it died, else raise."""
+        if isinstance(error, CONNECTION_LOST):
+            pass
+        elif isinstance(error, p11e.UserNotLoggedIn) and self._pin is not None:
+            pass  # the login was lost with the session (reaped, or device reset)
+        else:
+            raise translate(error, doing) from error
+        self._reopen(error, relogin=relogin)
+        if mutating:
+            raise HsmUnavailableError(
+                f"{doing} was interrupted ({type(error).__name__}); its outcome on the token "
+                "is unknown",
+                "the session was reopened; run `ceremony reconcile` before continuing",
+            ) from error
+
+    def _last_try(self, doing: str, op: Callable[[P11Session], T]) -> T:
         if self._session is None:
             raise HsmUnavailableError(f"HSM unavailable while {doing}", RECONCILE_HINT)
         try:
