@@ -346,15 +346,21 @@ def _call(fn: Callable[[str], None], arg: str) -> Callable[[], None]:
     return lambda: fn(arg)
 
 
-def run_app(ws: Workspace | Callable[[], Workspace], *,
+def run_app(ws: Workspace | Callable[[], Workspace] | Backend, *,
             clock: Callable[[], datetime] | None = None) -> None:
-    """Open the TUI on an opened workspace, or on one that `ws()` opens (a callable: the CLI's
-    `ceremony [--workspace DIR]`, which paints before the workspace opens).
+    """Open the TUI on an opened workspace, on one that `ws()` opens (a callable: the CLI's
+    `ceremony [--workspace DIR]`, which paints before the workspace opens), or on a `Backend`
+    made before this module was imported (`Backend.opening(..., prefetch=True)`: the launch's
+    child process reads the dashboard's data while Textual loads; `clock` is then the
+    backend's).
 
     Raises:
         ConsoleError: what opening the workspace raised (the app ended at once).
     """
-    backend = Backend.opening(ws, clock=clock) if callable(ws) else Backend(ws, clock=clock)
+    if isinstance(ws, Backend):
+        backend = ws
+    else:
+        backend = Backend.opening(ws, clock=clock) if callable(ws) else Backend(ws, clock=clock)
     CeremonyApp(backend).run()
     if backend.open_error is not None:
         raise backend.open_error

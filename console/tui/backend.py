@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from console.clock import format_time
 from console.errors import CardError, ConsoleError, UsageError
+from console.tui.prefetch import Prefetch
 
 if TYPE_CHECKING:
     from console.ceremony.journal import PlanRecord
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
     from console.quorum.cards import UnlockedCard
     from console.workspace import Workspace
 
-__all__ = ["Backend", "BundleFile", "BundleRow", "Health", "LedgerSummary", "OpenPlan",
-           "WorkspaceBackend"]
+__all__ = ["Backend", "BundleFile", "BundleRow", "ConsumerFacts", "DashboardData", "Health",
+           "KeysetFacts", "LedgerSummary", "OpenPlan", "WorkspaceBackend"]
 
 DESTRUCTIVE_SCRIPTS = frozenset({"key-destruction", "officer-change", "config-change"})
 """Scripts whose execution asks for the keyset name or the digest words to be typed (besides
@@ -55,6 +56,33 @@ def destinations(folder: Path) -> dict[str, str]:
         if sep and name and " " not in name:
             out[name] = where
     return out
+
+
+class ConsumerFacts(TypedDict):
+    name: str
+    propagation_seconds: int
+
+
+class KeysetFacts(TypedDict):
+    """What the dashboard shows of a keyset's policy besides its status."""
+
+    cryptoperiod_days: int
+    consumers: list[ConsumerFacts]
+
+
+class DashboardData(TypedDict):
+    """Everything the dashboard shows (JSON: it may come from the launch's child process)."""
+
+    status: StatusReport
+    policies: dict[str, KeysetFacts]
+
+
+def _dashboard_data(value: object) -> DashboardData:
+    """The child's JSON as `DashboardData` (the shape checked; the values are the service's)."""
+    if not (isinstance(value, dict) and isinstance(value.get("status"), dict)
+            and isinstance(value.get("policies"), dict)):
+        raise ValueError("not the dashboard's data")
+    return cast(DashboardData, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,16 +191,30 @@ class Backend:
         self._opener: Callable[[], Workspace] | None = None
         self._open_lock = threading.Lock()
         self.open_error: ConsoleError | None = None
+        self._prefetch: Prefetch[DashboardData] | None = None
 
     @classmethod
     def opening(cls, opener: Callable[[], Workspace], *,
-                clock: Callable[[], datetime] | None = None) -> Backend:
+                clock: Callable[[], datetime] | None = None,
+                prefetch: bool = False) -> Backend:
         """A backend whose workspace `opener()` opens on first use, so that the console paints
         first: the app calls `open` from a thread worker at start; until it returns, the
-        screens' workers wait for it (and the header says the workspace is opening)."""
+        screens' workers wait for it (and the header says the workspace is opening).
+
+        With `prefetch` (the launch, before Textual is imported), a child process opens the
+        workspace too and reads the dashboard's data meanwhile (`console.tui.prefetch`), on the
+        other core, so that the keyset rows are painted as soon as the dashboard is.
+        """
         backend = cls(None, clock=clock)
         backend._opener = opener
+        if prefetch:
+            backend._prefetch = Prefetch.start(backend.dashboard, decode=_dashboard_data)
         return backend
+
+    def first_dashboard(self, later: Callable[[DashboardData], None]) -> DashboardData | None:
+        """The dashboard's data the launch's child process read, if it has arrived; else None,
+        and `later(data)` is called (from another thread) if it arrives."""
+        return self._prefetch.take(later) if self._prefetch is not None else None
 
     @property
     def ready(self) -> bool:
@@ -231,6 +273,20 @@ class Backend:
         from console.ceremony.status import workspace_status
 
         return workspace_status(self.ws, self.now())
+
+    def dashboard(self) -> DashboardData:
+        """The status report and what the dashboard shows of each keyset's policy."""
+        status = self.status()
+        policies: dict[str, KeysetFacts] = {
+            str(keyset.name): {
+                "cryptoperiod_days": keyset.cryptoperiod.days,
+                "consumers": [{"name": c.name,
+                               "propagation_seconds": int(c.propagation.total_seconds())}
+                              for c in keyset.consumers],
+            }
+            for keyset in self.ws.policy.keysets
+        }
+        return {"status": status, "policies": policies}
 
     def ledger_summary(self) -> LedgerSummary:
         from console.ledger import parse_checkpoint_body

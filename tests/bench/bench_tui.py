@@ -22,12 +22,24 @@ the console: before `Workspace.open`), so opening the workspace counts; the cons
 as `ceremony` does (`Backend.opening`: in a worker, after the first frame), so the first paint
 shows the dashboard's loading state and the keyset rows follow. The apps run alternately
 `--repeat` times and the medians are compared.
+
+Robustness (the machine is shared; none of this changes what is measured): the launches start
+with one unmeasured launch of each (reading the files into the page cache); the in-process runs
+start with one unmeasured round of each app, since the first app to run in a process pays for
+Textual's one-time work (lazy imports, class-level caches) that the others then skip; the big and
+demo workspaces swap order every round, and each run starts after a full garbage collection, so
+neither is charged for the other's garbage. Before launching, the console's modules are compiled
+to bytecode as an installed console's are: with PYTHONDONTWRITEBYTECODE (or in a fresh checkout)
+each launch would otherwise compile every console module from source, which no user's launch
+does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
+import gc
 import json
 import shutil
 import statistics
@@ -233,14 +245,16 @@ def first_paint_report(root: Path, small: Path, repeat: int, entries: int) -> li
     small_loaded: list[Moment] = []
     opens: list[float] = []
     small_opens: list[float] = []
-    for _ in range(repeat):
+    asyncio.run(minimal_times())  # warm-up: see the module docstring
+    asyncio.run(dashboard_times(small))
+    for i in range(repeat):
+        gc.collect()
         minimal.append(asyncio.run(minimal_times()))
-        p, lo = asyncio.run(dashboard_times(root))
-        painted.append(p)
-        loaded.append(lo)
-        p, lo = asyncio.run(dashboard_times(small))
-        small_painted.append(p)
-        small_loaded.append(lo)
+        for workspace in (root, small) if i % 2 == 0 else (small, root):
+            gc.collect()
+            p, lo = asyncio.run(dashboard_times(workspace))
+            (painted if workspace == root else small_painted).append(p)
+            (loaded if workspace == root else small_loaded).append(lo)
         opens.append(open_seconds(root))
         small_opens.append(open_seconds(small))
     base, dash, full, ref, ref_full = (_median(v) for v in (minimal, painted, loaded,
@@ -292,6 +306,8 @@ def launch_report(small: Path, repeat: int) -> list[Result]:
     minimal: list[float] = []
     painted: list[float] = []
     rows: list[float] = []
+    launch_seconds("minimal", small)  # warm-up (files into the page cache), not counted
+    launch_seconds("console", small)
     for _ in range(repeat):
         minimal.append(launch_seconds("minimal", small)["painted"])
         console = launch_seconds("console", small)
@@ -342,6 +358,7 @@ OPENED: list[float] = []
 def run(*, keysets: int = 200, entries: int = 100_000, big: int = 1_000_000,
         repeat: int = 3) -> list[Result]:
     """First paint on a `keysets`/`entries` workspace; peak memory scrolling `big` entries."""
+    compileall.compile_dir(Path(__file__).parents[2] / "console", quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         ws_root = build_workspace(Path(tmp) / "ws", keysets, entries)

@@ -7,7 +7,7 @@ keysets they touch say so instead of "ok", and "nothing needs doing" is never sh
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -24,6 +24,7 @@ from console.tui.widgets.timeline import KeyTimeline
 if TYPE_CHECKING:
     from console.ceremony.status import KeysetStatus, OpenPlan, StatusReport
     from console.jsontypes import JsonMapping
+    from console.tui.backend import DashboardData, KeysetFacts
 
 
 def _time(value: str | None) -> datetime | None:
@@ -81,13 +82,18 @@ class DashboardScreen(ConsoleScreen):
     ]
 
     status: StatusReport | None
+    policies: dict[str, KeysetFacts]
     now: datetime
     open_plans: list[OpenPlan]
 
     def __init__(self) -> None:
         super().__init__()
         self.status = None
+        self.policies = {}
         self.open_plans = []
+        self._own_data = False
+        """Whether the console's own workspace supplied what is shown (the launch's child
+        process's data never replaces it)."""
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="open-plans")
@@ -110,13 +116,33 @@ class DashboardScreen(ConsoleScreen):
         table = self.query_one("#keys", DataTable)
         table.add_columns("kid", "state", "published", "active", "retired", "next ≥ (why)")
         super().on_mount()
+        if not self.backend.ready:
+            # The launch's child process read the data while Textual loaded: shown in this
+            # first frame if it is here, else as soon as it arrives.
+            data = self.backend.first_dashboard(self._prefetched_later)
+            if data is not None:
+                self.show_prefetched(data)
+
+    def _prefetched_later(self, data: DashboardData) -> None:
+        self.post_message(self.Loaded("prefetched", data))
 
     def refresh_data(self) -> None:
-        self.load("status", self.backend.status, "Reading keysets and due dates")
+        self.load("dashboard", self.backend.dashboard, "Reading keysets and due dates")
 
-    def show_status(self, status: StatusReport) -> None:
+    def show_prefetched(self, data: DashboardData) -> None:
+        if not self._own_data:
+            self._show(data)
+
+    def show_dashboard(self, data: DashboardData) -> None:
+        self._own_data = True
+        self._show(data)
+
+    def _show(self, data: DashboardData) -> None:
+        status = data["status"]
         self.status = status
-        self.now = _time(status.get("now")) or self.backend.now()
+        self.policies = data["policies"]
+        # Always in the report (the time it was read at): the workspace may not be open yet.
+        self.now = datetime.fromisoformat(status["now"].replace("Z", "+00:00"))
         plans = list(status.get("open_plans") or [])
         self.open_plans = plans
         banner = self.query_one("#open-plans", Static)
@@ -167,8 +193,8 @@ class DashboardScreen(ConsoleScreen):
                 self._show_keyset(keyset)
 
     def _show_keyset(self, keyset: KeysetStatus) -> None:
-        policy = self.backend.ws.policy.get(keyset["name"])
-        period = f" · every {policy.cryptoperiod.days} days" if policy is not None else ""
+        policy = self.policies.get(keyset["name"])
+        period = f" · every {policy['cryptoperiod_days']} days" if policy is not None else ""
         latest = keyset.get("latest_ceremony")
         title = f"{keyset['name']} · {keyset.get('alg') or '?'}{period}"
         if latest:
@@ -189,15 +215,14 @@ class DashboardScreen(ConsoleScreen):
                           _day(key.get("activated_at")), _day(key.get("retired_at")), why)
         self.query_one("#timeline", KeyTimeline).show(keys, self.now)
         consumers = Text()
-        if policy is not None and policy.consumers:
+        if policy is not None and policy["consumers"]:
             consumers.append("Consumers  ", style="bold")
             consumers.append(" · ".join(
-                f"{c.name} {_short(c.propagation)}" for c in policy.consumers))
+                f"{c['name']} {_short(c['propagation_seconds'])}" for c in policy["consumers"]))
         self.query_one("#consumers", Static).update(consumers)
 
 
-def _short(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
+def _short(seconds: int) -> str:
     if seconds >= 86400:
         return f"{seconds // 86400} d"
     if seconds >= 3600:
