@@ -66,9 +66,9 @@ def main() -> None:
         watch(app, lambda _s: True)
         asyncio.run(run(app, "painted"))
     else:
-        from console.tui.app import CeremonyApp
+        from console.tui.app import launched
 
-        app = CeremonyApp(backend, check_health=False)
+        app = launched(backend, check_health=False)  # as run_app makes it
 
         def keysets_shown(screen: Any) -> bool:
             return any(o.option_count for o in screen.query("#keysets").results(OptionList))

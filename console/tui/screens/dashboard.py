@@ -15,10 +15,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Label, OptionList, Static
+from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.tui.screens._base import ConsoleScreen
+from console.tui.widgets.key_table import KeyTable
 from console.tui.widgets.timeline import KeyTimeline
 
 if TYPE_CHECKING:
@@ -97,24 +98,24 @@ class DashboardScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="open-plans")
+        # The fixed pane titles are border titles, not widgets: fewer widgets to style and
+        # lay out before the first frame (issue 16).
         with Horizontal(id="dash-top"):
-            with Vertical(id="keysets-pane", classes="pane"):
-                yield Label("Keysets", classes="pane-title")
+            with Vertical(id="keysets-pane", classes="pane") as keysets:
+                keysets.border_title = "Keysets"
                 yield OptionList(id="keysets")
                 yield Static("", id="dash-signing-key")
             with VerticalScroll(id="keyset-pane", classes="pane"):
                 yield Label("", id="keyset-title", classes="pane-title")
-                yield DataTable(id="keys", cursor_type="row", zebra_stripes=False)
+                yield KeyTable(id="keys")
                 yield KeyTimeline(id="timeline")
                 yield Static("", id="consumers")
-        with VerticalScroll(id="warnings-pane", classes="pane"):
-            yield Label("Warnings", classes="pane-title")
+        with VerticalScroll(id="warnings-pane", classes="pane") as warnings:
+            warnings.border_title = "Warnings"
             yield Static(Text("loading…", style="dim"), id="warnings")
 
     def on_mount(self) -> None:
         self.query_one("#open-plans", Static).display = False
-        table = self.query_one("#keys", DataTable)
-        table.add_columns("kid", "state", "published", "active", "retired", "next ≥ (why)")
         super().on_mount()
         if not self.backend.ready:
             # The launch's child process read the data while Textual loaded: shown in this
@@ -200,8 +201,7 @@ class DashboardScreen(ConsoleScreen):
         if latest:
             title += f" · next ceremony by {_day(latest)}"
         self.query_one("#keyset-title", Label).update(title)
-        table = self.query_one("#keys", DataTable)
-        table.clear()
+        rows: list[tuple[str, ...]] = []
         keys = [k for k in keyset.get("keys", []) if k.get("purpose", "token") == "token"]
         for key in keys:
             why = ""
@@ -211,8 +211,9 @@ class DashboardScreen(ConsoleScreen):
                 why = f"unpublish {_day(key['earliest_unpublish'])} (retire + T_tok + skew)"
             elif key.get("earliest_destruction"):
                 why = f"destroy {_day(key['earliest_destruction'])} (archive + wait)"
-            table.add_row(str(key["kid"])[:8] + "…", key["state"], _day(key.get("published_at")),
-                          _day(key.get("activated_at")), _day(key.get("retired_at")), why)
+            rows.append((str(key["kid"])[:8] + "…", key["state"], _day(key.get("published_at")),
+                         _day(key.get("activated_at")), _day(key.get("retired_at")), why))
+        self.query_one("#keys", KeyTable).show(rows)
         self.query_one("#timeline", KeyTimeline).show(keys, self.now)
         consumers = Text()
         if policy is not None and policy["consumers"]:
