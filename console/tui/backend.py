@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, cast
+from typing import TYPE_CHECKING
 
 from console.clock import format_time
 from console.errors import CardError, ConsoleError, UsageError
 from console.tui.prefetch import Prefetch
+from console.tui.values import (
+    BundleFile,
+    BundleRow,
+    ConsumerFacts,
+    DashboardData,
+    Health,
+    KeysetFacts,
+    LedgerSummary,
+    dashboard_data,
+)
 
 if TYPE_CHECKING:
     from console.ceremony.journal import PlanRecord
@@ -56,80 +66,6 @@ def destinations(folder: Path) -> dict[str, str]:
         if sep and name and " " not in name:
             out[name] = where
     return out
-
-
-class ConsumerFacts(TypedDict):
-    name: str
-    propagation_seconds: int
-
-
-class KeysetFacts(TypedDict):
-    """What the dashboard shows of a keyset's policy besides its status."""
-
-    cryptoperiod_days: int
-    consumers: list[ConsumerFacts]
-
-
-class DashboardData(TypedDict):
-    """Everything the dashboard shows (JSON: it may come from the launch's child process)."""
-
-    status: StatusReport
-    policies: dict[str, KeysetFacts]
-
-
-def _dashboard_data(value: object) -> DashboardData:
-    """The child's JSON as `DashboardData` (the shape checked; the values are the service's)."""
-    if not (isinstance(value, dict) and isinstance(value.get("status"), dict)
-            and isinstance(value.get("policies"), dict)):
-        raise ValueError("not the dashboard's data")
-    return cast(DashboardData, value)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerSummary:
-    size: int
-    root_hex: str
-    last_time: datetime | None
-    checkpoint_size: int | None
-    checkpoint_signers: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """One line of header facts: each part is ok, a warning, or unknown (None)."""
-
-    hsm: str
-    hsm_ok: bool | None
-    ledger: str
-    ledger_ok: bool | None
-    reconcile: str
-    reconcile_ok: bool | None
-
-
-@dataclass(frozen=True, slots=True)
-class BundleFile:
-    name: str
-    size: int
-    destination: str
-
-
-@dataclass(frozen=True, slots=True)
-class BundleRow:
-    keyset: str
-    seq: int
-    time: datetime
-    kids: tuple[str, ...]
-    sha256: str
-    path: Path
-    verified: bool | None
-    problem: str
-    files: tuple[BundleFile, ...] = field(default=())
-    previous_seq: int | None = None
-    """The keyset's bundle before this one (None: the first)."""
-    added: tuple[str, ...] = ()
-    """Kids in this bundle and not in the previous one (every kid of a first bundle)."""
-    removed: tuple[str, ...] = ()
-    """Kids in the previous bundle and not in this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +144,7 @@ class Backend:
         backend = cls(None, clock=clock)
         backend._opener = opener
         if prefetch:
-            backend._prefetch = Prefetch.start(backend.dashboard, decode=_dashboard_data)
+            backend._prefetch = Prefetch.start(backend.dashboard, decode=dashboard_data)
         return backend
 
     def first_dashboard(self, later: Callable[[DashboardData], None]) -> DashboardData | None:
