@@ -98,6 +98,10 @@ def _child(job: Callable[[], object], write_fd: int) -> None:
     without running the parent's exit handlers or flushing its buffers (`os._exit`)."""
     status = 1
     try:
+        # Nothing the child might print (a library's warning) may land on the console's screen.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
         payload = json.dumps(job(), separators=(",", ":")).encode()
         view = memoryview(payload)
         while view:

@@ -51,6 +51,25 @@ print(json.dumps({"data": data, "called": len(called),
                   "later": backend.first_dashboard(called.append)}))
 """
 
+SILENT_CHILD = """
+import json, sys, threading
+from console.tui.prefetch import Prefetch
+
+def job():
+    print("from the child", flush=True)
+    print("a warning", file=sys.stderr, flush=True)
+    return 7
+
+prefetch = Prefetch.start(job, decode=int)
+arrived = threading.Event()
+got = []
+value = prefetch.take(lambda v: (got.append(v), arrived.set()))
+if value is None:
+    assert arrived.wait(60)
+    value = got[0]
+print(json.dumps({"value": value}))
+"""
+
 NO_FORK_WITH_THREADS = """
 import json, threading
 from console.tui.prefetch import Prefetch
@@ -79,6 +98,15 @@ def test_the_child_reads_what_the_console_reads(tmp_path: Path) -> None:
 def test_a_failing_open_sends_nothing() -> None:
     """The console's own open reports the error; the dashboard is never given anything."""
     assert _run(NOTHING_ON_FAILURE) == {"data": None, "called": 0, "later": None}
+
+
+def test_nothing_the_child_prints_reaches_the_screen() -> None:
+    """The TUI owns the terminal by the time the child runs: its output goes nowhere."""
+    out = subprocess.run([sys.executable, "-c", SILENT_CHILD], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == json.dumps({"value": 7})
+    assert out.stderr == ""
 
 
 def test_no_fork_while_another_thread_runs() -> None:
