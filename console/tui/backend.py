@@ -147,6 +147,12 @@ class Backend:
             backend._prefetch = Prefetch.start(backend.dashboard, decode=dashboard_data)
         return backend
 
+    def wait_for_prefetch(self, timeout: float) -> None:
+        """Wait until the launch's child process has ended, if there is one (the benchmark, so
+        that a child reading a large ledger does not run into its next measurement)."""
+        if self._prefetch is not None:
+            self._prefetch.wait(timeout)
+
     def first_dashboard(self, later: Callable[[DashboardData], None]) -> DashboardData | None:
         """The dashboard's data the launch's child process read, if it has arrived; else None,
         and `later(data)` is called (from another thread) if it arrives."""

@@ -59,9 +59,17 @@ class Prefetch(Generic[T]):
         prefetch = cls()
         # A daemon: the console never waits for the child (a child still reading a large
         # ledger when the console quits finishes on its own).
-        threading.Thread(target=prefetch._receive, args=(pid, read_fd, decode),
-                         name="dashboard-prefetch", daemon=True).start()
+        prefetch._thread = threading.Thread(target=prefetch._receive, args=(pid, read_fd, decode),
+                                            name="dashboard-prefetch", daemon=True)
+        prefetch._thread.start()
         return prefetch
+
+    _thread: threading.Thread | None = None
+
+    def wait(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) until the child has ended and its value arrived."""
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def take(self, later: Callable[[T], None]) -> T | None:
         """The value if it has arrived; else None, and `later(value)` is called from the
