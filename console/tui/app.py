@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import importlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -346,15 +347,33 @@ def _call(fn: Callable[[str], None], arg: str) -> Callable[[], None]:
     return lambda: fn(arg)
 
 
-def run_app(ws: Workspace | Callable[[], Workspace], *,
+def launched(backend: Backend, *, check_health: bool = True) -> CeremonyApp:
+    """The app as a launch makes it, once everything the first frame needs is imported.
+
+    The modules, classes and functions imported by now live as long as the process: frozen out
+    of the garbage collector (`gc.freeze`), they are no longer scanned at every full collection,
+    of which composing the first screen triggers dozens (each scanning the few hundred thousand
+    objects Textual's import left: tens of milliseconds before the first frame, issue 16).
+    """
+    gc.freeze()
+    return CeremonyApp(backend, check_health=check_health)
+
+
+def run_app(ws: Workspace | Callable[[], Workspace] | Backend, *,
             clock: Callable[[], datetime] | None = None) -> None:
-    """Open the TUI on an opened workspace, or on one that `ws()` opens (a callable: the CLI's
-    `ceremony [--workspace DIR]`, which paints before the workspace opens).
+    """Open the TUI on an opened workspace, on one that `ws()` opens (a callable: the CLI's
+    `ceremony [--workspace DIR]`, which paints before the workspace opens), or on a `Backend`
+    made before this module was imported (`Backend.opening(..., prefetch=True)`: the launch's
+    child process reads the dashboard's data while Textual loads; `clock` is then the
+    backend's).
 
     Raises:
         ConsoleError: what opening the workspace raised (the app ended at once).
     """
-    backend = Backend.opening(ws, clock=clock) if callable(ws) else Backend(ws, clock=clock)
-    CeremonyApp(backend).run()
+    if isinstance(ws, Backend):
+        backend = ws
+    else:
+        backend = Backend.opening(ws, clock=clock) if callable(ws) else Backend(ws, clock=clock)
+    launched(backend).run()
     if backend.open_error is not None:
         raise backend.open_error

@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from console.clock import format_time
 from console.errors import CardError, ConsoleError, UsageError
+from console.tui.prefetch import Prefetch
+from console.tui.values import (
+    BundleFile,
+    BundleRow,
+    ConsumerFacts,
+    DashboardData,
+    Health,
+    KeysetFacts,
+    LedgerSummary,
+    dashboard_data,
+)
 
 if TYPE_CHECKING:
     from console.ceremony.journal import PlanRecord
@@ -33,8 +44,8 @@ if TYPE_CHECKING:
     from console.quorum.cards import UnlockedCard
     from console.workspace import Workspace
 
-__all__ = ["Backend", "BundleFile", "BundleRow", "Health", "LedgerSummary", "OpenPlan",
-           "WorkspaceBackend"]
+__all__ = ["Backend", "BundleFile", "BundleRow", "ConsumerFacts", "DashboardData", "Health",
+           "KeysetFacts", "LedgerSummary", "OpenPlan", "WorkspaceBackend"]
 
 DESTRUCTIVE_SCRIPTS = frozenset({"key-destruction", "officer-change", "config-change"})
 """Scripts whose execution asks for the keyset name or the digest words to be typed (besides
@@ -55,53 +66,6 @@ def destinations(folder: Path) -> dict[str, str]:
         if sep and name and " " not in name:
             out[name] = where
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerSummary:
-    size: int
-    root_hex: str
-    last_time: datetime | None
-    checkpoint_size: int | None
-    checkpoint_signers: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """One line of header facts: each part is ok, a warning, or unknown (None)."""
-
-    hsm: str
-    hsm_ok: bool | None
-    ledger: str
-    ledger_ok: bool | None
-    reconcile: str
-    reconcile_ok: bool | None
-
-
-@dataclass(frozen=True, slots=True)
-class BundleFile:
-    name: str
-    size: int
-    destination: str
-
-
-@dataclass(frozen=True, slots=True)
-class BundleRow:
-    keyset: str
-    seq: int
-    time: datetime
-    kids: tuple[str, ...]
-    sha256: str
-    path: Path
-    verified: bool | None
-    problem: str
-    files: tuple[BundleFile, ...] = field(default=())
-    previous_seq: int | None = None
-    """The keyset's bundle before this one (None: the first)."""
-    added: tuple[str, ...] = ()
-    """Kids in this bundle and not in the previous one (every kid of a first bundle)."""
-    removed: tuple[str, ...] = ()
-    """Kids in the previous bundle and not in this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,16 +127,36 @@ class Backend:
         self._opener: Callable[[], Workspace] | None = None
         self._open_lock = threading.Lock()
         self.open_error: ConsoleError | None = None
+        self._prefetch: Prefetch[DashboardData] | None = None
 
     @classmethod
     def opening(cls, opener: Callable[[], Workspace], *,
-                clock: Callable[[], datetime] | None = None) -> Backend:
+                clock: Callable[[], datetime] | None = None,
+                prefetch: bool = False) -> Backend:
         """A backend whose workspace `opener()` opens on first use, so that the console paints
         first: the app calls `open` from a thread worker at start; until it returns, the
-        screens' workers wait for it (and the header says the workspace is opening)."""
+        screens' workers wait for it (and the header says the workspace is opening).
+
+        With `prefetch` (the launch, before Textual is imported), a child process opens the
+        workspace too and reads the dashboard's data meanwhile (`console.tui.prefetch`), on the
+        other core, so that the keyset rows are painted as soon as the dashboard is.
+        """
         backend = cls(None, clock=clock)
         backend._opener = opener
+        if prefetch:
+            backend._prefetch = Prefetch.start(backend.dashboard, decode=dashboard_data)
         return backend
+
+    def wait_for_prefetch(self, timeout: float) -> None:
+        """Wait until the launch's child process has ended, if there is one (the benchmark, so
+        that a child reading a large ledger does not run into its next measurement)."""
+        if self._prefetch is not None:
+            self._prefetch.wait(timeout)
+
+    def first_dashboard(self, later: Callable[[DashboardData], None]) -> DashboardData | None:
+        """The dashboard's data the launch's child process read, if it has arrived; else None,
+        and `later(data)` is called (from another thread) if it arrives."""
+        return self._prefetch.take(later) if self._prefetch is not None else None
 
     @property
     def ready(self) -> bool:
@@ -231,6 +215,20 @@ class Backend:
         from console.ceremony.status import workspace_status
 
         return workspace_status(self.ws, self.now())
+
+    def dashboard(self) -> DashboardData:
+        """The status report and what the dashboard shows of each keyset's policy."""
+        status = self.status()
+        policies: dict[str, KeysetFacts] = {
+            str(keyset.name): {
+                "cryptoperiod_days": keyset.cryptoperiod.days,
+                "consumers": [{"name": c.name,
+                               "propagation_seconds": int(c.propagation.total_seconds())}
+                              for c in keyset.consumers],
+            }
+            for keyset in self.ws.policy.keysets
+        }
+        return {"status": status, "policies": policies}
 
     def ledger_summary(self) -> LedgerSummary:
         from console.ledger import parse_checkpoint_body

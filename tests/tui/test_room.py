@@ -7,11 +7,11 @@ from pathlib import Path
 
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Footer, Label, Static
-from textual.widgets._footer import FooterKey
+from textual.widgets import Label, Static
 
 from console.tui.app import SCREENS_BY_KEY, screen_bindings, screen_class
 from console.tui.dialogs.qr import QrDialog
+from console.tui.widgets.footer import ConsoleFooter
 from tests.tui.conftest import settle
 from tests.tui.snapshot_app import snapshot_app
 
@@ -98,22 +98,31 @@ async def test_the_palette_finds_every_action_of_every_screen(snapshot_workspace
 
 async def test_at_80x24_the_footer_keeps_every_screen_key_and_help(
         snapshot_workspace: Path) -> None:
+    """The footer is one line of text (widgets/footer.py): every screen key, quit and the whole
+    `? Help` are drawn before the palette's key, on every screen."""
     app = snapshot_app(snapshot_workspace)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         for screen_key in ("d", "c", "l", "e", "o", "h"):
             await pilot.press(screen_key)
             await settle(pilot)
-            footer = app.screen.query_one(Footer)
-            keys = list(footer.query(FooterKey))
-            palette = next(k for k in keys if "-command-palette" in k.classes)
-            shown = {k.key for k in keys if k is not palette
-                     and k.region.width > 0 and k.region.right <= palette.region.x}
-            whole = {k.key for k in keys if k.key in shown
-                     and k.region.width >= len(k.key_display or "") + len(k.description)}
-            assert {"d", "c", "l", "e", "o", "h", "question_mark", "ctrl+q"} <= shown, \
-                (app.current_mode, shown)
-            assert "question_mark" in whole, app.current_mode
+            footer = app.screen.query_one(ConsoleFooter)
+            line = footer.line(footer.size.width).plain
+            assert len(line) == 80, line
+            left = line[:line.index("▏^p")]
+            assert "dcleoh screens" in left and "^q Quit" in left, (app.current_mode, line)
+            assert "? Help" in left, (app.current_mode, line)
+
+
+async def test_a_click_on_a_footer_key_presses_it(snapshot_workspace: Path) -> None:
+    app = snapshot_app(snapshot_workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        footer = app.screen.query_one(ConsoleFooter)
+        line = footer.line(footer.size.width).plain
+        await pilot.click(ConsoleFooter, offset=(line.index("dcleoh") + 2, 0))  # the l
+        await settle(pilot)
+        assert app.current_mode == "ledger"
 
 
 async def test_at_80x24_the_dashboard_shows_the_whole_signing_thumbprint(

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def open_tui(args: argparse.Namespace) -> int:
     terminal.require_terminal("the console (TUI)", instead="use `ceremony status` and the others")
-    from console.tui.app import run_app
+    from console.tui.backend import Backend  # no Textual: see prefetch below
 
     requested = requested_now(args)
     opened: list[Workspace] = []
@@ -37,7 +37,11 @@ def open_tui(args: argparse.Namespace) -> int:
         opened.append(ws)
         return ws
 
-    run_app(open_later, clock=lambda: opened[0].now(requested))
+    # Made before Textual is imported: a child process reads the dashboard's data meanwhile.
+    backend = Backend.opening(open_later, clock=lambda: opened[0].now(requested), prefetch=True)
+    from console.tui.app import run_app
+
+    run_app(backend)
     return ExitCode.OK
 
 

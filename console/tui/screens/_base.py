@@ -77,7 +77,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield ConsoleHeader(id="header")
         yield from self.compose_body()
-        yield ConsoleFooter(compact=True)
+        yield ConsoleFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()

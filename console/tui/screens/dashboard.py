@@ -7,7 +7,7 @@ keysets they touch say so instead of "ok", and "nothing needs doing" is never sh
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -15,15 +15,17 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Label, OptionList, Static
+from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.tui.screens._base import ConsoleScreen
+from console.tui.widgets.key_table import KeyTable
 from console.tui.widgets.timeline import KeyTimeline
 
 if TYPE_CHECKING:
     from console.ceremony.status import KeysetStatus, OpenPlan, StatusReport
     from console.jsontypes import JsonMapping
+    from console.tui.backend import DashboardData, KeysetFacts
 
 
 def _time(value: str | None) -> datetime | None:
@@ -81,42 +83,67 @@ class DashboardScreen(ConsoleScreen):
     ]
 
     status: StatusReport | None
+    policies: dict[str, KeysetFacts]
     now: datetime
     open_plans: list[OpenPlan]
 
     def __init__(self) -> None:
         super().__init__()
         self.status = None
+        self.policies = {}
         self.open_plans = []
+        self._own_data = False
+        """Whether the console's own workspace supplied what is shown (the launch's child
+        process's data never replaces it)."""
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="open-plans")
+        # The fixed pane titles are border titles, not widgets: fewer widgets to style and
+        # lay out before the first frame (issue 16).
         with Horizontal(id="dash-top"):
-            with Vertical(id="keysets-pane", classes="pane"):
-                yield Label("Keysets", classes="pane-title")
+            with Vertical(id="keysets-pane", classes="pane") as keysets:
+                keysets.border_title = "Keysets"
                 yield OptionList(id="keysets")
                 yield Static("", id="dash-signing-key")
             with VerticalScroll(id="keyset-pane", classes="pane"):
                 yield Label("", id="keyset-title", classes="pane-title")
-                yield DataTable(id="keys", cursor_type="row", zebra_stripes=False)
+                yield KeyTable(id="keys")
                 yield KeyTimeline(id="timeline")
                 yield Static("", id="consumers")
-        with VerticalScroll(id="warnings-pane", classes="pane"):
-            yield Label("Warnings", classes="pane-title")
+        with VerticalScroll(id="warnings-pane", classes="pane") as warnings:
+            warnings.border_title = "Warnings"
             yield Static(Text("loading…", style="dim"), id="warnings")
 
     def on_mount(self) -> None:
         self.query_one("#open-plans", Static).display = False
-        table = self.query_one("#keys", DataTable)
-        table.add_columns("kid", "state", "published", "active", "retired", "next ≥ (why)")
         super().on_mount()
+        if not self.backend.ready:
+            # The launch's child process read the data while Textual loaded: shown in this
+            # first frame if it is here, else as soon as it arrives.
+            data = self.backend.first_dashboard(self._prefetched_later)
+            if data is not None:
+                self.show_prefetched(data)
+
+    def _prefetched_later(self, data: DashboardData) -> None:
+        self.post_message(self.Loaded("prefetched", data))
 
     def refresh_data(self) -> None:
-        self.load("status", self.backend.status, "Reading keysets and due dates")
+        self.load("dashboard", self.backend.dashboard, "Reading keysets and due dates")
 
-    def show_status(self, status: StatusReport) -> None:
+    def show_prefetched(self, data: DashboardData) -> None:
+        if not self._own_data:
+            self._show(data)
+
+    def show_dashboard(self, data: DashboardData) -> None:
+        self._own_data = True
+        self._show(data)
+
+    def _show(self, data: DashboardData) -> None:
+        status = data["status"]
         self.status = status
-        self.now = _time(status.get("now")) or self.backend.now()
+        self.policies = data["policies"]
+        # Always in the report (the time it was read at): the workspace may not be open yet.
+        self.now = datetime.fromisoformat(status["now"].replace("Z", "+00:00"))
         plans = list(status.get("open_plans") or [])
         self.open_plans = plans
         banner = self.query_one("#open-plans", Static)
@@ -167,15 +194,14 @@ class DashboardScreen(ConsoleScreen):
                 self._show_keyset(keyset)
 
     def _show_keyset(self, keyset: KeysetStatus) -> None:
-        policy = self.backend.ws.policy.get(keyset["name"])
-        period = f" · every {policy.cryptoperiod.days} days" if policy is not None else ""
+        policy = self.policies.get(keyset["name"])
+        period = f" · every {policy['cryptoperiod_days']} days" if policy is not None else ""
         latest = keyset.get("latest_ceremony")
         title = f"{keyset['name']} · {keyset.get('alg') or '?'}{period}"
         if latest:
             title += f" · next ceremony by {_day(latest)}"
         self.query_one("#keyset-title", Label).update(title)
-        table = self.query_one("#keys", DataTable)
-        table.clear()
+        rows: list[tuple[str, ...]] = []
         keys = [k for k in keyset.get("keys", []) if k.get("purpose", "token") == "token"]
         for key in keys:
             why = ""
@@ -185,19 +211,19 @@ class DashboardScreen(ConsoleScreen):
                 why = f"unpublish {_day(key['earliest_unpublish'])} (retire + T_tok + skew)"
             elif key.get("earliest_destruction"):
                 why = f"destroy {_day(key['earliest_destruction'])} (archive + wait)"
-            table.add_row(str(key["kid"])[:8] + "…", key["state"], _day(key.get("published_at")),
-                          _day(key.get("activated_at")), _day(key.get("retired_at")), why)
+            rows.append((str(key["kid"])[:8] + "…", key["state"], _day(key.get("published_at")),
+                         _day(key.get("activated_at")), _day(key.get("retired_at")), why))
+        self.query_one("#keys", KeyTable).show(rows)
         self.query_one("#timeline", KeyTimeline).show(keys, self.now)
         consumers = Text()
-        if policy is not None and policy.consumers:
+        if policy is not None and policy["consumers"]:
             consumers.append("Consumers  ", style="bold")
             consumers.append(" · ".join(
-                f"{c.name} {_short(c.propagation)}" for c in policy.consumers))
+                f"{c['name']} {_short(c['propagation_seconds'])}" for c in policy["consumers"]))
         self.query_one("#consumers", Static).update(consumers)
 
 
-def _short(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
+def _short(seconds: int) -> str:
     if seconds >= 86400:
         return f"{seconds // 86400} d"
     if seconds >= 3600:

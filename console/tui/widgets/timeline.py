@@ -80,7 +80,10 @@ class KeyTimeline(Static):
 
     DEFAULT_CSS = "KeyTimeline { height: auto; }"
 
+    _shown: tuple[list[KeyStatus], datetime] | None = None
+
     def show(self, keys: list[KeyStatus], now: datetime) -> None:
+        self._shown = (keys, now)
         width = max(self.size.width - 12, 20)
         out = Text(no_wrap=True)
         out.append(" " * 11)
@@ -92,3 +95,9 @@ class KeyTimeline(Static):
         out.append("\n")
         out.append("░ published  █ active  ▒ retired  │ now", style="dim")
         self.update(out)
+
+    def on_resize(self) -> None:
+        # Shown before the first layout (data that was there at mount) or a resized terminal:
+        # the bars fill the width they have now.
+        if self._shown is not None:
+            self.show(*self._shown)

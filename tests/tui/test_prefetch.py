@@ -1,0 +1,114 @@
+"""The launch's child process (console/tui/prefetch.py) reads the dashboard's data the way the
+console's own worker does, or sends nothing; each case runs in a fresh interpreter, which has one
+thread as the console's launch has (a pytest worker may run more, and then nothing forks)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.tui.snapshot_app import copy_fixture
+
+SAME_DATA = """
+import json, sys, threading
+from pathlib import Path
+from console.tui.backend import Backend
+from console.workspace import Workspace
+from tests.tui.snapshot_app import fixed_now
+
+root = Path(sys.argv[1])
+with Workspace.open(root) as ws:
+    now = fixed_now(ws)
+backend = Backend.opening(lambda: Workspace.open(root), clock=lambda: now, prefetch=True)
+arrived = threading.Event()
+got = []
+data = backend.first_dashboard(lambda d: (got.append(d), arrived.set()))
+if data is None:
+    assert arrived.wait(60), "the child sent nothing"
+    data = got[0]
+assert not backend.ready  # the child's open is not the console's
+own = backend.dashboard()
+print(json.dumps({"same": json.loads(json.dumps(own)) == data,
+                  "keysets": [k["name"] for k in data["status"]["keysets"]]}))
+backend.ws.close()
+"""
+
+NOTHING_ON_FAILURE = """
+import json, threading, time
+from console.errors import WorkspaceError
+from console.tui.backend import Backend
+
+def opener():
+    raise WorkspaceError("no workspace here", "make one")
+
+backend = Backend.opening(opener, prefetch=True)
+called = []
+data = backend.first_dashboard(called.append)
+time.sleep(2)
+print(json.dumps({"data": data, "called": len(called),
+                  "later": backend.first_dashboard(called.append)}))
+"""
+
+SILENT_CHILD = """
+import json, sys, threading
+from console.tui.prefetch import Prefetch
+
+def job():
+    print("from the child", flush=True)
+    print("a warning", file=sys.stderr, flush=True)
+    return 7
+
+prefetch = Prefetch.start(job, decode=int)
+arrived = threading.Event()
+got = []
+value = prefetch.take(lambda v: (got.append(v), arrived.set()))
+if value is None:
+    assert arrived.wait(60)
+    value = got[0]
+print(json.dumps({"value": value}))
+"""
+
+NO_FORK_WITH_THREADS = """
+import json, threading
+from console.tui.prefetch import Prefetch
+
+stop = threading.Event()
+threading.Thread(target=stop.wait, daemon=True).start()
+print(json.dumps({"started": Prefetch.start(lambda: 1, decode=int) is not None}))
+stop.set()
+"""
+
+
+def _run(code: str, *args: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_the_child_reads_what_the_console_reads(tmp_path: Path) -> None:
+    """Same opener, same service, same clock: the same data as the console's own worker's."""
+    result = _run(SAME_DATA, str(copy_fixture(tmp_path)))
+    assert result == {"same": True, "keysets": ["demo-api"]}
+
+
+def test_a_failing_open_sends_nothing() -> None:
+    """The console's own open reports the error; the dashboard is never given anything."""
+    assert _run(NOTHING_ON_FAILURE) == {"data": None, "called": 0, "later": None}
+
+
+def test_nothing_the_child_prints_reaches_the_screen() -> None:
+    """The TUI owns the terminal by the time the child runs: its output goes nowhere."""
+    out = subprocess.run([sys.executable, "-c", SILENT_CHILD], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == json.dumps({"value": 7})
+    assert out.stderr == ""
+
+
+def test_no_fork_while_another_thread_runs() -> None:
+    """A forked child of a threaded process may inherit a held lock: no prefetch then."""
+    assert _run(NO_FORK_WITH_THREADS) == {"started": False}
