@@ -1,0 +1,127 @@
+"""The audit-pack verifier's blocks, scanned by worker processes and handed back in file order.
+
+`console.ledger.pack` owns the order of the checks and every message: it reads each file once,
+hashes it for the manifest, cuts it into blocks of whole lines and gives each block to
+`OrderedScans.push`; what comes back is, block by block and in file order, exactly what
+`scan_block` returns for it (here when no worker could do it), so the first bad line is named as
+when the file is scanned in one process.
+
+How a block reaches a worker: when the workers are forked (this process runs one thread), through
+a shared anonymous memory map made before the fork, one slot per block in flight; the block's
+bytes are copied once into its slot and the worker copies them out, where sending them through
+the pool's pipe would copy them four times and wake both processes for every 64 KiB. A slot is
+reused only after its block's result came back. Spawned workers (a threaded process: a forked
+child may inherit a held lock), and a block too big for a slot, are sent the bytes themselves.
+"""
+
+from __future__ import annotations
+
+import gc
+import mmap
+import multiprocessing
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from console.ledger.blockscan import scan_block
+from console.ledger.entry import LineScan
+
+__all__ = ["OrderedScans"]
+
+_shared: mmap.mmap | None = None
+"""In a forked worker: the parent's slots."""
+
+
+def _attach(shared: mmap.mmap | None) -> None:
+    """A worker's initializer: the slots (when forked), and no cyclic collector (a block's values
+    hold no cycles; its generation counters would collect every few hundred objects)."""
+    global _shared
+    gc.disable()
+    _shared = shared
+
+
+def _scan_slot(offset: int, length: int, first_seq: int, special: frozenset[str],
+               cuts: frozenset[int]) -> LineScan:
+    if _shared is None:
+        raise RuntimeError("not a forked pack-scan worker")
+    return scan_block(_shared[offset:offset + length], first_seq, special, cuts)
+
+
+class OrderedScans:
+    """`scan_block` over a file's blocks in `workers` processes, results in the blocks' order.
+
+    At most `window` blocks per worker are in flight, so memory stays bounded whatever the
+    file's size.
+    """
+
+    def __init__(self, workers: int, *, window: int, slot_bytes: int, first_seq: int,
+                 special: frozenset[str], cuts: frozenset[int]) -> None:
+        self.first_seq = first_seq
+        self.special = special
+        self.cuts = cuts
+        self.limit = window * workers
+        self.blocks_in_workers = 0
+        # fork only when this process has a single thread (the CLI): a forked child of a
+        # threaded process (the TUI, an HSM session) may inherit a held lock; spawn then.
+        forked = threading.active_count() == 1
+        self.slot_bytes = slot_bytes
+        self.shared = mmap.mmap(-1, (self.limit + 1) * slot_bytes) if forked else None
+        self.free = deque(range(self.limit + 1)) if forked else deque[int]()
+        self.pool = ProcessPoolExecutor(
+            workers, multiprocessing.get_context("fork" if forked else "spawn"),
+            initializer=_attach, initargs=(self.shared,) if forked else (None,),
+        )
+        self.waiting: deque[tuple[int, bytes, int | None, Future[LineScan] | None]] = deque()
+
+    def push(self, line_no: int, block: bytes) -> Iterator[tuple[int, LineScan]]:
+        """Hand over the block whose first line is `line_no`; yield `(line_no, scan)` of the
+        blocks whose turn has come (in order), waiting when too many are in flight."""
+        while len(self.waiting) >= self.limit or (self.shared is not None and not self.free):
+            yield self._collect()
+        slot = self.free.popleft() if len(block) <= self.slot_bytes and self.free else None
+        job = self._submit(line_no, block, slot)
+        if job is None and slot is not None:
+            self.free.append(slot)
+            slot = None
+        self.waiting.append((line_no, block, slot, job))
+        while self.waiting and (self.waiting[0][3] is None or self.waiting[0][3].done()):
+            yield self._collect()
+
+    def drain(self) -> Iterator[tuple[int, LineScan]]:
+        """The blocks still in flight, in order."""
+        while self.waiting:
+            yield self._collect()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.shared is not None:
+            self.shared.close()
+
+    def _submit(self, line_no: int, block: bytes, slot: int | None) -> Future[LineScan] | None:
+        first = self.first_seq + line_no - 1
+        try:
+            if slot is None:
+                return self.pool.submit(scan_block, block, first, self.special, self.cuts)
+            assert self.shared is not None  # slots exist only with a shared map
+            offset = slot * self.slot_bytes
+            self.shared[offset:offset + len(block)] = block
+            return self.pool.submit(_scan_slot, offset, len(block), first, self.special,
+                                    self.cuts)
+        except (BrokenProcessPool, OSError, RuntimeError):
+            return None
+
+    def _collect(self) -> tuple[int, LineScan]:
+        line_no, block, slot, job = self.waiting.popleft()
+        try:
+            scan = job.result() if job is not None else None
+        except (BrokenProcessPool, OSError):
+            scan = None
+        if slot is not None:
+            self.free.append(slot)
+        if scan is None:  # no worker could do it: the same scan, here
+            scan = scan_block(block, self.first_seq + line_no - 1, self.special, self.cuts)
+        else:
+            self.blocks_in_workers += 1
+        return line_no, scan
