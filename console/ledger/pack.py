@@ -70,10 +70,12 @@ _ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CO
 """Entry types `_Verifier._entry` (or the officer replay) does more with than check and hash: such
 lines always take the strict path, the others may be accepted by `scan_block`."""
 _BLOCK_BYTES = 1 << 20
-"""Read size: big enough to amortise a block's overhead, small enough that a block's values
-(about ten objects per line) fit in memory the allocator keeps: with 4 MiB blocks every block
-touched fresh pages (a page fault per 4 KiB, a sixth of the scan's time)."""
-_WINDOW = 4
+"""Read size when scanning here: big enough to amortise a block's overhead, small enough that a
+block's values fit in memory the allocator keeps (see `packscan.scan_pieces`). Workers are
+handed blocks of `_WORKER_BLOCKS` times that (few hand-overs, each of which wakes the pool's
+threads), which they scan in pieces of this size."""
+_WORKER_BLOCKS = 4
+_WINDOW = 2
 """Blocks in flight per worker: enough to hide a worker's start-up, bounded for memory."""
 PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this big are scanned by worker processes (one per core) while this one reads,
@@ -370,7 +372,7 @@ class _Verifier:
                 self.last_time = scan.last_time
 
         if not parallel:
-            for line_no, block, complete in self._blocks(name):
+            for line_no, block, complete in self._blocks(name, _BLOCK_BYTES):
                 if not complete:
                     truncated = line_no
                     break
@@ -378,10 +380,12 @@ class _Verifier:
                 use(line_no, scan)
                 count += scan.count
         else:
-            scans = OrderedScans(self.workers, window=_WINDOW, slot_bytes=2 * _BLOCK_BYTES,
-                                 first_seq=first_seq, special=_ACTED_ON, cuts=cuts)
+            big = _WORKER_BLOCKS * _BLOCK_BYTES
+            scans = OrderedScans(self.workers, window=_WINDOW, slot_bytes=2 * big,
+                                 piece_bytes=_BLOCK_BYTES, first_seq=first_seq,
+                                 special=_ACTED_ON, cuts=cuts)
             try:
-                for line_no, block, complete in self._blocks(name):
+                for line_no, block, complete in self._blocks(name, big):
                     if not complete:
                         truncated = line_no
                         break
@@ -398,14 +402,14 @@ class _Verifier:
             raise self.fail(f"{name} line {truncated}: no newline at its end (truncated?)")
         return count
 
-    def _blocks(self, name: str) -> Iterator[tuple[int, bytes, bool]]:
+    def _blocks(self, name: str, size: int) -> Iterator[tuple[int, bytes, bool]]:
         """`(number of its first line, whole lines, True)` in file order, then
         `(line number, the rest, False)` when the file does not end with a newline."""
         h = hashlib.sha256()
         line_no = 1
         carry = b""
         with open(self.dir / name, "rb") as f:
-            while chunk := f.read(_BLOCK_BYTES):
+            while chunk := f.read(size):
                 h.update(chunk)
                 data = carry + chunk if carry else chunk
                 end = data.rfind(b"\n") + 1

@@ -9,6 +9,7 @@ checkpoints, a line longer than a slot.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,30 +21,32 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from console.errors import LedgerTamperedError
-from console.ledger import Ledger, export_audit_pack, packscan
+from console.ledger import Ledger, export_audit_pack, merkle, packscan
 from console.ledger import pack as pack_module
+from console.ledger.blockscan import scan_block
 from console.ledger.entry import LineScan
 from tests.unit.test_ledger_support import T0, checkpoint_now, fill, new_ledger
 
 BLOCK = 2048
-"""Block size for these tests: dozens of blocks, so slots are reused and edges are many."""
+"""Piece size for these tests (workers get blocks of a few pieces): dozens of blocks, so slots
+are reused and edges are many."""
 
 
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("parallelpack")
     ledger: Ledger = new_ledger(folder)
-    fill(ledger, 80)
+    fill(ledger, 200)
     ledger.append("key.generated", {"keyset": "api", "kid": "k1",
                                     "jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}},
                   time=T0, actor="console")
     checkpoint_now(ledger, "alice", "bob")
-    fill(ledger, 60, minutes=1)
+    fill(ledger, 150, minutes=1)
     later = T0 + timedelta(minutes=1)
-    ledger.append("note", {"text": "long " * 1200}, time=later, actor="console")  # > 2 blocks
+    ledger.append("note", {"text": "long " * 4000}, time=later, actor="console")  # > a slot
     ledger.append("officer.revoked", {"name": "carol", "reason": "left"}, time=later,
                   actor="alice")
-    fill(ledger, 120, minutes=2)
+    fill(ledger, 300, minutes=2)
     checkpoint_now(ledger, "alice", "bob", minutes=3)
     fill(ledger, 7, minutes=3)
     yield export_audit_pack(ledger, folder / "pack")
@@ -128,7 +131,8 @@ def test_serial_parallel_and_strict_agree_on_any_tamper(
 
 def test_untouched_pack_verifies_alike_and_uses_slots_many_times(pack: Path) -> None:
     size = (pack / "entries.jsonl").stat().st_size
-    assert size > 20 * BLOCK  # far more blocks than slots: each slot is reused
+    slots = pack_module._WINDOW * 2 + 1
+    assert size > 2 * slots * pack_module._WORKER_BLOCKS * BLOCK  # each slot is reused
     verdicts = _verdicts(pack)
     assert verdicts["serial"] == verdicts["parallel"] == verdicts["strict"]
     assert verdicts["serial"].startswith("ok")
@@ -143,3 +147,24 @@ def test_spawned_workers_agree_too(edit: tuple[str, int, int, bytes], pack: Path
     verdicts = _verdicts(work, spawn=True)
     assert verdicts["serial"] == verdicts["parallel"] == verdicts["strict"], verdicts
     assert verdicts["serial"].startswith("error")
+
+
+@pytest.mark.parametrize("piece", [1, 150, 700, 4096, 1 << 20])
+def test_pieces_join_like_one_block(piece: int, pack: Path) -> None:
+    block = (pack / "entries.jsonl").read_bytes()
+    lines = block.split(b"\n")[:-1]
+    whole = scan_block(block, 0, pack_module._ACTED_ON, frozenset())
+    joined = packscan.scan_pieces(block, 0, pack_module._ACTED_ON, frozenset(), piece)
+    assert joined.count == whole.count == len(lines)
+    slow = [i for i, _, _ in joined.slow]
+    assert joined.last_time == (None if len(lines) - 1 in slow else whole.last_time)
+    assert {i for i, _, _ in whole.slow} <= set(slow)
+    cr = merkle.CompactRange()
+    for k, (i, before, raw) in enumerate(joined.slow):
+        cr.append_range(joined.runs[k])
+        assert raw == lines[i]
+        if i - 1 >= 0 and i - 1 not in slow:  # the line before was accepted: its time
+            assert before == json.loads(lines[i - 1])["time"]
+        cr.append(merkle.leaf_hash(raw))
+    cr.append_range(joined.runs[-1])
+    assert cr.root() == merkle.root_from_leaf_hashes([merkle.leaf_hash(x) for x in lines])
