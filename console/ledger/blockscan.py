@@ -135,13 +135,15 @@ def accept_block(
     found = _LINE.findall(text)
     if len(found) != n:
         return None
-    seqs = list(map(_SEQ_GROUP, found))
-    if seqs != list(map(str, range(first_seq, first_seq + n))):
+    # Compared as text: `str` writes the shortest form, so a leading zero never matches.
+    if list(map(_SEQ_GROUP, found)) != list(map(str, range(first_seq, first_seq + n))):
         return None
     times = list(map(_TIME_GROUP, found))
-    # `_LINE` bounds hours, minutes and seconds, so a time is valid when its date is: the few
-    # distinct dates are checked, not the (often all distinct) times.
-    if times != sorted(times) or not all(_valid_day(d) for d in set(map(_DAY, times))):
+    # The distinct times are held to the form, then their distinct dates to the calendar.
+    distinct = set(times)
+    if times != sorted(times) or not all(map(_TIME_FORM.fullmatch, distinct)):
+        return None
+    if not all(_valid_day(d) for d in set(map(_DAY, distinct))):
         return None
     # Data's keys strictly increasing (code-point order is UTF-16 order below U+E000), which
     # also rules out a duplicate (a JSON parser would keep one of them: the bytes would not be
@@ -189,14 +191,16 @@ def _members(count: int) -> str:
 _LINE = re.compile(
     rf'^\{{"actor":{_NONEMPTY},"ceremony":(?:null|{_NONEMPTY}),'
     rf'"data":\{{{_members(_MAX_MEMBERS)}\}},'
-    rf'"seq":(0|[1-9][0-9]{{0,17}}),"time":"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T(?:[01][0-9]|2[0-3]):'
-    rf'[0-5][0-9]:[0-5][0-9]Z)","type":"([a-z][a-z0-9_.]*+)","v":1\}}$',
+    r'"seq":([0-9]++),"time":"([^"]++)","type":"([a-z][a-z0-9_.]*+)","v":1\}$',
     re.MULTILINE,
 )
 """One canonical entry line with flat data, as RFC 8785 writes it when no string needs an escape
 (no `"`, `\\` or control character) and no character is >= U+E000: the seven fields in sorted
 order, no whitespace, integers in shortest form (at most 18 digits, far inside what Python
-parses), `v` 1. Only the order of data's keys is left to check (the first groups)."""
+parses), `v` 1. Left to check on the groups: the order of data's keys (the first groups), the
+seqs, and the form of the times and types (their few distinct values)."""
+_TIME_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z")
+"""An entry time's form (`_LINE` takes any string there; the distinct times are held to it)."""
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 """An entry type as `parse_entry` takes it (`_LINE` takes more: a repeated group in it would
 cost the engine a copy of every group's mark per repetition)."""
@@ -206,5 +210,5 @@ _DAY = itemgetter(slice(0, 10))
 
 
 def _valid_day(day: str) -> bool:
-    """Whether `YYYY-MM-DD` is a date (with `_LINE`'s bounded time of day: `_valid_date`)."""
+    """Whether `YYYY-MM-DD` is a date (with `_TIME_FORM`'s bounded time of day: `_valid_date`)."""
     return _valid_date(datetime.fromisoformat, f"{day}T00:00:00Z")

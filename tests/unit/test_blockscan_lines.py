@@ -111,3 +111,20 @@ def test_flat_data_in_any_order_is_accepted_only_when_canonical(
     short = all(not isinstance(v, int) or abs(v) < 10**18 for _, v in members)  # <= 18 digits
     if _strict_ok(raw, 1) and len(members) <= _MAX_MEMBERS and short:
         assert accepted, raw
+
+
+@pytest.mark.parametrize(
+    "time",
+    ["2027-01-15T10:00:00Z", "2027-01-15T24:00:00Z", "2027-01-15T10:60:00Z",
+     "2027-1-15T10:00:00Z", "2027-01-15 10:00:00Z", "2027-02-30T10:00:00Z",
+     "2027-01-15T10:00:00+00:00", "2027-01-15T10:00:00.5Z", "x", "2028-02-29T23:59:59Z"],
+)
+def test_times_agree_with_parse_entry(time: str) -> None:
+    raw = _line(1, [("a", 1)]).replace(b"2027-01-15T10:00:00Z", time.encode())
+    assert _check(raw) == _strict_ok(raw, 1)
+
+
+@pytest.mark.parametrize("seq", [b"1", b"01", b"1.0", b"-1", b"2", b"1e0", b"+1", b"10"])
+def test_seqs_agree_with_parse_entry(seq: bytes) -> None:
+    raw = _line(1, [("a", 1)]).replace(b'"seq":1,', b'"seq":' + seq + b",")
+    assert _check(raw) == _strict_ok(raw, 1)
