@@ -132,7 +132,7 @@ def accept_block(
     # Each match starts at a line's start (`^`) and ends before a newline (`$`); a match running
     # over a newline (a string may hold one) would cover the next line's start, so n matches
     # mean n matches of one whole line each.
-    found = _LINE.findall(text)
+    found = _line_pattern().findall(text)
     if len(found) != n:
         return None
     # Compared as text: `str` writes the shortest form, so a leading zero never matches.
@@ -154,6 +154,7 @@ def accept_block(
         named = [k for k in keys if k]
         if named != sorted(set(named)):
             return None
+        _learn(tuple(named))
     types = list(map(_TYPE_GROUP, found))
     # `_LINE` takes any dotted name; the few distinct ones are held to the strict pattern.
     if not all(map(_TYPE_NAME.fullmatch, set(types))):
@@ -188,17 +189,45 @@ def _members(count: int) -> str:
     return rf'(?:("[^"]*+)":{_VALUE}{rest}|)'
 
 
-_LINE = re.compile(
-    rf'^\{{"actor":{_NONEMPTY},"ceremony":(?:null|{_NONEMPTY}),'
-    rf'"data":\{{{_members(_MAX_MEMBERS)}\}},'
-    r'"seq":([0-9]++),"time":"([^"]++)","type":"([a-z][a-z0-9_.]*+)","v":1\}$',
-    re.MULTILINE,
-)
+_HEAD = rf'^\{{"actor":{_NONEMPTY},"ceremony":(?:null|{_NONEMPTY}),"data":\{{'
+_TAIL = r'\},"seq":([0-9]++),"time":"([^"]++)","type":"([a-z][a-z0-9_.]*+)","v":1\}$'
+_LINE = re.compile(_HEAD + _members(_MAX_MEMBERS) + _TAIL, re.MULTILINE)
 """One canonical entry line with flat data, as RFC 8785 writes it when no string needs an escape
 (no `"`, `\\` or control character) and no character is >= U+E000: the seven fields in sorted
 order, no whitespace, integers in shortest form (at most 18 digits, far inside what Python
 parses), `v` 1. Left to check on the groups: the order of data's keys (the first groups), the
 seqs, and the form of the times and types (their few distinct values)."""
+
+_KNOWN_KEYS: dict[tuple[str, ...], None] = {}
+"""Key lists (each key with its opening quote) already proven strictly increasing, in the order
+they were met: `_line_pattern` matches data with these keys literally, capturing nothing."""
+_MAX_KNOWN = 8
+_LINES: dict[tuple[tuple[str, ...], ...], re.Pattern[str]] = {(): _LINE}
+
+
+def _learn(keys: tuple[str, ...]) -> None:
+    """Remember `keys` for `_line_pattern` (a few lists; only strictly increasing ones)."""
+    fresh = keys and keys not in _KNOWN_KEYS and len(_KNOWN_KEYS) < _MAX_KNOWN
+    if fresh and list(keys) == sorted(set(keys)):
+        _KNOWN_KEYS[keys] = None
+
+
+def _line_pattern() -> re.Pattern[str]:
+    """`_LINE`, with data whose keys are a known list (`_KNOWN_KEYS`) matched first, literally.
+
+    Capturing a key costs a string per line, most of a line's match; data whose keys are known
+    to be in order needs none (its key groups stay "", as for no member). A line with other
+    keys takes `_LINE`'s alternative, so the lines matched, and the checks left on the groups,
+    are the same whatever has been learnt."""
+    known = tuple(_KNOWN_KEYS)
+    pattern = _LINES.get(known)
+    if pattern is None:
+        literal = [",".join(f'{re.escape(key)}":{_VALUE}' for key in keys) for keys in known]
+        data = "|".join([*literal, _members(_MAX_MEMBERS)])
+        pattern = _LINES[known] = re.compile(_HEAD + f"(?:{data})" + _TAIL, re.MULTILINE)
+    return pattern
+
+
 _TIME_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z")
 """An entry time's form (`_LINE` takes any string there; the distinct times are held to it)."""
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")

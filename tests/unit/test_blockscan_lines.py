@@ -8,11 +8,12 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from console import jcs
 from console.errors import EntryRejectedError
+from console.ledger import blockscan
 from console.ledger.blockscan import _MAX_MEMBERS, accept_block, scan_block
 from console.ledger.entry import parse_entry, scan_lines
 
@@ -128,3 +129,19 @@ def test_times_agree_with_parse_entry(time: str) -> None:
 def test_seqs_agree_with_parse_entry(seq: bytes) -> None:
     raw = _line(1, [("a", 1)]).replace(b'"seq":1,', b'"seq":' + seq + b",")
     assert _check(raw) == _strict_ok(raw, 1)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_key, _value), max_size=4))
+@example([("b", 1), ("a", 2)])
+@example([("a", 1), ("b", 2)])
+@example([("a", 1), ("b", 2), ("c", 3)])
+def test_learnt_key_lists_change_no_verdict(members: list[tuple[str, Any]]) -> None:
+    """Key lists met before are matched literally; a line is accepted exactly as before."""
+    before = _check(_line(1, members))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blockscan, "_KNOWN_KEYS", {})
+        for keys in [('"a', '"b'), ('"a',), ('"', '"a'), ('"b', '"a'), ('"a', '"a!')]:
+            blockscan._learn(keys)  # ("b", "a") is out of order: never learnt
+        assert ('"b', '"a') not in blockscan._KNOWN_KEYS
+        assert _check(_line(1, members)) == before
