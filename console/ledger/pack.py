@@ -346,11 +346,11 @@ class _Verifier:
         """Verify every line of `name` (seq `first_seq` onwards); return how many there are.
 
         `scan_block` accepts the plainly valid lines of each block (whole blocks at once when it
-        can, else `scan_lines` line by line; in worker processes for big
-        files); here, in file order, their Merkle nodes join the running range and every other
-        line goes to `strict(line_no, raw, seq)` after the checks `_lines` used to make, so the
-        first bad line fails exactly as when every line took the strict path. Records the
-        file's SHA-256 for the manifest check.
+        can, else `scan_lines` line by line; for big files in worker processes,
+        `packscan.OrderedScans`); here, in file order, their Merkle nodes join the running
+        range and every other line goes to `strict(line_no, raw, seq)` after the checks `_lines`
+        used to make, so the first bad line fails exactly as when every line took the strict
+        path. Records the file's SHA-256 for the manifest check.
         """
         path = self.dir / name
         if not path.is_file() or path.is_symlink():
