@@ -104,20 +104,26 @@ class OrderedScans:
             workers, multiprocessing.get_context("fork" if forked else "spawn"),
             initializer=_attach, initargs=(self.shared,) if forked else (None,),
         )
-        self.waiting: deque[tuple[int, bytes, int | None, Future[LineScan] | None]] = deque()
+        # (line_no, the block's bytes unless in a slot, slot, length, the worker's job)
+        self.waiting: deque[
+            tuple[int, bytes | None, int | None, int, Future[LineScan] | None]
+        ] = deque()
 
-    def push(self, line_no: int, block: bytes) -> Iterator[tuple[int, LineScan]]:
-        """Hand over the block whose first line is `line_no`; yield `(line_no, scan)` of the
-        blocks whose turn has come (in order), waiting when too many are in flight."""
+    def push(self, line_no: int, block: bytes | memoryview) -> Iterator[tuple[int, LineScan]]:
+        """Hand over the block whose first line is `line_no` (copied before this returns: the
+        caller may reuse its buffer); yield `(line_no, scan)` of the blocks whose turn has come
+        (in order), waiting when too many are in flight."""
         while len(self.waiting) >= self.limit or (self.shared is not None and not self.free):
             yield self._collect()
         slot = self.free.popleft() if len(block) <= self.slot_bytes and self.free else None
-        job = self._submit(line_no, block, slot)
-        if job is None and slot is not None:
+        kept = None if slot is not None else bytes(block)
+        job = self._submit(line_no, kept if kept is not None else block, len(block), slot)
+        if job is None and slot is not None:  # the worker will never read it: keep it here
+            kept = bytes(block)
             self.free.append(slot)
             slot = None
-        self.waiting.append((line_no, block, slot, job))
-        while self.waiting and (self.waiting[0][3] is None or self.waiting[0][3].done()):
+        self.waiting.append((line_no, kept, slot, len(block), job))
+        while self.waiting and (self.waiting[0][4] is None or self.waiting[0][4].done()):
             yield self._collect()
 
     def drain(self) -> Iterator[tuple[int, LineScan]]:
@@ -130,31 +136,37 @@ class OrderedScans:
         if self.shared is not None:
             self.shared.close()
 
-    def _submit(self, line_no: int, block: bytes, slot: int | None) -> Future[LineScan] | None:
+    def _submit(self, line_no: int, block: bytes | memoryview, length: int,
+                slot: int | None) -> Future[LineScan] | None:
         first = self.first_seq + line_no - 1
         try:
             if slot is None:
-                return self.pool.submit(scan_pieces, block, first, self.special, self.cuts,
+                data = block if isinstance(block, bytes) else bytes(block)
+                return self.pool.submit(scan_pieces, data, first, self.special, self.cuts,
                                         self.piece_bytes)
             assert self.shared is not None  # slots exist only with a shared map
             offset = slot * self.slot_bytes
-            self.shared[offset:offset + len(block)] = block
-            return self.pool.submit(_scan_slot, offset, len(block), first, self.special,
+            self.shared[offset:offset + length] = block
+            return self.pool.submit(_scan_slot, offset, length, first, self.special,
                                     self.cuts, self.piece_bytes)
         except (BrokenProcessPool, OSError, RuntimeError):
             return None
 
     def _collect(self) -> tuple[int, LineScan]:
-        line_no, block, slot, job = self.waiting.popleft()
+        line_no, kept, slot, length, job = self.waiting.popleft()
         try:
             scan = job.result() if job is not None else None
         except (BrokenProcessPool, OSError):
             scan = None
-        if slot is not None:
-            self.free.append(slot)
         if scan is None:  # no worker could do it: the same scan, here
-            scan = scan_pieces(block, self.first_seq + line_no - 1, self.special, self.cuts,
+            if kept is None:
+                assert self.shared is not None and slot is not None  # the block is in its slot
+                offset = slot * self.slot_bytes
+                kept = self.shared[offset:offset + length]
+            scan = scan_pieces(kept, self.first_seq + line_no - 1, self.special, self.cuts,
                                self.piece_bytes)
         else:
             self.blocks_in_workers += 1
+        if slot is not None:
+            self.free.append(slot)
         return line_no, scan

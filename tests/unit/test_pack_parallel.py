@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,43 @@ def test_pieces_join_like_one_block(piece: int, pack: Path) -> None:
         cr.append(merkle.leaf_hash(raw))
     cr.append_range(joined.runs[-1])
     assert cr.root() == merkle.root_from_leaf_hashes([merkle.leaf_hash(x) for x in lines])
+
+
+def _fails_on_some_slots(offset: int, length: int, *args: Any) -> LineScan:
+    if (offset // length) % 2:  # not every block: some come back from the worker
+        raise BrokenProcessPool("a worker died")
+    return _SCAN_SLOT(offset, length, *args)
+
+
+_SCAN_SLOT = packscan._scan_slot
+_SCAN_PIECES = packscan.scan_pieces
+_HERE: list[int] = []
+"""Blocks `_counted` scanned in this process (a forked worker counts in its own copy)."""
+
+
+def _counted(*args: Any) -> LineScan:
+    _HERE.append(1)
+    return _SCAN_PIECES(*args)
+
+
+@pytest.mark.parametrize("edit", [("byte", 0, 0, b"{"), ("byte", 420, 30, b"7"),
+                                  ("drop", 600, 0, b"")])
+def test_blocks_a_worker_failed_are_scanned_here_from_their_slot(
+    edit: tuple[str, int, int, bytes], pack: Path, tmp_path: Path
+) -> None:
+    work = _tampered(pack, tmp_path / "pack", edit)
+    expected = _verdicts(work)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pack_module, "_BLOCK_BYTES", BLOCK)
+        mp.setattr(packscan, "_scan_slot", _fails_on_some_slots)  # forked workers inherit it
+        _HERE.clear()
+        mp.setattr(packscan, "scan_pieces", _counted)  # in the workers too, counted there
+        verifier = pack_module._Verifier(work, None, workers=2, parallel_min_bytes=0)
+        try:
+            report = verifier.run()
+            got = f"ok {report.size} {report.root.hex()} {report.pending} {sorted(report.signers)}"
+        except LedgerTamperedError as e:
+            got = "error: " + e.message
+    assert got == expected["serial"]
+    if got.startswith("ok") or edit[1] > 0:
+        assert _HERE and verifier.blocks_in_workers > 0  # both: here (from the slot) and there
