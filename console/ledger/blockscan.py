@@ -132,9 +132,14 @@ def accept_block(
     # Each match starts at a line's start (`^`) and ends before a newline (`$`); a match running
     # over a newline (a string may hold one) would cover the next line's start, so n matches
     # mean n matches of one whole line each.
-    found = _line_pattern().findall(text)
-    if len(found) != n:
-        return None
+    # First with data whose keys are all known lists (nothing captured but seq, time, type),
+    # then, when a line has other keys, with each key a group.
+    found = _known_pattern().findall(text)
+    general = len(found) != n
+    if general:
+        found = _line_pattern().findall(text)
+        if len(found) != n:
+            return None
     # Compared as text: `str` writes the shortest form, so a leading zero never matches.
     if list(map(_SEQ_GROUP, found)) != list(map(str, range(first_seq, first_seq + n))):
         return None
@@ -150,7 +155,7 @@ def accept_block(
     # canonical). The few distinct key lists are checked, each without its unused groups ("":
     # a key's group holds its opening quote, so a key is never ""). The quote in front of every
     # key leaves their order that of the keys; a closing quote would not ("a" > "a!").
-    for keys in set(map(_KEYS_GROUPS, found)):
+    for keys in set(map(_KEYS_GROUPS, found)) if general else ():
         named = [k for k in keys if k]
         if named != sorted(set(named)):
             return None
@@ -203,6 +208,7 @@ _KNOWN_KEYS: dict[tuple[str, ...], None] = {}
 they were met: `_line_pattern` matches data with these keys literally, capturing nothing."""
 _MAX_KNOWN = 8
 _LINES: dict[tuple[tuple[str, ...], ...], re.Pattern[str]] = {(): _LINE}
+_KNOWN: dict[tuple[tuple[str, ...], ...], re.Pattern[str]] = {}
 
 
 def _learn(keys: tuple[str, ...]) -> None:
@@ -210,6 +216,18 @@ def _learn(keys: tuple[str, ...]) -> None:
     fresh = keys and keys not in _KNOWN_KEYS and len(_KNOWN_KEYS) < _MAX_KNOWN
     if fresh and list(keys) == sorted(set(keys)):
         _KNOWN_KEYS[keys] = None
+
+
+def _known_pattern() -> re.Pattern[str]:
+    """A line whose data is empty or has one of the known key lists, written literally: only
+    seq, time and type are groups (a tuple of three per line, not of `_MAX_MEMBERS` + 3)."""
+    known = tuple(_KNOWN_KEYS)
+    pattern = _KNOWN.get(known)
+    if pattern is None:
+        literal = [",".join(f'{re.escape(key)}":{_VALUE}' for key in keys) for keys in known]
+        data = "|".join(["", *literal])
+        pattern = _KNOWN[known] = re.compile(_HEAD + f"(?:{data})" + _TAIL, re.MULTILINE)
+    return pattern
 
 
 def _line_pattern() -> re.Pattern[str]:
@@ -234,7 +252,8 @@ _TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 """An entry type as `parse_entry` takes it (`_LINE` takes more: a repeated group in it would
 cost the engine a copy of every group's mark per repetition)."""
 _KEYS_GROUPS = itemgetter(slice(0, _MAX_MEMBERS))
-_SEQ_GROUP, _TIME_GROUP, _TYPE_GROUP = (itemgetter(_MAX_MEMBERS + i) for i in range(3))
+_SEQ_GROUP, _TIME_GROUP, _TYPE_GROUP = (itemgetter(i) for i in (-3, -2, -1))
+"""The last three groups of `_LINE`, `_line_pattern()` and `_known_pattern()` alike."""
 _DAY = itemgetter(slice(0, 10))
 
 
