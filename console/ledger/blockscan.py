@@ -26,6 +26,11 @@ whitespace. Key order is code-point order, UTF-16 order when no character is >= 
 >= 0xEE); strictly increasing keys also rule out a duplicate, which a parser would collapse.
 Keys are compared with their opening quote and without their closing one: with it, "a!" would
 sort before "a" (`!` is below `"`), which is not the keys' order.
+
+Key lists proven in order are remembered (`_KNOWN_KEYS`, a few): a block whose data all has
+such keys is matched by `_known_pattern()`, the same lines with those keys written literally and
+nothing captured but seq, time and type; any other block by `_line_pattern()`, which captures
+the keys. What is remembered changes how fast a block is matched, never which lines are.
 """
 
 from __future__ import annotations
