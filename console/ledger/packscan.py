@@ -42,23 +42,28 @@ def _attach(shared: mmap.mmap | None) -> None:
     _shared = shared
 
 
-def scan_pieces(block: bytes, first_seq: int, special: frozenset[str], cuts: frozenset[int],
-                piece_bytes: int) -> LineScan:
-    """`scan_block` over `block` a piece of about `piece_bytes` at a time, joined into one
-    `LineScan` (the first line of each piece left to the caller, as a block's first line).
+def scan_pieces(source: bytes | mmap.mmap, first_seq: int, special: frozenset[str],
+                cuts: frozenset[int], piece_bytes: int, start: int = 0,
+                stop: int | None = None) -> LineScan:
+    """`scan_block` over the block `source[start:stop]` a piece of about `piece_bytes` at a
+    time, joined into one `LineScan` (the first line of each piece left to the caller, as a
+    block's first line). Each piece is copied out of `source` alone (a slot's block is never
+    copied whole).
 
     Blocks travel to workers big, so that there are few of them to hand over; they are scanned
     in pieces, whose values (about ten objects per line) fit in memory the allocator keeps: a
     4 MiB block's values touched fresh pages every block, a page fault per 4 KiB."""
+    stop = len(source) if stop is None else stop
     joined: LineScan | None = None
-    pos = 0
-    while pos < len(block):
-        end = block.find(b"\n", pos + piece_bytes - 1) + 1 or len(block)
-        scan = scan_block(block[pos:end], first_seq, special, cuts)
+    pos = start
+    while pos < stop:
+        end = source.find(b"\n", min(pos + piece_bytes, stop) - 1, stop) + 1 or stop
+        scan = scan_block(source[pos:end], first_seq, special, cuts)
         first_seq += scan.count
         pos = end
         joined = scan if joined is None else _join(joined, scan)
-    return joined if joined is not None else scan_block(block, first_seq, special, cuts)
+    return joined if joined is not None else scan_block(source[start:stop], first_seq, special,
+                                                        cuts)
 
 
 def _join(a: LineScan, b: LineScan) -> LineScan:
@@ -76,7 +81,7 @@ def _scan_slot(offset: int, length: int, first_seq: int, special: frozenset[str]
                cuts: frozenset[int], piece_bytes: int) -> LineScan:
     if _shared is None:
         raise RuntimeError("not a forked pack-scan worker")
-    return scan_pieces(_shared[offset:offset + length], first_seq, special, cuts, piece_bytes)
+    return scan_pieces(_shared, first_seq, special, cuts, piece_bytes, offset, offset + length)
 
 
 class OrderedScans:
@@ -162,9 +167,11 @@ class OrderedScans:
             if kept is None:
                 assert self.shared is not None and slot is not None  # the block is in its slot
                 offset = slot * self.slot_bytes
-                kept = self.shared[offset:offset + length]
-            scan = scan_pieces(kept, self.first_seq + line_no - 1, self.special, self.cuts,
-                               self.piece_bytes)
+                scan = scan_pieces(self.shared, self.first_seq + line_no - 1, self.special,
+                                   self.cuts, self.piece_bytes, offset, offset + length)
+            else:
+                scan = scan_pieces(kept, self.first_seq + line_no - 1, self.special, self.cuts,
+                                   self.piece_bytes)
         else:
             self.blocks_in_workers += 1
         if slot is not None:

@@ -10,6 +10,7 @@ checkpoints, a line longer than a slot.
 from __future__ import annotations
 
 import json
+import mmap
 import shutil
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
@@ -209,3 +210,17 @@ def test_blocks_a_worker_failed_are_scanned_here_from_their_slot(
     assert got == expected["serial"]
     if got.startswith("ok") or edit[1] > 0:
         assert _HERE and verifier.blocks_in_workers > 0  # both: here (from the slot) and there
+
+
+@pytest.mark.parametrize("piece", [150, 4096])
+def test_pieces_read_from_a_slot_like_from_bytes(piece: int, pack: Path) -> None:
+    block = (pack / "entries.jsonl").read_bytes()
+    shared = mmap.mmap(-1, len(block) + 300)
+    shared[100:100 + len(block)] = block
+    shared[100 + len(block):] = b"x\n" * 100  # beyond the block: never read
+    try:
+        from_slot = packscan.scan_pieces(shared, 5, pack_module._ACTED_ON, frozenset(), piece,
+                                         100, 100 + len(block))
+    finally:
+        shared.close()
+    assert from_slot == packscan.scan_pieces(block, 5, pack_module._ACTED_ON, frozenset(), piece)
