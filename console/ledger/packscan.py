@@ -2,16 +2,17 @@
 
 `console.ledger.pack` owns the order of the checks and every message: it reads each file once,
 hashes it for the manifest, cuts it into blocks of whole lines and gives each block to
-`OrderedScans.push`; what comes back is, block by block and in file order, exactly what
-`scan_block` returns for it (here when no worker could do it), so the first bad line is named as
+`OrderedScans.push`; what comes back is, block by block and in file order, what `scan_pieces`
+returns for it (here when no worker could do it): lines a worker accepted are valid entries, and
+every other line is left to the caller's strict path, in order, so the first bad line is named as
 when the file is scanned in one process.
 
 How a block reaches a worker: when the workers are forked (this process runs one thread), through
 a shared anonymous memory map made before the fork, one slot per block in flight; the block's
-bytes are copied once into its slot and the worker copies them out, where sending them through
-the pool's pipe would copy them four times and wake both processes for every 64 KiB. A slot is
-reused only after its block's result came back. Spawned workers (a threaded process: a forked
-child may inherit a held lock), and a block too big for a slot, are sent the bytes themselves.
+bytes are copied once into its slot and the worker copies each piece out, where sending them
+through the pool's pipe would copy them four times and wake both processes for every 64 KiB. A
+slot is reused only after its block's result came back. Spawned workers (a threaded process: a
+forked child may inherit a held lock), and a block too big for a slot, are sent the bytes.
 """
 
 from __future__ import annotations
