@@ -9,12 +9,13 @@ conditions does not hold, `scan_block` returns what `scan_lines` returns: the re
 judge of every line this path does not prove, and the first bad line is reported exactly as the
 strict reader reports it.
 
-What a block must be for this path (else `scan_lines`): valid UTF-8 with no backslash and no
-byte >= 0xEE; every line a canonical entry with flat data (`_LINE`: no nested object or array),
-data's keys strictly increasing, seq consecutive from `first_seq`, valid dates, times never
-decreasing within the block. Lines whose type is in `special_types` or whose seq is in `cuts`
-are still left to the caller (as by `scan_lines`), and so is the first line (the time before it
-is the caller's).
+What a block must be for this path (else `scan_lines`): valid UTF-8 of bytes `_PLAIN_BYTES`
+(no backslash, no control character but the newlines, no byte >= 0xEE); every line a canonical
+entry with flat data of at most `_MAX_MEMBERS` members (`_LINE`: no nested object or array),
+data's keys strictly increasing, seq consecutive from `first_seq`, valid dates and types, times
+never decreasing within the block. Lines whose type is in `special_types` or whose seq is in
+`cuts` are still left to the caller (as by `scan_lines`), and so is the first line (the time
+before it is the caller's).
 
 Why a matching line is one `parse_entry` accepts: `_LINE` is a subset of the JSON grammar
 (strings without escapes or control characters, integers, literals, one flat object inside an
@@ -23,6 +24,13 @@ checks, and without a backslash every string is `"` + its value + `"`, which is 
 writes when no character needs an escape; integers are in their shortest form and there is no
 whitespace. Key order is code-point order, UTF-16 order when no character is >= U+E000 (no byte
 >= 0xEE); strictly increasing keys also rule out a duplicate, which a parser would collapse.
+Keys are compared with their opening quote and without their closing one: with it, "a!" would
+sort before "a" (`!` is below `"`), which is not the keys' order.
+
+Key lists proven in order are remembered (`_KNOWN_KEYS`, a few): a block whose data all has
+such keys is matched by `_known_pattern()`, the same lines with those keys written literally and
+nothing captured but seq, time and type; any other block by `_line_pattern()`, which captures
+the keys. What is remembered changes how fast a block is matched, never which lines are.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from operator import itemgetter, methodcaller
 
-from console.ledger.entry import _BELOW_EE, MAX_ENTRY_BYTES, LineScan, _valid_date, scan_lines
+from console.ledger.entry import MAX_ENTRY_BYTES, LineScan, _valid_date, scan_lines
 from console.ledger.merkle import aligned_nodes
 
 __all__ = ["Accepted", "accept_block", "leaf_hashes", "no_gc", "scan_block"]
@@ -113,9 +121,9 @@ def accept_block(
     `slow`: valid as far as `parse_entry` goes, but the caller's to judge further. `leaves`, when
     the caller already hashed the lines, are taken as theirs.
     """
-    if not block.endswith(b"\n") or b"\\" in block:
-        return None
-    if not (block.isascii() or not block.translate(None, _BELOW_EE)):
+    # One pass over the bytes: no backslash (so no escape), no control character but the
+    # newlines, no byte >= 0xEE (see the module docstring). Strings then need no character class.
+    if not block.endswith(b"\n") or block.translate(None, _PLAIN_BYTES):
         return None
     try:
         text = block.decode("utf-8")
@@ -126,25 +134,41 @@ def accept_block(
     n = len(raws)
     if n == 0 or (len(block) > MAX_ENTRY_BYTES and max(map(len, raws)) > MAX_ENTRY_BYTES):
         return None
-    # Each match is one whole line (`^`, `$`, and no pattern character matches a newline), so
-    # n matches mean every line matched.
-    found = _LINE.findall(text)
-    if len(found) != n:
-        return None
-    seqs = list(map(int, map(_SEQ_GROUP, found)))
-    if seqs != list(range(first_seq, first_seq + n)):
+    # Each match starts at a line's start (`^`) and ends before a newline (`$`); a match running
+    # over a newline (a string may hold one) would cover the next line's start, so n matches
+    # mean n matches of one whole line each.
+    # First with data whose keys are all known lists (nothing captured but seq, time, type),
+    # then, when a line has other keys, with each key a group.
+    found = _known_pattern().findall(text)
+    general = len(found) != n
+    if general:
+        found = _line_pattern().findall(text)
+        if len(found) != n:
+            return None
+    # Compared as text: `str` writes the shortest form, so a leading zero never matches.
+    if list(map(_SEQ_GROUP, found)) != list(map(str, range(first_seq, first_seq + n))):
         return None
     times = list(map(_TIME_GROUP, found))
-    # `_LINE` bounds hours, minutes and seconds, so a time is valid when its date is: the few
-    # distinct dates are checked, not the (often all distinct) times.
-    if times != sorted(times) or not all(_valid_day(d) for d in set(map(_DAY, times))):
+    # The distinct times are held to the form, then their distinct dates to the calendar.
+    distinct = set(times)
+    if times != sorted(times) or not all(map(_TIME_FORM.fullmatch, distinct)):
         return None
-    # Keys strictly increasing: sorted (code-point order is UTF-16 order below U+E000) and no
-    # duplicate (a JSON parser would keep one of them: the bytes would not be canonical).
-    keys = set(map(tuple, map(_MEMBER.findall, map(_DATA_GROUP, found))))
-    if not all(list(k) == sorted(set(k)) for k in keys):
+    if not all(_valid_day(d) for d in set(map(_DAY, distinct))):
         return None
+    # Data's keys strictly increasing (code-point order is UTF-16 order below U+E000), which
+    # also rules out a duplicate (a JSON parser would keep one of them: the bytes would not be
+    # canonical). The few distinct key lists are checked, each without its unused groups ("":
+    # a key's group holds its opening quote, so a key is never ""). The quote in front of every
+    # key leaves their order that of the keys; a closing quote would not ("a" > "a!").
+    for keys in set(map(_KEYS_GROUPS, found)) if general else ():
+        named = [k for k in keys if k]
+        if named != sorted(set(named)):
+            return None
+        _learn(tuple(named))
     types = list(map(_TYPE_GROUP, found))
+    # `_LINE` takes any dotted name; the few distinct ones are held to the strict pattern.
+    if not all(map(_TYPE_NAME.fullmatch, set(types))):
+        return None
     slow = [0]
     if special_types & set(types[1:]):
         slow += [i for i in range(1, n) if types[i] in special_types]
@@ -153,30 +177,91 @@ def accept_block(
     return Accepted(raws, leaf_hashes(raws) if leaves is None else leaves, times, types, slow)
 
 
+_PLAIN_BYTES = b"\n" + bytes(range(0x20, 0x5C)) + bytes(range(0x5D, 0xEE))
+"""The bytes a fast-path block may hold: `translate` deletes them, what is left refuses it."""
+_MAX_MEMBERS = 10
+"""Most members a flat data object may have on this path (their keys are regex groups)."""
 # Possessive (`*+`, `++`): a string's characters never include its closing quote, so giving
-# some back could never lead to a match; not keeping them to give back saves time.
-_STR = r'"[^"\\\x00-\x1f]*+"'
-_NONEMPTY = r'"[^"\\\x00-\x1f]++"'
+# some back could never lead to a match; not keeping them to give back saves time. `[^"]` may
+# cross a newline: see `accept_block` on why a match still covers exactly one line.
+_STR = r'"[^"]*+"'
+_NONEMPTY = r'"[^"]++"'
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"
 _VALUE = rf"(?:{_STR}|{_INT}|true|false|null)"
-_LINE = re.compile(
-    rf'^\{{"actor":{_NONEMPTY},"ceremony":(?:null|{_NONEMPTY}),'
-    rf'"data":\{{((?:{_STR}:{_VALUE}(?:,{_STR}:{_VALUE})*)?)\}},'
-    rf'"seq":(0|[1-9][0-9]{{0,17}}),"time":"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T(?:[01][0-9]|2[0-3]):'
-    rf'[0-5][0-9]:[0-5][0-9]Z)","type":"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)","v":1\}}$',
-    re.MULTILINE,
-)
+
+
+def _members(count: int) -> str:
+    """Up to `count` members `"key":value`, each key a group: its opening quote and text.
+
+    Empty alternatives (`|)`), not `?`: a `?` is a repeat, inside which the engine saves every
+    group's mark at each alternative (of each value), which costs more than the whole match."""
+    rest = "".join(rf'(?:,("[^"]*+)":{_VALUE}|)' for _ in range(count - 1))
+    return rf'(?:("[^"]*+)":{_VALUE}{rest}|)'
+
+
+_HEAD = rf'^\{{"actor":{_NONEMPTY},"ceremony":(?:null|{_NONEMPTY}),"data":\{{'
+_TAIL = r'\},"seq":([0-9]++),"time":"([^"]++)","type":"([a-z][a-z0-9_.]*+)","v":1\}$'
+_LINE = re.compile(_HEAD + _members(_MAX_MEMBERS) + _TAIL, re.MULTILINE)
 """One canonical entry line with flat data, as RFC 8785 writes it when no string needs an escape
 (no `"`, `\\` or control character) and no character is >= U+E000: the seven fields in sorted
 order, no whitespace, integers in shortest form (at most 18 digits, far inside what Python
-parses), `v` 1. Only the order of data's keys is left to check (`_MEMBER`)."""
-_MEMBER = re.compile(rf"({_STR}):{_VALUE}")
-"""A member of data's text as `_LINE` matched it; `findall` from its start consumes member
-after member (string values whole), so it yields exactly the keys, in order."""
-_DATA_GROUP, _SEQ_GROUP, _TIME_GROUP, _TYPE_GROUP = (itemgetter(i) for i in range(4))
+parses), `v` 1. Left to check on the groups: the order of data's keys (the first groups), the
+seqs, and the form of the times and types (their few distinct values)."""
+
+_KNOWN_KEYS: dict[tuple[str, ...], None] = {}
+"""Key lists (each key with its opening quote) already proven strictly increasing, in the order
+they were met: `_line_pattern` matches data with these keys literally, capturing nothing."""
+_MAX_KNOWN = 8
+_LINES: dict[tuple[tuple[str, ...], ...], re.Pattern[str]] = {(): _LINE}
+_KNOWN: dict[tuple[tuple[str, ...], ...], re.Pattern[str]] = {}
+
+
+def _learn(keys: tuple[str, ...]) -> None:
+    """Remember `keys` for `_line_pattern` (a few lists; only strictly increasing ones)."""
+    fresh = keys and keys not in _KNOWN_KEYS and len(_KNOWN_KEYS) < _MAX_KNOWN
+    if fresh and list(keys) == sorted(set(keys)):
+        _KNOWN_KEYS[keys] = None
+
+
+def _known_pattern() -> re.Pattern[str]:
+    """A line whose data is empty or has one of the known key lists, written literally: only
+    seq, time and type are groups (a tuple of three per line, not of `_MAX_MEMBERS` + 3)."""
+    known = tuple(_KNOWN_KEYS)
+    pattern = _KNOWN.get(known)
+    if pattern is None:
+        literal = [",".join(f'{re.escape(key)}":{_VALUE}' for key in keys) for keys in known]
+        data = "|".join(["", *literal])
+        pattern = _KNOWN[known] = re.compile(_HEAD + f"(?:{data})" + _TAIL, re.MULTILINE)
+    return pattern
+
+
+def _line_pattern() -> re.Pattern[str]:
+    """`_LINE`, with data whose keys are a known list (`_KNOWN_KEYS`) matched first, literally.
+
+    Capturing a key costs a string per line, most of a line's match; data whose keys are known
+    to be in order needs none (its key groups stay "", as for no member). A line with other
+    keys takes `_LINE`'s alternative, so the lines matched, and the checks left on the groups,
+    are the same whatever has been learnt."""
+    known = tuple(_KNOWN_KEYS)
+    pattern = _LINES.get(known)
+    if pattern is None:
+        literal = [",".join(f'{re.escape(key)}":{_VALUE}' for key in keys) for keys in known]
+        data = "|".join([*literal, _members(_MAX_MEMBERS)])
+        pattern = _LINES[known] = re.compile(_HEAD + f"(?:{data})" + _TAIL, re.MULTILINE)
+    return pattern
+
+
+_TIME_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z")
+"""An entry time's form (`_LINE` takes any string there; the distinct times are held to it)."""
+_TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
+"""An entry type as `parse_entry` takes it (`_LINE` takes more: a repeated group in it would
+cost the engine a copy of every group's mark per repetition)."""
+_KEYS_GROUPS = itemgetter(slice(0, _MAX_MEMBERS))
+_SEQ_GROUP, _TIME_GROUP, _TYPE_GROUP = (itemgetter(i) for i in (-3, -2, -1))
+"""The last three groups of `_LINE`, `_line_pattern()` and `_known_pattern()` alike."""
 _DAY = itemgetter(slice(0, 10))
 
 
 def _valid_day(day: str) -> bool:
-    """Whether `YYYY-MM-DD` is a date (with `_LINE`'s bounded time of day: `_valid_date`)."""
+    """Whether `YYYY-MM-DD` is a date (with `_TIME_FORM`'s bounded time of day: `_valid_date`)."""
     return _valid_date(datetime.fromisoformat, f"{day}T00:00:00Z")

@@ -31,16 +31,10 @@ every signature by such an officer must verify; signatures by other keys are ign
 from __future__ import annotations
 
 import base64
-import gc
 import hashlib
-import multiprocessing
 import os
 import re
-import threading
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +56,7 @@ from console.ledger.pack_format import (
     parse_consistency_proof,
     proof_file_name,
 )
+from console.ledger.packscan import OrderedScans
 from console.ledger.trust import (
     CONFIG_RECORDED,
     ENROLLED,
@@ -74,10 +69,14 @@ _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._/-]+)$")
 _ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CONFIG_RECORDED})
 """Entry types `_Verifier._entry` (or the officer replay) does more with than check and hash: such
 lines always take the strict path, the others may be accepted by `scan_block`."""
-_BLOCK_BYTES = 4 << 20
-_WINDOW = 4
+_BLOCK_BYTES = 1 << 20
+"""Read size when scanning here: big enough to amortise a block's overhead, small enough that a
+block's values fit in memory the allocator keeps (see `packscan.scan_pieces`). Workers are
+handed blocks of `_WORKER_BLOCKS` times that (few hand-overs, each of which wakes the pool's
+threads), which they scan in pieces of this size."""
+_WORKER_BLOCKS = 4
+_WINDOW = 2
 """Blocks in flight per worker: enough to hide a worker's start-up, bounded for memory."""
-"""Read size: big enough to amortise a block's overhead, small enough to keep workers busy."""
 PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this big are scanned by worker processes (one per core) while this one reads,
 hashes and joins; smaller ones are scanned here (starting processes costs ~0.2 s)."""
@@ -347,11 +346,11 @@ class _Verifier:
         """Verify every line of `name` (seq `first_seq` onwards); return how many there are.
 
         `scan_block` accepts the plainly valid lines of each block (whole blocks at once when it
-        can, else `scan_lines` line by line; in worker processes for big
-        files); here, in file order, their Merkle nodes join the running range and every other
-        line goes to `strict(line_no, raw, seq)` after the checks `_lines` used to make, so the
-        first bad line fails exactly as when every line took the strict path. Records the
-        file's SHA-256 for the manifest check.
+        can, else `scan_lines` line by line; for big files in worker processes,
+        `packscan.OrderedScans`); here, in file order, their Merkle nodes join the running
+        range and every other line goes to `strict(line_no, raw, seq)` after the checks `_lines`
+        used to make, so the first bad line fails exactly as when every line took the strict
+        path. Records the file's SHA-256 for the manifest check.
         """
         path = self.dir / name
         if not path.is_file() or path.is_symlink():
@@ -373,76 +372,61 @@ class _Verifier:
                 self.last_time = scan.last_time
 
         if not parallel:
-            for line_no, block, complete in self._blocks(name):
+            for line_no, block, complete in self._blocks(name, _BLOCK_BYTES):
                 if not complete:
                     truncated = line_no
                     break
-                scan = scan_block(block, first_seq + line_no - 1, _ACTED_ON, cuts)
+                scan = scan_block(bytes(block), first_seq + line_no - 1, _ACTED_ON, cuts)
                 use(line_no, scan)
                 count += scan.count
         else:
-            # fork only when this process has a single thread (the CLI): a forked child of a
-            # threaded process (the TUI, an HSM session) may inherit a held lock; spawn then.
-            method = "fork" if threading.active_count() == 1 else "spawn"
-            pool = ProcessPoolExecutor(
-                self.workers, multiprocessing.get_context(method), initializer=gc.disable
-            )
-            waiting: deque[tuple[int, bytes, Future[LineScan] | None]] = deque()
-
-            def submit(line_no: int, block: bytes) -> Future[LineScan] | None:
-                try:
-                    return pool.submit(scan_block, block, first_seq + line_no - 1, _ACTED_ON, cuts)
-                except (BrokenProcessPool, OSError, RuntimeError):
-                    return None
-
-            def collect() -> None:
-                nonlocal count
-                line_no, block, job = waiting.popleft()
-                try:
-                    scan = job.result() if job is not None else None
-                except (BrokenProcessPool, OSError):
-                    scan = None
-                if scan is None:  # no worker could do it: the same scan, here
-                    scan = scan_block(block, first_seq + line_no - 1, _ACTED_ON, cuts)
-                else:
-                    self.blocks_in_workers += 1
-                use(line_no, scan)
-                count += scan.count
-
+            big = _WORKER_BLOCKS * _BLOCK_BYTES
+            scans = OrderedScans(self.workers, window=_WINDOW, slot_bytes=2 * big,
+                                 piece_bytes=_BLOCK_BYTES, first_seq=first_seq,
+                                 special=_ACTED_ON, cuts=cuts)
             try:
-                for line_no, block, complete in self._blocks(name):
+                for line_no, block, complete in self._blocks(name, big):
                     if not complete:
                         truncated = line_no
                         break
-                    waiting.append((line_no, block, submit(line_no, block)))
-                    while len(waiting) > _WINDOW * self.workers or (
-                        waiting and (waiting[0][2] is None or waiting[0][2].done())
-                    ):
-                        collect()
-                while waiting:
-                    collect()
+                    for done_line, scan in scans.push(line_no, block):
+                        use(done_line, scan)
+                        count += scan.count
+                for done_line, scan in scans.drain():
+                    use(done_line, scan)
+                    count += scan.count
             finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                scans.close()
+                self.blocks_in_workers += scans.blocks_in_workers
         if truncated is not None:
             raise self.fail(f"{name} line {truncated}: no newline at its end (truncated?)")
         return count
 
-    def _blocks(self, name: str) -> Iterator[tuple[int, bytes, bool]]:
+    def _blocks(self, name: str, size: int) -> Iterator[tuple[int, bytes | memoryview, bool]]:
         """`(number of its first line, whole lines, True)` in file order, then
-        `(line number, the rest, False)` when the file does not end with a newline."""
+        `(line number, the rest, False)` when the file does not end with a newline.
+
+        The file is read into one buffer, reused: a block is valid until the next is asked for
+        (a new 4 MiB object per block was fresh pages each time, a page fault per 4 KiB)."""
         h = hashlib.sha256()
         line_no = 1
         carry = b""
+        buffer = bytearray(size)
+        view = memoryview(buffer)
         with open(self.dir / name, "rb") as f:
-            while chunk := f.read(_BLOCK_BYTES):
-                h.update(chunk)
-                data = carry + chunk if carry else chunk
-                end = data.rfind(b"\n") + 1
-                carry = data[end:]
-                if end:
-                    block = data[:end]
-                    yield line_no, block, True
-                    line_no += block.count(b"\n")
+            while got := f.readinto(buffer):
+                h.update(view[:got])
+                end = buffer.rfind(b"\n", 0, got) + 1
+                if not end:
+                    carry += view[:got]
+                    continue
+                lines = buffer.count(b"\n", 0, end)
+                block: bytes | memoryview = view[:end]
+                if carry:
+                    block, lines = carry + block, lines + carry.count(b"\n")
+                carry = bytes(view[end:got])
+                yield line_no, block, True
+                line_no += lines
         if carry:
             yield line_no, carry, False
         else:
