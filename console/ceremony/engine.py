@@ -5,19 +5,22 @@ planned CKA_LABEL and CKA_ID) and `ceremony.step.done` after, in the same transa
 entries that record its effect (`key.generated`, `key.state_changed`, `bundle.exported`). Steps
 that only change the ledger write their result and effect in one transaction. Each of these
 transactions is durable when it returns (SQLite WAL, synchronous=FULL), and the files a step
-writes are durable before the transaction that records them. A step that changed nothing but
-its own record (a self-test: a signature made and checked) holds that record for the next
-transaction, which the next step makes before it changes anything (its intent) or the run makes
-at its end; its ✓ is shown only once that transaction is durable. A crash in between loses only
-the verdict, and `resume` runs the self-test again. An export's result (its files already
-durable) is held the same way when the next step reads nothing that result changes before its
-own intent: the export of another keyset (it reads that keyset's state, the policy and the
-bundle key) or a key generation (its intent comes first). A crash in between leaves the export's
-intent without its result, and `resume` verifies and adopts the folder, as after any crash
-behind the rename. Every step's result is thus durable before the next step changes anything,
-in 3 transactions a rotated keyset instead of 5. After a crash the journal says
-exactly which step was in flight; each step's `recover` finishes or redoes it, never adopting
-an HSM object that does not match the intent or fails its audit.
+writes are durable before the transaction that records them.
+
+Some results wait for the next transaction (`CeremonyRun.hold`), which the next step makes
+before it changes anything (its intent), or the run makes at its end; their ✓ is shown only once
+that transaction is durable. A step that changed nothing but its own record (a clean
+reconciliation; a self-test: a signature made and checked) holds it: a crash in between loses
+only the verdict, and `resume` runs the step again. An export's result (its files already
+durable) is held when the next step reads nothing that result changes before its own intent:
+the export of another keyset (it reads that keyset's state, the policy and the bundle key) or a
+key generation (its intent comes first); a crash in between leaves the export's intent without
+its result, and `resume` verifies and adopts the folder, as after any crash behind the rename.
+Every step's result is thus durable before the next step changes anything, in 3 transactions
+a rotated keyset instead of 5.
+
+After a crash the journal says exactly which step was in flight; each step's `recover` finishes
+or redoes it, never adopting an HSM object that does not match the intent or fails its audit.
 
 This module owns the run (the loop, the journal's writes, the checkpoint signers, the crash
 points) and the dispatch table `STEPS`, from action type to handler; the handlers live in

@@ -48,9 +48,13 @@ def reconcile(run: CeremonyRun, action: Reconcile) -> str:
     resolving = {a.cka_id for a in run.record.actions if isinstance(a, DestroyOrphan)}
     findings = [f for f in report.findings
                 if not (f.kind == "orphan" and f.cka_id in resolving)]
-    run.append_many([run.done(action, objects=report.objects, findings=len(findings))])
+    done = [run.done(action, objects=report.objects, findings=len(findings))]
     run.reconciled = not findings
-    if findings:
+    if not findings:
+        # A clean comparison changed nothing: its record joins the next step's first write.
+        run.hold(done)
+    else:
+        run.append_many(done)
         first = findings[0]
         raise ReconcileError(
             f"the HSM and the ledger disagree ({first.describe()}"
