@@ -33,9 +33,10 @@ def canonicalize(value: object, *, allow_floats: bool = False) -> bytes:
             surrogate, a value of an unsupported type, or nesting deeper than `MAX_DEPTH`.
     """
     if not allow_floats and _plain(value, 0):
-        text = _dumps(value)
-        if text.isascii():
-            return text.encode("ascii")
+        try:
+            return _dumps(value).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate, which the reference writer refuses with its reason
     parts: list[str] = []
     _write(value, parts, 0, allow_floats)
     return "".join(parts).encode("utf-8")
@@ -45,13 +46,13 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=T
                           check_circular=False, allow_nan=False).encode
 """The standard library's C encoder, set up to write RFC 8785's form for the values `_plain`
 accepts: the same string escaper as `_string`, integers as `str(int)`, keys sorted by code point,
-which is UTF-16 order when the text is ASCII (anything else goes the long way)."""
+which is UTF-16 order for ASCII keys (any other key goes the long way)."""
 
 
 def _plain(value: object, depth: int) -> bool:
-    """True when `value` holds only dicts with str keys, lists, tuples, str, int, bool and None,
-    no deeper than `MAX_DEPTH`: what `_dumps` writes exactly as `_write` would. Anything else
-    (floats, other mappings or sequences, bad keys, too deep) is left to `_write`, which
+    """True when `value` holds only dicts with ASCII str keys, lists, tuples, str, int, bool and
+    None, no deeper than `MAX_DEPTH`: what `_dumps` writes exactly as `_write` would. Anything
+    else (floats, other mappings or sequences, other keys, too deep) is left to `_write`, which
     writes it or refuses it with its reason."""
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
@@ -59,7 +60,7 @@ def _plain(value: object, depth: int) -> bool:
     if depth >= MAX_DEPTH:
         return False
     if isinstance(value, dict):
-        return kind is dict and all(type(key) is str and _plain(item, depth + 1)
+        return kind is dict and all(type(key) is str and key.isascii() and _plain(item, depth + 1)
                                     for key, item in value.items())
     if isinstance(value, list | tuple):
         return (kind is list or kind is tuple) and all(_plain(item, depth + 1)
