@@ -58,3 +58,20 @@ def test_qr_path_draws_exactly_the_dark_modules(payload: str) -> None:
             assert not drawn[int(y)][int(x) + i]  # runs never overlap
             drawn[int(y)][int(x) + i] = True
     assert drawn == [[bool(v) for v in row] for row in matrix]
+
+
+def test_a_code_drawn_ahead_is_kept_and_equal_to_one_drawn_on_demand() -> None:
+    from console.exports import qr
+
+    text = "ab" * 32
+    qr.qr_svg.cache_clear()
+    qr.draw_ahead(text)
+    assert qr._ahead is not None
+    qr._ahead.submit(lambda: None).result()  # one worker: the code before it is drawn
+    hits = qr.qr_svg.cache_info().hits
+    ahead = qr.qr_svg(text)
+    assert qr.qr_svg.cache_info().hits == hits + 1  # not drawn again
+    qr.qr_svg.cache_clear()
+    assert qr.qr_svg(text) == ahead
+    qr.draw_ahead("")  # a text the transcript's own call refuses: nothing raised here
+    qr._ahead.submit(lambda: None).result()
