@@ -51,26 +51,9 @@ OFFICERS = ("alice", "bob")
 
 
 def _many_policy(n: int) -> str:
-    parts = []
-    for i in range(n):
-        name = f"ks-{i:03d}"
-        parts.append(f"""
-[keysets.{name}]
-issuer = "https://bench.example/{name}"
-alg = "ES256"
-cryptoperiod = "90d"
-max_token_lifetime = "1h"
-clock_skew = "1m"
-margin = "1d"
-destruction_wait = "30d"
-bundle_lifetime = "120d"
+    from tests.integration.ceremony_helpers import keyset_toml
 
-[[keysets.{name}.consumers]]
-name = "envoy-edge"
-type = "envoy"
-cache_lifetime = "10m"
-""")
-    return "".join(parts)
+    return "".join(keyset_toml(f"ks-{i:03d}") for i in range(n))
 
 
 def _build(root: Path, keysets: int | None) -> None:

@@ -103,6 +103,27 @@ def assert_one_error(result: subprocess.CompletedProcess[str],
 # --- workspaces ----------------------------------------------------------------------------
 
 
+def keyset_toml(name: str, consumer: str = "envoy-edge") -> str:
+    """policy.toml's table of one more ES256 keyset with the demo's timings, served to one
+    Envoy consumer (for workspaces with several keysets)."""
+    return f"""
+[keysets.{name}]
+issuer = "https://demo.example/{name}"
+alg = "ES256"
+cryptoperiod = "90d"
+max_token_lifetime = "1h"
+clock_skew = "1m"
+margin = "1d"
+destruction_wait = "30d"
+bundle_lifetime = "120d"
+
+[[keysets.{name}.consumers]]
+name = "{consumer}"
+type = "envoy"
+cache_lifetime = "10m"
+"""
+
+
 def make_demo(root: Path, *, fast: bool = True) -> Path:
     """A demo workspace at `root` (genesis 91 days back, one quarterly rotation now).
 

@@ -34,6 +34,7 @@ from tests.integration.ceremony_helpers import (
     clone,
     export_dirs,
     inspect,
+    keyset_toml,
     ledger_entries,
     ok,
 )
@@ -45,22 +46,6 @@ OFFICERS = ("--officer", "alice", "--officer", "bob")
 KEYSETS = ("demo-api", "demo-web")
 EXPECTED = ["reconcile", "generate", "self_test", "generate", "self_test", "export_bundle",
             "export_bundle", "checkpoint"]
-SECOND_KEYSET = """
-[keysets.demo-web]
-issuer = "https://demo.example/web"
-alg = "ES256"
-cryptoperiod = "90d"
-max_token_lifetime = "1h"
-clock_skew = "1m"
-margin = "1d"
-destruction_wait = "30d"
-bundle_lifetime = "120d"
-
-[[keysets.demo-web.consumers]]
-name = "envoy-web"
-type = "envoy"
-cache_lifetime = "10m"
-"""
 
 
 @dataclass(frozen=True)
@@ -82,7 +67,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
     base = tmp_path_factory.mktemp("held")
     demo = base / "demo"
     code = ("import sys; from pathlib import Path; import console.ceremony.demo as d; "
-            f"d.DEMO_POLICY += {SECOND_KEYSET!r}; "
+            f"d.DEMO_POLICY += {keyset_toml('demo-web', 'envoy-web')!r}; "
             "d.run_demo(Path(sys.argv[1]), progress=lambda m: None, "
             f"unsafe_kdf_cost_for_tests={FAST_KDF})")
     subprocess.run([PYTHON, "-c", code, str(demo)], env=_env(), cwd=REPO, check=True,
