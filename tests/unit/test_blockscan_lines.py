@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from console import jcs
-from console.errors import EntryRejectedError
 from console.ledger import blockscan
 from console.ledger.blockscan import _MAX_MEMBERS, accept_block, scan_block
-from console.ledger.entry import parse_entry, scan_lines
+from console.ledger.entry import scan_lines
+from tests.unit.test_ledger_support import strict_ok
 
 FIRST = jcs.canonicalize({"v": 1, "seq": 0, "time": "2027-01-15T10:00:00Z", "type": "note",
                           "ceremony": None, "actor": "console", "data": {}})
@@ -30,21 +30,13 @@ def _line(seq: int, members: list[tuple[str, Any]], kind: str = "note") -> bytes
             f'"time":"2027-01-15T10:00:00Z","type":"{kind}","v":1}}').encode()
 
 
-def _strict_ok(raw: bytes, seq: int) -> bool:
-    try:
-        parse_entry(raw, expect_seq=seq)
-    except EntryRejectedError:
-        return False
-    return True
-
-
 def _check(raw: bytes) -> bool:
     """Whether the block path accepted `raw` (as line 1, after a plain first line); asserts
     it agrees with `parse_entry` and that `scan_block` gives what `scan_lines` gives."""
     block = FIRST + b"\n" + raw + b"\n"
     accepted = accept_block(block, 0, NONE, NONE) is not None
     if accepted:
-        assert _strict_ok(raw, 1), raw
+        assert strict_ok(raw, 1), raw
     assert scan_block(block, 0, NONE, NONE) == scan_lines(block, 0, NONE, NONE)
     return accepted
 
@@ -68,7 +60,7 @@ def _check(raw: bytes) -> bool:
 def test_data_key_order_is_that_of_the_keys(members: list[tuple[str, Any]],
                                             canonical: bool) -> None:
     raw = _line(1, members)
-    assert _strict_ok(raw, 1) == canonical
+    assert strict_ok(raw, 1) == canonical
     accepted = _check(raw)
     assert accepted == canonical  # these plain lines all take the block path when canonical
 
@@ -76,7 +68,7 @@ def test_data_key_order_is_that_of_the_keys(members: list[tuple[str, Any]],
 def test_more_members_than_the_path_takes_go_line_by_line() -> None:
     members = [(f"k{i:02d}", i) for i in range(_MAX_MEMBERS + 1)]
     raw = _line(1, members)
-    assert _strict_ok(raw, 1)
+    assert strict_ok(raw, 1)
     assert not _check(raw)
     assert _check(_line(1, members[:_MAX_MEMBERS]))
 
@@ -110,7 +102,7 @@ def test_flat_data_in_any_order_is_accepted_only_when_canonical(
     raw = _line(1, members)
     accepted = _check(raw)
     short = all(not isinstance(v, int) or abs(v) < 10**18 for _, v in members)  # <= 18 digits
-    if _strict_ok(raw, 1) and len(members) <= _MAX_MEMBERS and short:
+    if strict_ok(raw, 1) and len(members) <= _MAX_MEMBERS and short:
         assert accepted, raw
 
 
@@ -122,13 +114,13 @@ def test_flat_data_in_any_order_is_accepted_only_when_canonical(
 )
 def test_times_agree_with_parse_entry(time: str) -> None:
     raw = _line(1, [("a", 1)]).replace(b"2027-01-15T10:00:00Z", time.encode())
-    assert _check(raw) == _strict_ok(raw, 1)
+    assert _check(raw) == strict_ok(raw, 1)
 
 
 @pytest.mark.parametrize("seq", [b"1", b"01", b"1.0", b"-1", b"2", b"1e0", b"+1", b"10"])
 def test_seqs_agree_with_parse_entry(seq: bytes) -> None:
     raw = _line(1, [("a", 1)]).replace(b'"seq":1,', b'"seq":' + seq + b",")
-    assert _check(raw) == _strict_ok(raw, 1)
+    assert _check(raw) == strict_ok(raw, 1)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

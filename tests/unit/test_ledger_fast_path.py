@@ -23,8 +23,15 @@ from console.errors import EntryRejectedError, LedgerTamperedError
 from console.ledger import Ledger, export_audit_pack, merkle
 from console.ledger import pack as pack_module
 from console.ledger.blockscan import accept_block, scan_block
-from console.ledger.entry import LineScan, _is_canonical, parse_entry, scan_lines
-from tests.unit.test_ledger_support import T0, checkpoint_now, fill, new_ledger
+from console.ledger.entry import _is_canonical, scan_lines
+from tests.unit.test_ledger_support import (
+    T0,
+    all_strict,
+    checkpoint_now,
+    fill,
+    new_ledger,
+    strict_ok,
+)
 
 ACTED_ON = pack_module._ACTED_ON
 
@@ -73,14 +80,6 @@ def _entry(seq: int, data: Any, time: str = "2027-01-15T10:00:00Z", **over: Any)
     }
     value.update(over)
     return value
-
-
-def _strict_ok(raw: bytes, seq: int) -> bool:
-    try:
-        parse_entry(raw, expect_seq=seq)
-    except EntryRejectedError:
-        return False
-    return True
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -140,7 +139,7 @@ def test_scan_accepts_only_what_parse_entry_accepts(
         scan = scan_lines(first + b"\n" + raw + b"\n", 0, ACTED_ON, frozenset())
         accepted = 1 not in [i for i, _, _ in scan.slow]
         if accepted:
-            assert _strict_ok(raw, 1), raw
+            assert strict_ok(raw, 1), raw
             assert time >= "2027-01-15T10:00:00Z" and kind not in ACTED_ON
 
 
@@ -202,15 +201,6 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     fill(ledger, 5)
     yield export_audit_pack(ledger, folder / "pack")
     ledger.close()
-
-
-def _all_strict(
-    block: bytes, first_seq: int, special: frozenset[str], cuts: frozenset[int]
-) -> LineScan:
-    raws = block.split(b"\n")[:-1]
-    return LineScan(
-        len(raws), [(i, None, r) for i, r in enumerate(raws)], [[]] * (len(raws) + 1), None
-    )
 
 
 def _outcome(folder: Path, **kw: Any) -> str:
@@ -276,7 +266,7 @@ def test_fast_serial_parallel_and_strict_verifiers_agree(
     monkeypatch.setattr(pack_module, "_BLOCK_BYTES", 4096)  # several blocks: edges exercised
     serial = _outcome(work, workers=1)
     parallel = _outcome(work, workers=2, parallel_min_bytes=0)
-    monkeypatch.setattr(pack_module, "scan_block", _all_strict)
+    monkeypatch.setattr(pack_module, "scan_block", all_strict)
     strict = _outcome(work, workers=1)
     assert serial == parallel == strict
     assert (name == "none") == serial.startswith("ok"), serial
@@ -294,7 +284,7 @@ def test_block_path_accepts_only_what_parse_entry_accepts(
         block = first + b"\n" + raw + b"\n"
         accepted = accept_block(block, 0, ACTED_ON, frozenset())
         if accepted is not None:
-            assert _strict_ok(raw, 1), raw
+            assert strict_ok(raw, 1), raw
             assert time >= "2027-01-15T10:00:00Z"
             assert (kind in ACTED_ON) == (1 in accepted.slow)
         assert scan_block(block, 0, ACTED_ON, frozenset()) == scan_lines(

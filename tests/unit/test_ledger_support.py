@@ -11,7 +11,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from console.b64 import encode as b64url_encode
+from console.errors import EntryRejectedError
 from console.ledger import Ledger, cosign_note, sign_note
+from console.ledger.entry import LineScan, parse_entry
 
 T0 = datetime(2027, 1, 15, 10, 0, 0, tzinfo=UTC)
 ORIGIN = f"example.com/ceremony-ledger/{uuid.UUID(int=1)}"
@@ -76,3 +78,21 @@ def fill(ledger: Ledger, count: int, *, minutes: int = 0, ceremony: str | None =
             for i in range(count)
         ]
     )
+
+
+def strict_ok(raw: bytes, seq: int) -> bool:
+    """Whether the strict line parser (`parse_entry`) accepts `raw` as entry `seq`: the
+    reference every fast path of the ledger and the audit pack is held to."""
+    try:
+        parse_entry(raw, expect_seq=seq)
+    except EntryRejectedError:
+        return False
+    return True
+
+
+def all_strict(block: bytes, first_seq: int, special: frozenset[str],
+               cuts: frozenset[int]) -> LineScan:
+    """A `scan_block` stand-in that accepts no line at once: every line takes the strict path."""
+    raws = block.split(b"\n")[:-1]
+    return LineScan(len(raws), [(i, None, r) for i, r in enumerate(raws)],
+                    [[]] * (len(raws) + 1), None)

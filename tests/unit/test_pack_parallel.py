@@ -27,7 +27,7 @@ from console.ledger import Ledger, export_audit_pack, merkle, packscan
 from console.ledger import pack as pack_module
 from console.ledger.blockscan import scan_block
 from console.ledger.entry import LineScan
-from tests.unit.test_ledger_support import T0, checkpoint_now, fill, new_ledger
+from tests.unit.test_ledger_support import T0, all_strict, checkpoint_now, fill, new_ledger
 
 BLOCK = 2048
 """Piece size for these tests (workers get blocks of a few pieces): dozens of blocks, so slots
@@ -55,13 +55,6 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ledger.close()
 
 
-def _all_strict(block: bytes, first_seq: int, special: frozenset[str],
-                cuts: frozenset[int]) -> LineScan:
-    raws = block.split(b"\n")[:-1]
-    return LineScan(len(raws), [(i, None, r) for i, r in enumerate(raws)],
-                    [[]] * (len(raws) + 1), None)
-
-
 def _outcome(folder: Path, **kw: Any) -> str:
     verifier = pack_module._Verifier(folder, None, **kw)
     try:
@@ -80,7 +73,7 @@ def _verdicts(folder: Path, *, spawn: bool = False) -> dict[str, str]:
         if spawn:
             mp.setattr(packscan.threading, "active_count", lambda: 2)
         out["parallel"] = _outcome(folder, workers=2, parallel_min_bytes=0)
-        mp.setattr(pack_module, "scan_block", _all_strict)
+        mp.setattr(pack_module, "scan_block", all_strict)
         out["strict"] = _outcome(folder, workers=1)
     return out
 
