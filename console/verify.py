@@ -9,7 +9,6 @@ RFC 9162, C2SP signed-note, RFC 8785). Verification raises; it never returns a b
 from __future__ import annotations
 
 import base64
-import errno
 import hashlib
 import json
 import os
@@ -28,10 +27,8 @@ from console.exports.verify_bundle import (
     verify_bundle,
     verify_jws,
 )
+from console.files import MAX_FILE_BYTES, _kind, read_regular_file
 from console.ledger.pack import AuditReport, verify_audit_pack
-
-MAX_FILE_BYTES = 16 * 1024 * 1024
-_NO_FOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 __all__ = [
     "AuditReport",
@@ -47,45 +44,6 @@ __all__ = [
     "verify_bundle_folder",
     "verify_jws",
 ]
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "is a symbolic link"
-    if stat.S_ISFIFO(mode):
-        return "is not a regular file (a FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "is not a regular file (a socket)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "is not a regular file (a device)"
-    return "is not a regular file"
-
-
-def read_regular_file(path: Path, *, dir_fd: int | None = None,
-                      limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of `path`, which must be a regular file and not a symbolic link.
-
-    Opened without following a link and without blocking (a FIFO swapped in after a check
-    cannot hang the reader), then checked with fstat: what is read is what was checked.
-
-    Raises:
-        VerificationError: a link, not a regular file, larger than `limit`, or unreadable.
-    """
-    try:
-        fd = os.open(path, _NO_FOLLOW, dir_fd=dir_fd)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise VerificationError(f"{path} is a symbolic link",
-                                    "only regular files are read; replace the link") from e
-        raise VerificationError(f"cannot read {path}: {e.strerror}", "check the path") from e
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise VerificationError(f"{path} {_kind(mode)}", "only regular files are read")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise VerificationError(f"{path} is larger than {limit} bytes", "give the right file")
-    return data
 
 
 @dataclass(frozen=True, slots=True)

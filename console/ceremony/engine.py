@@ -60,10 +60,10 @@ from console.ceremony.actions import (
 )
 from console.ceremony.journal import EntryLike, PlanRecord
 from console.ceremony.ledgerstate import LedgerState
-from console.ceremony.planner import BUNDLE_KEYSET
+from console.ceremony.planner import BUNDLE_KEYSET, BUNDLE_SIGNING_KEY_FILE
 from console.ceremony.progress import ProgressSink, StepEvent
 from console.ceremony.steps import exports, keys, officers
-from console.ceremony.steps.exports import BUNDLE_SIGNING_KEY_FILE, HsmBundleSigner
+from console.ceremony.steps.exports import HsmBundleSigner
 from console.clock import wall_clock
 from console.errors import ConsoleError, HsmError, PlanError
 from console.jsontypes import JsonMapping, JsonObject

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from console.ledger import Entry
     from console.workspace import Workspace
 
-SIGNING_KEY_FILE = "bundle-signing-key.jwk"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 
@@ -277,11 +276,12 @@ def _copy_signing_key(jwk: dict[str, str], out_fd: int, out: Path) -> None:
     copy, where its README's command looks for it, unless `out` already has one (the operator's
     own pin is never replaced). Never the workspace's `exports/bundle-signing-key.jwk` as it is
     on disk: a file swapped there would be handed to operators as the key to trust."""
+    from console.ceremony.planner import BUNDLE_SIGNING_KEY_FILE
     from console.exports.writer import signing_key_bytes
 
-    if _exists(SIGNING_KEY_FILE, out_fd):
+    if _exists(BUNDLE_SIGNING_KEY_FILE, out_fd):
         return
-    _write_under(out_fd, SIGNING_KEY_FILE, signing_key_bytes(jwk), out)
+    _write_under(out_fd, BUNDLE_SIGNING_KEY_FILE, signing_key_bytes(jwk), out)
 
 
 def export_audit(ws: Workspace, out: Path | None) -> Path:

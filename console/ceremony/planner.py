@@ -70,6 +70,9 @@ BUNDLE_KEYSET = "_bundle"
 with '_')."""
 
 BUNDLE_ALG = "ES256"
+BUNDLE_SIGNING_KEY_FILE = "bundle-signing-key.jwk"
+"""The bundle-signing key's public JWK, the file operators pin: in `exports/`, and beside every
+copy `ceremony export` makes."""
 CLASS_RANK = {"emergency": 0, "routine": 1, "destructive": 2}
 
 
@@ -230,7 +233,7 @@ class _Builder:
                           why="the key that signs every JWKS bundle (never tokens)"))
         self.add(SelfTest(0, f"self-test {label}", keyset=BUNDLE_KEYSET, label=label))
         self.add(PublishBundleKey(0, f"make {label} the bundle-signing key operators pin "
-                                  "(exports/bundle-signing-key.jwk)", label=label))
+                                  f"(exports/{BUNDLE_SIGNING_KEY_FILE})", label=label))
         self.bundle_key = label
 
     def _key_actions(self, name: str) -> None:

@@ -22,7 +22,7 @@ from console.ceremony.journal import (
     pending_ratifications,
     replay_plans,
 )
-from console.ceremony.planner import BUNDLE_KEYSET
+from console.ceremony.planner import BUNDLE_KEYSET, BUNDLE_SIGNING_KEY_FILE
 from console.clock import format_time
 from console.errors import ConsoleError, VerificationError
 from console.lifecycle import KeyState, replay, short_kid, status_json
@@ -232,18 +232,16 @@ def _bundle_key_file_warning(ws: Workspace, recorded: JsonMapping) -> list[str]:
     key the ledger records (a swapped file would have them trust another key)."""
     import json
 
-    from console.exports.jwks import sanitize_public_jwk
-    from console.verify import read_regular_file
+    from console.files import read_regular_file
 
-    path = ws.exports_dir / "bundle-signing-key.jwk"
     try:
-        held: object = json.loads(read_regular_file(path))
+        held: object = json.loads(read_regular_file(ws.exports_dir / BUNDLE_SIGNING_KEY_FILE))
     except (VerificationError, ValueError):
         held = None
-    if held == sanitize_public_jwk(recorded):
+    if held == dict(recorded):  # written from the ledger's record, member for member
         return []
     problem = "is missing or unreadable" if held is None else "is not the key the ledger records"
-    return [f"exports/bundle-signing-key.jwk {problem} (the ledger's bundle-signing key is "
+    return [f"exports/{BUNDLE_SIGNING_KEY_FILE} {problem} (the ledger's bundle-signing key is "
             f"{str(recorded.get('kid'))[:16]}…) — do not pin from it: pin the thumbprint "
             "`ceremony status` shows; `ceremony export KEYSET --out DIR` writes the recorded "
             "key beside the copy"]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from console.b64 import encode as b64url_encode
 from console.ceremony.actions import ExportAudit, ExportBundle, KeyRef, PublishBundleKey
-from console.ceremony.planner import BUNDLE_KEYSET, jwks_keys
+from console.ceremony.planner import BUNDLE_KEYSET, BUNDLE_SIGNING_KEY_FILE, jwks_keys
 from console.ceremony.probes import Evidence, canary_claims, gather, refusal
 from console.ceremony.steps import keys
 from console.clock import format_time
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from console.ceremony.engine import CeremonyRun, Item
     from console.hsm import Hsm
 
-BUNDLE_SIGNING_KEY_FILE = "bundle-signing-key.jwk"
 
 _VERB_TARGET: Mapping[str, KeyState] = {
     "publish": KeyState.PUBLISHED, "activate": KeyState.ACTIVE, "retire": KeyState.RETIRED,
@@ -113,7 +112,7 @@ def _write_bundle_signing_key(run: CeremonyRun, action: PublishBundleKey, key: K
 
 def _json_file(path: Path) -> object:
     """A regular file's JSON, or None (missing, a link, unreadable, not JSON)."""
-    from console.verify import read_regular_file
+    from console.files import read_regular_file
 
     try:
         return json.loads(read_regular_file(path))

@@ -1,0 +1,59 @@
+"""Reading a file that decides what happens when an insider may have swapped it: never through a
+symbolic link, never blocking on a FIFO, only a regular file, and bounded in size.
+
+Light on purpose (the standard library and the error types): `status` reads the pinned key file
+with it on every open of the dashboard, and `console.verify` builds its folder checks on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from console.errors import VerificationError
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_NO_FOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+__all__ = ["MAX_FILE_BYTES", "read_regular_file"]
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "is not a regular file (a FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "is not a regular file (a socket)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is not a regular file (a device)"
+    return "is not a regular file"
+
+
+def read_regular_file(path: Path, *, dir_fd: int | None = None,
+                      limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of `path`, which must be a regular file and not a symbolic link.
+
+    Opened without following a link and without blocking (a FIFO swapped in after a check
+    cannot hang the reader), then checked with fstat: what is read is what was checked.
+
+    Raises:
+        VerificationError: a link, not a regular file, larger than `limit`, or unreadable.
+    """
+    try:
+        fd = os.open(path, _NO_FOLLOW, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise VerificationError(f"{path} is a symbolic link",
+                                    "only regular files are read; replace the link") from e
+        raise VerificationError(f"cannot read {path}: {e.strerror}", "check the path") from e
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise VerificationError(f"{path} {_kind(mode)}", "only regular files are read")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise VerificationError(f"{path} is larger than {limit} bytes", "give the right file")
+    return data
