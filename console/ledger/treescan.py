@@ -31,16 +31,21 @@ __all__ = [
     "PageProof",
     "check_nodes",
     "check_page",
+    "check_subtree",
     "nodes_match",
     "open_worker",
     "worker_nodes",
     "worker_page",
     "worker_quick_check",
+    "worker_subtree",
 ]
 
 _TRUST = frozenset(TRUST_ENTRY_TYPES)
 _ENTRY_ROWS = ("SELECT seq, raw, leaf_hash, type, time FROM entries WHERE seq >= ? AND seq < ? "
                "ORDER BY seq")
+PIECE_LINES = 1 << 12
+"""Lines of a page `accept_block` takes at a time (about 1 MiB, as the audit-pack workers):
+a piece's values fit in memory the allocator keeps."""
 _NODE_ROWS = "SELECT idx, hash FROM nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx"
 
 
@@ -84,7 +89,37 @@ def check_nodes(conn: sqlite3.Connection, level: int, lo: int, hi: int) -> bool:
 
 def check_page(conn: sqlite3.Connection, first: int, stop: int) -> PageProof | None:
     """Entries `[first, stop)` proven at once (`first` even), or None: the facts of
-    `verification._Entries.page`'s fast path, with no Python bytecode per row."""
+    `verification._Entries.page`'s fast path, with no Python bytecode per row (but for the few
+    lines the fast path refuses, which are left `slow`: see `_accept_lines`)."""
+    half = (stop - first) // 2
+    return _check_page(conn, first, stop,
+                       conn.execute(_NODE_ROWS, (1, first // 2, first // 2 + half)).fetchall())
+
+
+def check_subtree(conn: sqlite3.Connection, first: int, stop: int,
+                  top: int) -> tuple[bool, PageProof | None]:
+    """`check_page(first, stop)`, and whether the nodes of levels 2 to `top` over those entries
+    (`first` a multiple of `2 ** top`) are all there, each the hash of its two stored children.
+
+    Each level is read once, and is the children of the next: checking the levels a range at a
+    time (`check_nodes`) reads every node twice, as a node and as a child."""
+    below = conn.execute(_NODE_ROWS, (1, first >> 1, stop >> 1)).fetchall()
+    page = _check_page(conn, first, stop, below)
+    proven = first % (1 << top) == 0 and len(below) == (stop >> 1) - (first >> 1)
+    for level in range(2, top + 1):
+        if not proven:
+            break
+        nodes = conn.execute(_NODE_ROWS, (level, first >> level, stop >> level)).fetchall()
+        wanted = (stop >> level) - (first >> level)
+        proven = len(nodes) == wanted and nodes_match(nodes, below[: 2 * wanted],
+                                                      first >> level)
+        below = nodes
+    return proven, page
+
+
+def _check_page(conn: sqlite3.Connection, first: int, stop: int,
+                nodes: list[SqlRow]) -> PageProof | None:
+    """`check_page`, given the page's level-1 nodes (`_NODE_ROWS`, idx `first // 2` on)."""
     n = stop - first
     rows = conn.execute(_ENTRY_ROWS, (first, stop)).fetchall()
     if n <= 0 or first % 2 or len(rows) != n:
@@ -95,22 +130,65 @@ def check_page(conn: sqlite3.Connection, first: int, stop: int) -> PageProof | N
     # Level 1 over this page's stored leaf hashes, so that the roots the caller reads for the
     # page's checkpoints rest on proven nodes.
     half = n // 2
-    nodes = conn.execute(_NODE_ROWS, (1, first // 2, first // 2 + half)).fetchall()
     children: list[SqlRow] = list(zip(seqs[: 2 * half], stored[: 2 * half], strict=True))
     if len(nodes) != half or not nodes_match(nodes, children, first // 2):
         return None
     if set(map(type, raws)) != {bytes}:
         return None
     blobs: list[bytes] = list(raws)  # bytes: checked by the set just above
-    block = b"\n".join(blobs) + b"\n"
+    if b"\n".join(blobs).count(b"\n") != n - 1:  # a raw holding a newline is not one line
+        return None
     leaves = leaf_hashes(blobs)
-    if block.count(b"\n") != n or tuple(leaves) != stored:
+    if tuple(leaves) != stored:
         return None
-    accepted = accept_block(block, first, _TRUST, frozenset(), leaves=leaves)
-    if accepted is None or tuple(accepted.types) != types or tuple(accepted.times) != times:
-        return None
-    slow = tuple((i, accepted.times[i - 1] if i else None) for i in accepted.slow)
-    return PageProof(slow, accepted.times[-1])
+    return _accept_lines(blobs, leaves, first, types, times)
+
+
+_MOST_REFUSED = 64
+"""Most lines of a page `_accept_lines` leaves slow because the fast path refused them; a page
+with more is left to the caller whole (its strict path is as fast for such a page)."""
+
+
+def _accept_lines(lines: list[bytes], leaves: list[bytes], first: int,
+                  types: tuple[object, ...], times: tuple[object, ...]) -> PageProof | None:
+    """The page `lines` (entries `first, ...`) proven by `accept_block`, but for the lines it
+    refuses: the page is taken in pieces of `PIECE_LINES`, and a piece refused is halved until
+    the lines refused are alone (at most `_MOST_REFUSED` of them, else None).
+
+    Every line that is not proven, every line of a special type and every piece's first line
+    is `slow`, with the time of the line before it when that line is proven: the caller checks
+    those strictly, in order. A piece's first line is not slow when the line before it is
+    proven, its time is not before that line's, and its type is not special: `accept_block`
+    leaves it to the caller only for the time before it. The type and time columns of each
+    proven line are compared here with its bytes."""
+    pieces: list[tuple[int, int]] = [(lo, min(lo + PIECE_LINES, len(lines)))
+                                     for lo in range(0, len(lines), PIECE_LINES)]
+    slow: list[tuple[int, str | None]] = []
+    before: str | None = None
+    refused = 0
+    while pieces:
+        lo, hi = pieces.pop(0)
+        block = b"\n".join(lines[lo:hi]) + b"\n"
+        piece = accept_block(block, first + lo, _TRUST, frozenset(), leaves=leaves[lo:hi])
+        if piece is None and hi - lo > 1:
+            middle = (lo + hi) // 2
+            pieces[:0] = [(lo, middle), (middle, hi)]
+            continue
+        if piece is None:
+            refused += 1
+            if refused > _MOST_REFUSED:
+                return None
+            slow.append((lo, before))
+            before = None
+            continue
+        if tuple(piece.types) != types[lo:hi] or tuple(piece.times) != times[lo:hi]:
+            return None
+        ahead = before is not None and piece.times[0] >= before and piece.types[0] not in _TRUST
+        slow += [(lo + i, piece.times[i - 1] if i else before)
+                 for i in piece.slow if i or not ahead]
+        before = piece.times[-1]
+    last = times[-1]
+    return PageProof(tuple(slow), last if isinstance(last, str) else "")
 
 
 # --- in a worker process ----------------------------------------------------------------------
@@ -144,3 +222,7 @@ def worker_nodes(level: int, lo: int, hi: int) -> bool:
 
 def worker_page(first: int, stop: int) -> PageProof | None:
     return check_page(_conn(), first, stop)
+
+
+def worker_subtree(first: int, stop: int, top: int) -> tuple[bool, PageProof | None]:
+    return check_subtree(_conn(), first, stop, top)

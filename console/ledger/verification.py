@@ -53,11 +53,12 @@ from console.ledger.entry import parse_entry
 from console.ledger.treescan import (
     PageProof,
     check_nodes,
+    check_subtree,
     nodes_match,
     open_worker,
     worker_nodes,
-    worker_page,
     worker_quick_check,
+    worker_subtree,
 )
 from console.ledger.trust import CHECKPOINT, TRUST_ENTRY_TYPES, TrustReplay
 
@@ -264,47 +265,81 @@ def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
     """The checks of `_check_serial`, in the same order, with the pieces of `treescan` handed to
     the workers all at once and their answers taken in order. A piece not proven (or not
     answered) is redone here by the serial code, in this snapshot: it names the same first bad
-    seq or node, or finds the piece good (a page `accept_block` leaves to the strict path)."""
+    seq or node, or finds the piece good (a page `accept_block` leaves to the strict path).
+
+    Each page of entries goes with the nodes of levels 2 to `top` over it (its subtree: each
+    node read once, `treescan.check_subtree`); the levels above, which span pages, go in ranges
+    (`treescan.check_nodes`). Every answer is in before the entries are taken, as the serial
+    order checks every node first; the progress of the node levels, the serial check's calls
+    exactly, moves as the pages' answers come in."""
+    top = (PAGE & -PAGE).bit_length() - 1  # pages start at multiples of 2 ** top
     quick = jobs.submit(worker_quick_check)
-    levels = range(2, size.bit_length())
-    node_jobs = [[(lo, hi, jobs.submit(worker_nodes, level, lo, hi))
-                  for lo, hi in _ranges(size >> level)] for level in levels]
-    page_jobs = [(first, stop, jobs.submit(worker_page, first, stop))
+    page_jobs = [(first, stop, jobs.submit(worker_subtree, first, stop, top))
                  for first, stop in _ranges(size)]
+    high = range(max(2, top + 1), size.bit_length())
+    node_jobs = [[(lo, hi, jobs.submit(worker_nodes, level, lo, hi))
+                  for lo, hi in _ranges(size >> level)] for level in high]
     check = jobs.result(quick)
     _quick_check(check if check is not None else conn.execute("PRAGMA quick_check").fetchall())
     total = size * 2
-    done = 0
+    marks = _node_marks(size, total)
+    reported = 0
     ones = conn.execute("SELECT count(*) FROM nodes WHERE level = 1").fetchone()[0]
     proven = size <= 1 or ones == size >> 1
-    for level, ranges in zip(levels, node_jobs, strict=True):
+    pages: list[PageProof | None] = []
+    for number, (first, stop, job) in enumerate(page_jobs, 1):
+        answer = jobs.result(job)
+        nodes, page = answer if answer is not None else check_subtree(conn, first, stop, top)
+        proven = proven and nodes
+        pages.append(page)
+        if proven and progress is not None:
+            # the levels under the pages are 1 - 2 ** (1 - top) of the nodes above level 1
+            upto = len(marks) * number // len(page_jobs) if top >= 2 else 0
+            for done in marks[reported:upto]:
+                progress(done, total)
+            reported = max(reported, upto)
+    for level, ranges in zip(high, node_jobs, strict=True):
         if not proven:
             break
-        for lo, hi, job in ranges:
-            match = jobs.result(job)
+        for lo, hi, node_job in ranges:
+            match = jobs.result(node_job)
             if not (match if match is not None else check_nodes(conn, level, lo, hi)):
                 proven = False
                 break
-            done += hi - lo
-            if progress is not None:
-                progress(min(done, total), total)
+    for level in range(2, size.bit_length()):
+        if not proven:
+            break
         width = conn.execute("SELECT count(*) FROM nodes WHERE level = ?", (level,)).fetchone()[0]
-        proven = proven and width == size >> level
+        proven = width == size >> level
     if not proven:
         _verify_nodes(conn, size, 0, total, None)  # raises for the first bad node
         raise LedgerTamperedError("the tree changed while it was verified")
+    if progress is not None:
+        for done in marks[reported:]:
+            progress(done, total)
+    done = marks[-1] if marks else 0
     _check_no_extra(conn, size)
     state = _Entries(ledger.origin, ledger.root, conn)
     _check_lowest(conn)
     with no_gc():
-        for first, stop, page in page_jobs:
-            proof = jobs.result(page)
+        for (first, stop, _), proof in zip(page_jobs, pages, strict=True):
             if proof is None or not state.proven(first, stop, proof):
                 state.page(conn.execute(_PAGE_ROWS, (first, PAGE)).fetchall())
                 if state.expect != stop:
                     raise LedgerTamperedError("the ledger changed while it was verified")
             _entries_progress(progress, done, state.expect, total)
     _finish(conn, state, size, progress)
+
+
+def _node_marks(size: int, total: int) -> list[int]:
+    """The `done` that `_verify_nodes` reports, in order, for a tree that is whole."""
+    marks: list[int] = []
+    done = 0
+    for level in range(2, size.bit_length()):
+        for lo, hi in _ranges(size >> level):
+            done += hi - lo
+            marks.append(min(done, total))
+    return marks
 
 
 def _ranges(size: int) -> list[tuple[int, int]]:
