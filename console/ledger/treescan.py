@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import sqlite3
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 from console.ledger import merkle
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 _TRUST = frozenset(TRUST_ENTRY_TYPES)
+_IDX, _HASH = itemgetter(0), itemgetter(1)
 _ENTRY_ROWS = ("SELECT seq, raw, leaf_hash, type, time FROM entries WHERE seq >= ? AND seq < ? "
                "ORDER BY seq")
 PIECE_LINES = 1 << 12
@@ -60,23 +62,25 @@ class PageProof:
 
 
 def nodes_match(nodes: list[SqlRow], children: list[SqlRow], first: int) -> bool:
-    """Whether `nodes` are `first, first + 1, ...` and each is the hash of its two children."""
+    """Whether `nodes` are `first, first + 1, ...` and each is the hash of its two children.
+
+    Each test is a C-level `map` over the rows (no bytecode per node)."""
     n = len(nodes)
     if len(children) != 2 * n:
         return False
     if n == 0:  # a last page of one entry has no level-1 node over it
         return True
-    if [row[0] for row in nodes] != list(range(first, first + n)):
+    if list(map(_IDX, nodes)) != list(range(first, first + n)):
         return False
-    if [row[0] for row in children] != list(range(2 * first, 2 * (first + n))):
+    if list(map(_IDX, children)) != list(range(2 * first, 2 * (first + n))):
         return False
-    hashes = [row[1] for row in children]
-    if {type(h) for h in hashes} != {bytes}:
+    hashes = list(map(_HASH, children))
+    if set(map(type, hashes)) != {bytes}:
         return False
-    blobs: list[bytes] = hashes  # type: ignore[assignment]  # narrowed by the set just above
-    if {len(h) for h in blobs} != {merkle.HASH_SIZE}:
+    blobs: list[bytes] = hashes  # bytes: checked by the set just above
+    if set(map(len, blobs)) != {merkle.HASH_SIZE}:
         return False
-    return merkle.node_hashes(blobs[0::2], blobs[1::2]) == [row[1] for row in nodes]
+    return merkle.node_hashes(blobs[0::2], blobs[1::2]) == list(map(_HASH, nodes))
 
 
 def check_nodes(conn: sqlite3.Connection, level: int, lo: int, hi: int) -> bool:
