@@ -1,10 +1,11 @@
 """The page checks of "verify tree" that may run in worker processes.
 
 `console.ledger.verification` owns the order of the checks and every error message; this module
-owns the self-contained pieces it hands to workers: `PRAGMA quick_check`, one range of persisted
-nodes against their children (`check_nodes`), and one page of entries (`check_page`: seqs follow
-on, level-1 nodes over the stored leaf hashes, each row's bytes hash to its stored leaf hash, the
-page is a block of canonical entries, the type and time columns are copies of its bytes). Each
+owns the self-contained pieces it hands to workers: one range of persisted nodes against their
+children (`check_nodes`), and one page of entries (`check_page`: seqs follow on, level-1 nodes
+over the stored leaf hashes, each row's bytes hash to its stored leaf hash, the page is a block
+of canonical entries but for the lines left slow, the type and time columns are copies of its
+bytes), with the nodes of the levels above it up to the page's width (`check_subtree`). Each
 answers only "proven" (with what the caller still needs) or "not proven": the caller then redoes
 that piece in its own snapshot with the strict code, which names the first bad seq or node.
 
@@ -37,7 +38,6 @@ __all__ = [
     "open_worker",
     "worker_nodes",
     "worker_page",
-    "worker_quick_check",
     "worker_subtree",
 ]
 
@@ -213,11 +213,6 @@ def _conn() -> sqlite3.Connection:
     if _worker_conn is None:
         raise RuntimeError("not a verify-tree worker")
     return _worker_conn
-
-
-def worker_quick_check() -> list[SqlRow]:
-    rows: list[SqlRow] = _conn().execute("PRAGMA quick_check").fetchall()
-    return rows
 
 
 def worker_nodes(level: int, lo: int, hi: int) -> bool:

@@ -21,9 +21,11 @@ It runs in two passes, each over big pages:
    (`_strict_row`): the first bad seq is named as before.
 
 Ledgers of `PARALLEL_MIN_ENTRIES` or more are checked by worker processes, one per core, as the
-audit-pack verifier does (`_check_parallel`): `PRAGMA quick_check`, every `PAGE` of nodes and
-every page of entries is handed to them at once (`console.ledger.treescan`; each worker opens
-the SQLite file read-only itself), and this process takes their answers in the order above. A
+audit-pack verifier does (`_check_parallel`): every page of entries, with the nodes over it, and
+the ranges of the node levels above the pages are handed to them at once
+(`console.ledger.treescan`; each worker opens the SQLite file read-only itself), while this
+process runs `PRAGMA quick_check`, then checks pages from the last one back until it meets the
+workers, and takes the answers in the order above. A
 piece they prove is taken (a page's slow rows still take the strict path here, in order); a
 piece they do not prove, or do not answer, is redone here by the serial code in this snapshot,
 so the error names the same first bad seq or node as `_check_serial`, and no worker's answer
@@ -57,7 +59,6 @@ from console.ledger.treescan import (
     nodes_match,
     open_worker,
     worker_nodes,
-    worker_quick_check,
     worker_subtree,
 )
 from console.ledger.trust import CHECKPOINT, TRUST_ENTRY_TYPES, TrustReplay
@@ -273,28 +274,26 @@ def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
     order checks every node first; the progress of the node levels, the serial check's calls
     exactly, moves as the pages' answers come in."""
     top = (PAGE & -PAGE).bit_length() - 1  # pages start at multiples of 2 ** top
-    quick = jobs.submit(worker_quick_check)
     page_jobs = [(first, stop, jobs.submit(worker_subtree, first, stop, top))
                  for first, stop in _ranges(size)]
     high = range(max(2, top + 1), size.bit_length())
     node_jobs = [[(lo, hi, jobs.submit(worker_nodes, level, lo, hi))
                   for lo, hi in _ranges(size >> level)] for level in high]
-    check = jobs.result(quick)
-    _quick_check(check if check is not None else conn.execute("PRAGMA quick_check").fetchall())
+    # here, while the workers start on the pages (the serial order: quick_check first)
+    _quick_check(conn.execute("PRAGMA quick_check").fetchall())
     total = size * 2
     marks = _node_marks(size, total)
     reported = 0
     ones = conn.execute("SELECT count(*) FROM nodes WHERE level = 1").fetchone()[0]
     proven = size <= 1 or ones == size >> 1
     pages: list[PageProof | None] = []
-    for number, (first, stop, job) in enumerate(page_jobs, 1):
-        answer = jobs.result(job)
-        nodes, page = answer if answer is not None else check_subtree(conn, first, stop, top)
+    answers = _Subtrees(conn, page_jobs, top, jobs)
+    while (answer := answers.next()) is not None:
+        nodes, page = answer
         proven = proven and nodes
         pages.append(page)
         if proven and progress is not None:
-            # the levels under the pages are 1 - 2 ** (1 - top) of the nodes above level 1
-            upto = len(marks) * number // len(page_jobs) if top >= 2 else 0
+            upto = len(marks) * len(pages) // len(page_jobs) if top >= 2 else 0
             for done in marks[reported:upto]:
                 progress(done, total)
             reported = max(reported, upto)
@@ -329,6 +328,51 @@ def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
                     raise LedgerTamperedError("the ledger changed while it was verified")
             _entries_progress(progress, done, state.expect, total)
     _finish(conn, state, size, progress)
+
+
+_Subtree = tuple[bool, PageProof | None]
+
+
+class _Subtrees:
+    """The pages' answers (`treescan.check_subtree`), in page order. While the next one is not
+    in, this process takes the last page no worker has started (its job cancelled) and checks
+    it itself, in its snapshot: the workers work from the front, this process from the back,
+    until they meet, so that all three share the work and none waits idle at the end."""
+
+    def __init__(self, conn: sqlite3.Connection,
+                 page_jobs: list[tuple[int, int, Future[_Subtree] | None]], top: int,
+                 jobs: _Jobs) -> None:
+        self.conn = conn
+        self.page_jobs = page_jobs
+        self.top = top
+        self.jobs = jobs
+        self.front = 0
+        self.back = len(page_jobs)
+        self.here: dict[int, _Subtree | None] = {}
+
+    def next(self) -> _Subtree | None:
+        """The answer for the next page, or None after the last."""
+        if self.front == len(self.page_jobs):
+            return None
+        while self.front < self.back - 1:
+            job = self.page_jobs[self.front][2]
+            if job is None or job.done():
+                break
+            first, stop, last = self.page_jobs[self.back - 1]
+            if last is None or not last.cancel():
+                break  # a worker has it: from here on, every page is theirs
+            self.back -= 1
+            try:
+                with no_gc():
+                    self.here[self.back] = check_subtree(self.conn, first, stop, self.top)
+            except sqlite3.DatabaseError:  # raised again in its turn, as a worker's failure
+                self.here[self.back] = None
+                break
+        index = self.front
+        self.front += 1
+        first, stop, job = self.page_jobs[index]
+        answer = self.here.pop(index) if index in self.here else self.jobs.result(job)
+        return answer if answer is not None else check_subtree(self.conn, first, stop, self.top)
 
 
 def _node_marks(size: int, total: int) -> list[int]:
