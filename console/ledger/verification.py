@@ -227,7 +227,7 @@ def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback
             pool = ProcessPoolExecutor(count, multiprocessing.get_context(method),
                                        initializer=open_worker, initargs=(str(ledger.path),))
             try:
-                jobs = _Jobs(pool)
+                jobs = _Jobs(pool, count)
                 _check_parallel(ledger, conn, size, progress, jobs)
                 in_workers = jobs.in_workers
             finally:
@@ -349,12 +349,15 @@ class _Subtrees:
         self.front = 0
         self.back = len(page_jobs)
         self.here: dict[int, _Subtree | None] = {}
+        # the first pages are always the workers' (one each and one queued), so that they prove
+        # some even when this process is quicker to start than they are
+        self.keep = jobs.workers + 1
 
     def next(self) -> _Subtree | None:
         """The answer for the next page, or None after the last."""
         if self.front == len(self.page_jobs):
             return None
-        while self.front < self.back - 1:
+        while max(self.front, self.keep) < self.back - 1:
             job = self.page_jobs[self.front][2]
             if job is None or job.done():
                 break
@@ -427,8 +430,9 @@ class _Jobs:
     (a worker died, the pool broke, the worker's SQLite raised) answers None, and the caller
     does that piece itself; nothing a worker says fails the check on its own."""
 
-    def __init__(self, pool: ProcessPoolExecutor) -> None:
+    def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
         self.pool = pool
+        self.workers = workers
         self.in_workers = 0
 
     def submit(self, fn: Callable[..., _T], *args: int) -> Future[_T] | None:
