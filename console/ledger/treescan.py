@@ -107,18 +107,34 @@ def check_subtree(conn: sqlite3.Connection, first: int, stop: int,
 
     Each level is read once, and is the children of the next: checking the levels a range at a
     time (`check_nodes`) reads every node twice, as a node and as a child."""
-    below = conn.execute(_NODE_ROWS, (1, first >> 1, stop >> 1)).fetchall()
-    page = _check_page(conn, first, stop, below)
-    proven = first % (1 << top) == 0 and len(below) == (stop >> 1) - (first >> 1)
+    ones = conn.execute(_NODE_ROWS, (1, first >> 1, stop >> 1)).fetchall()
+    page = _check_page(conn, first, stop, ones)
+    below = list(map(_HASH, ones))
+    proven = (first % (1 << top) == 0 and len(below) == (stop >> 1) - (first >> 1)
+              and list(map(_IDX, ones)) == list(range(first >> 1, stop >> 1))
+              and set(map(type, below)) <= {bytes} and set(map(len, below)) <= {merkle.HASH_SIZE})
     for level in range(2, top + 1):
         if not proven:
             break
         nodes = conn.execute(_NODE_ROWS, (level, first >> level, stop >> level)).fetchall()
         wanted = (stop >> level) - (first >> level)
-        proven = len(nodes) == wanted and nodes_match(nodes, below[: 2 * wanted],
-                                                      first >> level)
-        below = nodes
+        hashes = _level_above(nodes, below, first >> level) if len(nodes) == wanted else None
+        proven = hashes is not None
+        below = hashes or []
     return proven, page
+
+
+def _level_above(nodes: list[SqlRow], children: list[bytes], first: int) -> list[bytes] | None:
+    """The hashes of `nodes` when they are `first, first + 1, ...` and each is the hash of its
+    two `children` (32-byte hashes, in order, the first under `nodes[0]`); else None. What is
+    returned equals digests, so it is 32-byte hashes too: the next level's children."""
+    n = len(nodes)
+    if len(children) < 2 * n or list(map(_IDX, nodes)) != list(range(first, first + n)):
+        return None
+    hashes = list(map(_HASH, nodes))
+    if merkle.node_hashes(children[0:2 * n:2], children[1:2 * n:2]) != hashes:
+        return None
+    return hashes
 
 
 def _check_page(conn: sqlite3.Connection, first: int, stop: int,
@@ -126,16 +142,10 @@ def _check_page(conn: sqlite3.Connection, first: int, stop: int,
     """`check_page`, given the page's level-1 nodes (`_NODE_ROWS`, idx `first // 2` on)."""
     n = stop - first
     rows = conn.execute(_ENTRY_ROWS, (first, stop)).fetchall()
-    if n <= 0 or first % 2 or len(rows) != n:
+    if n <= 0 or first % 2 or len(rows) != n or len(nodes) != n // 2:
         return None
     seqs, raws, stored, types, times = zip(*rows, strict=True)
     if seqs != tuple(range(first, stop)):
-        return None
-    # Level 1 over this page's stored leaf hashes, so that the roots the caller reads for the
-    # page's checkpoints rest on proven nodes.
-    half = n // 2
-    children: list[SqlRow] = list(zip(seqs[: 2 * half], stored[: 2 * half], strict=True))
-    if len(nodes) != half or not nodes_match(nodes, children, first // 2):
         return None
     if set(map(type, raws)) != {bytes}:
         return None
@@ -144,6 +154,10 @@ def _check_page(conn: sqlite3.Connection, first: int, stop: int,
         return None
     leaves = leaf_hashes(blobs)
     if tuple(leaves) != stored:
+        return None
+    # Level 1 over this page's stored leaf hashes (equal to `leaves`, just above), so that the
+    # roots the caller reads for the page's checkpoints rest on proven nodes.
+    if _level_above(nodes, leaves, first // 2) is None:
         return None
     return _accept_lines(blobs, leaves, first, types, times)
 
