@@ -217,8 +217,16 @@ def test_a_page_is_proven_but_for_the_lines_the_fast_path_refuses(
         ledger.close()
 
 
+WIDE_MUTATIONS: dict[str, Mutation] = {
+    **MUTATIONS,
+    "raw holding a newline": _set_raw(45, b'{"actor"', b'{"actor":"x"}\n{"actor"', rehash=True),
+    "raw starting with a newline": _set_raw(53, b'{"actor"', b'\n{"actor"', rehash=True),
+}
+
+
 @pytest.mark.parametrize("name", ["none", "level 2 node", "level 3 node missing",
-                                  "not canonical mid-page", "time column"])
+                                  "not canonical mid-page", "time column",
+                                  "raw holding a newline", "raw starting with a newline"])
 def test_pages_wider_than_the_subtree_levels_agree(
     name: str, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,7 +239,7 @@ def test_pages_wider_than_the_subtree_levels_agree(
     triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
     for trigger, _ in triggers:
         conn.execute(f"DROP TRIGGER {trigger}")
-    MUTATIONS[name](conn)
+    WIDE_MUTATIONS[name](conn)
     for _, sql in triggers:
         conn.execute(sql)
     conn.close()
