@@ -14,23 +14,32 @@ workers' reads are not the caller's snapshot; every query here is bounded by the
 read in its snapshot, and the ledger only ever grows (triggers refuse UPDATE and DELETE), so a
 concurrent append does not change what a worker sees. The functions also take a connection, so
 the caller can run any of them itself when no worker can.
+
+It also owns how the caller hands the pieces out and takes the answers in (`Jobs`, `Subtrees`:
+the caller checks pages itself from the last one back while the workers go from the front).
 """
 
 from __future__ import annotations
 
 import gc
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
+from typing import TypeVar
 
 from console.ledger import merkle
 from console.ledger._sqlite import SqlRow
-from console.ledger.blockscan import accept_block, leaf_hashes
+from console.ledger.blockscan import accept_block, leaf_hashes, no_gc
 from console.ledger.trust import TRUST_ENTRY_TYPES
 
 __all__ = [
+    "Jobs",
     "PageProof",
+    "Subtree",
+    "Subtrees",
     "check_nodes",
     "check_page",
     "check_subtree",
@@ -207,6 +216,86 @@ def _accept_lines(lines: list[bytes], leaves: list[bytes], first: int,
         before = piece.times[-1]
     last = times[-1]
     return PageProof(tuple(slow), last if isinstance(last, str) else "")
+
+
+# --- in the caller: handing pages out, taking answers in ------------------------------
+
+_T = TypeVar("_T")
+
+
+class Jobs:
+    """The worker pool as `verification` uses it: a job that cannot be submitted or answered
+    (a worker died, the pool broke, the worker's SQLite raised) answers None, and the caller
+    does that piece itself; nothing a worker says fails the check on its own."""
+
+    def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
+        self.pool = pool
+        self.workers = workers
+        self.in_workers = 0
+
+    def submit(self, fn: Callable[..., _T], *args: int) -> Future[_T] | None:
+        try:
+            return self.pool.submit(fn, *args)
+        except (RuntimeError, OSError):  # a broken pool or no process to start
+            return None
+
+    def result(self, job: Future[_T] | None) -> _T | None:
+        if job is None:
+            return None
+        try:
+            answer = job.result()
+        except Exception:  # the caller redoes the piece itself, in its snapshot
+            return None
+        self.in_workers += 1
+        return answer
+
+
+Subtree = tuple[bool, PageProof | None]
+
+
+class Subtrees:
+    """The pages' answers (`treescan.check_subtree`), in page order. While the next one is not
+    in, this process takes the last page no worker has started (its job cancelled) and checks
+    it itself, in its snapshot: the workers work from the front, this process from the back,
+    until they meet, so that all three share the work and none waits idle at the end."""
+
+    def __init__(self, conn: sqlite3.Connection,
+                 page_jobs: list[tuple[int, int, Future[Subtree] | None]], top: int,
+                 jobs: Jobs) -> None:
+        self.conn = conn
+        self.page_jobs = page_jobs
+        self.top = top
+        self.jobs = jobs
+        self.front = 0
+        self.back = len(page_jobs)
+        self.here: dict[int, Subtree | None] = {}
+        # the first pages are always the workers' (one each and one queued), so that they prove
+        # some even when this process is quicker to start than they are
+        self.keep = jobs.workers + 1
+
+    def next(self) -> Subtree | None:
+        """The answer for the next page, or None after the last."""
+        if self.front == len(self.page_jobs):
+            return None
+        while max(self.front, self.keep) < self.back - 1:
+            job = self.page_jobs[self.front][2]
+            if job is None or job.done():
+                break
+            first, stop, last = self.page_jobs[self.back - 1]
+            if last is None or not last.cancel():
+                break  # a worker has it: from here on, every page is theirs
+            self.back -= 1
+            try:
+                with no_gc():
+                    self.here[self.back] = check_subtree(self.conn, first, stop, self.top)
+            except sqlite3.DatabaseError:  # raised again in its turn, as a worker's failure
+                self.here[self.back] = None
+                break
+        index = self.front
+        self.front += 1
+        first, stop, job = self.page_jobs[index]
+        answer = self.here.pop(index) if index in self.here else self.jobs.result(job)
+        return answer if answer is not None else check_subtree(self.conn, first, stop, self.top)
 
 
 # --- in a worker process ----------------------------------------------------------------------

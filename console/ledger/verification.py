@@ -42,8 +42,8 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 from console.clock import format_time
 from console.errors import EntryRejectedError, LedgerTamperedError, VerificationError
@@ -53,9 +53,10 @@ from console.ledger.blockscan import accept_block, leaf_hashes, no_gc
 from console.ledger.checkpoint import parse_checkpoint_body, parse_note
 from console.ledger.entry import parse_entry
 from console.ledger.treescan import (
+    Jobs,
     PageProof,
+    Subtrees,
     check_nodes,
-    check_subtree,
     nodes_match,
     open_worker,
     worker_nodes,
@@ -227,7 +228,7 @@ def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback
             pool = ProcessPoolExecutor(count, multiprocessing.get_context(method),
                                        initializer=open_worker, initargs=(str(ledger.path),))
             try:
-                jobs = _Jobs(pool, count)
+                jobs = Jobs(pool, count)
                 _check_parallel(ledger, conn, size, progress, jobs)
                 in_workers = jobs.in_workers
             finally:
@@ -262,7 +263,7 @@ def _check_serial(ledger: Ledger, conn: sqlite3.Connection,
 
 
 def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
-                    progress: ProgressCallback | None, jobs: _Jobs) -> None:
+                    progress: ProgressCallback | None, jobs: Jobs) -> None:
     """The checks of `_check_serial`, in the same order, with the pieces of `treescan` handed to
     the workers all at once and their answers taken in order. A piece not proven (or not
     answered) is redone here by the serial code, in this snapshot: it names the same first bad
@@ -287,7 +288,7 @@ def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
     ones = conn.execute("SELECT count(*) FROM nodes WHERE level = 1").fetchone()[0]
     proven = size <= 1 or ones == size >> 1
     pages: list[PageProof | None] = []
-    answers = _Subtrees(conn, page_jobs, top, jobs)
+    answers = Subtrees(conn, page_jobs, top, jobs)
     while (answer := answers.next()) is not None:
         nodes, page = answer
         proven = proven and nodes
@@ -328,54 +329,6 @@ def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
                     raise LedgerTamperedError("the ledger changed while it was verified")
             _entries_progress(progress, done, state.expect, total)
     _finish(conn, state, size, progress)
-
-
-_Subtree = tuple[bool, PageProof | None]
-
-
-class _Subtrees:
-    """The pages' answers (`treescan.check_subtree`), in page order. While the next one is not
-    in, this process takes the last page no worker has started (its job cancelled) and checks
-    it itself, in its snapshot: the workers work from the front, this process from the back,
-    until they meet, so that all three share the work and none waits idle at the end."""
-
-    def __init__(self, conn: sqlite3.Connection,
-                 page_jobs: list[tuple[int, int, Future[_Subtree] | None]], top: int,
-                 jobs: _Jobs) -> None:
-        self.conn = conn
-        self.page_jobs = page_jobs
-        self.top = top
-        self.jobs = jobs
-        self.front = 0
-        self.back = len(page_jobs)
-        self.here: dict[int, _Subtree | None] = {}
-        # the first pages are always the workers' (one each and one queued), so that they prove
-        # some even when this process is quicker to start than they are
-        self.keep = jobs.workers + 1
-
-    def next(self) -> _Subtree | None:
-        """The answer for the next page, or None after the last."""
-        if self.front == len(self.page_jobs):
-            return None
-        while max(self.front, self.keep) < self.back - 1:
-            job = self.page_jobs[self.front][2]
-            if job is None or job.done():
-                break
-            first, stop, last = self.page_jobs[self.back - 1]
-            if last is None or not last.cancel():
-                break  # a worker has it: from here on, every page is theirs
-            self.back -= 1
-            try:
-                with no_gc():
-                    self.here[self.back] = check_subtree(self.conn, first, stop, self.top)
-            except sqlite3.DatabaseError:  # raised again in its turn, as a worker's failure
-                self.here[self.back] = None
-                break
-        index = self.front
-        self.front += 1
-        first, stop, job = self.page_jobs[index]
-        answer = self.here.pop(index) if index in self.here else self.jobs.result(job)
-        return answer if answer is not None else check_subtree(self.conn, first, stop, self.top)
 
 
 def _node_marks(size: int, total: int) -> list[int]:
@@ -420,36 +373,6 @@ def _finish(conn: sqlite3.Connection, state: _Entries, size: int,
     check_schema(conn)
     if progress is not None:
         progress(size * 2, size * 2)
-
-
-_T = TypeVar("_T")
-
-
-class _Jobs:
-    """The worker pool as `_check_parallel` uses it: a job that cannot be submitted or answered
-    (a worker died, the pool broke, the worker's SQLite raised) answers None, and the caller
-    does that piece itself; nothing a worker says fails the check on its own."""
-
-    def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
-        self.pool = pool
-        self.workers = workers
-        self.in_workers = 0
-
-    def submit(self, fn: Callable[..., _T], *args: int) -> Future[_T] | None:
-        try:
-            return self.pool.submit(fn, *args)
-        except (RuntimeError, OSError):  # a broken pool or no process to start
-            return None
-
-    def result(self, job: Future[_T] | None) -> _T | None:
-        if job is None:
-            return None
-        try:
-            answer = job.result()
-        except Exception:  # the caller redoes the piece itself, in its snapshot
-            return None
-        self.in_workers += 1
-        return answer
 
 
 def _cores() -> int:
