@@ -106,7 +106,7 @@ def check_page(conn: sqlite3.Connection, first: int, stop: int) -> PageProof | N
     lines the fast path refuses, which are left `slow`: see `_accept_lines`)."""
     half = (stop - first) // 2
     return _check_page(conn, first, stop,
-                       conn.execute(_NODE_ROWS, (1, first // 2, first // 2 + half)).fetchall())
+                       conn.execute(_NODE_ROWS, (1, first // 2, first // 2 + half)).fetchall())[0]
 
 
 def check_subtree(conn: sqlite3.Connection, first: int, stop: int,
@@ -117,11 +117,16 @@ def check_subtree(conn: sqlite3.Connection, first: int, stop: int,
     Each level is read once, and is the children of the next: checking the levels a range at a
     time (`check_nodes`) reads every node twice, as a node and as a child."""
     ones = conn.execute(_NODE_ROWS, (1, first >> 1, stop >> 1)).fetchall()
-    page = _check_page(conn, first, stop, ones)
-    below = list(map(_HASH, ones))
-    proven = (first % (1 << top) == 0 and len(below) == (stop >> 1) - (first >> 1)
-              and list(map(_IDX, ones)) == list(range(first >> 1, stop >> 1))
-              and set(map(type, below)) <= {bytes} and set(map(len, below)) <= {merkle.HASH_SIZE})
+    page, proven_ones = _check_page(conn, first, stop, ones)
+    if proven_ones is not None:  # level 1 equals digests: 32-byte hashes, idx in order
+        below = proven_ones
+        proven = first % (1 << top) == 0
+    else:
+        below = list(map(_HASH, ones))
+        proven = (first % (1 << top) == 0 and len(below) == (stop >> 1) - (first >> 1)
+                  and list(map(_IDX, ones)) == list(range(first >> 1, stop >> 1))
+                  and set(map(type, below)) <= {bytes}
+                  and set(map(len, below)) <= {merkle.HASH_SIZE})
     for level in range(2, top + 1):
         if not proven:
             break
@@ -147,26 +152,28 @@ def _level_above(nodes: list[SqlRow], children: list[bytes], first: int) -> list
 
 
 def _check_page(conn: sqlite3.Connection, first: int, stop: int,
-                nodes: list[SqlRow]) -> PageProof | None:
-    """`check_page`, given the page's level-1 nodes (`_NODE_ROWS`, idx `first // 2` on)."""
+                nodes: list[SqlRow]) -> tuple[PageProof | None, list[bytes] | None]:
+    """`check_page`, given the page's level-1 nodes (`_NODE_ROWS`, idx `first // 2` on), and
+    the hashes of those nodes when they are proven (else None)."""
     n = stop - first
     rows = conn.execute(_ENTRY_ROWS, (first, stop)).fetchall()
     if n <= 0 or first % 2 or len(rows) != n or len(nodes) != n // 2:
-        return None
+        return None, None
     seqs, raws, stored, types, times = zip(*rows, strict=True)
     if seqs != tuple(range(first, stop)):
-        return None
+        return None, None
     if set(map(type, raws)) != {bytes}:
-        return None
+        return None, None
     blobs: list[bytes] = list(raws)  # bytes: checked by the set just above
     leaves = leaf_hashes(blobs)
     if tuple(leaves) != stored:
-        return None
+        return None, None
     # Level 1 over this page's stored leaf hashes (equal to `leaves`, just above), so that the
     # roots the caller reads for the page's checkpoints rest on proven nodes.
-    if _level_above(nodes, leaves, first // 2) is None:
-        return None
-    return _accept_lines(blobs, leaves, first, types, times)
+    ones = _level_above(nodes, leaves, first // 2)
+    if ones is None:
+        return None, None
+    return _accept_lines(blobs, leaves, first, types, times), ones
 
 
 _MOST_REFUSED = 64
