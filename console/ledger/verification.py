@@ -21,9 +21,11 @@ It runs in two passes, each over big pages:
    (`_strict_row`): the first bad seq is named as before.
 
 Ledgers of `PARALLEL_MIN_ENTRIES` or more are checked by worker processes, one per core, as the
-audit-pack verifier does (`_check_parallel`): `PRAGMA quick_check`, every `PAGE` of nodes and
-every page of entries is handed to them at once (`console.ledger.treescan`; each worker opens
-the SQLite file read-only itself), and this process takes their answers in the order above. A
+audit-pack verifier does (`_check_parallel`): every page of entries, with the nodes over it, and
+the ranges of the node levels above the pages are handed to them at once
+(`console.ledger.treescan`; each worker opens the SQLite file read-only itself), while this
+process runs `PRAGMA quick_check`, then checks pages from the last one back until it meets the
+workers, and takes the answers in the order above. A
 piece they prove is taken (a page's slow rows still take the strict path here, in order); a
 piece they do not prove, or do not answer, is redone here by the serial code in this snapshot,
 so the error names the same first bad seq or node as `_check_serial`, and no worker's answer
@@ -40,8 +42,8 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 from console.clock import format_time
 from console.errors import EntryRejectedError, LedgerTamperedError, VerificationError
@@ -51,13 +53,14 @@ from console.ledger.blockscan import accept_block, leaf_hashes, no_gc
 from console.ledger.checkpoint import parse_checkpoint_body, parse_note
 from console.ledger.entry import parse_entry
 from console.ledger.treescan import (
+    Jobs,
     PageProof,
+    Subtrees,
     check_nodes,
     nodes_match,
     open_worker,
     worker_nodes,
-    worker_page,
-    worker_quick_check,
+    worker_subtree,
 )
 from console.ledger.trust import CHECKPOINT, TRUST_ENTRY_TYPES, TrustReplay
 
@@ -225,7 +228,7 @@ def _verify(ledger: Ledger, conn: sqlite3.Connection, progress: ProgressCallback
             pool = ProcessPoolExecutor(count, multiprocessing.get_context(method),
                                        initializer=open_worker, initargs=(str(ledger.path),))
             try:
-                jobs = _Jobs(pool)
+                jobs = Jobs(pool, count)
                 _check_parallel(ledger, conn, size, progress, jobs)
                 in_workers = jobs.in_workers
             finally:
@@ -260,51 +263,83 @@ def _check_serial(ledger: Ledger, conn: sqlite3.Connection,
 
 
 def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
-                    progress: ProgressCallback | None, jobs: _Jobs) -> None:
+                    progress: ProgressCallback | None, jobs: Jobs) -> None:
     """The checks of `_check_serial`, in the same order, with the pieces of `treescan` handed to
     the workers all at once and their answers taken in order. A piece not proven (or not
     answered) is redone here by the serial code, in this snapshot: it names the same first bad
-    seq or node, or finds the piece good (a page `accept_block` leaves to the strict path)."""
-    quick = jobs.submit(worker_quick_check)
-    levels = range(2, size.bit_length())
-    node_jobs = [[(lo, hi, jobs.submit(worker_nodes, level, lo, hi))
-                  for lo, hi in _ranges(size >> level)] for level in levels]
-    page_jobs = [(first, stop, jobs.submit(worker_page, first, stop))
+    seq or node, or finds the piece good (a page `accept_block` leaves to the strict path).
+
+    Each page of entries goes with the nodes of levels 2 to `top` over it (its subtree: each
+    node read once, `treescan.check_subtree`); the levels above, which span pages, go in ranges
+    (`treescan.check_nodes`). Every answer is in before the entries are taken, as the serial
+    order checks every node first; the progress of the node levels, the serial check's calls
+    exactly, moves as the pages' answers come in."""
+    top = (PAGE & -PAGE).bit_length() - 1  # pages start at multiples of 2 ** top
+    page_jobs = [(first, stop, jobs.submit(worker_subtree, first, stop, top))
                  for first, stop in _ranges(size)]
-    check = jobs.result(quick)
-    _quick_check(check if check is not None else conn.execute("PRAGMA quick_check").fetchall())
+    high = range(max(2, top + 1), size.bit_length())
+    node_jobs = [[(lo, hi, jobs.submit(worker_nodes, level, lo, hi))
+                  for lo, hi in _ranges(size >> level)] for level in high]
+    # here, while the workers start on the pages (the serial order: quick_check first)
+    _quick_check(conn.execute("PRAGMA quick_check").fetchall())
     total = size * 2
-    done = 0
+    marks = _node_marks(size, total)
+    reported = 0
     ones = conn.execute("SELECT count(*) FROM nodes WHERE level = 1").fetchone()[0]
     proven = size <= 1 or ones == size >> 1
-    for level, ranges in zip(levels, node_jobs, strict=True):
+    pages: list[PageProof | None] = []
+    answers = Subtrees(conn, page_jobs, top, jobs)
+    while (answer := answers.next()) is not None:
+        nodes, page = answer
+        proven = proven and nodes
+        pages.append(page)
+        if proven and progress is not None:
+            upto = len(marks) * len(pages) // len(page_jobs) if top >= 2 else 0
+            for done in marks[reported:upto]:
+                progress(done, total)
+            reported = max(reported, upto)
+    for level, ranges in zip(high, node_jobs, strict=True):
         if not proven:
             break
-        for lo, hi, job in ranges:
-            match = jobs.result(job)
+        for lo, hi, node_job in ranges:
+            match = jobs.result(node_job)
             if not (match if match is not None else check_nodes(conn, level, lo, hi)):
                 proven = False
                 break
-            done += hi - lo
-            if progress is not None:
-                progress(min(done, total), total)
+    for level in range(2, size.bit_length()):
+        if not proven:
+            break
         width = conn.execute("SELECT count(*) FROM nodes WHERE level = ?", (level,)).fetchone()[0]
-        proven = proven and width == size >> level
+        proven = width == size >> level
     if not proven:
         _verify_nodes(conn, size, 0, total, None)  # raises for the first bad node
         raise LedgerTamperedError("the tree changed while it was verified")
+    if progress is not None:
+        for done in marks[reported:]:
+            progress(done, total)
+    done = marks[-1] if marks else 0
     _check_no_extra(conn, size)
     state = _Entries(ledger.origin, ledger.root, conn)
     _check_lowest(conn)
     with no_gc():
-        for first, stop, page in page_jobs:
-            proof = jobs.result(page)
+        for (first, stop, _), proof in zip(page_jobs, pages, strict=True):
             if proof is None or not state.proven(first, stop, proof):
                 state.page(conn.execute(_PAGE_ROWS, (first, PAGE)).fetchall())
                 if state.expect != stop:
                     raise LedgerTamperedError("the ledger changed while it was verified")
             _entries_progress(progress, done, state.expect, total)
     _finish(conn, state, size, progress)
+
+
+def _node_marks(size: int, total: int) -> list[int]:
+    """The `done` that `_verify_nodes` reports, in order, for a tree that is whole."""
+    marks: list[int] = []
+    done = 0
+    for level in range(2, size.bit_length()):
+        for lo, hi in _ranges(size >> level):
+            done += hi - lo
+            marks.append(min(done, total))
+    return marks
 
 
 def _ranges(size: int) -> list[tuple[int, int]]:
@@ -338,35 +373,6 @@ def _finish(conn: sqlite3.Connection, state: _Entries, size: int,
     check_schema(conn)
     if progress is not None:
         progress(size * 2, size * 2)
-
-
-_T = TypeVar("_T")
-
-
-class _Jobs:
-    """The worker pool as `_check_parallel` uses it: a job that cannot be submitted or answered
-    (a worker died, the pool broke, the worker's SQLite raised) answers None, and the caller
-    does that piece itself; nothing a worker says fails the check on its own."""
-
-    def __init__(self, pool: ProcessPoolExecutor) -> None:
-        self.pool = pool
-        self.in_workers = 0
-
-    def submit(self, fn: Callable[..., _T], *args: int) -> Future[_T] | None:
-        try:
-            return self.pool.submit(fn, *args)
-        except (RuntimeError, OSError):  # a broken pool or no process to start
-            return None
-
-    def result(self, job: Future[_T] | None) -> _T | None:
-        if job is None:
-            return None
-        try:
-            answer = job.result()
-        except Exception:  # the caller redoes the piece itself, in its snapshot
-            return None
-        self.in_workers += 1
-        return answer
 
 
 def _cores() -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from console.errors import LedgerTamperedError
-from console.ledger import Ledger, merkle
+from console.ledger import Ledger, merkle, treescan
 from console.ledger import verification as verification_module
 from tests.unit.test_ledger_support import T0, checkpoint_now, fill, new_ledger
 
@@ -182,3 +182,77 @@ def test_spawned_workers_prove_pages(built: Path, tmp_path: Path,
         ledger.close()
         stop.set()
         other.join()
+
+
+def test_a_page_is_proven_but_for_the_lines_the_fast_path_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A valid entry the block check cannot take (nested data, an escaped character) is left to
+    the strict path alone: the rest of its page is still proven in the worker."""
+    ledger = new_ledger(tmp_path)
+    fill(ledger, 40, minutes=1)
+    nested = ledger.size
+    ledger.append("note", {"nested": {"a": 1}}, time=T0.replace(minute=2), actor="console")
+    ledger.append("note", {"text": 'a "quoted" line\nand more'}, time=T0.replace(minute=2),
+                  actor="console")
+    fill(ledger, 40, minutes=3)
+    size = ledger.size
+    conn = sqlite3.connect(f"{(tmp_path / 'ledger.sqlite').as_uri()}?mode=ro", uri=True)
+    try:
+        proof = treescan.check_page(conn, 0, size - size % 2)
+        nodes, page = treescan.check_subtree(conn, 0, size, 6)
+    finally:
+        conn.close()
+    assert proof is not None
+    slow = [i for i, _ in proof.slow]
+    assert nested in slow and nested + 1 in slow
+    assert len(slow) < size // 4  # not the whole page
+    assert nodes and page is not None
+    monkeypatch.setattr(verification_module, "PAGE", PAGE)
+    monkeypatch.setattr(verification_module, "PARALLEL_MIN_ENTRIES", 0)
+    try:
+        assert verification_module.verify_tree(ledger, ledger._conn, workers=1) == 0
+        assert verification_module.verify_tree(ledger, ledger._conn, workers=2) > 0
+    finally:
+        ledger.close()
+
+
+WIDE_MUTATIONS: dict[str, Mutation] = {
+    **MUTATIONS,
+    "raw holding a newline": _set_raw(45, b'{"actor"', b'{"actor":"x"}\n{"actor"', rehash=True),
+    "raw starting with a newline": _set_raw(53, b'{"actor"', b'\n{"actor"', rehash=True),
+}
+
+
+@pytest.mark.parametrize("name", ["none", "level 2 node", "level 3 node missing",
+                                  "not canonical mid-page", "time column",
+                                  "raw holding a newline", "raw starting with a newline"])
+def test_pages_wider_than_the_subtree_levels_agree(
+    name: str, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of 24 rows: the levels under each page (`check_subtree`) stop at level 3, the
+    levels above go in ranges; the serial and parallel checks still agree."""
+    work = tmp_path / "work"
+    shutil.copytree(built, work)
+    ledger = Ledger.open(work / "ledger.sqlite", checkpoint_file=work / ".checkpoint")
+    conn = sqlite3.connect(work / "ledger.sqlite", isolation_level=None)
+    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    for trigger, _ in triggers:
+        conn.execute(f"DROP TRIGGER {trigger}")
+    WIDE_MUTATIONS[name](conn)
+    for _, sql in triggers:
+        conn.execute(sql)
+    conn.close()
+    monkeypatch.setattr(verification_module, "PAGE", 24)
+    monkeypatch.setattr(verification_module, "PARALLEL_MIN_ENTRIES", 0)
+    serial_seen: list[tuple[int, int]] = []
+    parallel_seen: list[tuple[int, int]] = []
+    try:
+        serial, _ = _outcome(ledger, 1, serial_seen)
+        parallel, _ = _outcome(ledger, 2, parallel_seen)
+    finally:
+        ledger.close()
+    assert serial == parallel
+    assert (name == "none") == (serial == "ok"), serial
+    if name == "none":
+        assert serial_seen == parallel_seen
