@@ -192,6 +192,9 @@ def test_blocks_a_worker_failed_are_scanned_here_from_their_slot(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pack_module, "_BLOCK_BYTES", BLOCK)
         mp.setattr(packscan, "_scan_slot", _fails_on_some_slots)  # forked workers inherit it
+        # Forked, then: an idle thread another test left (a pool's) would make this process
+        # spawn its workers, which inherit neither the failing slot scan nor the counter.
+        mp.setattr(packscan.threading, "active_count", lambda: 1)
         _HERE.clear()
         mp.setattr(packscan, "scan_pieces", _counted)  # in the workers too, counted there
         verifier = pack_module._Verifier(work, None, workers=2, parallel_min_bytes=0)
