@@ -129,22 +129,28 @@ def _outcome(ledger: Ledger, workers: int, seen: list[tuple[int, int]]) -> tuple
     return "ok", in_workers
 
 
-@pytest.mark.parametrize("name", sorted(MUTATIONS))
-def test_parallel_and_serial_verify_tree_agree(
-    name: str, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    work = tmp_path / "work"
+def _opened_then_mutated(built: Path, work: Path,
+                         mutate: Mutation) -> Ledger:
+    """A copy of the built ledger, opened first (`Ledger.open` refuses some mutations on its
+    own), then mutated under its triggers' backs."""
     shutil.copytree(built, work)
-    # Opened first: `Ledger.open` refuses some of these mutations on its own.
     ledger = Ledger.open(work / "ledger.sqlite", checkpoint_file=work / ".checkpoint")
     conn = sqlite3.connect(work / "ledger.sqlite", isolation_level=None)
     triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
     for trigger, _ in triggers:
         conn.execute(f"DROP TRIGGER {trigger}")
-    MUTATIONS[name](conn)
+    mutate(conn)
     for _, sql in triggers:
         conn.execute(sql)
     conn.close()
+    return ledger
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_parallel_and_serial_verify_tree_agree(
+    name: str, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = _opened_then_mutated(built, tmp_path / "work", MUTATIONS[name])
     # The fixture's 241 entries end in a page of one entry (no level-1 node over it).
     monkeypatch.setattr(verification_module, "PAGE", PAGE)
     monkeypatch.setattr(verification_module, "PARALLEL_MIN_ENTRIES", 0)
@@ -232,17 +238,7 @@ def test_pages_wider_than_the_subtree_levels_agree(
 ) -> None:
     """Pages of 24 rows: the levels under each page (`check_subtree`) stop at level 3, the
     levels above go in ranges; the serial and parallel checks still agree."""
-    work = tmp_path / "work"
-    shutil.copytree(built, work)
-    ledger = Ledger.open(work / "ledger.sqlite", checkpoint_file=work / ".checkpoint")
-    conn = sqlite3.connect(work / "ledger.sqlite", isolation_level=None)
-    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
-    for trigger, _ in triggers:
-        conn.execute(f"DROP TRIGGER {trigger}")
-    WIDE_MUTATIONS[name](conn)
-    for _, sql in triggers:
-        conn.execute(sql)
-    conn.close()
+    ledger = _opened_then_mutated(built, tmp_path / "work", WIDE_MUTATIONS[name])
     monkeypatch.setattr(verification_module, "PAGE", 24)
     monkeypatch.setattr(verification_module, "PARALLEL_MIN_ENTRIES", 0)
     serial_seen: list[tuple[int, int]] = []
