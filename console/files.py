@@ -17,10 +17,11 @@ from console.errors import VerificationError
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _NO_FOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
-__all__ = ["MAX_FILE_BYTES", "read_regular_file"]
+__all__ = ["MAX_FILE_BYTES", "file_kind", "read_regular_file"]
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for an error message ("is a symbolic link")."""
     if stat.S_ISLNK(mode):
         return "is a symbolic link"
     if stat.S_ISFIFO(mode):
@@ -52,7 +53,7 @@ def read_regular_file(path: Path, *, dir_fd: int | None = None,
     with os.fdopen(fd, "rb") as handle:
         mode = os.fstat(handle.fileno()).st_mode
         if not stat.S_ISREG(mode):
-            raise VerificationError(f"{path} {_kind(mode)}", "only regular files are read")
+            raise VerificationError(f"{path} {file_kind(mode)}", "only regular files are read")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise VerificationError(f"{path} is larger than {limit} bytes", "give the right file")

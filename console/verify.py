@@ -27,7 +27,7 @@ from console.exports.verify_bundle import (
     verify_bundle,
     verify_jws,
 )
-from console.files import MAX_FILE_BYTES, _kind, read_regular_file
+from console.files import MAX_FILE_BYTES, file_kind, read_regular_file
 from console.ledger.pack import AuditReport, verify_audit_pack
 
 __all__ = [
@@ -67,7 +67,7 @@ def scan_folder(folder: Path) -> FolderScan:
         raise VerificationError(f"cannot read folder {folder}: {e.strerror}",
                                 "give the jwks.jwt inside its bundle folder") from e
     if not stat.S_ISDIR(top.st_mode):
-        raise VerificationError(f"{folder} is not a folder ({_kind(top.st_mode)[3:]})",
+        raise VerificationError(f"{folder} is not a folder ({file_kind(top.st_mode)[3:]})",
                                 "give the jwks.jwt inside its bundle folder")
     hashes: dict[str, str] = {}
     unusable: dict[str, str] = {}
@@ -91,7 +91,7 @@ def scan_folder(folder: Path) -> FolderScan:
                         continue
                     hashes[name] = hashlib.sha256(data).hexdigest()
                 else:
-                    unusable[name] = _kind(mode)
+                    unusable[name] = file_kind(mode)
     return FolderScan(hashes, unusable)
 
 

@@ -37,8 +37,13 @@ _STATE_TYPES = frozenset(STATE_ENTRY_TYPES)
 
 @dataclass(frozen=True, slots=True)
 class BundleChain:
-    """Where a keyset's bundle sequence stands: the highest seq ever recorded or intended (an
-    aborted export's seq is never used again) and the SHA-256 of the last recorded bundle."""
+    """Where a keyset's bundle sequence stands: the highest seq ever recorded or intended, and
+    the SHA-256 of the last recorded bundle (what the next bundle's `prev` names).
+
+    A seq an aborted export intended is never used again: its complete, signed folder may
+    already have been copied out (it is moved aside only at the abort), and two different
+    bundles must never share a seq. A skipped seq is allowed by the chain: `prev` names the last
+    recorded bundle, and `verify bundle --previous` accepts any larger seq."""
 
     seq: int = 0
     digest: str | None = None

@@ -120,16 +120,6 @@ def _json_file(path: Path) -> object:
         return None
 
 
-def _previous_bundle(run: CeremonyRun, keyset: str) -> tuple[int, str | None]:
-    """(the highest seq of `keyset` ever recorded or intended, the last recorded bundle's
-    SHA-256). A seq an aborted export intended is never used again: its complete, signed
-    folder may already have been copied out (it is moved aside only at the abort), and two
-    different bundles must never share a seq. A skipped seq is allowed by the chain: `prev`
-    names the last recorded bundle, and `verify bundle --previous` accepts any larger seq."""
-    chain = run.state.bundle_chain(keyset)
-    return chain.seq, chain.digest
-
-
 def _after_changes(run: CeremonyRun, action: ExportBundle, now: datetime) -> tuple[
         KeysetState, list[Item]]:
     """The keyset as the bundle will show it, and the entries recording each change.
@@ -168,8 +158,8 @@ def export_bundle(run: CeremonyRun, action: ExportBundle) -> str:
     now = run.clock()
     after, changes = _after_changes(run, action, now)
     evidence = _evidence_before_activation(run, action)
-    previous_seq, previous_digest = _previous_bundle(run, action.keyset)
-    seq = previous_seq + 1
+    chain = run.state.bundle_chain(action.keyset)
+    seq, previous_digest = chain.seq + 1, chain.digest
     kids = [str(j["kid"]) for j in jwks_keys(after)]
     active = after.active_key
     extra = {"evidence": [e.ledger_data(action.keyset) for e in evidence]} if evidence else {}
@@ -262,7 +252,7 @@ def recover_export_bundle(run: CeremonyRun, action: ExportBundle, intent: JsonMa
                           "restore the ledger from a verified copy, then "
                           "`ceremony resume --officer NAME …`")
     path = run.ws.exports_dir / action.keyset / str(seq)
-    _, previous_digest = _previous_bundle(run, action.keyset)
+    previous_digest = run.state.bundle_chain(action.keyset).digest
     now = run.clock()
     if not path.exists():
         after, changes = _after_changes(run, action, now)
