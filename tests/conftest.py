@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,6 +25,13 @@ _SESSION_CONF = write_softhsm_conf(_SESSION_DIR / "softhsm")
 os.environ["SOFTHSM2_CONF"] = str(_SESSION_CONF)
 os.environ.pop("CEREMONY_WORKSPACE", None)
 _labels = itertools.count(1)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Each pytest process (controller, xdist worker, a test's own pytest run) removes the
+    tokens it made: their PINs are the tests' known ones, but a token left in /tmp is still a
+    key store nobody owns."""
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import functools
 import io
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import qrcode
 import qrcode.constants
 
 from console.errors import ExportError
 
-__all__ = ["draw_ahead", "qr_svg", "qr_text"]
+__all__ = ["qr_svg", "qr_text"]
 
 FIXED_MASK = 2  # (column mod 3) == 0: no long runs along rows for the low-penalty layouts here
 _MAX_TEXT = 512  # digests and thumbprint URIs; anything longer is a caller bug
@@ -33,8 +30,24 @@ def _qr(text: str, border: int) -> qrcode.QRCode:
     qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=border,
                        box_size=8, mask_pattern=FIXED_MASK)
     qr.add_data(text)
-    qr.make(fit=True)
+    # The smallest version depends only on the data's segments (mode and length of each);
+    # finding it builds the bit stream once more, a quarter of a code's cost, for digests that
+    # all have the same shape.
+    shape = tuple((chunk.mode, len(chunk)) for chunk in qr.data_list)
+    known = _fitted.get(shape)
+    if known is None:
+        qr.make(fit=True)
+        if len(_fitted) < _FITTED_SHAPES:
+            _fitted[shape] = qr.version
+    else:
+        qr.version = known
+        qr.make(fit=False)
     return qr
+
+
+_FITTED_SHAPES = 256
+_fitted: dict[tuple[tuple[int, int], ...], int] = {}
+"""Version chosen by qrcode's own fit, per data shape (entries are only ever added)."""
 
 
 _MODULE_MM = 0.8
@@ -65,33 +78,6 @@ def qr_svg(text: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{side}" '
             f'height="{side}" viewBox="0 0 {size} {size}" shape-rendering="crispEdges">'
             f'<path fill="#000" d="{"".join(runs)}"/></svg>')
-
-
-_ahead: ThreadPoolExecutor | None = None
-_ahead_lock = threading.Lock()
-
-
-def draw_ahead(text: str) -> None:
-    """Start drawing `qr_svg(text)` on a background thread, for a transcript to come: a
-    ceremony spends much of its time waiting on the disk (commits, fsyncs) with the GIL free,
-    and each of its bundles gets a code. `qr_svg` keeps the result; if it is asked before the
-    thread is done it simply draws the code itself."""
-    global _ahead
-    with _ahead_lock:
-        if _ahead is None:
-            _ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qr")
-        # A failure stays in the discarded future: the transcript's own call reports it.
-        _ahead.submit(qr_svg, text)
-
-
-def _forget_after_fork() -> None:
-    # A forked child has none of its parent's threads: it starts its own when it needs one.
-    global _ahead, _ahead_lock
-    _ahead = None
-    _ahead_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def qr_text(text: str, *, invert: bool = True) -> str:

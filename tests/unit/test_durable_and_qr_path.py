@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from console.exports import durable
 from console.exports.qr import _qr, qr_svg
@@ -60,18 +62,18 @@ def test_qr_path_draws_exactly_the_dark_modules(payload: str) -> None:
     assert drawn == [[bool(v) for v in row] for row in matrix]
 
 
-def test_a_code_drawn_ahead_is_kept_and_equal_to_one_drawn_on_demand() -> None:
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=120))
+def test_a_remembered_version_gives_the_code_a_fresh_fit_gives(text: str) -> None:
+    """`_qr` reuses the version qrcode's own fit chose for the same data shape: the matrix is
+    the one a fit of this very text makes, whatever other text filled the memo first."""
+    import qrcode
+
     from console.exports import qr
 
-    text = "ab" * 32
-    qr.qr_svg.cache_clear()
-    qr.draw_ahead(text)
-    assert qr._ahead is not None
-    qr._ahead.submit(lambda: None).result()  # one worker: the code before it is drawn
-    hits = qr.qr_svg.cache_info().hits
-    ahead = qr.qr_svg(text)
-    assert qr.qr_svg.cache_info().hits == hits + 1  # not drawn again
-    qr.qr_svg.cache_clear()
-    assert qr.qr_svg(text) == ahead
-    qr.draw_ahead("")  # a text the transcript's own call refuses: nothing raised here
-    qr._ahead.submit(lambda: None).result()
+    fresh = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4,
+                          box_size=8, mask_pattern=qr.FIXED_MASK)
+    fresh.add_data(text)
+    fresh.make(fit=True)
+    qr._qr(text, 4)  # the memo now holds this shape, if it did not already
+    assert qr._qr(text, 4).get_matrix() == fresh.get_matrix()

@@ -34,7 +34,6 @@ from console.clock import format_time
 from console.errors import DISK_HINT, ExportError, PlanError, ReconcileError, VerificationError
 from console.exports._keys import string_members
 from console.exports.jwks import sanitize_public_jwk
-from console.exports.qr import draw_ahead
 from console.exports.verify_bundle import verify_bundle, verify_jws
 from console.exports.writer import export_bundle as write_export
 from console.exports.writer import write_signing_key
@@ -237,7 +236,6 @@ def _record_export(run: CeremonyRun, action: ExportBundle, after: KeysetState,
                              "path": os.path.relpath(path, run.ws.root), "kids": kids}),
         *changes,
     ])
-    draw_ahead(digest)  # the transcript's QR code of this bundle, drawn while the disk works
     shown = "; ".join(f"{c.verb} {c.key.text}" for c in action.changes)
     return (f"bundle #{seq} of {action.keyset} ({len(kids)} keys) sha256 {digest[:16]}…"
             + (f" — {shown}" if shown else ""))
