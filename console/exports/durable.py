@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
 _MAX_THREADS = 8
@@ -38,8 +38,9 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def fsync_all(fds: Sequence[int]) -> None:
-    """fsync every descriptor in `fds` (files or directories), concurrently.
+def fsync_all(fds: Sequence[int], meanwhile: Callable[[], object] | None = None) -> None:
+    """fsync every descriptor in `fds` (files or directories), concurrently; `meanwhile` runs
+    in this thread while the disk works (its exception is raised once every fsync ended).
 
     Raises:
         OSError: the first fsync that failed (after all of them ended).
@@ -47,10 +48,16 @@ def fsync_all(fds: Sequence[int]) -> None:
     if len(fds) <= 1:
         for fd in fds:
             os.fsync(fd)  # the caller's file must be whole on disk before it goes on
+        if meanwhile is not None:
+            meanwhile()
         return
     # Each file must be whole on disk before the caller goes on (see the module docstring).
     futures = [_threads().submit(os.fsync, fd) for fd in fds]
-    wait(futures)
+    try:
+        if meanwhile is not None:
+            meanwhile()
+    finally:
+        wait(futures)  # the caller closes these descriptors next
     for future in futures:
         future.result()
 

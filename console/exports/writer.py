@@ -111,9 +111,11 @@ def _write_staged_file(path: Path, data: bytes) -> None:
         raise ExportError(f"cannot write {path}: {e.strerror}", DISK_HINT) from e
 
 
-def _sync_staged(staging: Path, paths: Sequence[Path]) -> None:
-    """fsync the staged files and the folders holding them, together (`durable.fsync_all`):
-    the rename that shows the folder must not become durable before its contents are."""
+def _sync_staged(staging: Path, paths: Sequence[Path],
+                 meanwhile: Callable[[], object] | None = None) -> None:
+    """fsync the staged files and the folders holding them, together (`durable.fsync_all`,
+    running `meanwhile` as the disk works): the rename that shows the folder must not become
+    durable before its contents are."""
     folders = sorted({p.parent for p in paths} | {staging}, reverse=True)
     handles: list[int] = []
     try:
@@ -123,7 +125,7 @@ def _sync_staged(staging: Path, paths: Sequence[Path]) -> None:
                 handles.append(os.open(path, os.O_RDONLY))
             except OSError as e:
                 raise ExportError(f"cannot write {path}: {e.strerror or e}", DISK_HINT) from e
-        _disk(staging, fsync_all, handles)
+        _disk(staging, fsync_all, handles, meanwhile)
     finally:
         for fd in handles:
             with contextlib.suppress(OSError):
@@ -143,8 +145,11 @@ def manifest(files: Mapping[str, bytes]) -> bytes:
     return manifest_of_hashes({n: hashlib.sha256(d).hexdigest() for n, d in files.items()})
 
 
-def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, bytes]) -> ExportResult:
+def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, bytes], *,
+                 while_syncing: Callable[[str], object] | None = None) -> ExportResult:
     """Create `out_root/keyset/seq/` holding `files` plus `MANIFEST.sha256`, atomically.
+    `while_syncing(digest)`, if given, runs while the staged files go to disk (the caller's
+    CPU work for this bundle, on a processor that would otherwise wait).
 
     Raises:
         ExportError: the folder already exists (nothing is touched), a name is unsafe, or
@@ -184,7 +189,9 @@ def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, byte
             staged.append(target)
         _write_staged_file(staging / MANIFEST_FILE, manifest(files))
         staged.append(staging / MANIFEST_FILE)
-        _sync_staged(staging, staged)
+        digest = bundle_digest(files[BUNDLE_FILE])
+        _sync_staged(staging, staged,
+                     None if while_syncing is None else lambda: while_syncing(digest))
         try:
             # rename() refuses a non-empty target; exists() above catches the ordinary case.
             os.rename(staging, final)
@@ -205,7 +212,7 @@ def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, byte
             shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(
         path=final,
-        sha256=bundle_digest(files[BUNDLE_FILE]),
+        sha256=digest,
         files=(*sorted(files), MANIFEST_FILE),
     )
 
@@ -225,9 +232,10 @@ def export_bundle(
     active_kid: str | None = None,
     pkcs11_uri: str | None = None,
     clock_skew_seconds: int = 60,
+    while_syncing: Callable[[str], object] | None = None,
 ) -> ExportResult:
     """Lint every target, sign the bundle over the SHA-256 of every file it comes with, then
-    write the whole folder at once.
+    write the whole folder at once (`write_bundle`, which runs `while_syncing`).
 
     Order matters: all refusals (keys, targets, existing folder) happen before the signer is
     called, so a refused export costs no HSM signature and leaves no file. The bundle's
@@ -270,7 +278,7 @@ def export_bundle(
         files={name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     )
     files[BUNDLE_FILE] = token
-    return write_bundle(Path(out_root), keyset, seq, files)
+    return write_bundle(Path(out_root), keyset, seq, files, while_syncing=while_syncing)
 
 
 def write_signing_key(path: Path, jwk: JsonMapping) -> str:

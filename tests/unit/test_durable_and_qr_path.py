@@ -48,6 +48,48 @@ def test_fsync_all_raises_the_failure_after_all_ended(monkeypatch: pytest.Monkey
     assert sorted(seen) == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("count", [1, 4])
+def test_work_done_meanwhile_does_not_cut_the_fsyncs_short(
+        count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`meanwhile` runs while the fsyncs are under way; when it fails, its error is raised
+    only after every fsync ended (the caller closes the descriptors next)."""
+    import threading
+
+    release = threading.Event()
+    ended: list[int] = []
+
+    def slow(fd: int) -> None:
+        release.wait(5)
+        ended.append(fd)
+
+    def work() -> None:
+        if count > 1:
+            assert not ended  # the disk is still at it
+        release.set()
+        raise ValueError("the work failed")
+
+    monkeypatch.setattr(os, "fsync", slow)
+    with pytest.raises(ValueError, match="the work failed"):
+        durable.fsync_all(list(range(count)), work)
+    assert sorted(ended) == list(range(count))
+
+
+def test_a_bundle_hands_its_digest_to_the_work_done_while_it_syncs(tmp_path: Path) -> None:
+    from console.exports.writer import write_bundle
+
+    seen: list[str] = []
+    files = {"jwks.jwt": b"header.claims.signature", "jwks.json": b"{}"}
+    result = write_bundle(tmp_path, "login", 1, files, while_syncing=seen.append)
+    assert seen == [result.sha256]
+
+    def failing(digest: str) -> None:
+        raise ValueError(digest)
+
+    with pytest.raises(ValueError):  # as any failure before the rename: no folder
+        write_bundle(tmp_path, "login", 2, files, while_syncing=failing)
+    assert sorted(p.name for p in (tmp_path / "login").iterdir()) == ["1"]
+
+
 @pytest.mark.parametrize("payload", ["abc", "plan-sha256:" + "ab" * 32, "x" * 200])
 def test_qr_path_draws_exactly_the_dark_modules(payload: str) -> None:
     matrix = _qr(payload, 4).get_matrix()

@@ -34,6 +34,7 @@ from console.clock import format_time
 from console.errors import DISK_HINT, ExportError, PlanError, ReconcileError, VerificationError
 from console.exports._keys import string_members
 from console.exports.jwks import sanitize_public_jwk
+from console.exports.qr import qr_svg
 from console.exports.verify_bundle import verify_bundle, verify_jws
 from console.exports.writer import export_bundle as write_export
 from console.exports.writer import write_signing_key
@@ -220,6 +221,8 @@ def _export(run: CeremonyRun, action: ExportBundle, after: KeysetState,
         lifetime=policy.bundle_lifetime, consumers=policy.consumers,
         active_kid=active.kid if active is not None else None, pkcs11_uri=uri,
         clock_skew_seconds=int(policy.clock_skew.total_seconds()),
+        # The transcript shows this bundle's QR code: drawn while the bundle's files are synced.
+        while_syncing=qr_svg,
     )
     return _record_export(run, action, after, changes, seq, result.path, result.sha256,
                           evidence)
