@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from console.clock import format_time
 from console.errors import (
     DISK_HINT,
     LedgerBusyError,
@@ -47,7 +48,6 @@ from console.ledger._sqlite import (
     check_schema,
     column_bytes,
     column_int,
-    column_str,
     connect,
     create_schema,
 )
@@ -233,9 +233,10 @@ class Ledger:
             return self._mth()(0, n) if n else merkle.EMPTY_ROOT
 
     def last_time(self) -> datetime | None:
-        row = self._one("SELECT time FROM entries ORDER BY seq DESC LIMIT 1")
-        return None if row is None else datetime.fromisoformat(
-            column_str(row[0]).replace("Z", "+00:00"))
+        """The last entry's time as its checked bytes say, not the `time` column (an index that
+        no tree covers; this time is the floor of the console's clock)."""
+        row = self._one("SELECT seq, raw, leaf_hash FROM entries ORDER BY seq DESC LIMIT 1")
+        return None if row is None else checked(stored_entry(row)).time
 
     def entry(self, seq: int) -> Entry:
         """One entry, proven against the last checkpoint when it covers it."""
@@ -367,10 +368,10 @@ class Ledger:
                     # Another process appended since our last write: reload O(log n) nodes.
                     self._cr = self._compact_range(size)
                     self._catch_up(size)
-                last = self._one("SELECT time FROM entries ORDER BY seq DESC LIMIT 1")
+                last = self.last_time()
                 writer = Writer(self, size, self._cr.copy(),
-                                None if last is None else column_str(last[0]),
-                                 self._replay.copy())
+                                None if last is None else format_time(last),
+                                self._replay.copy())
                 yield writer
                 self._conn.execute("COMMIT")
             except BaseException as error:

@@ -14,7 +14,7 @@ reject its tokens until they do, for up to their propagation time; `plan_emergen
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from console.clock import format_duration, format_time, require_utc
 from console.config import KeysetPolicy, slowest_consumer
@@ -178,11 +178,13 @@ def effective_now(
 
     `--now` (requested) only in rehearsal workspaces and never before the last recorded time;
     without it, the later of the wall clock and the last recorded time (the clock never moves
-    backwards, even when the machine's clock does).
+    backwards, even when the machine's clock does), except that a production workspace refuses
+    a last recorded time more than `CLOCK_AHEAD_LIMIT` ahead of the wall clock.
 
     Raises:
         RehearsalOnlyError: `--now` in a production workspace.
-        ClockError: `--now` earlier than the last recorded time, or a naive datetime.
+        ClockError: `--now` earlier than the last recorded time, a production ledger dated
+            ahead of the wall clock, or a naive datetime.
     """
     wall = require_utc(wall, "wall clock")
     last = require_utc(last_recorded, "last recorded time") if last_recorded else None
@@ -196,5 +198,18 @@ def effective_now(
                              f"time {format_time(last)}",
                              f"give --now {format_time(last)} or later")
         return requested.replace(microsecond=0)
+    if last is not None and not rehearsal and last - wall > CLOCK_AHEAD_LIMIT:
+        # Adopting it would count time that did not pass (grace periods, destruction waits):
+        # an entry dated ahead of this machine is a wrong clock here or an edited ledger.
+        raise ClockError(
+            f"the ledger's last entry is dated {format_time(last)}, "
+            f"{format_duration(last - wall)} ahead of this machine's clock ({format_time(wall)})",
+            "set this machine's clock right; if it is right, the ledger was edited: run "
+            "`ceremony verify audit` and restore the ledger from a backup")
     now = wall if last is None or wall >= last else last
     return now.replace(microsecond=0)
+
+
+CLOCK_AHEAD_LIMIT = timedelta(hours=1)
+"""How far a production ledger's last entry may be ahead of the wall clock and still be the
+clock's floor (a clock stepped back by NTP, a ledger moved from a machine a little ahead)."""

@@ -404,8 +404,18 @@ def test_effective_now() -> None:
     wall = t("2027-01-15T10:00:00Z")
     last = t("2027-02-01T00:00:00Z")
     assert effective_now(requested=None, rehearsal=False, last_recorded=None, wall=wall) == wall
-    # The machine clock went backwards: never act before the last recorded time.
-    assert effective_now(requested=None, rehearsal=False, last_recorded=last, wall=wall) == last
+    # The machine clock went backwards a little: never act before the last recorded time.
+    stepped = t("2027-01-15T10:40:00Z")
+    assert effective_now(requested=None, rehearsal=False, last_recorded=stepped,
+                         wall=wall) == stepped
+    # A rehearsal moved its clock ahead with --now: later commands go on from there.
+    assert effective_now(requested=None, rehearsal=True, last_recorded=last, wall=wall) == last
+    # A production ledger dated weeks ahead: a wrong clock or an edited ledger, never adopted
+    # (it would count grace periods and destruction waits that did not pass).
+    with pytest.raises(ClockError) as ahead:
+        effective_now(requested=None, rehearsal=False, last_recorded=last, wall=wall)
+    assert "2027-02-01T00:00:00Z" in ahead.value.message and "16 d 14 h" in ahead.value.message
+    assert "verify audit" in ahead.value.hint
     later = t("2027-06-01T00:00:00Z")
     assert effective_now(requested=later, rehearsal=True, last_recorded=last, wall=wall) == later
     with pytest.raises(RehearsalOnlyError, match="only accepted in rehearsal"):
