@@ -26,6 +26,8 @@ from console.quorum.words import digest_words
 if TYPE_CHECKING:
     from console.workspace import Workspace
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
@@ -206,7 +208,12 @@ def _write_whole(files: Sequence[tuple[Path, str]]) -> None:
     handles: list[int] = []
     try:
         for tmp, _, text in staged:
-            handles.append(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
+            # Anyone who can write the workspace can plant a link at this predictable name:
+            # remove what is there (a link goes, not its target) and create the file anew,
+            # never following a link; a link planted again in between fails the write.
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            handles.append(os.open(tmp, _NEW_FILE, 0o666))
             data = memoryview(text.encode("utf-8"))
             while data:
                 data = data[os.write(handles[-1], data):]
