@@ -108,11 +108,24 @@ def verify_bundle_folder(verified: VerifiedBundle, folder: Path) -> FolderScan:
 
 
 def _read(path: Path, what: str) -> bytes:
+    """A file the operator names (a link to it is fine: the folder check names a linked
+    `jwks.jwt`), opened without blocking and read only if it is a regular file: a bundle
+    folder or a previous bundle handed over with a FIFO in place of `jwks.jwt` must be
+    refused, not hang the verifier."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except ValueError as e:  # a NUL in the path
         raise VerificationError(f"{what} path is not a valid file name", "check the path") from e
+    except OSError as e:
+        raise VerificationError(f"cannot read {what} {path}: {e.strerror}", "check the path") \
+            from e
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise VerificationError(f"{what} {path} {file_kind(mode)}",
+                                        "give the regular file itself")
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise VerificationError(f"cannot read {what} {path}: {e.strerror}", "check the path") \
             from e
