@@ -1,5 +1,6 @@
 """Reading a file that decides what happens when an insider may have swapped it: never through a
-symbolic link, never blocking on a FIFO, only a regular file, and bounded in size.
+symbolic link, never blocking on a FIFO, only a regular file, and bounded in size; and creating
+a temporary file at a name an insider can predict without writing through what they planted.
 
 Light on purpose (the standard library and the error types): `status` reads the pinned key file
 with it on every open of the dashboard, and `console.verify` builds its folder checks on it.
@@ -7,6 +8,7 @@ with it on every open of the dashboard, and `console.verify` builds its folder c
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -17,7 +19,25 @@ from console.errors import VerificationError
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _NO_FOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
-__all__ = ["MAX_FILE_BYTES", "file_kind", "read_regular_file"]
+__all__ = ["MAX_FILE_BYTES", "create_fresh", "file_kind", "read_regular_file"]
+
+
+_FRESH = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def create_fresh(path: Path, mode: int = 0o644) -> int:
+    """A new, empty file at `path` opened for writing (the caller closes the descriptor).
+
+    Whatever is at `path` goes first (a planted link is removed, not its target), and the file
+    is created exclusively without following a link: one planted again in between fails the
+    call rather than being written through.
+
+    Raises:
+        OSError: as os.open and os.unlink do.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, _FRESH, mode)
 
 
 def file_kind(mode: int) -> str:

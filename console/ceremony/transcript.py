@@ -21,12 +21,11 @@ from console.clock import format_time
 from console.errors import ExportError, _inert
 from console.exports.durable import fsync_all
 from console.exports.qr import qr_svg
+from console.files import create_fresh
 from console.quorum.words import digest_words
 
 if TYPE_CHECKING:
     from console.workspace import Workspace
-
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +207,8 @@ def _write_whole(files: Sequence[tuple[Path, str]]) -> None:
     handles: list[int] = []
     try:
         for tmp, _, text in staged:
-            # Anyone who can write the workspace can plant a link at this predictable name:
-            # remove what is there (a link goes, not its target) and create the file anew,
-            # never following a link; a link planted again in between fails the write.
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            handles.append(os.open(tmp, _NEW_FILE, 0o666))
+            # Anyone who can write the workspace can plant a link at this predictable name.
+            handles.append(create_fresh(tmp, 0o666))
             data = memoryview(text.encode("utf-8"))
             while data:
                 data = data[os.write(handles[-1], data):]

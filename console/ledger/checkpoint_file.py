@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from console.errors import DISK_HINT, LedgerError, RollbackError
+from console.files import create_fresh
 
 __all__ = ["read_checkpoint_file", "write_checkpoint_file"]
 
@@ -30,7 +31,8 @@ def write_checkpoint_file(target: Path, note: str) -> None:
     """Replace the guard with `note`, durably (the note, then the rename)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        # The name is predictable and the folder is the insider's: never write through a link.
+        with os.fdopen(create_fresh(tmp, 0o666), "w", encoding="utf-8") as f:
             f.write(note)
             f.flush()
             os.fsync(f.fileno())  # the note is whole on disk before it replaces the old one

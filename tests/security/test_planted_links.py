@@ -38,3 +38,40 @@ def test_a_link_planted_at_a_transcript_temporary_name_is_never_written_through(
     for suffix in victims:
         written = target.ws / "transcripts" / f"{stem}{suffix}"
         assert not written.is_symlink()
+
+
+def _planted(tmp: Path, victim: Path) -> None:
+    victim.write_text(PRECIOUS, encoding="utf-8")
+    tmp.symlink_to(victim)
+
+
+def test_the_checkpoint_guard_is_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    """`.checkpoint`'s temporary name is `.checkpoint.<pid>.tmp`: an insider plants links for
+    the coming pids; before, the guard's note was written into the link's target."""
+    import os
+
+    from console.ledger.checkpoint_file import write_checkpoint_file
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    victim = tmp_path / "victim"
+    _planted(ws / f"..checkpoint.{os.getpid()}.tmp", victim)
+    write_checkpoint_file(ws / ".checkpoint", "note\n")
+    assert victim.read_text(encoding="utf-8") == PRECIOUS
+    assert (ws / ".checkpoint").read_text(encoding="utf-8") == "note\n"
+    assert not (ws / ".checkpoint").is_symlink()
+
+
+def test_a_new_sealed_pin_is_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    """A PIN re-split writes `pin.sealed.next.tmp`, a fixed name; before, the new sealed PIN
+    was written into the planted link's target and the link itself became pin.sealed."""
+    from console.ceremony.steps.officers import _write_durably
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    victim = tmp_path / "victim"
+    _planted(ws / "pin.sealed.next.tmp", victim)
+    _write_durably(ws / "pin.sealed.next", b"sealed")
+    assert victim.read_text(encoding="utf-8") == PRECIOUS
+    assert (ws / "pin.sealed.next").read_bytes() == b"sealed"
+    assert not (ws / "pin.sealed.next").is_symlink()
