@@ -1,6 +1,7 @@
 """Reading a file that decides what happens when an insider may have swapped it: never through a
 symbolic link, never blocking on a FIFO, only a regular file, and bounded in size; and creating
-a temporary file at a name an insider can predict without writing through what they planted.
+a temporary file at a name an insider can predict, or a lock file, without writing through
+what they planted.
 
 Light on purpose (the standard library and the error types): `status` reads the pinned key file
 with it on every open of the dashboard, and `console.verify` builds its folder checks on it.
@@ -14,12 +15,12 @@ import os
 import stat
 from pathlib import Path
 
-from console.errors import VerificationError
+from console.errors import ConsoleError, VerificationError
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _NO_FOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
-__all__ = ["MAX_FILE_BYTES", "create_fresh", "file_kind", "read_regular_file"]
+__all__ = ["MAX_FILE_BYTES", "create_fresh", "file_kind", "open_lock_file", "read_regular_file"]
 
 
 _FRESH = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -38,6 +39,30 @@ def create_fresh(path: Path, mode: int = 0o644) -> int:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return os.open(path, _FRESH, mode)
+
+
+def open_lock_file(path: Path, mode: int, error: type[ConsoleError]) -> int:
+    """A lock file's descriptor, read-write. The holder's pid is written into it, so it is
+    opened without following a link (an insider's link would make every command write into
+    the file it points to: the ledger, an officer's own file) and must be a regular file.
+
+    Raises:
+        `error`: it cannot be opened, is a link, or is not a regular file.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise error(f"{path} is a symbolic link",
+                        "remove it (the console makes the lock file itself)") from e
+        raise error(f"cannot open {path}: {e.strerror or e}",
+                    "the workspace must be writable for this command") from e
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise error(f"{path} is not a regular file",
+                    "remove it (the console makes the lock file itself)")
+    return fd
 
 
 def file_kind(mode: int) -> str:

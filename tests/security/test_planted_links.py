@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.ceremony_helpers import after, assert_one_error
 from tests.security.conftest import ApprovedPlan, Target
 
 pytestmark = pytest.mark.hsm
@@ -75,3 +76,18 @@ def test_a_new_sealed_pin_is_never_written_through_a_planted_link(tmp_path: Path
     assert victim.read_text(encoding="utf-8") == PRECIOUS
     assert (ws / "pin.sealed.next").read_bytes() == b"sealed"
     assert not (ws / "pin.sealed.next").is_symlink()
+
+
+@pytest.mark.parametrize("lock", [".lock", "ledger.sqlite.lock"])
+def test_a_lock_file_replaced_by_a_link_is_refused_and_never_written_through(
+        target: Target, tmp_path: Path, lock: str) -> None:
+    """Both lock files get the holder's pid written into them; before, a link in their place
+    made every command write it into the link's target (`.lock` appended a line to it,
+    `ledger.sqlite.lock` overwrote its first 21 bytes: an officer's file, or the ledger's
+    SQLite header)."""
+    victim = tmp_path / "victim"
+    (target.ws / lock).unlink()
+    _planted(target.ws / lock, victim)
+    result = target.cli("plan", "export-only", "--now", after(target.ws))
+    assert victim.read_text(encoding="utf-8") == PRECIOUS
+    assert_one_error(result, 1, "is a symbolic link")
