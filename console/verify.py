@@ -74,24 +74,30 @@ def scan_folder(folder: Path) -> FolderScan:
     pending = [""]
     while pending:
         prefix = pending.pop()
-        with os.scandir(folder / prefix if prefix else folder) as entries:
-            for entry in entries:
-                name = f"{prefix}{entry.name}"
-                if len(hashes) + len(unusable) > MAX_FOLDER_FILES:
-                    raise VerificationError(f"{folder} holds more than {MAX_FOLDER_FILES} files",
-                                            "give the jwks.jwt inside its bundle folder")
-                mode = entry.stat(follow_symlinks=False).st_mode
-                if stat.S_ISDIR(mode):
-                    pending.append(f"{name}/")
-                elif stat.S_ISREG(mode):
-                    try:
-                        data = read_regular_file(folder / name)
-                    except VerificationError as e:
-                        unusable[name] = e.message.removeprefix(f"{folder / name} ")
-                        continue
-                    hashes[name] = hashlib.sha256(data).hexdigest()
-                else:
-                    unusable[name] = file_kind(mode)
+        try:
+            with os.scandir(folder / prefix if prefix else folder) as entries:
+                for entry in entries:
+                    name = f"{prefix}{entry.name}"
+                    if len(hashes) + len(unusable) > MAX_FOLDER_FILES:
+                        raise VerificationError(
+                            f"{folder} holds more than {MAX_FOLDER_FILES} files",
+                            "give the jwks.jwt inside its bundle folder")
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                    if stat.S_ISDIR(mode):
+                        pending.append(f"{name}/")
+                    elif stat.S_ISREG(mode):
+                        try:
+                            data = read_regular_file(folder / name)
+                        except VerificationError as e:
+                            unusable[name] = e.message.removeprefix(f"{folder / name} ")
+                            continue
+                        hashes[name] = hashlib.sha256(data).hexdigest()
+                    else:
+                        unusable[name] = file_kind(mode)
+        except OSError as e:
+            # A folder nested past PATH_MAX (or unreadable) is named like a special file, not
+            # raised as a traceback: no signed name is longer than 512 characters anyway.
+            unusable[prefix.rstrip("/") or "."] = f"cannot be read ({e.strerror or e})"
     return FolderScan(hashes, unusable)
 
 

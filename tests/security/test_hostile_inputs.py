@@ -76,3 +76,20 @@ def test_a_huge_file_in_an_audit_pack_is_refused_in_bounded_memory(
         f.truncate(6 << 30)  # sparse: costs no disk
     result = _verify("audit", str(pack), cwd=tmp_path, limit_memory=True)
     assert_one_error(result, 1, name)
+
+
+def test_a_folder_nested_past_path_max_is_named_not_a_traceback(
+        hostile_demo: Path, tmp_path: Path) -> None:
+    """Before, scanning the folder raised OSError (File name too long) as a traceback."""
+    folder = _bundle_copy(hostile_demo, 2, tmp_path / "2")
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(2100):  # "a/" * 2100: past PATH_MAX (4096)
+            os.mkdir("a", dir_fd=fd)
+            inner = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+    result = _verify("bundle", "jwks.jwt", "--trust", "../trust.jwk", cwd=folder)
+    assert_one_error(result, 1, "cannot be read")
