@@ -79,8 +79,10 @@ def file_kind(mode: int) -> str:
 
 
 def read_regular_file(path: Path, *, dir_fd: int | None = None,
-                      limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of `path`, which must be a regular file and not a symbolic link.
+                      limit: int = MAX_FILE_BYTES, follow_links: bool = False) -> bytes:
+    """The bytes of `path`, which must be a regular file and not a symbolic link (with
+    `follow_links`, a link to a regular file is read: for files a user may keep linked, like
+    ceremony.toml, where only a FIFO, a device or a huge file must be refused).
 
     Opened without following a link and without blocking (a FIFO swapped in after a check
     cannot hang the reader), then checked with fstat: what is read is what was checked.
@@ -88,8 +90,12 @@ def read_regular_file(path: Path, *, dir_fd: int | None = None,
     Raises:
         VerificationError: a link, not a regular file, larger than `limit`, or unreadable.
     """
+    flags = _NO_FOLLOW & ~getattr(os, "O_NOFOLLOW", 0) if follow_links else _NO_FOLLOW
     try:
-        fd = os.open(path, _NO_FOLLOW, dir_fd=dir_fd)
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except ValueError as e:  # a NUL in the path
+        raise VerificationError(f"cannot read {path}: not a valid file name",
+                                "check the path") from e
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise VerificationError(f"{path} is a symbolic link",

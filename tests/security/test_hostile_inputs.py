@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.ceremony_helpers import PYTHON, _env, assert_one_error, make_demo, ok
+from tests.integration.ceremony_helpers import (
+    PYTHON,
+    _env,
+    assert_one_error,
+    clone,
+    make_demo,
+    ok,
+)
 
 pytestmark = pytest.mark.hsm
 
@@ -93,3 +100,24 @@ def test_a_folder_nested_past_path_max_is_named_not_a_traceback(
         os.close(fd)
     result = _verify("bundle", "jwks.jwt", "--trust", "../trust.jwk", cwd=folder)
     assert_one_error(result, 1, "cannot be read")
+
+
+@pytest.mark.parametrize("make", ["fifo", "huge"])
+@pytest.mark.parametrize("name", ["policy.toml", "ceremony.toml", ".checkpoint"])
+def test_a_workspace_file_swapped_for_a_fifo_or_a_huge_file_is_one_error_line(
+        hostile_demo: Path, tmp_path: Path, name: str, make: str) -> None:
+    """An insider who can write the workspace swaps a file every command reads. Before, a FIFO
+    hung `status` for ever (policy.toml, .checkpoint) and a huge file ended in a MemoryError
+    traceback (all three); `status` must say what is wrong instead."""
+    ws = clone(hostile_demo, tmp_path / "ws")
+    path = ws / name
+    if make == "fifo":
+        path.unlink()
+        os.mkfifo(path)
+    else:
+        with open(path, "r+b") as f:
+            f.truncate(6 << 30)
+    result = subprocess.run([PYTHON, "-m", "console", "status"], capture_output=True, text=True,
+                            env=_env({"CEREMONY_WORKSPACE": str(ws)}), cwd=ws, timeout=HANG,
+                            check=False, preexec_fn=_limit_memory)
+    assert_one_error(result, 1, name)
