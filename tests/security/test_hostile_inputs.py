@@ -121,3 +121,17 @@ def test_a_workspace_file_swapped_for_a_fifo_or_a_huge_file_is_one_error_line(
                             env=_env({"CEREMONY_WORKSPACE": str(ws)}), cwd=ws, timeout=HANG,
                             check=False, preexec_fn=_limit_memory)
     assert_one_error(result, 1, name)
+
+
+def test_a_keyset_name_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    """A quoted TOML key may hold "\\n"; the name pattern's `$` matched before a trailing newline,
+    so policy.toml accepted keyset "demo-api\\n" (a folder name, a comment line in every
+    gateway file)."""
+    from console.config.policy import load_policy
+    from console.errors import ConfigError
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[keysets."demo-api\\n"]\nissuer = "https://x.example/a"\nalg = "ES256"\n'
+                      'max_token_lifetime = "1h"\n', encoding="utf-8")
+    with pytest.raises(ConfigError):
+        load_policy(policy)
