@@ -223,7 +223,6 @@ class CeremonyChecks:
                 f"the ledger is not the one plan {plan.id} was made on",
                 "the ledger was replaced or rewritten: make a new plan after verifying it")
         script = load_script(plan.script, workspace=self.ws.root)
-        self._require_fixed_rules(plan, script)
         current = self.plan_inputs(script)
         if for_resume and current.pin_sealed_sha256 in self._resplit_files(record):
             # This plan's own PIN change replaced pin.sealed: that is no change of its inputs.
@@ -241,15 +240,18 @@ class CeremonyChecks:
                 "restore pin.sealed from your backup; a forged file never reaches the HSM")
         return PlanView(record, self._status(record))
 
-    def _require_fixed_rules(self, plan: Plan, script: Script) -> None:
+    def require_fixed_rules(self, plan: Plan) -> None:
         """What the console fixes in code, re-derived rather than read from the plan's bytes:
         anyone who can write the ledger file can append a `ceremony.planned` entry (entries
         after the last checkpoint are signed by nobody), so its class, quorum and life are
         checked against the actions it holds, the quorum in force and `PLAN_LIFETIME`.
+        Asked before a card signs the plan and before a run logs in (after the checks that
+        name a plan edited under its approvals or its words, whose messages say more).
 
         Raises:
             PlanError: the stored plan lowers one of them.
         """
+        script = load_script(plan.script, workspace=self.ws.root)
         quorum = self.ws.trust.quorum
         hint = "the plan was not made by this console: make a new plan and verify the ledger"
         if quorum is not None:

@@ -98,8 +98,29 @@ def test_a_folder_nested_past_path_max_is_named_not_a_traceback(
             fd = inner
     finally:
         os.close(fd)
-    result = _verify("bundle", "jwks.jwt", "--trust", "../trust.jwk", cwd=folder)
-    assert_one_error(result, 1, "cannot be read")
+    try:
+        result = _verify("bundle", "jwks.jwt", "--trust", "../trust.jwk", cwd=folder)
+        assert_one_error(result, 1, "cannot be read")
+    finally:
+        _remove_nested(folder, "a")
+
+
+def _remove_nested(folder: Path, name: str) -> None:
+    """Remove a chain of nested folders deeper than shutil.rmtree's recursion (and pytest's
+    clean-up of old temporary folders) can go."""
+    fds = [os.open(folder, os.O_RDONLY)]
+    try:
+        while True:
+            try:
+                fds.append(os.open(name, os.O_RDONLY, dir_fd=fds[-1]))
+            except FileNotFoundError:
+                break
+        while len(fds) > 1:
+            os.close(fds.pop())
+            os.rmdir(name, dir_fd=fds[-1])
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 @pytest.mark.parametrize("make", ["fifo", "huge"])
