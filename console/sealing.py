@@ -16,6 +16,8 @@ difference. Rehearsal is not part of this: it is fixed by the ledger's first ent
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from console.ceremony.script import SCRIPT_SUFFIX, shipped_script_paths
 from console.clock import format_duration
 from console.config import Policy, WorkspaceConfig
 from console.errors import ConfigError, WorkspaceError
+from console.files import file_kind
 from console.jsontypes import JsonObject
 from console.ledger.trust import quorum_record
 
@@ -72,7 +75,12 @@ def file_sha256(path: Path) -> str:
     """
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        # Never blocking, only a regular file: an insider may swap in a FIFO or a device.
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise WorkspaceError(f"cannot read {path}: {file_kind(mode)[3:]}",
+                                     "restore the file")
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     except OSError as e:

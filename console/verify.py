@@ -74,24 +74,30 @@ def scan_folder(folder: Path) -> FolderScan:
     pending = [""]
     while pending:
         prefix = pending.pop()
-        with os.scandir(folder / prefix if prefix else folder) as entries:
-            for entry in entries:
-                name = f"{prefix}{entry.name}"
-                if len(hashes) + len(unusable) > MAX_FOLDER_FILES:
-                    raise VerificationError(f"{folder} holds more than {MAX_FOLDER_FILES} files",
-                                            "give the jwks.jwt inside its bundle folder")
-                mode = entry.stat(follow_symlinks=False).st_mode
-                if stat.S_ISDIR(mode):
-                    pending.append(f"{name}/")
-                elif stat.S_ISREG(mode):
-                    try:
-                        data = read_regular_file(folder / name)
-                    except VerificationError as e:
-                        unusable[name] = e.message.removeprefix(f"{folder / name} ")
-                        continue
-                    hashes[name] = hashlib.sha256(data).hexdigest()
-                else:
-                    unusable[name] = file_kind(mode)
+        try:
+            with os.scandir(folder / prefix if prefix else folder) as entries:
+                for entry in entries:
+                    name = f"{prefix}{entry.name}"
+                    if len(hashes) + len(unusable) > MAX_FOLDER_FILES:
+                        raise VerificationError(
+                            f"{folder} holds more than {MAX_FOLDER_FILES} files",
+                            "give the jwks.jwt inside its bundle folder")
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                    if stat.S_ISDIR(mode):
+                        pending.append(f"{name}/")
+                    elif stat.S_ISREG(mode):
+                        try:
+                            data = read_regular_file(folder / name)
+                        except VerificationError as e:
+                            unusable[name] = e.message.removeprefix(f"{folder / name} ")
+                            continue
+                        hashes[name] = hashlib.sha256(data).hexdigest()
+                    else:
+                        unusable[name] = file_kind(mode)
+        except OSError as e:
+            # A folder nested past PATH_MAX (or unreadable) is named like a special file, not
+            # raised as a traceback: no signed name is longer than 512 characters anyway.
+            unusable[prefix.rstrip("/") or "."] = f"cannot be read ({e.strerror or e})"
     return FolderScan(hashes, unusable)
 
 
@@ -108,11 +114,24 @@ def verify_bundle_folder(verified: VerifiedBundle, folder: Path) -> FolderScan:
 
 
 def _read(path: Path, what: str) -> bytes:
+    """A file the operator names (a link to it is fine: the folder check names a linked
+    `jwks.jwt`), opened without blocking and read only if it is a regular file: a bundle
+    folder or a previous bundle handed over with a FIFO in place of `jwks.jwt` must be
+    refused, not hang the verifier."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except ValueError as e:  # a NUL in the path
         raise VerificationError(f"{what} path is not a valid file name", "check the path") from e
+    except OSError as e:
+        raise VerificationError(f"cannot read {what} {path}: {e.strerror}", "check the path") \
+            from e
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise VerificationError(f"{what} {path} {file_kind(mode)}",
+                                        "give the regular file itself")
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise VerificationError(f"cannot read {what} {path}: {e.strerror}", "check the path") \
             from e

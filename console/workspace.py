@@ -28,6 +28,7 @@ from console.errors import (
     UsageError,
     WorkspaceError,
 )
+from console.files import open_lock_file
 from console.lifecycle import effective_now
 from console.sealing import CEREMONY_TOML, POLICY_TOML, ConfigRecord, Drift, drift, file_sha256
 
@@ -258,17 +259,15 @@ class Workspace:
         The ledger serialises single writes; this lock keeps two consoles from interleaving
         the steps of one ceremony.
         """
-        try:
-            handle = open(self.root / LOCK_FILE, "a+")  # noqa: SIM115 - held for the block
-        except OSError as e:
-            raise WorkspaceError(f"cannot open {self.root / LOCK_FILE}: {e.strerror or e}",
-                                 "the workspace must be writable for this command") from e
+        # Not "a+": with O_APPEND, Linux's pwrite appends (the file grew by a line a command).
+        fd = open_lock_file(self.root / LOCK_FILE, 0o644, WorkspaceError)
+        handle = os.fdopen(fd, "r+")
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as e:
                 handle.seek(0)
-                holder = handle.read().strip() or "another process"
+                holder = handle.read(64).split("\n", 1)[0].strip() or "another process"
                 raise LedgerBusyError(
                     f"the workspace is busy: a ceremony command is running (pid {holder})",
                     "wait for it to finish, then try again",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from console.ceremony.journal import PlanRecord, find_plan, open_plans
 from console.ceremony.ledgerstate import LedgerState
 from console.ceremony.plan import Plan, PlanInputs
+from console.ceremony.planner import PLAN_LIFETIME, plan_class
 from console.ceremony.review import PlanView
 from console.ceremony.script import Script, load_script
 from console.ceremony.signers import check_signer
@@ -238,6 +239,32 @@ class CeremonyChecks:
                 "pin.sealed is not the sealed PIN the ledger records",
                 "restore pin.sealed from your backup; a forged file never reaches the HSM")
         return PlanView(record, self._status(record))
+
+    def require_fixed_rules(self, plan: Plan) -> None:
+        """What the console fixes in code, re-derived rather than read from the plan's bytes:
+        anyone who can write the ledger file can append a `ceremony.planned` entry (entries
+        after the last checkpoint are signed by nobody), so its class, quorum and life are
+        checked against the actions it holds, the quorum in force and `PLAN_LIFETIME`.
+        Asked before a card signs the plan and before a run logs in (after the checks that
+        name a plan edited under its approvals or its words, whose messages say more).
+
+        Raises:
+            PlanError: the stored plan lowers one of them.
+        """
+        script = load_script(plan.script, workspace=self.ws.root)
+        quorum = self.ws.trust.quorum
+        hint = "the plan was not made by this console: make a new plan and verify the ledger"
+        if quorum is not None:
+            wanted = plan_class(script.ceremony_class, plan.actions, quorum)
+            rule = quorum.for_class(wanted)
+            if (plan.ceremony_class, plan.quorum_m, plan.quorum_n) != (wanted, rule.m, rule.n):
+                raise PlanError(
+                    f"plan {plan.id} asks for the {plan.ceremony_class} quorum "
+                    f"{plan.quorum_m} of {plan.quorum_n}, but its actions need the {wanted} "
+                    f"quorum {rule.m} of {rule.n}", hint)
+        if plan.expires_at - plan.created_at != PLAN_LIFETIME:
+            raise PlanError(f"plan {plan.id} does not expire {PLAN_LIFETIME} after it was made "
+                            f"(it says {format_time(plan.expires_at)})", hint)
 
     def _pin_in_force(self, record: PlanRecord) -> str:
         """The sealed PIN the plan must have been made on: the ledger's, or, for a plan whose

@@ -114,7 +114,7 @@ def build_plan(ctx: PlanningContext, *, plan_id: str | None = None) -> Plan:
     """
     builder = _Builder(ctx)
     actions = builder.build()
-    ceremony_class = _plan_class(ctx.script.ceremony_class, actions, ctx.quorum)
+    ceremony_class = plan_class(ctx.script.ceremony_class, actions, ctx.quorum)
     rule = ctx.quorum.for_class(ceremony_class)
     notes = list(builder.notes)
     ratifies = ([p.plan_id for p in _pending_ratifications(ctx.plans)]
@@ -139,8 +139,9 @@ def pin_threshold(quorum: Quorum, officers: int) -> int:
     return max(1, min(smallest, officers))
 
 
-def _plan_class(script_class: str, actions: Sequence[Action], quorum: Quorum) -> str:
-    """The script's class, raised to what its actions need (never lowered)."""
+def plan_class(script_class: str, actions: Sequence[Action], quorum: Quorum) -> str:
+    """The script's class, raised to what its actions need (never lowered). The review of a
+    stored plan asks it again (`checks`): a plan's bytes are not the authority for it."""
     classes = {script_class, *(a.required_class for a in actions if a.required_class)}
     return max(classes, key=lambda c: (quorum.for_class(c).m, CLASS_RANK[c]))
 
@@ -475,4 +476,5 @@ __all__ = [
     "jwks_keys",
     "new_plan_id",
     "pin_threshold",
+    "plan_class",
 ]

@@ -195,6 +195,7 @@ class Session(CeremonyChecks):
                                 f"{view.status.summary()}")
             self.card_path(cards, officer)
             confirm(view)
+            self.require_fixed_rules(view.record.plan)
             card = self.unlock(cards, officer, view.record)
             return Approved(self._approve(view, card), card)
 
@@ -252,6 +253,7 @@ class Session(CeremonyChecks):
         ws = self.ws
         record = view.record
         pin = bytearray()
+        self.require_fixed_rules(record.plan)
         try:
             present = [c for c in unlocked if c.name in view.status.counted]
             require_quorum(record.digest, record.approvals, self._approvers_registry(record),

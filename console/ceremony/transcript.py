@@ -21,6 +21,7 @@ from console.clock import format_time
 from console.errors import ExportError, _inert
 from console.exports.durable import fsync_all
 from console.exports.qr import qr_svg
+from console.files import create_fresh
 from console.quorum.words import digest_words
 
 if TYPE_CHECKING:
@@ -206,7 +207,8 @@ def _write_whole(files: Sequence[tuple[Path, str]]) -> None:
     handles: list[int] = []
     try:
         for tmp, _, text in staged:
-            handles.append(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
+            # Anyone who can write the workspace can plant a link at this predictable name.
+            handles.append(create_fresh(tmp, 0o666))
             data = memoryview(text.encode("utf-8"))
             while data:
                 data = data[os.write(handles[-1], data):]

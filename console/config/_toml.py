@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from console.errors import ConfigError
+from console.errors import ConfigError, VerificationError
+from console.files import read_regular_file
 from console.jsontypes import JsonMapping, JsonObject
 
 __all__ = ["Locator", "PathPart", "Reader", "describe", "dotted", "load_toml"]
@@ -194,11 +195,12 @@ def describe(path: Sequence[PathPart]) -> str:
 
 def load_toml(path: Path) -> tuple[JsonObject, Locator]:
     where = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
+    try:  # bounded and never blocking: an insider may swap in a FIFO or a huge file
+        raw = read_regular_file(path, follow_links=True)
+    except VerificationError as e:
+        reason = e.message.removeprefix(f"{path} ").removeprefix(f"cannot read {path}: ")
         raise ConfigError(
-            f"{where}: cannot read the file ({e.strerror or e})",
+            f"{where}: cannot read the file ({reason})",
             "check the path, or run `ceremony init` / `ceremony demo`",
         ) from e
     try:

@@ -257,7 +257,7 @@ def _build_keyset(
     canonical: bool,
 ) -> KeysetPolicy:
     kp: tuple[PathPart, ...] = ("keysets", name)
-    if not _KEYSET_NAME.match(name):
+    if not _KEYSET_NAME.fullmatch(name):  # match() lets "$" pass a trailing newline
         reader.fail(kp, f"keyset name {name!r} is not allowed",
                     "use 1-40 lowercase letters, digits and '-', starting with a letter or digit")
     allowed = tuple(k for k in _KEYSET_KEYS if not (canonical and k == "curve"))
@@ -342,7 +342,7 @@ def _build_keyset(
                                              "version", "probe", "jwks_uri"),
                           ("name", "type", "cache_lifetime"))
         cname = reader.string(ct, cp, "name")
-        if not _CONSUMER_NAME.match(cname):
+        if not _CONSUMER_NAME.fullmatch(cname):
             reader.fail((*cp, "name"), f"consumer name {cname!r} is not allowed",
                         "use 1-40 letters, digits, '.', '_' or '-'")
         if any(c.name == cname for c in consumers):

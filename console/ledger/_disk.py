@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from console.errors import DISK_HINT, LedgerBusyError, LedgerError, LedgerTamperedError
+from console.files import open_lock_file
 
 __all__ = ["disk_failed", "require_database", "write_error", "write_lock"]
 
@@ -28,11 +29,7 @@ def write_lock(lock_path: Path, busy_timeout: float) -> Iterator[None]:
     Raises:
         LedgerBusyError: another process holds it longer. LedgerError: it cannot be opened.
     """
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as e:
-        raise LedgerError(f"cannot open {lock_path}: {e.strerror or e}",
-                          "the workspace must be writable for this command") from e
+    fd = open_lock_file(lock_path, 0o600, LedgerError)
     try:
         deadline = _time.monotonic() + busy_timeout
         while True:

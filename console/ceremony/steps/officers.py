@@ -28,6 +28,7 @@ from console.ceremony.actions import (
 )
 from console.ceremony.signers import release_pin, remove_release
 from console.errors import DISK_HINT, PinIncorrectError, PlanError
+from console.files import create_fresh
 from console.jsontypes import JsonMapping
 from console.quorum.pin_gate import new_pin, open_pin, read_sealed_pin, seal_pin
 
@@ -162,7 +163,8 @@ def note(run: CeremonyRun, action: Note) -> str:
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as handle:
+        # The name is predictable and the folder is the insider's: never write through a link.
+        with os.fdopen(create_fresh(tmp, 0o666), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())  # the new sealed PIN is whole on disk before C_SetPIN
