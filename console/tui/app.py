@@ -89,9 +89,13 @@ class CeremonyApp(App[None]):
 
     TITLE = "Key Ceremony Console"
     CSS_PATH = "app.tcss"
+    # The dashboard is the default mode's screen from `get_default_screen`, not a MODES entry:
+    # Textual installs a MODES screen with a full CSS re-parse and lays it out and renders it
+    # once inside its start-up batch (a frame never shown), then again for the first frame;
+    # the default screen is composed once, after the batch (about 40 ms of a 250 ms launch,
+    # issue 16). `on_mount` names the mode, so that `d` switches back to it.
     MODES: ClassVar[dict[str, str | Callable[[], Screen[None]]]] = {
-        "dashboard": DashboardScreen,
-        **{mode: _screen_factory(mode) for mode in SCREEN_CLASSES if mode != "dashboard"},
+        mode: _screen_factory(mode) for mode in SCREEN_CLASSES if mode != "dashboard"
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -121,21 +125,36 @@ class CeremonyApp(App[None]):
         self._ledger_size: int | None = None
         self.set_reactive(CeremonyApp.workspace_open, backend.ready)
 
+    def get_default_screen(self) -> Screen[None]:
+        return DashboardScreen()
+
     def on_mount(self) -> None:
+        # The default mode's stack holds the dashboard by now (see MODES): named, `d` finds it.
+        self.add_mode(self.DEFAULT_MODE, DashboardScreen)
         self._tick()
         self.set_interval(30, self._tick)
         self.set_interval(LEDGER_POLL_SECONDS, self._poll_ledger)
-        # After the first frame: a worker holds the GIL for most of its run, and started now
-        # it would delay the first paint by about its own duration (on a large ledger, the
-        # trust checks at open take a second).
-        if not self.backend.ready:
-            after_next_frame(self.screen, self.screen.screen_layout_refresh_signal,
-                             self._open_workspace)
-        else:
+        if self.backend.ready:
             self._take_ledger_baseline()
+
+    _started = False
+
+    def screen_mounted(self, screen: Screen[None]) -> None:
+        """A console screen was mounted: after the first one's first frame, open the workspace
+        and check health.
+
+        After the first frame: a worker holds the GIL for most of its run, and started sooner
+        it would delay the first paint by about its own duration (on a large ledger, the trust
+        checks at open take a second). Hooked from the screen, which is still starting when
+        the app's `on_mount` runs.
+        """
+        if self._started:
+            return
+        self._started = True
+        if not self.backend.ready:
+            after_next_frame(screen, screen.screen_layout_refresh_signal, self._open_workspace)
         if self._check_health:
-            after_next_frame(self.screen, self.screen.screen_layout_refresh_signal,
-                             self.refresh_health)
+            after_next_frame(screen, screen.screen_layout_refresh_signal, self.refresh_health)
 
     def _take_ledger_baseline(self) -> None:
         # Taken as soon as the ledger is open: a ceremony another console finishes before the
