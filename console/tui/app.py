@@ -80,6 +80,10 @@ CARD_IDLE_SECONDS = 5 * 60.0
 """Unlocked officer cards are wiped after this long without a key press or click."""
 LEDGER_POLL_SECONDS = 5.0
 """How often the app looks for entries another console appended."""
+PREFETCH_GRACE_SECONDS = 0.25
+"""How long after the first frame the console's own open of the workspace waits for the keyset
+rows the launch's child process reads (demo workspace: they come within a few tens of ms; a
+large ledger's come later, and its open goes ahead meanwhile)."""
 RUN_GROUP = "ceremony-run"
 """The worker group of a ceremony's run (execute or resume)."""
 
@@ -138,23 +142,51 @@ class CeremonyApp(App[None]):
             self._take_ledger_baseline()
 
     _started = False
+    _first_frame = False
+    _loading = False
 
     def screen_mounted(self, screen: Screen[None]) -> None:
-        """A console screen was mounted: after the first one's first frame, open the workspace
-        and check health.
-
-        After the first frame: a worker holds the GIL for most of its run, and started sooner
-        it would delay the first paint by about its own duration (on a large ledger, the trust
-        checks at open take a second). Hooked from the screen, which is still starting when
-        the app's `on_mount` runs.
-        """
+        """A console screen was mounted: the first one's first frame starts the loading
+        (`start_loading`). Hooked from the screen, which is still starting when the app's
+        `on_mount` runs."""
         if self._started:
             return
         self._started = True
+        after_next_frame(screen, screen.screen_layout_refresh_signal, self._first_frame_drawn)
+
+    def _first_frame_drawn(self) -> None:
+        self._first_frame = True
+        if self.backend.prefetching and not self._prefetch_settled:
+            # The keyset rows are still to come from the launch's child process: drawing them
+            # is this thread's work, which the open's worker would slow by half (it holds the
+            # GIL while it imports and checks). The dashboard says when they are drawn or the
+            # child failed (`prefetch_settled`); a child slower than this waits no longer.
+            self.set_timer(PREFETCH_GRACE_SECONDS, self.start_loading)
+            return
+        self.start_loading()
+
+    _prefetch_settled = False
+
+    def prefetch_settled(self) -> None:
+        """The dashboard drew the launch's child's data, or the child ended without it."""
+        self._prefetch_settled = True
+        self.start_loading()
+
+    def start_loading(self) -> None:
+        """Open the workspace and check health in workers (once, and not before the first
+        frame).
+
+        After the first frame: a worker holds the GIL for most of its run, and started sooner
+        it would delay the first paint by about its own duration (on a large ledger, the trust
+        checks at open take a second).
+        """
+        if self._loading or not self._first_frame:
+            return
+        self._loading = True
         if not self.backend.ready:
-            after_next_frame(screen, screen.screen_layout_refresh_signal, self._open_workspace)
+            self._open_workspace()
         if self._check_health:
-            after_next_frame(screen, screen.screen_layout_refresh_signal, self.refresh_health)
+            self.refresh_health()
 
     def _take_ledger_baseline(self) -> None:
         # Taken as soon as the ledger is open: a ceremony another console finishes before the

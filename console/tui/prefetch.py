@@ -71,14 +71,27 @@ class Prefetch(Generic[T]):
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def take(self, later: Callable[[T], None]) -> T | None:
+    def take(self, later: Callable[[T], None],
+             failed: Callable[[], None] | None = None) -> T | None:
         """The value if it has arrived; else None, and `later(value)` is called from the
-        receiving thread when it arrives (never, if the child sends nothing)."""
+        receiving thread when it arrives. `failed()` is called if the child ended without one
+        (at once, if it has already)."""
         with self._lock:
-            if self._arrived:
-                return self._value
-            self._later = later
-            return None
+            arrived, value = self._arrived, self._value
+            if not arrived:
+                self._later, self._failed = later, failed
+                return None
+        if value is None and failed is not None:
+            failed()
+        return value
+
+    _failed: Callable[[], None] | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether the child's value (or its end without one) is still to come."""
+        with self._lock:
+            return not self._arrived
 
     def _receive(self, pid: int, read_fd: int, decode: Callable[[object], T]) -> None:
         chunks: list[bytes] = []
@@ -97,8 +110,11 @@ class Prefetch(Generic[T]):
             self._arrived = True
             self._value = value
             later, self._later = self._later, None
+            failed, self._failed = self._failed, None
         if value is not None and later is not None:
             later(value)
+        elif value is None and failed is not None:
+            failed()
 
 
 def _child(job: Callable[[], object], write_fd: int) -> None:

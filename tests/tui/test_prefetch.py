@@ -45,9 +45,12 @@ def opener():
 
 backend = Backend.opening(opener, prefetch=True)
 called = []
-data = backend.first_dashboard(called.append)
-time.sleep(2)
-print(json.dumps({"data": data, "called": len(called),
+ended = threading.Event()
+data = backend.first_dashboard(called.append, ended.set)
+assert ended.wait(60), "the child's end was not told"
+backend.wait_for_prefetch(60)
+print(json.dumps({"data": data, "called": len(called), "failed_told": ended.is_set(),
+                  "pending": backend.prefetch_pending,
                   "later": backend.first_dashboard(called.append)}))
 """
 
@@ -96,8 +99,10 @@ def test_the_child_reads_what_the_console_reads(tmp_path: Path) -> None:
 
 
 def test_a_failing_open_sends_nothing() -> None:
-    """The console's own open reports the error; the dashboard is never given anything."""
-    assert _run(NOTHING_ON_FAILURE) == {"data": None, "called": 0, "later": None}
+    """The console's own open reports the error; the dashboard is never given anything, and
+    is told the child ended (the app then starts its own open at once)."""
+    assert _run(NOTHING_ON_FAILURE) == {"data": None, "called": 0, "failed_told": True,
+                                        "pending": False, "later": None}
 
 
 def test_nothing_the_child_prints_reaches_the_screen() -> None:

@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.tui.screens._base import ConsoleScreen
+from console.tui.screens._base import ConsoleScreen, after_next_frame
 from console.tui.widgets.key_table import KeyTable
 from console.tui.widgets.timeline import KeyTimeline
 
@@ -120,12 +120,19 @@ class DashboardScreen(ConsoleScreen):
         if not self.backend.ready:
             # The launch's child process read the data while Textual loaded: shown in this
             # first frame if it is here, else as soon as it arrives.
-            data = self.backend.first_dashboard(self._prefetched_later)
+            data = self.backend.first_dashboard(self._prefetched_later, self._prefetch_failed)
             if data is not None:
-                self.show_prefetched(data)
+                self._show(data)
+                self.console.prefetch_settled()  # in the first frame
 
     def _prefetched_later(self, data: DashboardData) -> None:
         self.post_message(self.Loaded("prefetched", data))
+
+    def _prefetch_failed(self) -> None:
+        self.post_message(self.Loaded("prefetch_failed", None))
+
+    def show_prefetch_failed(self, _nothing: object) -> None:
+        self.console.prefetch_settled()
 
     def refresh_data(self) -> None:
         self.load("dashboard", self.backend.dashboard, "Reading keysets and due dates")
@@ -133,6 +140,8 @@ class DashboardScreen(ConsoleScreen):
     def show_prefetched(self, data: DashboardData) -> None:
         if not self._own_data:
             self._show(data)
+        # Once these rows are drawn, the app starts its workers (`CeremonyApp.start_loading`).
+        after_next_frame(self, self.screen_layout_refresh_signal, self.console.prefetch_settled)
 
     def show_dashboard(self, data: DashboardData) -> None:
         self._own_data = True
