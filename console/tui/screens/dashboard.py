@@ -15,7 +15,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Label, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.tui.screens._base import ConsoleScreen, after_next_frame
@@ -106,7 +106,8 @@ class DashboardScreen(ConsoleScreen):
                 yield OptionList(id="keysets")
                 yield Static("", id="dash-signing-key")
             with VerticalScroll(id="keyset-pane", classes="pane"):
-                yield Label("", id="keyset-title", classes="pane-title")
+                # A Static sized as a Label (app.tcss): Label's own stylesheet is not parsed.
+                yield Static("", id="keyset-title", classes="pane-title")
                 yield KeyTable(id="keys")
                 yield KeyTimeline(id="timeline")
                 yield Static("", id="consumers")
@@ -209,7 +210,7 @@ class DashboardScreen(ConsoleScreen):
         title = f"{keyset['name']} · {keyset.get('alg') or '?'}{period}"
         if latest:
             title += f" · next ceremony by {_day(latest)}"
-        self.query_one("#keyset-title", Label).update(title)
+        self.query_one("#keyset-title", Static).update(title)
         rows: list[tuple[str, ...]] = []
         keys = [k for k in keyset.get("keys", []) if k.get("purpose", "token") == "token"]
         for key in keys:
