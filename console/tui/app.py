@@ -37,7 +37,6 @@ from textual.worker import Worker, WorkerState
 from console.errors import ConsoleError
 from console.tui.backend import Backend, Health, clock_text
 from console.tui.messages import HealthLoaded, LedgerChanged, OperationFailed
-from console.tui.screens._base import after_next_frame
 from console.tui.screens.dashboard import DashboardScreen
 
 if TYPE_CHECKING:
@@ -96,7 +95,7 @@ class CeremonyApp(App[None]):
     # The dashboard is the default mode's screen from `get_default_screen`, not a MODES entry:
     # Textual installs a MODES screen with a full CSS re-parse and lays it out and renders it
     # once inside its start-up batch (a frame never shown), then again for the first frame;
-    # the default screen is composed once, after the batch (about 40 ms of a 250 ms launch,
+    # the default screen is composed once, after the batch (about 30 ms of a 250 ms launch,
     # issue 16). `on_mount` names the mode, so that `d` switches back to it.
     MODES: ClassVar[dict[str, str | Callable[[], Screen[None]]]] = {
         mode: _screen_factory(mode) for mode in SCREEN_CLASSES if mode != "dashboard"
@@ -141,20 +140,13 @@ class CeremonyApp(App[None]):
         if self.backend.ready:
             self._take_ledger_baseline()
 
-    _started = False
     _first_frame = False
     _loading = False
 
-    def screen_mounted(self, screen: Screen[None]) -> None:
-        """A console screen was mounted: the first one's first frame starts the loading
-        (`start_loading`). Hooked from the screen, which is still starting when the app's
-        `on_mount` runs."""
-        if self._started:
-            return
-        self._started = True
-        after_next_frame(screen, screen.screen_layout_refresh_signal, self._first_frame_drawn)
-
-    def _first_frame_drawn(self) -> None:
+    def on_ready(self) -> None:
+        """The first frame is drawn: Textual posts `Ready` once, right after the first layout
+        of the first screen is drawn. The loading starts now (`start_loading`), or once the
+        keyset rows the launch's child read are drawn too."""
         self._first_frame = True
         if self.backend.prefetching and not self._prefetch_settled:
             # The keyset rows are still to come from the launch's child process: drawing them

@@ -91,7 +91,6 @@ class ConsoleScreen(Screen[None]):
     _stale = False
 
     def on_mount(self) -> None:
-        self.console.screen_mounted(self)
         if self.backend.ready:
             after_next_frame(self, self.screen_layout_refresh_signal, self.refresh_data)
         else:
