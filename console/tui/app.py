@@ -159,6 +159,10 @@ class CeremonyApp(App[None]):
 
     _prefetch_settled = False
 
+    @property
+    def first_frame_drawn(self) -> bool:
+        return self._first_frame
+
     def prefetch_settled(self) -> None:
         """The dashboard drew the launch's child's data, or the child ended without it."""
         self._prefetch_settled = True

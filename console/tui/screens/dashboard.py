@@ -142,7 +142,11 @@ class DashboardScreen(ConsoleScreen):
         if not self._own_data:
             self._show(data)
         # Once these rows are drawn, the app starts its workers (`CeremonyApp.start_loading`).
-        after_next_frame(self, self.screen_layout_refresh_signal, self.console.prefetch_settled)
+        if not self.console.first_frame_drawn:  # they will be in the first frame
+            self.console.prefetch_settled()
+        else:
+            after_next_frame(self, self.screen_layout_refresh_signal,
+                             self.console.prefetch_settled)
 
     def show_dashboard(self, data: DashboardData) -> None:
         self._own_data = True
