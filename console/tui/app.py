@@ -37,7 +37,6 @@ from textual.worker import Worker, WorkerState
 from console.errors import ConsoleError
 from console.tui.backend import Backend, Health, clock_text
 from console.tui.messages import HealthLoaded, LedgerChanged, OperationFailed
-from console.tui.screens._base import after_next_frame
 from console.tui.screens.dashboard import DashboardScreen
 
 if TYPE_CHECKING:
@@ -80,6 +79,10 @@ CARD_IDLE_SECONDS = 5 * 60.0
 """Unlocked officer cards are wiped after this long without a key press or click."""
 LEDGER_POLL_SECONDS = 5.0
 """How often the app looks for entries another console appended."""
+PREFETCH_GRACE_SECONDS = 0.25
+"""How long after the first frame the console's own open of the workspace waits for the keyset
+rows the launch's child process reads (demo workspace: they come within a few tens of ms; a
+large ledger's come later, and its open goes ahead meanwhile)."""
 RUN_GROUP = "ceremony-run"
 """The worker group of a ceremony's run (execute or resume)."""
 
@@ -89,9 +92,13 @@ class CeremonyApp(App[None]):
 
     TITLE = "Key Ceremony Console"
     CSS_PATH = "app.tcss"
+    # The dashboard is the default mode's screen from `get_default_screen`, not a MODES entry:
+    # Textual installs a MODES screen with a full CSS re-parse and lays it out and renders it
+    # once inside its start-up batch (a frame never shown), then again for the first frame;
+    # the default screen is composed once, after the batch (about 30 ms of a 250 ms launch,
+    # issue 16). `on_mount` names the mode, so that `d` switches back to it.
     MODES: ClassVar[dict[str, str | Callable[[], Screen[None]]]] = {
-        "dashboard": DashboardScreen,
-        **{mode: _screen_factory(mode) for mode in SCREEN_CLASSES if mode != "dashboard"},
+        mode: _screen_factory(mode) for mode in SCREEN_CLASSES if mode != "dashboard"
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -121,21 +128,61 @@ class CeremonyApp(App[None]):
         self._ledger_size: int | None = None
         self.set_reactive(CeremonyApp.workspace_open, backend.ready)
 
+    def get_default_screen(self) -> Screen[None]:
+        return DashboardScreen()
+
     def on_mount(self) -> None:
+        # The default mode's stack holds the dashboard by now (see MODES): named, `d` finds it.
+        self.add_mode(self.DEFAULT_MODE, DashboardScreen)
         self._tick()
         self.set_interval(30, self._tick)
         self.set_interval(LEDGER_POLL_SECONDS, self._poll_ledger)
-        # After the first frame: a worker holds the GIL for most of its run, and started now
-        # it would delay the first paint by about its own duration (on a large ledger, the
-        # trust checks at open take a second).
-        if not self.backend.ready:
-            after_next_frame(self.screen, self.screen.screen_layout_refresh_signal,
-                             self._open_workspace)
-        else:
+        if self.backend.ready:
             self._take_ledger_baseline()
+
+    _first_frame = False
+    _loading = False
+
+    def on_ready(self) -> None:
+        """The first frame is drawn: Textual posts `Ready` once, right after the first layout
+        of the first screen is drawn. The loading starts now (`start_loading`), or once the
+        keyset rows the launch's child read are drawn too."""
+        self._first_frame = True
+        if self.backend.prefetching and not self._prefetch_settled:
+            # The keyset rows are still to come from the launch's child process: drawing them
+            # is this thread's work, which the open's worker would slow by half (it holds the
+            # GIL while it imports and checks). The dashboard says when they are drawn or the
+            # child failed (`prefetch_settled`); a child slower than this waits no longer.
+            self.set_timer(PREFETCH_GRACE_SECONDS, self.start_loading)
+            return
+        self.start_loading()
+
+    _prefetch_settled = False
+
+    @property
+    def first_frame_drawn(self) -> bool:
+        return self._first_frame
+
+    def prefetch_settled(self) -> None:
+        """The dashboard drew the launch's child's data, or the child ended without it."""
+        self._prefetch_settled = True
+        self.start_loading()
+
+    def start_loading(self) -> None:
+        """Open the workspace and check health in workers (once, and not before the first
+        frame).
+
+        After the first frame: a worker holds the GIL for most of its run, and started sooner
+        it would delay the first paint by about its own duration (on a large ledger, the trust
+        checks at open take a second).
+        """
+        if self._loading or not self._first_frame:
+            return
+        self._loading = True
+        if not self.backend.ready:
+            self._open_workspace()
         if self._check_health:
-            after_next_frame(self.screen, self.screen.screen_layout_refresh_signal,
-                             self.refresh_health)
+            self.refresh_health()
 
     def _take_ledger_baseline(self) -> None:
         # Taken as soon as the ledger is open: a ceremony another console finishes before the

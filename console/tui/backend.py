@@ -153,10 +153,22 @@ class Backend:
         if self._prefetch is not None:
             self._prefetch.wait(timeout)
 
-    def first_dashboard(self, later: Callable[[DashboardData], None]) -> DashboardData | None:
+    def first_dashboard(self, later: Callable[[DashboardData], None],
+                        failed: Callable[[], None] | None = None) -> DashboardData | None:
         """The dashboard's data the launch's child process read, if it has arrived; else None,
-        and `later(data)` is called (from another thread) if it arrives."""
-        return self._prefetch.take(later) if self._prefetch is not None else None
+        and `later(data)` is called (from another thread) if it arrives, `failed()` if the
+        child ended without it."""
+        return self._prefetch.take(later, failed) if self._prefetch is not None else None
+
+    @property
+    def prefetching(self) -> bool:
+        """Whether a launch's child process was started to read the dashboard's data."""
+        return self._prefetch is not None
+
+    @property
+    def prefetch_pending(self) -> bool:
+        """Whether the launch's child process is still reading the dashboard's data."""
+        return self._prefetch is not None and self._prefetch.pending
 
     @property
     def ready(self) -> bool:

@@ -19,6 +19,7 @@ child that fails sends nothing (the console's own open then reports the error, a
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import threading
@@ -71,14 +72,27 @@ class Prefetch(Generic[T]):
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def take(self, later: Callable[[T], None]) -> T | None:
+    def take(self, later: Callable[[T], None],
+             failed: Callable[[], None] | None = None) -> T | None:
         """The value if it has arrived; else None, and `later(value)` is called from the
-        receiving thread when it arrives (never, if the child sends nothing)."""
+        receiving thread when it arrives. `failed()` is called if the child ended without one
+        (at once, if it has already)."""
         with self._lock:
-            if self._arrived:
-                return self._value
-            self._later = later
-            return None
+            arrived, value = self._arrived, self._value
+            if not arrived:
+                self._later, self._failed = later, failed
+                return None
+        if value is None and failed is not None:
+            failed()
+        return value
+
+    _failed: Callable[[], None] | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether the child's value (or its end without one) is still to come."""
+        with self._lock:
+            return not self._arrived
 
     def _receive(self, pid: int, read_fd: int, decode: Callable[[object], T]) -> None:
         chunks: list[bytes] = []
@@ -97,13 +111,19 @@ class Prefetch(Generic[T]):
             self._arrived = True
             self._value = value
             later, self._later = self._later, None
+            failed, self._failed = self._failed, None
         if value is not None and later is not None:
             later(value)
+        elif value is None and failed is not None:
+            failed()
 
 
 def _child(job: Callable[[], object], write_fd: int) -> None:
     """Run `job` and write its JSON to `write_fd`; any failure writes nothing. Ends the process
     without running the parent's exit handlers or flushing its buffers (`os._exit`)."""
+    # A short-lived process that ends with os._exit: collecting its garbage would only scan,
+    # again and again, the objects of the modules it imports (tens of ms of the launch).
+    gc.disable()
     status = 1
     try:
         # Nothing the child might print (a library's warning) may land on the console's screen.

@@ -29,6 +29,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from console.errors import CardError, ConsoleError, UsageError
 from console.tui.messages import OperationFailed
+from console.tui.screens._base import SCREENS_CSS
 
 if TYPE_CHECKING:
     from console.ceremony.session import CardSource
@@ -107,6 +108,8 @@ class DialogCards:
 
 class ApprovalDialog(ModalScreen[T | None], Generic[T]):
     """See the module docstring. `words`/`grouped` show what the officer signs, if anything."""
+
+    CSS_PATH = SCREENS_CSS
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 

@@ -12,9 +12,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from console.ledger.display import escape_for_display
+from console.tui.screens._base import SCREENS_CSS
 
 
 class EntryDialog(ModalScreen[None]):
+    CSS_PATH = SCREENS_CSS
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter,q", "dismiss", "Close")]
 
     def __init__(self, seq: int, raw: bytes, leaf_hash: bytes, tree_size: int,

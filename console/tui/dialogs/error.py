@@ -12,8 +12,11 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from console.tui.screens._base import SCREENS_CSS
+
 
 class ErrorDialog(ModalScreen[None]):
+    CSS_PATH = SCREENS_CSS
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter", "dismiss", "Close")]
 
     def __init__(self, title: str, message: str) -> None:

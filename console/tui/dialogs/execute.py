@@ -18,6 +18,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from console.errors import UsageError
 from console.quorum.words import digest_words
+from console.tui.screens._base import SCREENS_CSS
 
 DESTRUCTIVE_ACTIONS = frozenset({"destroy", "destroy_orphan", "revoke_officer", "compromise",
                                  "record_config", "resplit_pin", "release_signer",
@@ -39,6 +40,8 @@ def typed_confirms(typed: str, keysets: tuple[str, ...], digest: bytes) -> bool:
 
 class ExecuteDialog(ModalScreen[bool]):
     """Dismisses with True only on a deliberate Execute (and, if destructive, the typed name)."""
+
+    CSS_PATH = SCREENS_CSS
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 

@@ -11,6 +11,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from console.tui.screens._base import SCREENS_CSS
+
 KEYS: tuple[tuple[str, str], ...] = (
     ("d c l e o h", "Dashboard, Ceremony, Ledger, Exports, Officers, HSM"),
     ("?", "this help"),
@@ -33,6 +35,7 @@ KEYS: tuple[tuple[str, str], ...] = (
 
 
 class HelpDialog(ModalScreen[None]):
+    CSS_PATH = SCREENS_CSS
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:

@@ -11,10 +11,12 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from console.tui.screens._base import SCREENS_CSS
 from console.tui.widgets.qr import QrCode
 
 
 class QrDialog(ModalScreen[None]):
+    CSS_PATH = SCREENS_CSS
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter,q", "dismiss", "Close")]
 
     def __init__(self, title: str, payload: str, caption: str = "") -> None:

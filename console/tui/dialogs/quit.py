@@ -13,9 +13,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from console.tui.screens._base import SCREENS_CSS
+
 
 class QuitDialog(ModalScreen[bool]):
     """True: quit as soon as the run has finished (its end is shown first)."""
+
+    CSS_PATH = SCREENS_CSS
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "stay", "Keep watching")]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual.app import ComposeResult
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from console.tui.backend import Backend
 
 T = TypeVar("T")
+
+SCREENS_CSS = Path(__file__).parents[1] / "screens.tcss"
+"""The rules of every screen but the dashboard, and of the dialogs: each of them names it as
+its CSS_PATH, so that Textual reads it when the first of them is shown, not at launch (the
+dashboard's are in app.tcss)."""
 
 
 def after_next_frame(screen: DOMNode, signal: Signal[Screen[object]],

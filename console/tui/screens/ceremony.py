@@ -40,7 +40,7 @@ from console.tui.messages import (
     PlanReady,
     StepProgress,
 )
-from console.tui.screens._base import ConsoleScreen
+from console.tui.screens._base import SCREENS_CSS, ConsoleScreen
 from console.tui.screens.ceremony_run import plan_job, run_job, step_line
 from console.tui.screens.ceremony_text import (
     abort_intro,
@@ -66,6 +66,7 @@ IDLE_CHECK_SECONDS = 1.0
 
 
 class CeremonyScreen(ConsoleScreen):
+    CSS_PATH = SCREENS_CSS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "plan", "Plan"),
         Binding("a", "approve", "Approve"),

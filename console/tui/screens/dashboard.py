@@ -15,10 +15,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Label, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.tui.screens._base import ConsoleScreen
+from console.tui.screens._base import ConsoleScreen, after_next_frame
 from console.tui.widgets.key_table import KeyTable
 from console.tui.widgets.timeline import KeyTimeline
 
@@ -106,7 +106,8 @@ class DashboardScreen(ConsoleScreen):
                 yield OptionList(id="keysets")
                 yield Static("", id="dash-signing-key")
             with VerticalScroll(id="keyset-pane", classes="pane"):
-                yield Label("", id="keyset-title", classes="pane-title")
+                # A Static sized as a Label (app.tcss): Label's own stylesheet is not parsed.
+                yield Static("", id="keyset-title", classes="pane-title")
                 yield KeyTable(id="keys")
                 yield KeyTimeline(id="timeline")
                 yield Static("", id="consumers")
@@ -120,12 +121,19 @@ class DashboardScreen(ConsoleScreen):
         if not self.backend.ready:
             # The launch's child process read the data while Textual loaded: shown in this
             # first frame if it is here, else as soon as it arrives.
-            data = self.backend.first_dashboard(self._prefetched_later)
+            data = self.backend.first_dashboard(self._prefetched_later, self._prefetch_failed)
             if data is not None:
-                self.show_prefetched(data)
+                self._show(data)
+                self.console.prefetch_settled()  # in the first frame
 
     def _prefetched_later(self, data: DashboardData) -> None:
         self.post_message(self.Loaded("prefetched", data))
+
+    def _prefetch_failed(self) -> None:
+        self.post_message(self.Loaded("prefetch_failed", None))
+
+    def show_prefetch_failed(self, _nothing: object) -> None:
+        self.console.prefetch_settled()
 
     def refresh_data(self) -> None:
         self.load("dashboard", self.backend.dashboard, "Reading keysets and due dates")
@@ -133,6 +141,12 @@ class DashboardScreen(ConsoleScreen):
     def show_prefetched(self, data: DashboardData) -> None:
         if not self._own_data:
             self._show(data)
+        # Once these rows are drawn, the app starts its workers (`CeremonyApp.start_loading`).
+        if not self.console.first_frame_drawn:  # they will be in the first frame
+            self.console.prefetch_settled()
+        else:
+            after_next_frame(self, self.screen_layout_refresh_signal,
+                             self.console.prefetch_settled)
 
     def show_dashboard(self, data: DashboardData) -> None:
         self._own_data = True
@@ -200,7 +214,7 @@ class DashboardScreen(ConsoleScreen):
         title = f"{keyset['name']} · {keyset.get('alg') or '?'}{period}"
         if latest:
             title += f" · next ceremony by {_day(latest)}"
-        self.query_one("#keyset-title", Label).update(title)
+        self.query_one("#keyset-title", Static).update(title)
         rows: list[tuple[str, ...]] = []
         keys = [k for k in keyset.get("keys", []) if k.get("purpose", "token") == "token"]
         for key in keys:

@@ -14,13 +14,14 @@ from textual.widgets import DataTable, Label, Static
 
 from console.tui.backend import BundleRow
 from console.tui.dialogs.qr import QrDialog
-from console.tui.screens._base import ConsoleScreen
+from console.tui.screens._base import SCREENS_CSS, ConsoleScreen
 
 if TYPE_CHECKING:
     from console.jsontypes import JsonMapping
 
 
 class ExportsScreen(ConsoleScreen):
+    CSS_PATH = SCREENS_CSS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("w", "bundle_qr", "Digest QR"),
         Binding("k", "key_qr", "Signing key QR"),

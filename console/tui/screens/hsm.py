@@ -8,10 +8,12 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 
-from console.tui.screens._base import ConsoleScreen
+from console.tui.screens._base import SCREENS_CSS, ConsoleScreen
 
 
 class HsmScreen(ConsoleScreen):
+    CSS_PATH = SCREENS_CSS
+
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="hsm-body"):
             yield Label("Doctor", classes="pane-title")

@@ -15,7 +15,7 @@ from textual.widgets import Input, Label, ProgressBar, Static
 from console.errors import ConsoleError
 from console.tui.dialogs.entry import EntryDialog
 from console.tui.messages import OperationFailed
-from console.tui.screens._base import ConsoleScreen
+from console.tui.screens._base import SCREENS_CSS, ConsoleScreen
 from console.tui.widgets.ledger_view import LedgerView
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ HEADER = f"{'seq':>9}  {'time (UTC)':<19}  {'type':<20}  {'actor':<9}  summary"
 
 
 class LedgerScreen(ConsoleScreen):
+    CSS_PATH = SCREENS_CSS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("v", "verify", "Verify tree"),
         Binding("slash,f", "filter", "Filter"),

@@ -10,13 +10,15 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
 
 from console.ledger.display import escape_for_display
-from console.tui.screens._base import ConsoleScreen
+from console.tui.screens._base import SCREENS_CSS, ConsoleScreen
 
 if TYPE_CHECKING:
     from console.ceremony.officers import OfficerRow
 
 
 class OfficersScreen(ConsoleScreen):
+    CSS_PATH = SCREENS_CSS
+
     def compose_body(self) -> ComposeResult:
         with Vertical(classes="pane", id="officers-pane"):
             yield Label("Officers", classes="pane-title", id="officers-title")
