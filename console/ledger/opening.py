@@ -1,5 +1,6 @@
 """The checks `Ledger.open` makes at every open, and the proofs its reads rely on afterwards.
 
+0. The type index (a column beside each entry's bytes) says what every entry's bytes say.
 1. The checkpoint chain: the officers, quorum rules and checkpoints replayed through the type
    index (`console.ledger.trust`); a checkpoint that does not count is refused.
 2. Every entry that replay read is proven inside the last checkpoint's signed tree (one batch
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from console.errors import LedgerTamperedError, RollbackError, VerificationError
 from console.ledger import merkle
 from console.ledger._rows import checked, leaf_of, stored_entry
-from console.ledger._sqlite import SqlRow
+from console.ledger._sqlite import SqlRow, column_int
 from console.ledger.blockscan import accept_block, leaf_hashes
 from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
 from console.ledger.checkpoint_file import read_checkpoint_file, write_checkpoint_file
@@ -36,6 +37,15 @@ PAGE = 1 << 14
 
 __all__ = ["check_extends", "check_open", "note_body", "prove"]
 
+_TYPE_NOT_BYTES = (
+    "SELECT seq FROM entries WHERE type IS NULL OR substr(raw, -(length(type) + 16)) "
+    """IS NOT CAST('"type":"' || type || '","v":1}' AS BLOB) LIMIT 1""")
+"""The first row whose `type` column is not the type its canonical bytes end with: they end in
+`"type":"<type>","v":1}` (keys sorted, `v` last, a type has no quote), and the Merkle tree and
+the checkpoints cover the bytes only. An index edited beside them would hide an entry from every
+replay that reads through it (an officer's revocation, a key's compromise) while the tree and
+an audit pack, made of the bytes, still show it. One pass in SQLite: ~40 ms per 100,000 rows."""
+
 
 def check_open(self: Ledger, expect_checkpoint: str | None) -> None:
     """What every command relies on (see `Ledger.open`); records the replay in `self`."""
@@ -46,6 +56,12 @@ def check_open(self: Ledger, expect_checkpoint: str | None) -> None:
             f"ledger has {count} entries but its last seq is {size - 1}",
             "entries were removed or inserted; restore the ledger from a backup",
         )
+    # 0. The type index says what the bytes say (the replays below read through it).
+    relabelled = self._one(_TYPE_NOT_BYTES)
+    if relabelled is not None:
+        raise LedgerTamperedError(
+            f"entry {column_int(relabelled[0])}'s type column is not the type its bytes record",
+            "the ledger was edited behind the console's back: restore it from a backup")
     # 1. The checkpoint chain: who is in force, and the last checkpoint that counts.
     replay = TrustReplay(self.origin)
     read: list[Entry] = []

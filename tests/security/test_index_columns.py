@@ -1,14 +1,13 @@
 """The ledger's `type`, `time` and `ceremony` columns are an index beside each entry's bytes: the
 Merkle tree and the checkpoints cover the bytes only. An insider who edits a column (one SQL
-UPDATE with the append-only triggers dropped and put back) changes what the replays read
-through the type index, and the clock, with nothing noticing.
+UPDATE with the append-only triggers dropped and put back) must not change what the replays
+read through the type index, nor the console's clock (red-team report, 2026-12-03).
 
-OPEN DEFECTS (red-team report, 2026-12-03): both tests fail on main and are marked xfail(strict)
-so the suite stays green until the fix lands; remove the marks with the fix. The fix: check at
-open that every row's columns are the ones its bytes say (a scan: SQL string comparison against
-the canonical bytes' fixed tail `,"time":"T","type":"X","v":1}` and the `,"ceremony":` member),
-or stop reading trust from the index (replay from the bytes), and in production refuse a last
-recorded time ahead of the wall clock rather than adopting it.
+Fixed: every open checks that each row's type column is the type its bytes end with, and the
+clock's floor is the last entry's time as its checked bytes say. Left (see the last test): an
+insider who rewrites an entry's bytes and its stored leaf hash along with the column hides it
+from the console's replays until something recomputes the tree from the bytes; the audit pack
+does, so the auditor sees it.
 """
 
 from __future__ import annotations
@@ -33,12 +32,12 @@ def _set_column(ws: Path, sql: str) -> None:
     _restore_triggers(db)
 
 
-@pytest.mark.xfail(strict=True, reason="open defect: the type index is trusted (report #1)")
 def test_a_revoked_officer_cannot_come_back_by_editing_the_type_column(
         target: Target, tmp_path: Path) -> None:
     """Carol is revoked under the destructive quorum, and a checkpoint covers it. Carol (who can
     still write the workspace) sets her revocation row's `type` column to 'note': before the
-    fix, `officer list` shows her enrolled again and her approvals count."""
+    fix, `officer list` showed her enrolled again and her approvals counted; now no command
+    opens the ledger."""
     card = tmp_path / "mallory.card"
     write_new_card("mallory", "amber-falcon-river-stone-42x", card,
                    unsafe_kdf_cost_for_tests=2**10)
@@ -56,9 +55,10 @@ def test_a_revoked_officer_cannot_come_back_by_editing_the_type_column(
     listing = target.cli("officer", "list")
     assert not [line for line in listing.stdout.splitlines()
                 if line.startswith("carol") and "enrolled" in line]
+    assert listing.returncode != 0
+    assert "type column is not the type its bytes record" in listing.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="open defect: the time column moves the clock (report #1)")
 def test_the_clock_cannot_be_moved_by_editing_the_time_column(target: Target) -> None:
     """The last row's `time` column set a year ahead: before the fix, every command adopts it
     as the present (max(wall clock, last recorded time)), so timing rules count a year that did
@@ -67,3 +67,30 @@ def test_the_clock_cannot_be_moved_by_editing_the_time_column(target: Target) ->
                            "WHERE seq = (SELECT max(seq) FROM entries)")
     result = target.cli("status")
     assert result.returncode != 0 or "2099" not in result.stdout
+
+
+def test_bytes_rewritten_with_the_column_are_caught_by_the_audit_pack(
+        target: Target, tmp_path: Path) -> None:
+    """What the open check leaves: the revocation's bytes, stored leaf hash and column all
+    rewritten to a note. The tree still holds the revocation's leaf, and the audit pack is
+    checked against the signed checkpoints, so verifying it refuses the pack."""
+    import hashlib
+
+    card = tmp_path / "mallory.card"
+    write_new_card("mallory", "amber-falcon-river-stone-42x", card,
+                   unsafe_kdf_cost_for_tests=2**10)
+    target.ok("run", "officer-change", "--set", f"enroll={card}", "--set", "revoke=carol",
+              *ALL_THREE, "--now", after(target.ws))
+    db = _connect(target.ws)
+    seq, raw = db.execute("SELECT seq, raw FROM entries WHERE type = 'officer.revoked'").fetchone()
+    forged = bytes(raw).replace(b'"type":"officer.revoked"', b'"type":"note"')
+    db.execute("UPDATE entries SET raw = ?, leaf_hash = ?, type = 'note' WHERE seq = ?",
+               (forged, hashlib.sha256(b"\x00" + forged).digest(), seq))
+    _restore_triggers(db)
+    pack = tmp_path / "pack"
+    exported = target.cli("audit", "export", "--out", str(pack))
+    verified = (target.cli("verify", "audit", str(pack)) if exported.returncode == 0
+                else exported)
+    assert verified.returncode != 0, "the rewritten entry went unnoticed"
+    assert "Traceback" not in verified.stderr
+    assert "altered" in verified.stderr  # the checkpoint after it no longer matches
