@@ -170,6 +170,11 @@ def write_bundle(out_root: Path, keyset: str, seq: int, files: Mapping[str, byte
             f"{final} already exists",
             "exports are never overwritten: a new bundle gets the next sequence number",
         )
+    if parent.is_symlink():
+        # The console makes this folder itself: a link there was planted, and would send the
+        # bundle wherever it points while the ledger records it here.
+        raise ExportError(f"{parent} is a symbolic link, not the keyset's folder",
+                          "replace it with a plain folder (move the link aside and look at it)")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

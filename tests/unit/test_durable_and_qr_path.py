@@ -90,6 +90,19 @@ def test_a_bundle_hands_its_digest_to_the_work_done_while_it_syncs(tmp_path: Pat
     assert sorted(p.name for p in (tmp_path / "login").iterdir()) == ["1"]
 
 
+def test_a_bundle_is_never_written_through_a_linked_keyset_folder(tmp_path: Path) -> None:
+    from console.errors import ExportError
+    from console.exports.writer import write_bundle
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "login").symlink_to(elsewhere)
+    with pytest.raises(ExportError, match="symbolic link"):
+        write_bundle(tmp_path / "exports", "login", 1, {"jwks.jwt": b"h.c.s"})
+    assert list(elsewhere.iterdir()) == []
+
+
 @pytest.mark.parametrize("payload", ["abc", "plan-sha256:" + "ab" * 32, "x" * 200])
 def test_qr_path_draws_exactly_the_dark_modules(payload: str) -> None:
     matrix = _qr(payload, 4).get_matrix()
