@@ -170,6 +170,13 @@ def verify_bundle_files(bundle: Path, *, trust: Path, previous: Path | None = No
         f"valid until {format_time(verified.expires_at)}, sha256 {verified.sha256}",
         f"  folder: {len(verified.files or ()) + 2} files, each as signed",
     ]
+    unpinned = {name: value for name, given, value in (
+        ("keyset", keyset, verified.keyset), ("issuer", issuer, verified.issuer)) if given is None}
+    if unpinned:
+        # One key signs every keyset's bundles: another keyset's genuine folder verifies too.
+        flags = " ".join(f"--{name} {value}" for name, value in unpinned.items())
+        lines.append(f"  ! {' and '.join(unpinned)} taken from the bundle itself: give them "
+                     f"from your own gateway's configuration ({flags} if that is what it uses)")
     if verified.previous_kids is not None:
         algs = {k["kid"]: k["alg"] for k in verified.keys}
         lines += [f"  added   {kid} ({algs[kid]})" for kid in verified.added]

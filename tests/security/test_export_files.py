@@ -89,6 +89,28 @@ def test_an_untouched_bundle_exports_and_its_copy_verifies(demo: Path, tmp_path:
     assert sums.returncode == 0, sums.stdout + sums.stderr
 
 
+def test_a_bundle_checked_without_the_operators_keyset_says_so(demo: Path) -> None:
+    """One key signs every keyset's bundles, so another keyset's genuine folder verifies as
+    well: without --keyset and --issuer from the operator's own configuration, the summary
+    says they were taken from the bundle; with them, a bundle of another keyset is refused."""
+    folder = latest(demo)
+    claims = json.loads((folder / "jwks.json").read_text())
+    assert claims["keys"]
+    bare = verify(folder)
+    assert bare.returncode == 0, bare.stderr
+    assert "! keyset and issuer taken from the bundle itself" in bare.stdout
+    assert "--keyset demo-api" in bare.stdout
+    issuer = next(line for line in bare.stdout.splitlines() if "--issuer" in line)
+    iss = issuer.split("--issuer ", 1)[1].split(" if that", 1)[0]
+    pinned = cli(None, "verify", "bundle", "jwks.jwt", "--trust", "../../bundle-signing-key.jwk",
+                 "--keyset", "demo-api", "--issuer", iss, cwd=folder)
+    assert pinned.returncode == 0, pinned.stderr
+    assert "taken from the bundle" not in pinned.stdout
+    other = cli(None, "verify", "bundle", "jwks.jwt", "--trust", "../../bundle-signing-key.jwk",
+                "--keyset", "payments", "--issuer", iss, cwd=folder)
+    assert other.returncode != 0 and "payments" in other.stderr
+
+
 def add_key(jwks: dict[str, Any], key: dict[str, str]) -> dict[str, Any]:
     return {"keys": [*jwks["keys"], key]}
 
