@@ -42,7 +42,7 @@ ISSUE_ROWS = (
     IssueRow("Ledger screen's verify tree (1,000,000 entries) vs the pack verification",
              "30.2 s", "bench_ledger", "verify tree ("),
     IssueRow("Launch to the dashboard's keyset rows, from process start, vs minimal app",
-             "2.92x", "bench_tui", "launch to keyset rows"),
+             "2.92x", "bench_tui", "launch to keyset rows (demo)"),
     IssueRow("Dashboard painted: 200 keysets / 100,000 entries vs the demo workspace", "1.24x",
              "bench_tui", "first paint: big workspace / demo"),
     IssueRow("Opening a 1,000,000-entry workspace (the trust checks at every open)", "-",
