@@ -175,3 +175,33 @@ def test_officer_change_that_would_break_a_quorum_is_refused(
     err = capsys.readouterr().err
     assert "leaves 2 officers" in err and err.count("ceremony: error:") == 1
     assert _ledger_size(ws) == before
+
+
+def test_production_refuses_a_ledger_dated_ahead_of_its_clock(
+    make_softhsm_token: Callable[[str], SoftHsmToken], tmp_path: Path,
+    officers: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An insider appends a well-formed entry dated two days ahead after the last checkpoint
+    (a tail no officer has signed yet): adopted as the clock's floor, it would count grace
+    periods and destruction waits that did not pass. A production workspace refuses it."""
+    from datetime import timedelta
+
+    from console.clock import wall_clock
+    from console.ledger import Ledger
+
+    ws, args = _init_args(make_softhsm_token("ahead"), tmp_path, officers)
+    assert main(args) == ExitCode.OK
+    capsys.readouterr()
+    assert main(["status", "--workspace", str(ws)]) == ExitCode.OK
+    ledger = Ledger.open(ws / "ledger.sqlite", checkpoint_file=ws / ".checkpoint")
+    try:
+        ledger.append("note", {"text": "dated ahead"}, time=wall_clock() + timedelta(days=2),
+                      actor="insider")
+    finally:
+        ledger.close()
+    capsys.readouterr()
+    assert main(["status", "--workspace", str(ws)]) != ExitCode.OK
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("ceremony: error:")]
+    assert len(errors) == 1 and "ahead of this machine's clock" in errors[0], err
+    assert "Traceback" not in err
