@@ -105,7 +105,11 @@ def read_regular_file(path: Path, *, dir_fd: int | None = None,
         mode = os.fstat(handle.fileno()).st_mode
         if not stat.S_ISREG(mode):
             raise VerificationError(f"{path} {file_kind(mode)}", "only regular files are read")
-        data = handle.read(limit + 1)
+        try:
+            data = handle.read(limit + 1)
+        except OSError as e:  # an I/O error, a file on a vanished mount
+            raise VerificationError(f"cannot read {path}: {e.strerror}", "check the path") \
+                from e
     if len(data) > limit:
         raise VerificationError(f"{path} is larger than {limit} bytes", "give the right file")
     return data

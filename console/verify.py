@@ -27,7 +27,7 @@ from console.exports.verify_bundle import (
     verify_bundle,
     verify_jws,
 )
-from console.files import MAX_FILE_BYTES, file_kind, read_regular_file
+from console.files import file_kind, read_regular_file
 from console.ledger.pack import AuditReport, verify_audit_pack
 
 __all__ = [
@@ -115,30 +115,13 @@ def verify_bundle_folder(verified: VerifiedBundle, folder: Path) -> FolderScan:
 
 def _read(path: Path, what: str) -> bytes:
     """A file the operator names (a link to it is fine: the folder check names a linked
-    `jwks.jwt`), opened without blocking and read only if it is a regular file: a bundle
-    folder or a previous bundle handed over with a FIFO in place of `jwks.jwt` must be
-    refused, not hang the verifier."""
+    `jwks.jwt`), read bounded and only if it is a regular file: a bundle folder or a previous
+    bundle handed over with a FIFO in place of `jwks.jwt` must be refused, not hang the
+    verifier."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except ValueError as e:  # a NUL in the path
-        raise VerificationError(f"{what} path is not a valid file name", "check the path") from e
-    except OSError as e:
-        raise VerificationError(f"cannot read {what} {path}: {e.strerror}", "check the path") \
-            from e
-    try:
-        with os.fdopen(fd, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise VerificationError(f"{what} {path} {file_kind(mode)}",
-                                        "give the regular file itself")
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as e:
-        raise VerificationError(f"cannot read {what} {path}: {e.strerror}", "check the path") \
-            from e
-    if len(data) > MAX_FILE_BYTES:
-        raise VerificationError(f"{what} {path} is larger than {MAX_FILE_BYTES} bytes",
-                                "give the right file")
-    return data
+        return read_regular_file(path, follow_links=True)
+    except VerificationError as e:
+        raise VerificationError(f"{what}: {e.message}", e.hint) from e
 
 
 def verify_bundle_files(bundle: Path, *, trust: Path, previous: Path | None = None,
