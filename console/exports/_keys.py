@@ -9,6 +9,7 @@ defect is an export refusal on one side and a failed check on the other.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -182,6 +183,22 @@ def load_public_jwk(
     and no ROCA fingerprint, EC point on the named curve with full-length coordinates, Ed25519
     only for OKP. `kid`, when present, is returned but not compared here.
     """
+    # An export checks each of its keys several times over (the bundle, every target file,
+    # the bundle's own verification), and building the key (point on the curve, ROCA test)
+    # is most of it: a JWK of string members is remembered by its exact members. Refusals
+    # are never remembered; the result is frozen and its key object immutable.
+    if isinstance(value, dict) and all(type(v) is str for v in value.values()):
+        return _load_remembered(tuple(sorted(value.items())), allowed_algs, allow_key_ops)
+    return _load(value, allowed_algs, allow_key_ops)
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_remembered(members: tuple[tuple[str, str], ...], allowed_algs: frozenset[str],
+                     allow_key_ops: bool) -> LoadedKey:
+    return _load(dict(members), allowed_algs, allow_key_ops)
+
+
+def _load(value: object, allowed_algs: frozenset[str], allow_key_ops: bool) -> LoadedKey:
     kty = check_members(value, allow_key_ops=allow_key_ops)
     jwk = jwk_object(value)
     if "use" in jwk and jwk["use"] != "sig":
