@@ -16,7 +16,7 @@ import qrcode.constants
 
 from console.errors import ExportError
 
-__all__ = ["qr_svg", "qr_text"]
+__all__ = ["codewords", "qr_svg", "qr_text"]
 
 FIXED_MASK = 2  # (column mod 3) == 0: no long runs along rows for the low-penalty layouts here
 _MAX_TEXT = 512  # digests and thumbprint URIs; anything longer is a caller bug
@@ -41,8 +41,90 @@ def _qr(text: str, border: int) -> qrcode.QRCode:
             _fitted[shape] = qr.version
     else:
         qr.version = known
+        qr.data_cache = codewords(qr)  # makeImpl maps these instead of computing its own
         qr.make(fit=False)
     return qr
+
+
+def codewords(qr: qrcode.QRCode) -> list[int]:
+    """The code's data and error-correction codewords, interleaved: what qrcode's own
+    `util.create_data` returns for `qr.version` (a test compares them for every version and
+    level), with the Reed–Solomon division done on integers, a row per byte, instead of
+    qrcode's polynomial objects (three quarters of a code's cost)."""
+    version, level = qr.version, qr.error_correction
+    blocks = qrcode.base.rs_blocks(version, level)
+    bits = qrcode.util.BitBuffer()
+    for chunk in qr.data_list:
+        bits.put(chunk.mode, 4)
+        bits.put(len(chunk), qrcode.util.length_in_bits(chunk.mode, version))
+        chunk.write(bits)
+    capacity = sum(block.data_count for block in blocks)
+    if len(bits) > capacity * 8:
+        raise ExportError("QR text does not fit its code", "encode a digest")
+    used = (len(bits) + min(capacity * 8 - len(bits), 4) + 7) // 8  # terminator, then whole
+    data = [*bits.buffer, *[0] * (used - len(bits.buffer))][:used]
+    data += [_PAD[i % 2] for i in range(capacity - used)]
+    data_blocks: list[list[int]] = []
+    ec_blocks: list[list[int]] = []
+    offset = 0
+    for block in blocks:
+        chunk = data[offset:offset + block.data_count]
+        offset += block.data_count
+        data_blocks.append(chunk)
+        ec_blocks.append(_remainder(chunk, block.total_count - block.data_count))
+    return [*_interleave(data_blocks), *_interleave(ec_blocks)]
+
+
+_PAD = (0xEC, 0x11)
+
+
+def _interleave(blocks: list[list[int]]) -> list[int]:
+    return [block[i] for i in range(max(map(len, blocks))) for block in blocks if i < len(block)]
+
+
+def _remainder(data: list[int], size: int) -> list[int]:
+    """`data` times x^size modulo the code's generator polynomial, over GF(256): the shift
+    register of the standard, its `size` bytes held in one integer."""
+    rows = _generator_rows(size)
+    top = 8 * (size - 1)
+    mask = (1 << 8 * size) - 1
+    register = 0
+    for byte in data:
+        register = ((register << 8) & mask) ^ rows[byte ^ (register >> top)]
+    return list(register.to_bytes(size, "big"))
+
+
+_EXP = [0] * 512
+_LOG = [0] * 256
+_value = 1
+for _power in range(255):
+    _EXP[_power] = _EXP[_power + 255] = _value
+    _LOG[_value] = _power
+    _value <<= 1
+    if _value & 0x100:
+        _value ^= 0x11D  # x^8 + x^4 + x^3 + x^2 + 1, the QR field's polynomial
+
+
+def _times(a: int, b: int) -> int:
+    return 0 if a == 0 or b == 0 else _EXP[_LOG[a] + _LOG[b]]
+
+
+@functools.cache
+def _generator_rows(size: int) -> tuple[int, ...]:
+    """For each byte value f, f times the generator (x - a^0)...(x - a^(size-1)) without its
+    leading term, as one integer of `size` bytes."""
+    generator = [1]
+    for power in range(size):
+        root = _EXP[power]
+        shifted = zip([*generator, 0], [0, *generator], strict=True)  # g*x + g*root
+        generator = [a ^ _times(b, root) for a, b in shifted]
+    rows = []
+    for factor in range(256):
+        row = 0
+        for coefficient in generator[1:]:
+            row = (row << 8) | _times(factor, coefficient)
+        rows.append(row)
+    return tuple(rows)
 
 
 _FITTED_SHAPES = 256

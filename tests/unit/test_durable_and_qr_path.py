@@ -132,3 +132,26 @@ def test_a_remembered_version_gives_the_code_a_fresh_fit_gives(text: str) -> Non
     fresh.make(fit=True)
     qr._qr(text, 4)  # the memo now holds this shape, if it did not already
     assert qr._qr(text, 4).get_matrix() == fresh.get_matrix()
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])  # qrcode's ERROR_CORRECT_M, L, H, Q
+def test_codewords_are_qrcodes_own_for_every_version_and_level(level: int) -> None:
+    """`codewords` (integer Reed–Solomon) gives exactly what qrcode's `create_data` gives:
+    every version, every level, data that fills a code partly and wholly (one or many
+    blocks of two sizes, padding, terminator cut short)."""
+    import random
+
+    import qrcode
+    import qrcode.base
+    import qrcode.util
+
+    from console.exports.qr import codewords
+
+    rng = random.Random(level)
+    for version in range(1, 41):
+        capacity = sum(b.data_count for b in qrcode.base.rs_blocks(version, level))
+        room = capacity - (3 if version > 9 else 2)  # byte mode: 4 bits of mode, 8/16 of length
+        for length in sorted({1, room // 2, room}):
+            code = qrcode.QRCode(version=version, error_correction=level)
+            code.add_data(bytes(rng.randrange(256) for _ in range(length)), optimize=0)
+            assert codewords(code) == qrcode.util.create_data(version, level, code.data_list)
