@@ -52,7 +52,8 @@ def after_next_frame(screen: DOMNode, signal: Signal[Screen[object]],
         if done:
             return
         done = True
-        signal.unsubscribe(screen)
+        # Not `signal.unsubscribe(screen)`: that drops every callback of the screen, Textual's
+        # own tooltip clearing among them. Once done, this one returns at once.
         callback()
 
     signal.subscribe(screen, painted)
