@@ -62,8 +62,16 @@ system-packages:
 	  fi; \
 	fi
 
+# Without a terminal (a script, CI) the demo workspace is built all the same and the command
+# that opens it is printed: the TUI needs a terminal to draw on.
 demo: setup
-	$(BIN)/ceremony demo --workspace $(DEMO_DIR)
+	@if [ -t 0 ] && [ -t 2 ]; then \
+	  $(BIN)/ceremony demo --workspace $(DEMO_DIR); \
+	else \
+	  echo "no terminal here: the demo workspace is built, the console is not opened"; \
+	  $(BIN)/ceremony demo --headless --workspace $(DEMO_DIR) && \
+	  echo "open it in a terminal: $(BIN)/ceremony --workspace $(DEMO_DIR)"; \
+	fi
 
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not soak" --durations=15 \
