@@ -14,7 +14,6 @@ model).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import resource
 import sys
 
@@ -30,9 +29,15 @@ def protect_process() -> None:
         return
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     _protected = True
+
+
+def _libc() -> ctypes.CDLL:
+    # The C library the interpreter is linked with, through the process's own symbols:
+    # `ctypes.util.find_library` would run ldconfig (or a compiler found on PATH) to look for
+    # it, a subprocess in the middle of a ceremony.
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def is_protected() -> bool:
@@ -40,8 +45,7 @@ def is_protected() -> bool:
     no_core = resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)
     if not sys.platform.startswith("linux"):
         return no_core
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return no_core and libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
+    return no_core and _libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
 
 
 def wipe(buffer: bytearray) -> None:
