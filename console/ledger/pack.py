@@ -38,13 +38,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.ceremony.authorization import (
+    BULK_TYPES,
+    DESTROYED_MARKER,
+    STRICT_TYPES,
+    Authorization,
+    AuthorizationReplay,
+    Unratified,
+)
 from console.clock import format_time
 from console.errors import ConsoleError, EntryRejectedError, LedgerTamperedError, VerificationError
 from console.files import read_regular_file
 from console.ledger import merkle
 from console.ledger.blockscan import scan_block
 from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
-from console.ledger.entry import MAX_ENTRY_BYTES, Entry, LineScan, parse_entry
+from console.ledger.entry import MAX_ENTRY_BYTES, Acts, Entry, LineScan, Watch, parse_entry
 from console.ledger.pack_format import (
     CHECKPOINT,
     CHECKPOINT_TYPE,
@@ -67,9 +75,14 @@ from console.ledger.trust import (
 )
 
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._/-]+)$")
-_ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CONFIG_RECORDED})
-"""Entry types `_Verifier._entry` (or the officer replay) does more with than check and hash: such
-lines always take the strict path, the others may be accepted by `scan_block`."""
+_ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CONFIG_RECORDED,
+                       *STRICT_TYPES})
+"""Entry types `_Verifier._entry` (the officer replay, the authorization replay) does more with
+than check and hash: such lines always take the strict path, the others may be accepted by
+`scan_block`."""
+_WATCH = Watch(BULK_TYPES, (DESTROYED_MARKER,))
+"""What the authorization replay needs of the lines `scan_block` accepts: the ceremony of each
+run of a ceremony's step entries (`LineScan.acts`); a key destroyed is read whole."""
 _BLOCK_BYTES = 1 << 20
 """Read size when scanning here: big enough to amortise a block's overhead, small enough that a
 block's values fit in memory the allocator keeps (see `packscan.scan_pieces`). Workers are
@@ -82,7 +95,7 @@ PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this big are scanned by worker processes (one per core) while this one reads,
 hashes and joins; smaller ones are scanned here (starting processes costs ~0.2 s)."""
 
-__all__ = ["AuditReport", "verify_audit_pack"]
+__all__ = ["AuditReport", "Unratified", "verify_audit_pack"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +110,9 @@ class AuditReport:
     officers: tuple[str, ...]
     earlier_checkpoints: tuple[int, ...]
     expected_checkpoint_size: int | None
+    authorization: Authorization
+    """The ceremonies: each plan's digest, approvals and quorum (console.ceremony.authorization);
+    emergency ceremonies not ratified yet are listed, not refused."""
 
 
 def verify_audit_pack(directory: Path, *, expect_checkpoint: str | None = None) -> AuditReport:
@@ -136,6 +152,7 @@ class _Verifier:
         self.blocks_in_workers = 0
         self.cr = merkle.CompactRange()
         self.replay: TrustReplay | None = None
+        self.authz: AuthorizationReplay | None = None
         self.last_time = ""
         self.earlier: list[tuple[int, bytes, str]] = []  # (size, root, note)
         self.expect_root: bytes | None = None
@@ -159,6 +176,7 @@ class _Verifier:
             raise self.fail(f"{CHECKPOINT}: {e.message}") from e
         origin, size = head.origin, head.size
         self.replay = TrustReplay(origin, strict=True)
+        self.authz = AuthorizationReplay(origin, self.replay)
         if self.expect is not None:
             try:
                 self.expected = parse_checkpoint_body(parse_note(self.expect)[0])
@@ -245,6 +263,7 @@ class _Verifier:
             officers=tuple(o.name for o in officers.officers),
             earlier_checkpoints=tuple(s for s, _, _ in self.earlier),
             expected_checkpoint_size=None if self.expected is None else self.expected.size,
+            authorization=self._authz().result(),
         )
 
     def _entry(self, name: str, line_no: int, raw: bytes, seq: int, origin: str) -> Entry:
@@ -263,15 +282,32 @@ class _Verifier:
             self._recorded_checkpoint(where, entry, record=name == ENTRIES)
         else:
             try:
+                self._authz().entry(entry, root=self.cr.root)
                 self._replay().apply(entry)
             except LedgerTamperedError as e:
-                raise self.fail(f"{where}: {e.message}") from e
+                raise self.fail(f"{where}: {e.message}", e.hint) from e
         self.cr.append(entry.leaf_hash)
         return entry
+
+    def _acts(self, name: str, first_seq: int, acts: Acts) -> None:
+        """The authorization replay's view of a run of lines `scan_block` accepted: the
+        ceremony of each (type, ceremony) they hold, from its first line (the first bad line of
+        the run is named)."""
+        authz = self._authz()
+        for (kind, ceremony), seq in sorted(acts.items(), key=lambda item: item[1]):
+            try:
+                authz.act(kind, ceremony, seq)
+            except LedgerTamperedError as e:
+                raise self.fail(f"{name} line {seq - first_seq + 1} (seq {seq}): {e.message}",
+                                e.hint) from e
 
     def _replay(self) -> TrustReplay:
         assert self.replay is not None  # made as soon as the checkpoint names the origin
         return self.replay
+
+    def _authz(self) -> AuthorizationReplay:
+        assert self.authz is not None  # made with the trust replay
+        return self.authz
 
     def _recorded_checkpoint(self, where: str, entry: Entry, *, record: bool) -> None:
         data = entry.data
@@ -361,13 +397,16 @@ class _Verifier:
         truncated: int | None = None
 
         def use(line_no: int, scan: LineScan) -> None:
+            acts = _acts_of(scan)
             for k, (i, before, raw) in enumerate(scan.slow):
+                self._acts(name, first_seq, acts[k])
                 self.cr.append_range(scan.runs[k])
                 if before is not None:
                     self.last_time = before
                 if len(raw) > MAX_ENTRY_BYTES:
                     raise self.fail(f"{name} line {line_no + i}: longer than an entry may be")
                 strict(line_no + i, raw, first_seq + line_no - 1 + i)
+            self._acts(name, first_seq, acts[-1])
             self.cr.append_range(scan.runs[-1])
             if scan.last_time is not None:
                 self.last_time = scan.last_time
@@ -377,14 +416,15 @@ class _Verifier:
                 if not complete:
                     truncated = line_no
                     break
-                scan = scan_block(bytes(block), first_seq + line_no - 1, _ACTED_ON, cuts)
+                scan = scan_block(bytes(block), first_seq + line_no - 1, _ACTED_ON, cuts,
+                                  _WATCH)
                 use(line_no, scan)
                 count += scan.count
         else:
             big = _WORKER_BLOCKS * _BLOCK_BYTES
             scans = OrderedScans(self.workers, window=_WINDOW, slot_bytes=2 * big,
                                  piece_bytes=_BLOCK_BYTES, first_seq=first_seq,
-                                 special=_ACTED_ON, cuts=cuts)
+                                 special=_ACTED_ON, cuts=cuts, watch=_WATCH)
             try:
                 for line_no, block, complete in self._blocks(name, big):
                     if not complete:
@@ -447,6 +487,16 @@ class _Verifier:
             return self._read_bytes(name).decode("utf-8")
         except UnicodeDecodeError as e:
             raise self.fail(f"{name} is not UTF-8 text") from e
+
+
+def _acts_of(scan: LineScan) -> list[Acts]:
+    """The scan's acts, one per run. A scan with no acts must have accepted no line (a stand-in
+    that leaves every line to the strict path): an accepted line nobody judged would pass."""
+    if len(scan.acts) == len(scan.runs):
+        return scan.acts
+    if any(scan.runs):
+        raise RuntimeError("a scan accepted lines without their ceremonies")  # pragma: no cover
+    return [{} for _ in scan.runs]
 
 
 def _cores() -> int:
