@@ -103,10 +103,9 @@ DESTROYED_MARKER = '"to":"destroyed"'
 GENESIS_TYPES = frozenset({WORKSPACE_CREATED, CONFIG_RECORDED, ENROLLED, PIN_RESPLIT})
 """What `ceremony init` writes with no ceremony, before anything else."""
 
-_FORGED = ("no console writes such an entry: the ledger was written behind the console's back "
-           "(do not trust the pack; report it)")
-_UNAUTHORIZED = ("only a ceremony approved by the quorum of its class changes state: the "
-                 "entry was added behind the console's back (do not trust the pack; report it)")
+_FORGED = "no console writes such an entry: do not trust the pack, report it"
+_UNAUTHORIZED = ("the entry was written behind the console's back, unapproved: do not trust the "
+                 "pack, report it")
 
 __all__ = [
     "ACTING_TYPES",
@@ -260,8 +259,8 @@ class AuthorizationReplay:
         if recorded != digest.hex():
             raise _refuse(f"plan {plan.id}: the recorded digest {recorded[:16]}… is not the "
                           f"SHA-256 of the plan's JCS bytes ({digest.hex()[:16]}…)",
-                          "the plan was edited after it was made: officers approved another "
-                          "plan (do not trust the pack; report it)")
+                          "the plan was edited after it was made: the officers approved "
+                          "another plan (do not trust the pack, report it)")
         if entry.ceremony != plan.id:
             raise _refuse(f"plan {plan.id} is recorded under ceremony {entry.ceremony!r}")
         if plan.id in self.ceremonies:
@@ -329,9 +328,9 @@ class AuthorizationReplay:
         if status.rejected:
             raise _refuse(f"the approval of plan {plan.id} by {officer or '?'} does not count: "
                           f"{_why(status.rejected[0].reason, plan, entry.time)}",
-                          "an approval counts only when an officer in force signed this plan's "
-                          "digest with their card before it expired (do not trust the pack; "
-                          "report it)")
+                          "an approval counts only when an officer in force signs this plan's "
+                          "digest with their card before it expires: do not trust the pack, "
+                          "report it")
         ceremony.approvals[officer] = entry.seq
 
     def _started(self, entry: Entry) -> None:
@@ -376,8 +375,8 @@ class AuthorizationReplay:
     def _acting(self, kind: str, name: str | None, seq: int, *, ratifying: bool) -> _Ceremony:
         """The started, open ceremony an acting entry belongs to."""
         if name is None:
-            raise _refuse(f"{kind} with no ceremony: outside what `ceremony init` writes first, "
-                          "only a ceremony approved by its quorum changes state", _UNAUTHORIZED)
+            raise _refuse(f"{kind} with no ceremony: after what `ceremony init` writes first, "
+                          "only an approved ceremony changes state", _UNAUTHORIZED)
         ceremony = self.ceremonies.get(name)
         if ceremony is None:
             raise _refuse(f"{kind} of ceremony {name}, which was never planned before it",
