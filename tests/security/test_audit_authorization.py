@@ -34,7 +34,6 @@ from tests.security.support import (
     _connect,
     _restore_triggers,
     canonical,
-    entries,
     forge_history,
     leaf,
     note,
@@ -46,6 +45,13 @@ pytestmark = pytest.mark.hsm
 
 ALL_THREE = ("--officer", "alice", "--officer", "bob", "--officer", "carol")
 Entry = dict[str, Any]
+
+
+def entries(ws: Path) -> list[Entry]:
+    """The ledger's entries as JSON objects (read with sqlite3, not through the console)."""
+    from tests.security.support import entries as rows
+
+    return [dict(e) for e in rows(ws)]
 
 
 # --- the insider's tools (written from the formats) ------------------------------------------
