@@ -60,7 +60,7 @@ from console.ceremony.actions import (
 from console.ceremony.plan import PLAN_LIFETIME, Plan, plan_class
 from console.clock import format_time
 from console.errors import LedgerTamperedError, PlanError, QuorumError
-from console.ledger.entry import Entry
+from console.ledger.entry import Entry, Watch
 from console.ledger.trust import (
     CLASSES,
     CONFIG_RECORDED,
@@ -100,6 +100,9 @@ STRICT_TYPES = EFFECT_TYPES | {PLANNED, APPROVED, STARTED, RESUMED, COMPLETED, A
 """Read whole, always (few per ceremony)."""
 DESTROYED_MARKER = '"to":"destroyed"'
 """Canonical text of a `key.state_changed` to `destroyed`: such lines take the strict path."""
+WATCH = Watch(BULK_TYPES, (DESTROYED_MARKER,))
+"""What the replay needs of the lines a fast path accepts without parsing them: the ceremony of
+each run of a ceremony's step entries (`LineScan.acts`); a key destroyed is read whole."""
 GENESIS_TYPES = frozenset({WORKSPACE_CREATED, CONFIG_RECORDED, ENROLLED, PIN_RESPLIT})
 """What `ceremony init` writes with no ceremony, before anything else."""
 
@@ -112,6 +115,7 @@ __all__ = [
     "BULK_TYPES",
     "DESTROYED_MARKER",
     "STRICT_TYPES",
+    "WATCH",
     "Authorization",
     "AuthorizationReplay",
     "Unratified",

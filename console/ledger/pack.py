@@ -26,6 +26,12 @@ recorded one must be signed by at least the routine M of the officers in force b
 replay of the entries the previous checkpoint covers; at genesis, of the entries it covers), and
 every signature by such an officer must verify; signatures by other keys are ignored
 (signed-note). `officers.json` must be exactly the replay of `entries.jsonl`.
+
+Authorization rule (`console.ceremony.authorization`; cosigners sign a root, not each entry):
+plans hash to their digests and ask for the class their actions need, approvals verify, ceremonies
+start with the M of their class, state changes lie inside them (what is destructive, as an action
+of the plan), emergencies not ratified are reported; the fast path reports which ceremony the
+step entries it accepts belong to (`WATCH`), without parsing them.
 """
 
 from __future__ import annotations
@@ -38,21 +44,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from console.ceremony.authorization import (
-    BULK_TYPES,
-    DESTROYED_MARKER,
-    STRICT_TYPES,
-    Authorization,
-    AuthorizationReplay,
-    Unratified,
-)
+from console.ceremony.authorization import STRICT_TYPES, WATCH, Authorization, AuthorizationReplay
 from console.clock import format_time
 from console.errors import ConsoleError, EntryRejectedError, LedgerTamperedError, VerificationError
 from console.files import read_regular_file
 from console.ledger import merkle
 from console.ledger.blockscan import scan_block
 from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
-from console.ledger.entry import MAX_ENTRY_BYTES, Acts, Entry, LineScan, Watch, parse_entry
+from console.ledger.entry import MAX_ENTRY_BYTES, Acts, Entry, LineScan, parse_entry
 from console.ledger.pack_format import (
     CHECKPOINT,
     CHECKPOINT_TYPE,
@@ -66,23 +65,13 @@ from console.ledger.pack_format import (
     proof_file_name,
 )
 from console.ledger.packscan import OrderedScans
-from console.ledger.trust import (
-    CONFIG_RECORDED,
-    ENROLLED,
-    REVOKED,
-    WORKSPACE_CREATED,
-    TrustReplay,
-)
+from console.ledger.trust import TRUST_ENTRY_TYPES, TrustReplay
 
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._/-]+)$")
-_ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CONFIG_RECORDED,
-                       *STRICT_TYPES})
-"""Entry types `_Verifier._entry` (the officer replay, the authorization replay) does more with
-than check and hash: such lines always take the strict path, the others may be accepted by
+_ACTED_ON = frozenset({*TRUST_ENTRY_TYPES, *STRICT_TYPES})
+"""Entry types `_Verifier._entry` (or the officer and authorization replays) does more with than
+check and hash: such lines always take the strict path, the others may be accepted by
 `scan_block`."""
-_WATCH = Watch(BULK_TYPES, (DESTROYED_MARKER,))
-"""What the authorization replay needs of the lines `scan_block` accepts: the ceremony of each
-run of a ceremony's step entries (`LineScan.acts`); a key destroyed is read whole."""
 _BLOCK_BYTES = 1 << 20
 """Read size when scanning here: big enough to amortise a block's overhead, small enough that a
 block's values fit in memory the allocator keeps (see `packscan.scan_pieces`). Workers are
@@ -95,7 +84,7 @@ PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this big are scanned by worker processes (one per core) while this one reads,
 hashes and joins; smaller ones are scanned here (starting processes costs ~0.2 s)."""
 
-__all__ = ["AuditReport", "Unratified", "verify_audit_pack"]
+__all__ = ["AuditReport", "verify_audit_pack"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +100,16 @@ class AuditReport:
     earlier_checkpoints: tuple[int, ...]
     expected_checkpoint_size: int | None
     authorization: Authorization
-    """The ceremonies: each plan's digest, approvals and quorum (console.ceremony.authorization);
-    emergency ceremonies not ratified yet are listed, not refused."""
+    """The ceremonies (each approved by its quorum), and the emergencies not ratified yet."""
 
 
 def verify_audit_pack(directory: Path, *, expect_checkpoint: str | None = None) -> AuditReport:
     """Verify an audit pack offline; return what it proves.
 
     Checks, in order: the checkpoint note's form; every line of entries.jsonl and pending.jsonl
-    (canonical bytes, seq continuity, times never decreasing, officer replay); each recorded
-    checkpoint against the tree before it and the officers then active; the tree root of
+    (canonical bytes, seq continuity, times never decreasing, officer replay, authorization);
+    each recorded checkpoint against the tree before it and the officers then active; the tree
+    root of
     entries.jsonl against the checkpoint and its signatures; officers.json; the consistency
     proofs; `expect_checkpoint`; finally MANIFEST.sha256 and that no file is missing or extra.
 
@@ -283,20 +272,20 @@ class _Verifier:
         else:
             try:
                 self._authz().entry(entry, root=self.cr.root)
-                self._replay().apply(entry)
             except LedgerTamperedError as e:
                 raise self.fail(f"{where}: {e.message}", e.hint) from e
+            try:
+                self._replay().apply(entry)
+            except LedgerTamperedError as e:
+                raise self.fail(f"{where}: {e.message}") from e
         self.cr.append(entry.leaf_hash)
         return entry
 
     def _acts(self, name: str, first_seq: int, acts: Acts) -> None:
-        """The authorization replay's view of a run of lines `scan_block` accepted: the
-        ceremony of each (type, ceremony) they hold, from its first line (the first bad line of
-        the run is named)."""
-        authz = self._authz()
+        """A run of lines `scan_block` accepted, as the authorization replay sees it."""
         for (kind, ceremony), seq in sorted(acts.items(), key=lambda item: item[1]):
-            try:
-                authz.act(kind, ceremony, seq)
+            try:  # in seq order: the run's first bad line is named
+                self._authz().act(kind, ceremony, seq)
             except LedgerTamperedError as e:
                 raise self.fail(f"{name} line {seq - first_seq + 1} (seq {seq}): {e.message}",
                                 e.hint) from e
@@ -397,7 +386,7 @@ class _Verifier:
         truncated: int | None = None
 
         def use(line_no: int, scan: LineScan) -> None:
-            acts = _acts_of(scan)
+            acts = scan.acts  # one per run (made with WATCH): an IndexError, never a silent pass
             for k, (i, before, raw) in enumerate(scan.slow):
                 self._acts(name, first_seq, acts[k])
                 self.cr.append_range(scan.runs[k])
@@ -417,14 +406,14 @@ class _Verifier:
                     truncated = line_no
                     break
                 scan = scan_block(bytes(block), first_seq + line_no - 1, _ACTED_ON, cuts,
-                                  _WATCH)
+                                  WATCH)
                 use(line_no, scan)
                 count += scan.count
         else:
             big = _WORKER_BLOCKS * _BLOCK_BYTES
             scans = OrderedScans(self.workers, window=_WINDOW, slot_bytes=2 * big,
                                  piece_bytes=_BLOCK_BYTES, first_seq=first_seq,
-                                 special=_ACTED_ON, cuts=cuts, watch=_WATCH)
+                                 special=_ACTED_ON, cuts=cuts, watch=WATCH)
             try:
                 for line_no, block, complete in self._blocks(name, big):
                     if not complete:
@@ -487,16 +476,6 @@ class _Verifier:
             return self._read_bytes(name).decode("utf-8")
         except UnicodeDecodeError as e:
             raise self.fail(f"{name} is not UTF-8 text") from e
-
-
-def _acts_of(scan: LineScan) -> list[Acts]:
-    """The scan's acts, one per run. A scan with no acts must have accepted no line (a stand-in
-    that leaves every line to the strict path): an accepted line nobody judged would pass."""
-    if len(scan.acts) == len(scan.runs):
-        return scan.acts
-    if any(scan.runs):
-        raise RuntimeError("a scan accepted lines without their ceremonies")  # pragma: no cover
-    return [{} for _ in scan.runs]
 
 
 def _cores() -> int:

@@ -145,4 +145,4 @@ def all_strict(block: bytes, first_seq: int, special: frozenset[str],
     """A `scan_block` stand-in that accepts no line at once: every line takes the strict path."""
     raws = block.split(b"\n")[:-1]
     return LineScan(len(raws), [(i, None, r) for i, r in enumerate(raws)],
-                    [[]] * (len(raws) + 1), None)
+                    [[]] * (len(raws) + 1), None, [] if watch is None else [{}] * (len(raws) + 1))
