@@ -184,6 +184,15 @@ def verify_audit_dir(directory: Path, *, expect_checkpoint: Path | None = None) 
         f"  officers: {', '.join(report.officers)}; earlier checkpoints consistent: "
         f"{', '.join(map(str, report.earlier_checkpoints)) or 'none'}",
     ]
+    authz = report.authorization
+    classes = ", ".join(f"{n} {cls}" for cls, n in authz.by_class.items() if n) or "none"
+    lines.append(f"  {authz.ceremonies} ceremonies: each plan approved by its quorum ({classes}), "
+                 f"every state change inside an approved ceremony; {authz.planned} plan digests "
+                 "checked")
+    lines += [f"  ! emergency ceremony {u.plan_id} ({u.script}, {u.state}, started at seq "
+              f"{u.started_seq}) is not ratified by a routine ceremony"
+              + (" yet: the next routine ceremony ratifies it" if u.state == "completed" else "")
+              for u in authz.unratified]
     if report.expected_checkpoint_size is not None:
         lines.append(f"  consistent with the expected checkpoint at size "
                      f"{report.expected_checkpoint_size}")

@@ -18,10 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
 
 from console.ceremony.actions import Action
 from console.clock import format_time, parse_time
@@ -29,9 +29,28 @@ from console.errors import ConsoleError, EntryRejectedError, PlanError
 from console.jcs import canonicalize
 from console.jsontypes import JsonMapping, JsonObject
 
+if TYPE_CHECKING:
+    from console.config import Quorum
+
 T = TypeVar("T")
 
 PLAN_FORMAT = 2
+PLAN_LIFETIME = timedelta(hours=24)
+"""How long a plan can gather approvals before it must be made again."""
+CLASS_RANK = {"emergency": 0, "routine": 1, "destructive": 2}
+"""Which class wins between two whose quorums need as many officers."""
+
+
+def plan_class(script_class: str, actions: Sequence[Action], quorum: Quorum) -> str:
+    """The script's class, raised to what its actions need (never lowered): of the classes
+    named, the one whose quorum needs most officers. The review of a stored plan and the
+    audit-pack verifier ask it again: a plan's bytes are not the authority for it.
+
+    Raises:
+        KeyError: a class that is not routine, destructive or emergency.
+    """
+    classes = {script_class, *(a.required_class for a in actions if a.required_class)}
+    return max(classes, key=lambda c: (quorum.for_class(c).m, CLASS_RANK[c]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,4 +324,5 @@ class _Reader:
             raise PlanError(f"{self.where}: unknown member(s) {', '.join(extra)}")
 
 
-__all__ = ["PLAN_FORMAT", "Deferred", "Plan", "PlanInputs"]
+__all__ = ["CLASS_RANK", "PLAN_FORMAT", "PLAN_LIFETIME", "Deferred", "Plan", "PlanInputs",
+           "plan_class"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from console.b64 import encode as b64url_encode
 from console.ceremony.actions import (
@@ -41,7 +41,8 @@ from console.ceremony.actions import (
     SelfTest,
 )
 from console.ceremony.journal import PlanRecord
-from console.ceremony.plan import Deferred, Plan, PlanInputs
+from console.ceremony.plan import CLASS_RANK as CLASS_RANK
+from console.ceremony.plan import PLAN_LIFETIME, Deferred, Plan, PlanInputs, plan_class
 from console.ceremony.probes import describe_checks, planned_checks
 from console.ceremony.script import Script
 from console.ceremony.selection import KEY_STEPS, select_keysets
@@ -62,9 +63,6 @@ from console.lifecycle import (
 )
 from console.quorum.cards import OfficerPublicKeys
 
-PLAN_LIFETIME = timedelta(hours=24)
-"""How long a plan can gather approvals before it must be made again."""
-
 BUNDLE_KEYSET = "_bundle"
 """The pseudo-keyset of the workspace's bundle-signing key (policy keyset names cannot start
 with '_')."""
@@ -73,7 +71,6 @@ BUNDLE_ALG = "ES256"
 BUNDLE_SIGNING_KEY_FILE = "bundle-signing-key.jwk"
 """The bundle-signing key's public JWK, the file operators pin: in `exports/`, and beside every
 copy `ceremony export` makes."""
-CLASS_RANK = {"emergency": 0, "routine": 1, "destructive": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +134,6 @@ def pin_threshold(quorum: Quorum, officers: int) -> int:
     """The PIN opens with the smallest quorum of any class: every ceremony must log in."""
     smallest = min(r.m for r in (quorum.routine, quorum.destructive, quorum.emergency))
     return max(1, min(smallest, officers))
-
-
-def plan_class(script_class: str, actions: Sequence[Action], quorum: Quorum) -> str:
-    """The script's class, raised to what its actions need (never lowered). The review of a
-    stored plan asks it again (`checks`): a plan's bytes are not the authority for it."""
-    classes = {script_class, *(a.required_class for a in actions if a.required_class)}
-    return max(classes, key=lambda c: (quorum.for_class(c).m, CLASS_RANK[c]))
 
 
 def _numbered(actions: Sequence[Action]) -> list[Action]:

@@ -15,7 +15,11 @@ entry with flat data of at most `_MAX_MEMBERS` members (`_LINE`: no nested objec
 data's keys strictly increasing, seq consecutive from `first_seq`, valid dates and types, times
 never decreasing within the block. Lines whose type is in `special_types` or whose seq is in
 `cuts` are still left to the caller (as by `scan_lines`), and so is the first line (the time
-before it is the caller's).
+before it is the caller's). With a `Watch` (the audit pack's authorization check), the line
+pattern also captures each line's ceremony, lines holding one of its markers are left to the
+caller, and the accepted lines of its types are summed up per run (`LineScan.acts`) with
+C-level passes (the distinct types and ceremonies of a run; tuples per line only when a run
+holds several ceremonies).
 
 Why a matching line is one `parse_entry` accepts: `_LINE` is a subset of the JSON grammar
 (strings without escapes or control characters, integers, literals, one flat object inside an
@@ -43,7 +47,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from operator import itemgetter, methodcaller
 
-from console.ledger.entry import MAX_ENTRY_BYTES, LineScan, _valid_date, scan_lines
+from console.ledger.entry import MAX_ENTRY_BYTES, Acts, LineScan, Watch, _valid_date, scan_lines
 from console.ledger.merkle import aligned_nodes
 
 __all__ = ["Accepted", "accept_block", "leaf_hashes", "no_gc", "scan_block"]
@@ -73,53 +77,91 @@ class Accepted:
     """What `accept_block` established: the block's lines, their leaf hashes and times, and
     which lines (by index) the caller must still judge itself."""
 
-    __slots__ = ("count", "leaves", "raws", "slow", "times", "types")
+    __slots__ = ("ceremonies", "count", "leaves", "raws", "slow", "times", "types", "watched")
 
     def __init__(self, raws: list[bytes], leaves: list[bytes], times: list[str],
-                 types: list[str], slow: list[int]) -> None:
+                 types: list[str], slow: list[int], ceremonies: list[str] | None = None,
+                 watched: frozenset[str] = frozenset()) -> None:
         self.count = len(raws)
         self.raws = raws
         self.leaves = leaves
         self.times = times
         self.types = types
         self.slow = slow
+        self.ceremonies = ceremonies
+        """Each line's ceremony as written (`null` or the quoted id), with a `Watch`."""
+        self.watched = watched
 
     def line_scan(self, first_seq: int) -> LineScan:
         """The `LineScan` `scan_lines` returns for a block it accepts the same lines of."""
         slow: list[tuple[int, str | None, bytes]] = []
         runs: list[list[tuple[int, bytes]]] = []
+        acts: list[Acts] = []
         start = 0
         for i in self.slow:
             runs.append(aligned_nodes(first_seq + start, self.leaves[start:i]))
             before = self.times[i - 1] if i > start else None
             slow.append((i, before, self.raws[i]))
+            if self.ceremonies is not None:
+                acts.append(self._acts(first_seq, start, i))
             start = i + 1
         runs.append(aligned_nodes(first_seq + start, self.leaves[start:]))
+        if self.ceremonies is not None:
+            acts.append(self._acts(first_seq, start, self.count))
         last = self.times[-1] if start < self.count else None
-        return LineScan(self.count, slow, runs, last)
+        return LineScan(self.count, slow, runs, last, acts)
+
+    def _acts(self, first_seq: int, start: int, stop: int) -> Acts:
+        """`LineScan.acts` of the accepted lines `start..stop` (a run): the distinct types and
+        ceremonies first (C-level passes); with one ceremony, each watched type's first line is
+        `list.index`; with several, the first seq of each pair comes from a dict built from the
+        back (later lines overwritten by earlier ones)."""
+        assert self.ceremonies is not None
+        if start >= stop:
+            return {}
+        types = self.types[start:stop]
+        kinds = self.watched.intersection(types)
+        if not kinds:
+            return {}
+        names = self.ceremonies[start:stop]
+        distinct = set(names)
+        if len(distinct) == 1:
+            ceremony = _ceremony(distinct.pop())
+            return {(kind, ceremony): first_seq + start + types.index(kind) for kind in kinds}
+        pairs = dict(zip(reversed(list(zip(types, names, strict=True))),
+                         range(first_seq + stop - 1, first_seq + start - 1, -1), strict=True))
+        return {(kind, _ceremony(name)): seq for (kind, name), seq in pairs.items()
+                if kind in kinds}
+
+
+def _ceremony(written: str) -> str | None:
+    """A ceremony as `_HEAD` captures it (`null` or a string without escapes) as a value."""
+    return None if written == "null" else written[1:-1]
 
 
 def scan_block(
-    block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int]
+    block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int],
+    watch: Watch | None = None,
 ) -> LineScan:
     """`scan_lines(block, ...)`, computed for the whole block at once when it can be (see the
-    module docstring); the same lines accepted, the same Merkle nodes."""
+    module docstring); the same lines accepted, the same Merkle nodes (and acts)."""
     with no_gc():
-        accepted = accept_block(block, first_seq, special_types, cuts)
+        accepted = accept_block(block, first_seq, special_types, cuts, watch=watch)
         if accepted is None:
-            return scan_lines(block, first_seq, special_types, cuts)
+            return scan_lines(block, first_seq, special_types, cuts, watch)
         return accepted.line_scan(first_seq)
 
 
 def accept_block(
     block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int], *,
-    leaves: list[bytes] | None = None,
+    leaves: list[bytes] | None = None, watch: Watch | None = None,
 ) -> Accepted | None:
     """Every line of `block` (each ended by a newline) proven a valid entry at once, or None.
 
-    Lines whose type is in `special_types`, whose seq is in `cuts`, and the first line are in
-    `slow`: valid as far as `parse_entry` goes, but the caller's to judge further. `leaves`, when
-    the caller already hashed the lines, are taken as theirs.
+    Lines whose type is in `special_types`, whose seq is in `cuts`, that hold a marker of
+    `watch`, and the first line are in `slow`: valid as far as `parse_entry` goes, but the
+    caller's to judge further. `leaves`, when the caller already hashed the lines, are taken as
+    theirs. With `watch`, each line's ceremony is kept for `Accepted.line_scan`'s acts.
     """
     # One pass over the bytes: no backslash (so no escape), no control character but the
     # newlines, no byte >= 0xEE (see the module docstring). Strings then need no character class.
@@ -139,10 +181,11 @@ def accept_block(
     # mean n matches of one whole line each.
     # First with data whose keys are all known lists (nothing captured but seq, time, type),
     # then, when a line has other keys, with each key a group.
-    found = _known_pattern().findall(text)
+    captured = watch is not None
+    found = _known_pattern(captured).findall(text)
     general = len(found) != n
     if general:
-        found = _line_pattern().findall(text)
+        found = _line_pattern(captured).findall(text)
         if len(found) != n:
             return None
     # Compared as text: `str` writes the shortest form, so a leading zero never matches.
@@ -160,7 +203,8 @@ def accept_block(
     # canonical). The few distinct key lists are checked, each without its unused groups ("":
     # a key's group holds its opening quote, so a key is never ""). The quote in front of every
     # key leaves their order that of the keys; a closing quote would not ("a" > "a!").
-    for keys in set(map(_KEYS_GROUPS, found)) if general else ():
+    for keys in set(map(_CAPTURED_KEYS_GROUPS if captured else _KEYS_GROUPS, found)) \
+            if general else ():
         named = [k for k in keys if k]
         if named != sorted(set(named)):
             return None
@@ -173,8 +217,28 @@ def accept_block(
     if special_types & set(types[1:]):
         slow += [i for i in range(1, n) if types[i] in special_types]
     slow += [s - first_seq for s in cuts if first_seq < s < first_seq + n]
+    if watch is not None and watch.markers:
+        slow += _marked(text, watch.markers)
     slow = sorted(set(slow))
-    return Accepted(raws, leaf_hashes(raws) if leaves is None else leaves, times, types, slow)
+    return Accepted(raws, leaf_hashes(raws) if leaves is None else leaves, times, types, slow,
+                    list(map(_CEREMONY_GROUP, found)) if watch is not None else None,
+                    watch.types if watch is not None else frozenset())
+
+
+def _marked(text: str, markers: tuple[str, ...]) -> list[int]:
+    """The indexes of the lines of `text` that hold one of `markers` (each line ends with a
+    newline; the search runs at C speed, lines are counted only where a marker is found)."""
+    out: list[int] = []
+    for marker in markers:
+        line = at = 0
+        pos = text.find(marker)
+        while pos >= 0:
+            line += text.count("\n", at, pos)
+            out.append(line)
+            at = text.index("\n", pos) + 1
+            line += 1
+            pos = text.find(marker, at)
+    return out
 
 
 _PLAIN_BYTES = b"\n" + bytes(range(0x20, 0x5C)) + bytes(range(0x5D, 0xEE))
@@ -200,6 +264,8 @@ def _members(count: int) -> str:
 
 
 _HEAD = rf'^\{{"actor":{_NONEMPTY},"ceremony":(?:null|{_NONEMPTY}),"data":\{{'
+_CAPTURED_HEAD = rf'^\{{"actor":{_NONEMPTY},"ceremony":(null|{_NONEMPTY}),"data":\{{'
+"""`_HEAD` with the ceremony a group (the first), for a scan with a `Watch`."""
 _TAIL = r'\},"seq":([0-9]++),"time":"([^"]++)","type":"([a-z][a-z0-9_.]*+)","v":1\}$'
 _LINE = re.compile(_HEAD + _members(_MAX_MEMBERS) + _TAIL, re.MULTILINE)
 """One canonical entry line with flat data, as RFC 8785 writes it when no string needs an escape
@@ -212,8 +278,8 @@ _KNOWN_KEYS: dict[tuple[str, ...], None] = {}
 """Key lists (each key with its opening quote) already proven strictly increasing, in the order
 they were met: `_line_pattern` matches data with these keys literally, capturing nothing."""
 _MAX_KNOWN = 8
-_LINES: dict[tuple[tuple[str, ...], ...], re.Pattern[str]] = {(): _LINE}
-_KNOWN: dict[tuple[tuple[str, ...], ...], re.Pattern[str]] = {}
+_LINES: dict[tuple[tuple[tuple[str, ...], ...], bool], re.Pattern[str]] = {((), False): _LINE}
+_KNOWN: dict[tuple[tuple[tuple[str, ...], ...], bool], re.Pattern[str]] = {}
 
 
 def _learn(keys: tuple[str, ...]) -> None:
@@ -223,19 +289,22 @@ def _learn(keys: tuple[str, ...]) -> None:
         _KNOWN_KEYS[keys] = None
 
 
-def _known_pattern() -> re.Pattern[str]:
+def _known_pattern(captured: bool = False) -> re.Pattern[str]:
     """A line whose data is empty or has one of the known key lists, written literally: only
-    seq, time and type are groups (a tuple of three per line, not of `_MAX_MEMBERS` + 3)."""
+    seq, time and type are groups (a tuple of three per line, not of `_MAX_MEMBERS` + 3), and
+    the ceremony first when `captured`."""
     known = tuple(_KNOWN_KEYS)
-    pattern = _KNOWN.get(known)
+    pattern = _KNOWN.get((known, captured))
     if pattern is None:
         literal = [",".join(f'{re.escape(key)}":{_VALUE}' for key in keys) for keys in known]
         data = "|".join(["", *literal])
-        pattern = _KNOWN[known] = re.compile(_HEAD + f"(?:{data})" + _TAIL, re.MULTILINE)
+        head = _CAPTURED_HEAD if captured else _HEAD
+        pattern = _KNOWN[known, captured] = re.compile(head + f"(?:{data})" + _TAIL,
+                                                       re.MULTILINE)
     return pattern
 
 
-def _line_pattern() -> re.Pattern[str]:
+def _line_pattern(captured: bool = False) -> re.Pattern[str]:
     """`_LINE`, with data whose keys are a known list (`_KNOWN_KEYS`) matched first, literally.
 
     Capturing a key costs a string per line, most of a line's match; data whose keys are known
@@ -243,11 +312,13 @@ def _line_pattern() -> re.Pattern[str]:
     keys takes `_LINE`'s alternative, so the lines matched, and the checks left on the groups,
     are the same whatever has been learnt."""
     known = tuple(_KNOWN_KEYS)
-    pattern = _LINES.get(known)
+    pattern = _LINES.get((known, captured))
     if pattern is None:
         literal = [",".join(f'{re.escape(key)}":{_VALUE}' for key in keys) for keys in known]
         data = "|".join([*literal, _members(_MAX_MEMBERS)])
-        pattern = _LINES[known] = re.compile(_HEAD + f"(?:{data})" + _TAIL, re.MULTILINE)
+        head = _CAPTURED_HEAD if captured else _HEAD
+        pattern = _LINES[known, captured] = re.compile(head + f"(?:{data})" + _TAIL,
+                                                       re.MULTILINE)
     return pattern
 
 
@@ -257,6 +328,9 @@ _TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 """An entry type as `parse_entry` takes it (`_LINE` takes more: a repeated group in it would
 cost the engine a copy of every group's mark per repetition)."""
 _KEYS_GROUPS = itemgetter(slice(0, _MAX_MEMBERS))
+_CAPTURED_KEYS_GROUPS = itemgetter(slice(1, _MAX_MEMBERS + 1))
+_CEREMONY_GROUP = itemgetter(0)
+"""With `_CAPTURED_HEAD`: the ceremony is the first group, the keys' groups follow it."""
 _SEQ_GROUP, _TIME_GROUP, _TYPE_GROUP = (itemgetter(i) for i in (-3, -2, -1))
 """The last three groups of `_LINE`, `_line_pattern()` and `_known_pattern()` alike."""
 _DAY = itemgetter(slice(0, 10))

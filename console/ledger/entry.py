@@ -35,7 +35,8 @@ _TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
 _FIELDS = frozenset({"v", "seq", "time", "type", "ceremony", "actor", "data"})
 _FIELD_ORDER = tuple(sorted(_FIELDS))
 
-__all__ = ["FORMAT_VERSION", "MAX_ENTRY_BYTES", "Entry", "encode_entry", "parse_entry"]
+__all__ = ["FORMAT_VERSION", "MAX_ENTRY_BYTES", "Acts", "Entry", "Watch", "encode_entry",
+           "parse_entry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,20 @@ def _trust_encoder(raw: bytes) -> bool:
     return _HIGH_BYTE.search(raw) is None and raw.count(b"{") + raw.count(b"[") <= jcs.MAX_DEPTH
 
 
+Acts = dict[tuple[str, str | None], int]
+"""For one run of accepted lines: (type, ceremony) of the watched lines → the seq of the first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What a caller follows in the lines a scan accepts without it (see `LineScan.acts`): the
+    ceremony of every accepted line of `types`; and lines whose text holds one of `markers` are
+    never accepted (left to the caller, as a special type), so that the caller reads them."""
+
+    types: frozenset[str]
+    markers: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class LineScan:
     """What `scan_lines` established about a block of entry lines.
@@ -221,22 +236,27 @@ class LineScan:
     before it when that line was accepted here, else None. `runs[k]` holds the Merkle nodes
     (`merkle.range_nodes`) of the accepted lines before `slow[k]` (after the previous slow
     line); `runs[-1]` those after the last slow line. `last_time` is the time of the block's last
-    line when it was accepted here.
+    line when it was accepted here. With a `Watch`, `acts[k]` says which (type, ceremony) the
+    accepted lines of run k of the watched types carry, each with the seq of its first line
+    (else `acts` is empty).
     """
 
     count: int
     slow: list[tuple[int, str | None, bytes]]
     runs: list[list[tuple[int, bytes]]]
     last_time: str | None
+    acts: list[Acts] = field(default_factory=list)
 
 
 def scan_lines(
-    block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int]
+    block: bytes, first_seq: int, special_types: frozenset[str], cuts: frozenset[int],
+    watch: Watch | None = None,
 ) -> LineScan:
     """Accept, fast, the lines of `block` (each ended by a newline) that are plainly valid entries.
 
     A line is accepted only when `parse_entry(line, expect_seq=first_seq + i)` would accept it,
-    its type is not in `special_types`, its seq is not in `cuts`, its time is not earlier than
+    its type is not in `special_types`, its seq is not in `cuts`, it holds none of the `watch`'s
+    markers, its time is not earlier than
     that of the line before it (well-formed, too). The first line of the block is
     never accepted (the time before it is the caller's). Everything else is left to the caller,
     in order, so the first bad line is reported exactly as the strict reader would report it.
@@ -279,11 +299,15 @@ def scan_lines(
     run_start = 0
     slow: list[tuple[int, str | None, bytes]] = []
     runs: list[list[tuple[int, bytes]]] = []
+    watched = watch.types if watch is not None else frozenset()
+    markers = watch.markers if watch is not None else ()
+    acts: list[Acts] = []
+    run_acts: Acts = {}
     seq = first_seq - 1
     for i in range(n):
         raw = raws[i]
         seq += 1
-        when = None
+        when = kind = ceremony = None
         time_before, previous = previous, None
         text = texts[i]
         try:
@@ -346,17 +370,26 @@ def scan_lines(
                     when = None
             elif not _encodes_to(value, raw, text, max_depth, encode):
                 when = None
+            if when is not None and markers and any(m in text for m in markers):
+                when = None
         if when is None:
             runs.append(range_nodes(first_seq + run_start, leaves))
             slow.append((i, before, raw))
             leaves = []
             run_start = i + 1
             before = None
+            if watch is not None:
+                acts.append(run_acts)
+                run_acts = {}
         else:
             leaves.append(sha256(b"\x00" + raw).digest())
             before = when
+            if kind in watched:
+                run_acts.setdefault((kind, ceremony), seq)
     runs.append(range_nodes(first_seq + run_start, leaves))
-    return LineScan(n, slow, runs, before)
+    if watch is not None:
+        acts.append(run_acts)
+    return LineScan(n, slow, runs, before, acts)
 
 
 def _encodes_to(value: object, raw: bytes, text: str, max_depth: int, encode: _Encode) -> bool:

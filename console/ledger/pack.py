@@ -26,6 +26,12 @@ recorded one must be signed by at least the routine M of the officers in force b
 replay of the entries the previous checkpoint covers; at genesis, of the entries it covers), and
 every signature by such an officer must verify; signatures by other keys are ignored
 (signed-note). `officers.json` must be exactly the replay of `entries.jsonl`.
+
+Authorization rule (`console.ceremony.authorization`; cosigners sign a root, not each entry):
+plans hash to their digests and ask for the class their actions need, approvals verify, ceremonies
+start with the M of their class, state changes lie inside them (what is destructive, as an action
+of the plan), emergencies not ratified are reported; the fast path reports which ceremony the
+step entries it accepts belong to (`WATCH`), without parsing them.
 """
 
 from __future__ import annotations
@@ -38,13 +44,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.ceremony.authorization import STRICT_TYPES, WATCH, Authorization, AuthorizationReplay
 from console.clock import format_time
 from console.errors import ConsoleError, EntryRejectedError, LedgerTamperedError, VerificationError
 from console.files import read_regular_file
 from console.ledger import merkle
 from console.ledger.blockscan import scan_block
 from console.ledger.checkpoint import Checkpoint, parse_checkpoint_body, parse_note
-from console.ledger.entry import MAX_ENTRY_BYTES, Entry, LineScan, parse_entry
+from console.ledger.entry import MAX_ENTRY_BYTES, Acts, Entry, LineScan, parse_entry
 from console.ledger.pack_format import (
     CHECKPOINT,
     CHECKPOINT_TYPE,
@@ -58,18 +65,13 @@ from console.ledger.pack_format import (
     proof_file_name,
 )
 from console.ledger.packscan import OrderedScans
-from console.ledger.trust import (
-    CONFIG_RECORDED,
-    ENROLLED,
-    REVOKED,
-    WORKSPACE_CREATED,
-    TrustReplay,
-)
+from console.ledger.trust import TRUST_ENTRY_TYPES, TrustReplay
 
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._/-]+)$")
-_ACTED_ON = frozenset({ENROLLED, REVOKED, CHECKPOINT_TYPE, WORKSPACE_CREATED, CONFIG_RECORDED})
-"""Entry types `_Verifier._entry` (or the officer replay) does more with than check and hash: such
-lines always take the strict path, the others may be accepted by `scan_block`."""
+_ACTED_ON = frozenset({*TRUST_ENTRY_TYPES, *STRICT_TYPES})
+"""Entry types `_Verifier._entry` (or the officer and authorization replays) does more with than
+check and hash: such lines always take the strict path, the others may be accepted by
+`scan_block`."""
 _BLOCK_BYTES = 1 << 20
 """Read size when scanning here: big enough to amortise a block's overhead, small enough that a
 block's values fit in memory the allocator keeps (see `packscan.scan_pieces`). Workers are
@@ -97,14 +99,17 @@ class AuditReport:
     officers: tuple[str, ...]
     earlier_checkpoints: tuple[int, ...]
     expected_checkpoint_size: int | None
+    authorization: Authorization
+    """The ceremonies (each approved by its quorum), and the emergencies not ratified yet."""
 
 
 def verify_audit_pack(directory: Path, *, expect_checkpoint: str | None = None) -> AuditReport:
     """Verify an audit pack offline; return what it proves.
 
     Checks, in order: the checkpoint note's form; every line of entries.jsonl and pending.jsonl
-    (canonical bytes, seq continuity, times never decreasing, officer replay); each recorded
-    checkpoint against the tree before it and the officers then active; the tree root of
+    (canonical bytes, seq continuity, times never decreasing, officer replay, authorization);
+    each recorded checkpoint against the tree before it and the officers then active; the tree
+    root of
     entries.jsonl against the checkpoint and its signatures; officers.json; the consistency
     proofs; `expect_checkpoint`; finally MANIFEST.sha256 and that no file is missing or extra.
 
@@ -136,6 +141,7 @@ class _Verifier:
         self.blocks_in_workers = 0
         self.cr = merkle.CompactRange()
         self.replay: TrustReplay | None = None
+        self.authz: AuthorizationReplay | None = None
         self.last_time = ""
         self.earlier: list[tuple[int, bytes, str]] = []  # (size, root, note)
         self.expect_root: bytes | None = None
@@ -159,6 +165,7 @@ class _Verifier:
             raise self.fail(f"{CHECKPOINT}: {e.message}") from e
         origin, size = head.origin, head.size
         self.replay = TrustReplay(origin, strict=True)
+        self.authz = AuthorizationReplay(origin, self.replay)
         if self.expect is not None:
             try:
                 self.expected = parse_checkpoint_body(parse_note(self.expect)[0])
@@ -245,6 +252,7 @@ class _Verifier:
             officers=tuple(o.name for o in officers.officers),
             earlier_checkpoints=tuple(s for s, _, _ in self.earlier),
             expected_checkpoint_size=None if self.expected is None else self.expected.size,
+            authorization=self._authz().result(),
         )
 
     def _entry(self, name: str, line_no: int, raw: bytes, seq: int, origin: str) -> Entry:
@@ -263,15 +271,32 @@ class _Verifier:
             self._recorded_checkpoint(where, entry, record=name == ENTRIES)
         else:
             try:
+                self._authz().entry(entry, root=self.cr.root)
+            except LedgerTamperedError as e:
+                raise self.fail(f"{where}: {e.message}", e.hint) from e
+            try:
                 self._replay().apply(entry)
             except LedgerTamperedError as e:
                 raise self.fail(f"{where}: {e.message}") from e
         self.cr.append(entry.leaf_hash)
         return entry
 
+    def _acts(self, name: str, first_seq: int, acts: Acts) -> None:
+        """A run of lines `scan_block` accepted, as the authorization replay sees it."""
+        for (kind, ceremony), seq in sorted(acts.items(), key=lambda item: item[1]):
+            try:  # in seq order: the run's first bad line is named
+                self._authz().act(kind, ceremony, seq)
+            except LedgerTamperedError as e:
+                raise self.fail(f"{name} line {seq - first_seq + 1} (seq {seq}): {e.message}",
+                                e.hint) from e
+
     def _replay(self) -> TrustReplay:
         assert self.replay is not None  # made as soon as the checkpoint names the origin
         return self.replay
+
+    def _authz(self) -> AuthorizationReplay:
+        assert self.authz is not None  # made with the trust replay
+        return self.authz
 
     def _recorded_checkpoint(self, where: str, entry: Entry, *, record: bool) -> None:
         data = entry.data
@@ -361,13 +386,16 @@ class _Verifier:
         truncated: int | None = None
 
         def use(line_no: int, scan: LineScan) -> None:
+            acts = scan.acts  # one per run (made with WATCH): an IndexError, never a silent pass
             for k, (i, before, raw) in enumerate(scan.slow):
+                self._acts(name, first_seq, acts[k])
                 self.cr.append_range(scan.runs[k])
                 if before is not None:
                     self.last_time = before
                 if len(raw) > MAX_ENTRY_BYTES:
                     raise self.fail(f"{name} line {line_no + i}: longer than an entry may be")
                 strict(line_no + i, raw, first_seq + line_no - 1 + i)
+            self._acts(name, first_seq, acts[-1])
             self.cr.append_range(scan.runs[-1])
             if scan.last_time is not None:
                 self.last_time = scan.last_time
@@ -377,14 +405,15 @@ class _Verifier:
                 if not complete:
                     truncated = line_no
                     break
-                scan = scan_block(bytes(block), first_seq + line_no - 1, _ACTED_ON, cuts)
+                scan = scan_block(bytes(block), first_seq + line_no - 1, _ACTED_ON, cuts,
+                                  WATCH)
                 use(line_no, scan)
                 count += scan.count
         else:
             big = _WORKER_BLOCKS * _BLOCK_BYTES
             scans = OrderedScans(self.workers, window=_WINDOW, slot_bytes=2 * big,
                                  piece_bytes=_BLOCK_BYTES, first_seq=first_seq,
-                                 special=_ACTED_ON, cuts=cuts)
+                                 special=_ACTED_ON, cuts=cuts, watch=WATCH)
             try:
                 for line_no, block, complete in self._blocks(name, big):
                     if not complete:

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from console.ledger.blockscan import scan_block
-from console.ledger.entry import LineScan
+from console.ledger.entry import LineScan, Watch
 
 __all__ = ["OrderedScans", "scan_pieces"]
 
@@ -45,7 +45,7 @@ def _attach(shared: mmap.mmap | None) -> None:
 
 def scan_pieces(source: bytes | mmap.mmap, first_seq: int, special: frozenset[str],
                 cuts: frozenset[int], piece_bytes: int, start: int = 0,
-                stop: int | None = None) -> LineScan:
+                stop: int | None = None, watch: Watch | None = None) -> LineScan:
     """`scan_block` over the block `source[start:stop]` a piece of about `piece_bytes` at a
     time, joined into one `LineScan` (the first line of each piece left to the caller, as a
     block's first line). Each piece is copied out of `source` alone (a slot's block is never
@@ -59,12 +59,12 @@ def scan_pieces(source: bytes | mmap.mmap, first_seq: int, special: frozenset[st
     pos = start
     while pos < stop:
         end = source.find(b"\n", min(pos + piece_bytes, stop) - 1, stop) + 1 or stop
-        scan = scan_block(source[pos:end], first_seq, special, cuts)
+        scan = scan_block(source[pos:end], first_seq, special, cuts, watch)
         first_seq += scan.count
         pos = end
         joined = scan if joined is None else _join(joined, scan)
     return joined if joined is not None else scan_block(source[start:stop], first_seq, special,
-                                                        cuts)
+                                                        cuts, watch)
 
 
 def _join(a: LineScan, b: LineScan) -> LineScan:
@@ -75,14 +75,18 @@ def _join(a: LineScan, b: LineScan) -> LineScan:
     for i, before, raw in b.slow:
         slow.append((a.count + i, a.last_time if i == 0 else before, raw))
     runs = [*a.runs[:-1], a.runs[-1] + b.runs[0], *b.runs[1:]]
-    return LineScan(a.count + b.count, slow, runs, b.last_time)
+    acts = a.acts
+    if a.acts and b.acts:  # seqs are absolute: where both runs name a pair, `a`'s line is first
+        acts = [*a.acts[:-1], {**b.acts[0], **a.acts[-1]}, *b.acts[1:]]
+    return LineScan(a.count + b.count, slow, runs, b.last_time, acts)
 
 
 def _scan_slot(offset: int, length: int, first_seq: int, special: frozenset[str],
-               cuts: frozenset[int], piece_bytes: int) -> LineScan:
+               cuts: frozenset[int], piece_bytes: int, watch: Watch | None) -> LineScan:
     if _shared is None:
         raise RuntimeError("not a forked pack-scan worker")
-    return scan_pieces(_shared, first_seq, special, cuts, piece_bytes, offset, offset + length)
+    return scan_pieces(_shared, first_seq, special, cuts, piece_bytes, offset, offset + length,
+                       watch)
 
 
 class OrderedScans:
@@ -93,11 +97,13 @@ class OrderedScans:
     """
 
     def __init__(self, workers: int, *, window: int, slot_bytes: int, piece_bytes: int,
-                 first_seq: int, special: frozenset[str], cuts: frozenset[int]) -> None:
+                 first_seq: int, special: frozenset[str], cuts: frozenset[int],
+                 watch: Watch | None = None) -> None:
         self.piece_bytes = piece_bytes
         self.first_seq = first_seq
         self.special = special
         self.cuts = cuts
+        self.watch = watch
         self.limit = window * workers
         self.blocks_in_workers = 0
         # fork only when this process has a single thread (the CLI): a forked child of a
@@ -149,12 +155,12 @@ class OrderedScans:
             if slot is None:
                 data = block if isinstance(block, bytes) else bytes(block)
                 return self.pool.submit(scan_pieces, data, first, self.special, self.cuts,
-                                        self.piece_bytes)
+                                        self.piece_bytes, 0, None, self.watch)
             assert self.shared is not None  # slots exist only with a shared map
             offset = slot * self.slot_bytes
             self.shared[offset:offset + length] = block
             return self.pool.submit(_scan_slot, offset, length, first, self.special,
-                                    self.cuts, self.piece_bytes)
+                                    self.cuts, self.piece_bytes, self.watch)
         except (BrokenProcessPool, OSError, RuntimeError):
             return None
 
@@ -169,10 +175,11 @@ class OrderedScans:
                 assert self.shared is not None and slot is not None  # the block is in its slot
                 offset = slot * self.slot_bytes
                 scan = scan_pieces(self.shared, self.first_seq + line_no - 1, self.special,
-                                   self.cuts, self.piece_bytes, offset, offset + length)
+                                   self.cuts, self.piece_bytes, offset, offset + length,
+                                   self.watch)
             else:
                 scan = scan_pieces(kept, self.first_seq + line_no - 1, self.special, self.cuts,
-                                   self.piece_bytes)
+                                   self.piece_bytes, watch=self.watch)
         else:
             self.blocks_in_workers += 1
         if slot is not None:

@@ -31,7 +31,7 @@ from console.ledger import Ledger, export_audit_pack, verify_audit_pack
 from console.ledger.blockscan import scan_block
 from console.ledger.entry import scan_lines
 from tests.bench import Result, print_table
-from tests.unit.test_ledger_support import T0, checkpoint_now, new_ledger
+from tests.unit.test_ledger_support import T0, authorize, checkpoint_now, new_ledger
 
 VERIFY_GOAL = 3.0
 TREE_GOAL = 2.0
@@ -75,6 +75,7 @@ def build_pack(folder: Path, *, appends: int, batch: int,
                entries: int) -> tuple[Path, list[Result]]:
     """Fill a ledger to `entries` entries (measuring appends) and export its pack."""
     ledger = new_ledger(folder)
+    authorize(ledger, "bench")  # the key changes below are the work of an approved ceremony
     n = appends
     elapsed = fill_to(ledger, n, batch, T0)
     print(

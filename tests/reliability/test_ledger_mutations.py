@@ -29,7 +29,7 @@ import pytest
 from console.errors import ConsoleError
 from console.ledger import Ledger, export_audit_pack, merkle, sign_note, verify_audit_pack
 from console.ledger.entry import encode_entry
-from tests.unit.test_ledger_support import KEYS, T0, checkpoint_now, fill, new_ledger
+from tests.unit.test_ledger_support import KEYS, T0, authorize, checkpoint_now, fill, new_ledger
 
 SEED = int(os.environ.get("LEDGER_MUTATION_SEED", "20270115"))
 _SOAK = os.environ.get("CEREMONY_SOAK") == "1"
@@ -52,6 +52,7 @@ class Built:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     folder = tmp_path_factory.mktemp("ledger-mutations")
     ledger = new_ledger(folder)
+    authorize(ledger)  # the entries `fill` writes belong to an approved ceremony
     fill(ledger, 500)
     checkpoint_now(ledger)
     old_db = folder / "old.sqlite"

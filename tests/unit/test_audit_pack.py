@@ -11,17 +11,38 @@ from pathlib import Path
 
 import pytest
 
+from console.ceremony.actions import EnrollOfficer, RevokeOfficer
 from console.errors import ExportError, LedgerTamperedError
 from console.ledger import Ledger, export_audit_pack, verify_audit_pack
-from tests.unit.test_ledger_support import ORIGIN, T0, checkpoint_now, fill, new_ledger
+from tests.unit.test_ledger_support import (
+    ORIGIN,
+    T0,
+    authorize,
+    checkpoint_now,
+    enrol_data,
+    fill,
+    new_ledger,
+)
+
+DAVE = {**enrol_data("mallory"), "name": "dave"}
+"""An officer the second ceremony's plan may enrol (see
+`test_officers_json_lists_only_officers_in_force`)."""
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    """A routine ceremony (c-1: 4 entries), 40 of its entries, a checkpoint (entry 49); a
+    destructive ceremony (c-2: 5 entries) that revokes carol (and may enrol dave), 25 more
+    entries of c-1, a checkpoint (entry 81), 3 entries of c-1 (pending)."""
     led = new_ledger(tmp_path)
+    authorize(led)
     fill(led, 40)
     checkpoint_now(led, "alice", "bob")
-    led.append("officer.revoked", {"name": "carol", "reason": "left"}, time=T0, actor="alice")
+    authorize(led, "c-2", approvers=("alice", "bob", "carol"), ceremony_class="destructive",
+              actions=[RevokeOfficer(1, "revoke carol", "carol"),
+                       EnrollOfficer(2, "enrol dave", "dave", DAVE["ed25519"], DAVE["x25519"])])
+    led.append("officer.revoked", {"name": "carol", "reason": "left"}, time=T0, actor="console",
+               ceremony="c-2")
     fill(led, 25)
     checkpoint_now(led, "alice", "bob")
     fill(led, 3)
@@ -36,7 +57,7 @@ def test_export_then_verify(ledger: Ledger, tmp_path: Path) -> None:
     assert report.origin == ORIGIN and report.size == covered
     assert report.root == ledger.root(covered)
     assert report.pending == ledger.size - covered == 4
-    assert report.signers == {"alice", "bob"} and report.earlier_checkpoints == (45,)
+    assert report.signers == {"alice", "bob"} and report.earlier_checkpoints == (49,)
     assert report.officers == ("alice", "bob", "carol")
     assert len((pack / "entries.jsonl").read_bytes().splitlines()) == covered
     officers = json.loads((pack / "officers.json").read_text())["officers"]
@@ -52,7 +73,7 @@ def test_export_then_verify(ledger: Ledger, tmp_path: Path) -> None:
         ["sha256sum", "-c", "--strict", "MANIFEST.sha256"], cwd=pack, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert (pack / "proofs" / f"consistency-45-{covered}.txt").is_file()
+    assert (pack / "proofs" / f"consistency-49-{covered}.txt").is_file()
 
 
 def test_export_never_overwrites(ledger: Ledger, tmp_path: Path) -> None:
@@ -63,10 +84,7 @@ def test_export_never_overwrites(ledger: Ledger, tmp_path: Path) -> None:
 
 def test_officers_json_lists_only_officers_in_force(ledger: Ledger, tmp_path: Path) -> None:
     """An enrolment no checkpoint covers yet is not in officers.json (it is not in force)."""
-    from tests.unit.test_ledger_support import enrol_data
-
-    ledger.append("officer.enrolled", {**enrol_data("mallory"), "name": "dave"}, time=T0,
-                  actor="console")
+    ledger.append("officer.enrolled", DAVE, time=T0, actor="console", ceremony="c-2")
     pack = export_audit_pack(ledger, tmp_path / "pack")
     names = [o["name"] for o in json.loads((pack / "officers.json").read_text())["officers"]]
     assert names == ["alice", "bob", "carol"]
@@ -76,7 +94,7 @@ def test_officers_json_lists_only_officers_in_force(ledger: Ledger, tmp_path: Pa
 def test_expect_checkpoint(ledger: Ledger, tmp_path: Path) -> None:
     first = ledger.checkpoint_entries()[0].data["note"]
     pack = export_audit_pack(ledger, tmp_path / "pack")
-    assert verify_audit_pack(pack, expect_checkpoint=first).expected_checkpoint_size == 45
+    assert verify_audit_pack(pack, expect_checkpoint=first).expected_checkpoint_size == 49
     other = tmp_path / "other"
     other.mkdir()
     foreign = new_ledger(other)

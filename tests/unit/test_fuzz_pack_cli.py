@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from console.ceremony.actions import RevokeOfficer
 from console.errors import ConsoleError
 from console.ledger import export_audit_pack, verify_audit_pack
 from tests.fuzz.support import (
@@ -33,7 +34,7 @@ from tests.fuzz.support import (
     mutated_tree,
     report,
 )
-from tests.unit.test_ledger_support import T0, checkpoint_now, fill, new_ledger
+from tests.unit.test_ledger_support import T0, authorize, checkpoint_now, fill, new_ledger
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                       HealthCheck.function_scoped_fixture])
@@ -50,10 +51,13 @@ def _report(request: pytest.FixtureRequest) -> Iterator[None]:
 def _make_pack() -> Path:
     root = Path(_TMP.name)
     ledger = new_ledger(root)
+    authorize(ledger)
     fill(ledger, 12)
     checkpoint_now(ledger, "alice", "bob")
+    authorize(ledger, "c-2", approvers=("alice", "bob", "carol"), ceremony_class="destructive",
+              actions=[RevokeOfficer(1, "revoke carol", "carol")])
     ledger.append("officer.revoked", {"name": "carol", "reason": "left\n\x1b[2J"}, time=T0,
-                  actor="alice")
+                  actor="console", ceremony="c-2")
     fill(ledger, 6)
     checkpoint_now(ledger, "alice", "bob")
     fill(ledger, 2)

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from console import jcs
+from console.ceremony.actions import RevokeOfficer
 from console.errors import EntryRejectedError, LedgerTamperedError
 from console.ledger import Ledger, export_audit_pack, merkle
 from console.ledger import pack as pack_module
@@ -27,6 +28,7 @@ from console.ledger.entry import _is_canonical, scan_lines
 from tests.unit.test_ledger_support import (
     T0,
     all_strict,
+    authorize,
     checkpoint_now,
     fill,
     new_ledger,
@@ -193,9 +195,13 @@ def test_range_nodes_join_like_single_appends(start: int, cuts: list[int]) -> No
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("fastpack")
     ledger: Ledger = new_ledger(folder)
+    authorize(ledger)
     fill(ledger, 60)
     checkpoint_now(ledger, "alice", "bob")
-    ledger.append("officer.revoked", {"name": "carol", "reason": "left"}, time=T0, actor="alice")
+    authorize(ledger, "c-2", approvers=("alice", "bob", "carol"), ceremony_class="destructive",
+              actions=[RevokeOfficer(1, "revoke carol", "carol")])
+    ledger.append("officer.revoked", {"name": "carol", "reason": "left"}, time=T0,
+                  actor="console", ceremony="c-2")
     fill(ledger, 140)
     checkpoint_now(ledger, "alice", "bob")
     fill(ledger, 5)

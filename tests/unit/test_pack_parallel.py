@@ -22,12 +22,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from console.ceremony.actions import RevokeOfficer
 from console.errors import LedgerTamperedError
 from console.ledger import Ledger, export_audit_pack, merkle, packscan
 from console.ledger import pack as pack_module
 from console.ledger.blockscan import scan_block
 from console.ledger.entry import LineScan
-from tests.unit.test_ledger_support import T0, all_strict, checkpoint_now, fill, new_ledger
+from tests.unit.test_ledger_support import (
+    T0,
+    all_strict,
+    authorize,
+    checkpoint_now,
+    fill,
+    new_ledger,
+)
 
 BLOCK = 2048
 """Piece size for these tests (workers get blocks of a few pieces): dozens of blocks, so slots
@@ -38,16 +46,19 @@ are reused and edges are many."""
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("parallelpack")
     ledger: Ledger = new_ledger(folder)
+    authorize(ledger)
     fill(ledger, 200)
     ledger.append("key.generated", {"keyset": "api", "kid": "k1",
                                     "jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}},
-                  time=T0, actor="console")
+                  time=T0, actor="console", ceremony="c-1")
     checkpoint_now(ledger, "alice", "bob")
     fill(ledger, 150, minutes=1)
     later = T0 + timedelta(minutes=1)
     ledger.append("note", {"text": "long " * 4000}, time=later, actor="console")  # > a slot
+    authorize(ledger, "c-2", approvers=("alice", "bob", "carol"), ceremony_class="destructive",
+              actions=[RevokeOfficer(1, "revoke carol", "carol")], time=later)
     ledger.append("officer.revoked", {"name": "carol", "reason": "left"}, time=later,
-                  actor="alice")
+                  actor="console", ceremony="c-2")
     fill(ledger, 300, minutes=2)
     checkpoint_now(ledger, "alice", "bob", minutes=3)
     fill(ledger, 7, minutes=3)
