@@ -179,9 +179,13 @@ class AuthorizationReplay:
     order; `result()` says what was established. The officers and quorum in force at each entry
     are read from `trust`, the caller's trust replay, which has folded every entry before it."""
 
-    def __init__(self, origin: str, trust: TrustReplay) -> None:
+    def __init__(self, origin: str, trust: TrustReplay, *,
+                 parse_plan: Callable[[Entry], tuple[Plan, bytes]] | None = None) -> None:
         self.origin = origin
         self.trust = trust
+        self.parse_plan = parse_plan
+        """How a `ceremony.planned` entry's plan is parsed: `Plan.from_stored` of its data,
+        or the console's memo of that by the entry's leaf hash (`journal.parsed_plan`)."""
         self.ceremonies: dict[str, _Ceremony] = {}
         self.genesis_end = 0
         """Entries `[0, genesis_end)` are `ceremony init`'s own (no ceremony)."""
@@ -257,7 +261,8 @@ class AuthorizationReplay:
         if set(data) != {"plan", "digest"} or not isinstance(recorded, str):
             raise _refuse("a plan entry holds exactly the plan and its digest")
         try:
-            plan, digest = Plan.from_stored(data["plan"])
+            plan, digest = (self.parse_plan(entry) if self.parse_plan is not None
+                            else Plan.from_stored(data["plan"]))
         except PlanError as e:
             raise _refuse(f"the plan is not one the console writes: {e.message}") from e
         if recorded != digest.hex():

@@ -201,6 +201,7 @@ class CeremonyChecks:
 
     def _review(self, record: PlanRecord, *, for_resume: bool = False) -> PlanView:
         plan = record.plan
+        self.state.require_authorized()
         if record.digest.hex() != record.recorded_digest:
             raise PlanError(f"plan {plan.id} does not hash to its recorded digest",
                             "the ledger was edited behind the console's back: make a new plan "

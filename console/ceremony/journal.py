@@ -138,24 +138,35 @@ re-canonicalizing a plan is most of a replay. Plans are frozen values; bounded b
 _PARSED_MAX = 4096
 
 
+def parsed_plan(entry: EntryLike) -> tuple[Plan, bytes]:
+    """`Plan.from_stored` of a `ceremony.planned` entry's plan, remembered by the entry's leaf
+    hash.
+
+    Raises:
+        PlanError: as `Plan.from_stored`.
+    """
+    leaf = getattr(entry, "leaf_hash", None)
+    known = _PARSED.get(leaf) if isinstance(leaf, bytes) else None
+    if known is None:
+        data: Any = entry.data
+        known = Plan.from_stored(data["plan"] if isinstance(data, Mapping) else None)
+        if isinstance(leaf, bytes):
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[leaf] = known
+    return known
+
+
 def _planned(entry: EntryLike) -> PlanRecord:
     data: Any = entry.data
     digest = data.get("digest") if isinstance(data, Mapping) else None
     if not isinstance(data, Mapping) or set(data) != {"plan", "digest"} or not isinstance(
             digest, str):
         raise _bad(entry, "not a plan and its digest")
-    leaf = getattr(entry, "leaf_hash", None)
-    known = _PARSED.get(leaf) if isinstance(leaf, bytes) else None
-    if known is None:
-        try:
-            known = Plan.from_stored(data["plan"])
-        except PlanError as e:
-            raise _bad(entry, e.message) from e
-        if isinstance(leaf, bytes):
-            if len(_PARSED) >= _PARSED_MAX:
-                _PARSED.clear()
-            _PARSED[leaf] = known
-    plan, computed = known
+    try:
+        plan, computed = parsed_plan(entry)
+    except PlanError as e:
+        raise _bad(entry, e.message) from e
     if entry.ceremony != plan.id:
         raise _bad(entry, "recorded under another ceremony id than its plan's")
     return PlanRecord(plan=plan, digest=computed, recorded_digest=digest,
@@ -279,6 +290,7 @@ __all__ = [
     "PlanRecord",
     "find_plan",
     "open_plans",
+    "parsed_plan",
     "pending_ratifications",
     "replay_plans",
 ]

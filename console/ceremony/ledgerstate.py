@@ -9,10 +9,17 @@ list is read again whole. The plans are replayed once, then extended with the en
 the ledger the same questions several times over. Each
 keyset's bundle sequence (`bundle_chain`) is folded entry by entry as entries arrive, so an export
 step does not rescan the whole history (a 200-keyset rotation asked 200 times).
+
+Before a flow acts on them, the entries are held to the rules the console writes them under
+(`require_authorized`: `console.ceremony.authorization`, the audit pack's own replay): anyone who
+can write the ledger file can append an entry a later checkpoint covers, and the officers who
+cosign a checkpoint sign its root, not each entry. Checked once per read of the ledger; the
+session's own entries are written under those rules.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,13 +31,23 @@ from console.ceremony.journal import (
     STATE_ENTRY_TYPES,
     PlanRecord,
     extend_plans,
+    parsed_plan,
     replay_plans,
 )
+from console.errors import LedgerTamperedError
 from console.jsontypes import JsonMapping
 from console.lifecycle import KeysetState, replay
 
 if TYPE_CHECKING:
     from console.ledger import Entry, Ledger
+
+CHECKPOINT = "checkpoint.signed"
+_NEVER_WRITTEN = ("policy.changed",)
+"""Types no console writes (the replay refuses them), not among the state entries."""
+
+
+def _seq(entry: Entry) -> int:
+    return entry.seq
 
 _STATE_TYPES = frozenset(STATE_ENTRY_TYPES)
 
@@ -74,6 +91,7 @@ class LedgerState:
         self._size = -1
         self._plans: dict[str, PlanRecord] | None = None
         self._chains: dict[str, BundleChain] | None = None
+        self._authorized: Sequence[Entry] | None = None
 
     def entries(self) -> Sequence[Entry]:
         """Every state entry, in ledger order (read again if another writer appended)."""
@@ -103,6 +121,40 @@ class LedgerState:
         if self._plans is None:
             self._plans = replay_plans(entries)
         return self._plans
+
+    def require_authorized(self) -> None:
+        """Refuse a ledger holding an entry no console writes under its rules: a state change
+        outside an approved ceremony, a plan or approval that does not hold, a destructive
+        effect its plan did not name (`console.ceremony.authorization`).
+
+        Raises:
+            LedgerTamperedError: naming the first such entry.
+        """
+        from console.ceremony.authorization import AuthorizationReplay
+        from console.ledger.trust import TrustReplay
+
+        entries = self.entries()
+        if self._authorized is entries:  # this read, extended only by the session's own writes
+            return
+        ledger = self.ledger
+        trust = TrustReplay(ledger.origin)
+        replay = AuthorizationReplay(ledger.origin, trust, parse_plan=parsed_plan)
+        others = [ledger.entry(0), *ledger.entries_of_type(CHECKPOINT, *_NEVER_WRITTEN)]
+        for entry in heapq.merge(entries, sorted(others, key=_seq), key=_seq):
+            try:
+                if entry.type == CHECKPOINT:
+                    trust.apply(entry, root=ledger.root(entry.seq)
+                                if trust.needs_root(entry) else None)
+                    continue
+                replay.entry(entry, root=lambda: ledger.root(entry.seq))  # noqa: B023
+                trust.apply(entry)
+            except LedgerTamperedError as e:
+                raise LedgerTamperedError(
+                    f"ledger entry {entry.seq} ({entry.type}): {e.message}",
+                    "the ledger holds an entry written outside the console's rules: do not "
+                    "act on it; `ceremony verify audit` on an audit pack names every check, and "
+                    "the ledger is restored from a backup or its last checkpoint") from e
+        self._authorized = entries
 
     def keysets(self) -> Mapping[str, KeysetState]:
         """Every keyset's state, replayed from the key entries."""

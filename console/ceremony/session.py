@@ -114,6 +114,7 @@ class Session(CeremonyChecks):
             script = load_script(script_name, workspace=ws.root)
             params = parse_parameters(script, parameters)
             plans = self._plans()
+            self.state.require_authorized()
             trust = ws.trust
             if trust.quorum is None:
                 raise WorkspaceError("the ledger records no quorum rules", "run `ceremony init`")
