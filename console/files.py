@@ -75,6 +75,8 @@ def file_kind(mode: int) -> str:
         return "is not a regular file (a socket)"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "is not a regular file (a device)"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
     return "is not a regular file"
 
 
@@ -101,10 +103,11 @@ def read_regular_file(path: Path, *, dir_fd: int | None = None,
             raise VerificationError(f"{path} is a symbolic link",
                                     "only regular files are read; replace the link") from e
         raise VerificationError(f"cannot read {path}: {e.strerror}", "check the path") from e
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # before fdopen, which refuses a folder with its own error
+        os.close(fd)
+        raise VerificationError(f"{path} {file_kind(mode)}", "only regular files are read")
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise VerificationError(f"{path} {file_kind(mode)}", "only regular files are read")
         try:
             data = handle.read(limit + 1)
         except OSError as e:  # an I/O error, a file on a vanished mount

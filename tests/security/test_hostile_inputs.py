@@ -74,6 +74,14 @@ def test_a_fifo_in_place_of_the_previous_bundle_is_refused_without_hanging(
     assert_one_error(result, 1, "not a regular file (a FIFO)")
 
 
+def test_a_folder_given_as_the_expected_checkpoint_is_one_error_line(tmp_path: Path) -> None:
+    """Found by the CLI fuzzer: `--expect-checkpoint /` ended in an IsADirectoryError
+    traceback (the file was opened as a stream before its kind was checked)."""
+    (tmp_path / "pack").mkdir()
+    result = _verify("audit", str(tmp_path / "pack"), "--expect-checkpoint", "/", cwd=tmp_path)
+    assert_one_error(result, 1, "is a folder, not a file")
+
+
 @pytest.mark.parametrize("name", ["checkpoint", "officers.json", "MANIFEST.sha256"])
 def test_a_huge_file_in_an_audit_pack_is_refused_in_bounded_memory(
         hostile_demo: Path, tmp_path: Path, name: str) -> None:

@@ -32,6 +32,12 @@ INTRUDER_ACTIONS = [
      "n": 2},
 ]
 """What the insider substitutes for an export: carol revoked under a routine quorum."""
+HARMLESS_ACTIONS = [
+    {"action": "checkpoint", "description": "checkpoint cosigned by the approving officers",
+     "n": 1},
+]
+"""A substitute the plan's own rules accept (routine actions only): only the officers' digest
+words tell it from the plan they were shown."""
 
 
 def _plan(target: Target, script: str = "export-only") -> tuple[dict[str, object], str]:
@@ -39,14 +45,15 @@ def _plan(target: Target, script: str = "export-only") -> tuple[dict[str, object
     return json.loads(target.ok("plan", script, "--now", now, "--json")), now
 
 
-def _substitute(plan_id: object, *, recompute_digest: bool
+def _substitute(plan_id: object, *, recompute_digest: bool,
+                actions: list[dict[str, object]] = INTRUDER_ACTIONS,
                 ) -> Callable[[dict[str, object]], dict[str, object] | None]:
     def change(entry: dict[str, object]) -> dict[str, object] | None:
         if entry["type"] != "ceremony.planned" or entry["ceremony"] != plan_id:
             return None
         data = entry["data"]
         assert isinstance(data, dict)
-        data["plan"]["actions"] = INTRUDER_ACTIONS
+        data["plan"]["actions"] = actions
         if recompute_digest:
             data["digest"] = hashlib.sha256(canonical(data["plan"])).hexdigest()
         return entry
@@ -61,10 +68,13 @@ def _carol_still_an_officer(target: Target) -> None:
 @pytest.mark.parametrize(("rehash", "recompute_digest", "names"), [
     # The bytes edited, the stored leaf hash left stale: opening the ledger sees it.
     (False, False, "entry"),
-    # Leaf hashes and tree recomputed, the digest field left: the plan is re-hashed.
-    (True, False, "does not hash to its recorded digest"),
-    # Everything recomputed, digest too: the officers' signatures are over the old digest.
-    (True, True, "approves another plan"),
+    # Leaf hashes and tree recomputed, the digest field left: the plan is re-hashed (the
+    # authorization replay, before anything else, finds the digest is not the plan's).
+    (True, False, "is not the SHA-256 of the plan's JCS bytes"),
+    # Everything recomputed, digest too: a revocation in a plan that asks for the routine
+    # quorum is not a plan the console makes (and the officers' signatures are over the old
+    # digest).
+    (True, True, "its actions need the destructive quorum"),
 ], ids=["stale-leaf-hash", "tree-recomputed", "digest-recomputed"])
 def test_plan_edited_after_approval_does_not_run(approved: tuple[Target, ApprovedPlan],
                                                  rehash: bool, recompute_digest: bool,
@@ -87,20 +97,35 @@ def test_plan_edited_between_plan_and_approve_cannot_be_signed_with_the_words_sh
     digest. Approving with the words they heard is refused: the approval signs what is stored
     now, and the words are checked against it."""
     plan, now = _plan(target)
-    rewrite_entries(target.ws, _substitute(plan["plan_id"], recompute_digest=True), rehash=True)
+    rewrite_entries(target.ws, _substitute(plan["plan_id"], recompute_digest=True,
+                                           actions=HARMLESS_ACTIONS), rehash=True)
     heard = " ".join(plan["words"][:2])  # type: ignore[index]
     line = assert_refused(
         target.ws, lambda: target.cli("approve", str(plan["plan_id"]), "--officer", "alice",
                                       "--now", now, "--words", heard),
         contains="digest words", spy_log=target.spy_log)
     assert "not this plan's" in line
-    # What approve showed before asking is the substituted plan, so an officer reading it sees
-    # the revocation, not an export.
+    # What approve showed before asking is the substituted plan: one action, no export.
     shown = target.cli("approve", str(plan["plan_id"]), "--officer", "alice", "--now", now,
                        "--words", heard)
-    assert "revoke officer carol" in shown.stdout + shown.stderr
+    assert "checkpoint cosigned" in shown.stdout + shown.stderr
+    assert "export the" not in shown.stdout + shown.stderr
     assert not [e for e in entries(target.ws)
                 if e["type"] == "ceremony.approved" and e["ceremony"] == plan["plan_id"]]
+
+
+def test_a_destructive_plan_swapped_in_before_approval_is_refused_as_not_the_consoles(
+        target: Target) -> None:
+    """The same swap with carol's revocation under the routine quorum: refused before any
+    card is asked for, naming the plan entry."""
+    plan, now = _plan(target)
+    rewrite_entries(target.ws, _substitute(plan["plan_id"], recompute_digest=True), rehash=True)
+    heard = " ".join(plan["words"][:2])  # type: ignore[index]
+    line = assert_refused(
+        target.ws, lambda: target.cli("approve", str(plan["plan_id"]), "--officer", "alice",
+                                      "--now", now, "--words", heard),
+        contains="its actions need the destructive quorum", spy_log=target.spy_log)
+    assert "(ceremony.planned)" in line
 
 
 def test_an_approval_copied_from_another_plan_does_not_count(
