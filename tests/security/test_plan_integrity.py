@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -91,40 +92,45 @@ def test_plan_edited_after_approval_does_not_run(approved: tuple[Target, Approve
     assert target.logins() == 0
 
 
+def _swap_then_approve(target: Target, actions: list[dict[str, object]], contains: str
+                      ) -> tuple[str, Callable[[], subprocess.CompletedProcess[str]]]:
+    """Plan an export, swap its stored actions for `actions` (digest, leaf hashes and tree
+    recomputed), then approve with the words heard at planning: refused, saying `contains`.
+    Returns the error line and the approval command."""
+    plan, now = _plan(target)
+    rewrite_entries(target.ws, _substitute(plan["plan_id"], recompute_digest=True,
+                                           actions=actions), rehash=True)
+    heard = " ".join(plan["words"][:2])  # type: ignore[index]
+
+    def approve() -> subprocess.CompletedProcess[str]:
+        return target.cli("approve", str(plan["plan_id"]), "--officer", "alice", "--now", now,
+                          "--words", heard)
+
+    line = assert_refused(target.ws, approve, contains=contains, spy_log=target.spy_log)
+    assert not [e for e in entries(target.ws)
+                if e["type"] == "ceremony.approved" and e["ceremony"] == plan["plan_id"]]
+    return line, approve
+
+
 def test_plan_edited_between_plan_and_approve_cannot_be_signed_with_the_words_shown(
         target: Target) -> None:
     """The officers compared the words at planning; the insider then swaps the plan and its
     digest. Approving with the words they heard is refused: the approval signs what is stored
     now, and the words are checked against it."""
-    plan, now = _plan(target)
-    rewrite_entries(target.ws, _substitute(plan["plan_id"], recompute_digest=True,
-                                           actions=HARMLESS_ACTIONS), rehash=True)
-    heard = " ".join(plan["words"][:2])  # type: ignore[index]
-    line = assert_refused(
-        target.ws, lambda: target.cli("approve", str(plan["plan_id"]), "--officer", "alice",
-                                      "--now", now, "--words", heard),
-        contains="digest words", spy_log=target.spy_log)
+    line, approve = _swap_then_approve(target, HARMLESS_ACTIONS, "digest words")
     assert "not this plan's" in line
     # What approve showed before asking is the substituted plan: one action, no export.
-    shown = target.cli("approve", str(plan["plan_id"]), "--officer", "alice", "--now", now,
-                       "--words", heard)
+    shown = approve()
     assert "checkpoint cosigned" in shown.stdout + shown.stderr
     assert "export the" not in shown.stdout + shown.stderr
-    assert not [e for e in entries(target.ws)
-                if e["type"] == "ceremony.approved" and e["ceremony"] == plan["plan_id"]]
 
 
 def test_a_destructive_plan_swapped_in_before_approval_is_refused_as_not_the_consoles(
         target: Target) -> None:
     """The same swap with carol's revocation under the routine quorum: refused before any
     card is asked for, naming the plan entry."""
-    plan, now = _plan(target)
-    rewrite_entries(target.ws, _substitute(plan["plan_id"], recompute_digest=True), rehash=True)
-    heard = " ".join(plan["words"][:2])  # type: ignore[index]
-    line = assert_refused(
-        target.ws, lambda: target.cli("approve", str(plan["plan_id"]), "--officer", "alice",
-                                      "--now", now, "--words", heard),
-        contains="its actions need the destructive quorum", spy_log=target.spy_log)
+    line, _ = _swap_then_approve(target, INTRUDER_ACTIONS,
+                                 "its actions need the destructive quorum")
     assert "(ceremony.planned)" in line
 
 
