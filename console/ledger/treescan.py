@@ -26,6 +26,7 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
@@ -43,6 +44,7 @@ __all__ = [
     "check_nodes",
     "check_page",
     "check_subtree",
+    "joined_reads",
     "nodes_match",
     "open_worker",
     "worker_nodes",
@@ -109,13 +111,21 @@ def check_page(conn: sqlite3.Connection, first: int, stop: int) -> PageProof | N
                        conn.execute(_NODE_ROWS, (1, first // 2, first // 2 + half)).fetchall())[0]
 
 
-def check_subtree(conn: sqlite3.Connection, first: int, stop: int,
-                  top: int) -> tuple[bool, PageProof | None]:
+def check_subtree(conn: sqlite3.Connection, first: int, stop: int, top: int, *,
+                  joined: bool = False) -> tuple[bool, PageProof | None]:
     """`check_page(first, stop)`, and whether the nodes of levels 2 to `top` over those entries
     (`first` a multiple of `2 ** top`) are all there, each the hash of its two stored children.
 
     Each level is read once, and is the children of the next: checking the levels a range at a
-    time (`check_nodes`) reads every node twice, as a node and as a child."""
+    time (`check_nodes`) reads every node twice, as a node and as a child.
+
+    `joined` (only when `joined_reads(conn)` and the caller's `quick_check` passed): the page is
+    read a column at a time (`_joined_subtree`); the same answer, from reads that build a few
+    objects per page, not five per row."""
+    if joined:
+        answer = _joined_subtree(conn, first, stop, top)
+        if answer is not None:
+            return answer
     ones = conn.execute(_NODE_ROWS, (1, first >> 1, stop >> 1)).fetchall()
     page, proven_ones = _check_page(conn, first, stop, ones)
     if proven_ones is not None:  # level 1 equals digests: 32-byte hashes, idx in order
@@ -136,6 +146,146 @@ def check_subtree(conn: sqlite3.Connection, first: int, stop: int,
         proven = hashes is not None
         below = hashes or []
     return proven, page
+
+
+# --- joined reads: a page's column in one value ---------------------------------------------
+#
+# A row read costs SQLite a tuple and five values, most of the time of a page's reads; the same
+# rows `group_concat`ed column by column come back as a few values per page, which C-level
+# `split`s and `join`s take apart. They are only used when they are exactly the rows' values
+# (`joined_reads`), and only to prove: whatever they do not prove is read again row by row, and
+# the row checks decide, so a page's answer is the one the rows give.
+
+_JOINED_ENTRIES = (
+    "SELECT group_concat(seq - ?1, ','), CAST(group_concat(raw, x'0a') AS BLOB), "
+    "CAST(group_concat(leaf_hash, '') AS BLOB), min(length(leaf_hash)), max(length(leaf_hash)), "
+    "group_concat(type, x'0a'), group_concat(time, x'0a') "
+    "FROM entries WHERE seq >= ?1 AND seq < ?2")
+_JOINED_NODES = (
+    "SELECT group_concat(idx - ?2, ','), CAST(group_concat(hash, '') AS BLOB), min(length(hash)), "
+    "max(length(hash)) FROM nodes WHERE level = ?1 AND idx >= ?2 AND idx < ?3")
+_COLUMNS = {
+    "entries": [("seq", "INTEGER", 0, 1), ("raw", "BLOB", 1, 0), ("leaf_hash", "BLOB", 1, 0),
+                ("type", "TEXT", 1, 0), ("ceremony", "TEXT", 0, 0), ("time", "TEXT", 1, 0)],
+    "nodes": [("level", "INTEGER", 1, 1), ("idx", "INTEGER", 1, 2), ("hash", "BLOB", 1, 0)],
+}
+_SELF_TEST = ("SELECT CAST(group_concat(column1, x'0a') AS BLOB) "
+              "FROM (VALUES (x''), (x'00ff'), (x''))")
+
+
+@lru_cache(maxsize=64)
+def _counting(n: int) -> str:
+    """`"0,1,...,n-1"`: the seqs (or idx) of a page's rows, each less the first one, joined in the
+    order SQLite aggregated them, when they follow on (built once per page width)."""
+    return ",".join(map(str, range(n)))
+
+
+def joined_reads(conn: sqlite3.Connection) -> bool:
+    """Whether `group_concat` over this connection's ledger gives exactly the rows' values, so
+    that `check_subtree(..., joined=True)` may use it once `quick_check` has passed:
+
+    - the tables are ours, STRICT with NOT NULL columns: with `quick_check` passed every value
+      has its column's type (a STRICT table's types and NOT NULLs are part of it), so no NULL is
+      skipped and no text is taken for a blob, and every seq and idx is an integer;
+    - the database is UTF-8: a blob read as text keeps its bytes (UTF-16 would convert them);
+    - this SQLite's `group_concat` writes a separator between every two values, empty ones too,
+      and keeps NUL bytes (asked of it, not assumed)."""
+    try:
+        if conn.execute("PRAGMA encoding").fetchone() != ("UTF-8",):
+            return False
+        strict = conn.execute("SELECT name, strict FROM pragma_table_list "
+                              "WHERE schema = 'main' AND name IN ('entries', 'nodes')").fetchall()
+        if sorted(strict) != [("entries", 1), ("nodes", 1)]:
+            return False
+        for table, columns in _COLUMNS.items():
+            found = conn.execute('SELECT name, type, "notnull", pk FROM pragma_table_xinfo(?)',
+                                 (table,)).fetchall()
+            if found != columns:
+                return False
+        return bool(conn.execute(_SELF_TEST).fetchone() == (b"\n\x00\xff\n",))
+    except sqlite3.DatabaseError:  # an SQLite without pragma_table_list (< 3.37): rows then
+        return False
+
+
+def _joined_subtree(conn: sqlite3.Connection, first: int, stop: int,
+                    top: int) -> tuple[bool, PageProof | None] | None:
+    """`check_subtree`'s answer, when joined reads prove the page's entries and its level-1
+    nodes (as `_check_page` does from rows); else None, and the rows decide."""
+    if stop - first <= 0 or first % 2:
+        return None
+    read = _joined_entries(conn, first, stop)
+    if read is None:
+        return None
+    blobs, leaves, types, times = read
+    below = _joined_level(conn, 1, first >> 1, stop >> 1, leaves)
+    if below is None:
+        return None
+    page = _accept_lines(blobs, leaves, first, types, times)
+    proven = first % (1 << top) == 0
+    for level in range(2, top + 1):
+        if not proven:
+            break
+        lo, hi = first >> level, stop >> level
+        hashes = _joined_level(conn, level, lo, hi, below)
+        if hashes is None:  # the rows decide, as in `check_subtree`
+            nodes = conn.execute(_NODE_ROWS, (level, lo, hi)).fetchall()
+            hashes = _level_above(nodes, below, lo) if len(nodes) == hi - lo else None
+        proven = hashes is not None
+        below = hashes or []
+    return proven, page
+
+
+_Columns = tuple[list[bytes], list[bytes], tuple[str, ...], tuple[str, ...]]
+
+
+def _joined_entries(conn: sqlite3.Connection, first: int, stop: int) -> _Columns | None:
+    """`(raws, leaf hashes, types, times)` of entries `[first, stop)`, when joined reads show
+    what `_check_page` asks of the rows: the seqs follow on (which also puts every column's
+    values in seq order: one aggregate step per row), and each row's bytes hash to its stored
+    leaf hash (32 bytes each, so equal joins are equal hashes). Else None.
+
+    A value holding the separator (a raw with a newline) splits into more values than rows:
+    None, and the rows decide."""
+    try:
+        row = conn.execute(_JOINED_ENTRIES, (first, stop)).fetchone()
+    except sqlite3.DatabaseError:  # too long to join, or damaged: the row reads say which
+        return None
+    seqs, raw, stored, shortest, longest, kinds, whens = row
+    if seqs != _counting(stop - first):
+        return None
+    if shortest != merkle.HASH_SIZE or longest != merkle.HASH_SIZE:
+        return None
+    if not (isinstance(raw, bytes) and isinstance(kinds, str) and isinstance(whens, str)):
+        return None
+    n = stop - first
+    blobs, types, times = raw.split(b"\n"), kinds.split("\n"), whens.split("\n")
+    if len(blobs) != n or len(types) != n or len(times) != n:
+        return None
+    leaves = leaf_hashes(blobs)
+    if b"".join(leaves) != stored:
+        return None
+    return blobs, leaves, tuple(types), tuple(times)
+
+
+def _joined_level(conn: sqlite3.Connection, level: int, lo: int, hi: int,
+                  children: list[bytes]) -> list[bytes] | None:
+    """`_level_above` of the nodes `[lo, hi)` of `level` when they are all there, from one
+    joined read: their idx are `lo, lo + 1, ...` in order, their hashes 32 bytes each and, joined,
+    the join of the hashes of their `children` (32-byte hashes, the first under node `lo`).
+    Else None (the rows decide)."""
+    wanted = hi - lo
+    if wanted <= 0 or len(children) < 2 * wanted:
+        return None
+    try:
+        idxs, stored, shortest, longest = conn.execute(_JOINED_NODES, (level, lo, hi)).fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    if idxs != _counting(wanted):
+        return None
+    if shortest != merkle.HASH_SIZE or longest != merkle.HASH_SIZE:
+        return None
+    hashes = merkle.node_hashes(children[0:2 * wanted:2], children[1:2 * wanted:2])
+    return hashes if b"".join(hashes) == stored else None
 
 
 def _level_above(nodes: list[SqlRow], children: list[bytes], first: int) -> list[bytes] | None:
@@ -268,10 +418,11 @@ class Subtrees:
 
     def __init__(self, conn: sqlite3.Connection,
                  page_jobs: list[tuple[int, int, Future[Subtree] | None]], top: int,
-                 jobs: Jobs) -> None:
+                 jobs: Jobs, *, joined: bool = False) -> None:
         self.conn = conn
         self.page_jobs = page_jobs
         self.top = top
+        self.joined = joined  # `check_subtree`'s, here: after the caller's quick_check passed
         self.jobs = jobs
         self.front = 0
         self.back = len(page_jobs)
@@ -294,7 +445,8 @@ class Subtrees:
             self.back -= 1
             try:
                 with no_gc():
-                    self.here[self.back] = check_subtree(self.conn, first, stop, self.top)
+                    self.here[self.back] = check_subtree(self.conn, first, stop, self.top,
+                                                         joined=self.joined)
             except sqlite3.DatabaseError:  # raised again in its turn, as a worker's failure
                 self.here[self.back] = None
                 break
@@ -302,21 +454,31 @@ class Subtrees:
         self.front += 1
         first, stop, job = self.page_jobs[index]
         answer = self.here.pop(index) if index in self.here else self.jobs.result(job)
-        return answer if answer is not None else check_subtree(self.conn, first, stop, self.top)
+        if answer is None:
+            answer = check_subtree(self.conn, first, stop, self.top, joined=self.joined)
+        return answer
 
 
 # --- in a worker process ----------------------------------------------------------------------
 
 _worker_conn: sqlite3.Connection | None = None
+_worker_joined = False
+_MMAP_BYTES = 1 << 31  # SQLite maps at most its SQLITE_MAX_MMAP_SIZE (2 GB by default)
 
 
 def open_worker(path: str) -> None:
-    """A worker's initializer: its own read-only connection to the ledger. The cyclic collector
-    stays off (a page's values hold no cycles)."""
-    global _worker_conn
+    """A worker's initializer: its own read-only connection to the ledger, and whether joined
+    reads give the rows' values on it (`joined_reads`). The cyclic collector stays off (a page's
+    values hold no cycles)."""
+    global _worker_conn, _worker_joined
     gc.disable()
     _worker_conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True,
                                    isolation_level=None)
+    # Pages read through a memory map, not copied in by a read call each (a fifth of a page's
+    # reads). Only here: an I/O error on a mapped file kills the process (SIGBUS), which the
+    # caller survives (it redoes the worker's pieces itself), and a console would not.
+    _worker_conn.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
+    _worker_joined = joined_reads(_worker_conn)
 
 
 def _conn() -> sqlite3.Connection:
@@ -333,5 +495,8 @@ def worker_page(first: int, stop: int) -> PageProof | None:
     return check_page(_conn(), first, stop)
 
 
-def worker_subtree(first: int, stop: int, top: int) -> tuple[bool, PageProof | None]:
-    return check_subtree(_conn(), first, stop, top)
+def worker_subtree(first: int, stop: int, top: int,
+                   joined: int = 0) -> tuple[bool, PageProof | None]:
+    """`check_subtree`, with joined reads when the caller found them exact in its snapshot (after
+    its `quick_check` passes, it takes the answer) and this worker on its connection."""
+    return check_subtree(_conn(), first, stop, top, joined=bool(joined) and _worker_joined)

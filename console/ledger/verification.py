@@ -57,6 +57,7 @@ from console.ledger.treescan import (
     PageProof,
     Subtrees,
     check_nodes,
+    joined_reads,
     nodes_match,
     open_worker,
     worker_nodes,
@@ -275,7 +276,10 @@ def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
     order checks every node first; the progress of the node levels, the serial check's calls
     exactly, moves as the pages' answers come in."""
     top = (PAGE & -PAGE).bit_length() - 1  # pages start at multiples of 2 ** top
-    page_jobs = [(first, stop, jobs.submit(worker_subtree, first, stop, top))
+    # joined reads are exact here (this snapshot's schema); their answers are taken only after
+    # quick_check passes, which proves every value has its STRICT column's type
+    joined = joined_reads(conn)
+    page_jobs = [(first, stop, jobs.submit(worker_subtree, first, stop, top, joined))
                  for first, stop in _ranges(size)]
     high = range(max(2, top + 1), size.bit_length())
     node_jobs = [[(lo, hi, jobs.submit(worker_nodes, level, lo, hi))
@@ -288,7 +292,7 @@ def _check_parallel(ledger: Ledger, conn: sqlite3.Connection, size: int,
     ones = conn.execute("SELECT count(*) FROM nodes WHERE level = 1").fetchone()[0]
     proven = size <= 1 or ones == size >> 1
     pages: list[PageProof | None] = []
-    answers = Subtrees(conn, page_jobs, top, jobs)
+    answers = Subtrees(conn, page_jobs, top, jobs, joined=joined)
     while (answer := answers.next()) is not None:
         nodes, page = answer
         proven = proven and nodes
