@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import gc
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
@@ -34,6 +33,7 @@ from typing import TypeVar
 from console.ledger import merkle
 from console.ledger._sqlite import SqlRow
 from console.ledger.blockscan import accept_block, leaf_hashes, no_gc
+from console.ledger.treejoin import joined_entries, joined_level, joined_reads
 from console.ledger.trust import TRUST_ENTRY_TYPES
 
 __all__ = [
@@ -148,144 +148,55 @@ def check_subtree(conn: sqlite3.Connection, first: int, stop: int, top: int, *,
     return proven, page
 
 
-# --- joined reads: a page's column in one value ---------------------------------------------
-#
-# A row read costs SQLite a tuple and five values, most of the time of a page's reads; the same
-# rows `group_concat`ed column by column come back as a few values per page, which C-level
-# `split`s and `join`s take apart. They are only used when they are exactly the rows' values
-# (`joined_reads`), and only to prove: whatever they do not prove is read again row by row, and
-# the row checks decide, so a page's answer is the one the rows give.
-
-_JOINED_ENTRIES = (
-    "SELECT group_concat(seq - ?1, ','), CAST(group_concat(raw, x'0a') AS BLOB), "
-    "CAST(group_concat(leaf_hash, '') AS BLOB), min(length(leaf_hash)), max(length(leaf_hash)), "
-    "group_concat(type, x'0a'), group_concat(time, x'0a') "
-    "FROM entries WHERE seq >= ?1 AND seq < ?2")
-_JOINED_NODES = (
-    "SELECT group_concat(idx - ?2, ','), CAST(group_concat(hash, '') AS BLOB), min(length(hash)), "
-    "max(length(hash)) FROM nodes WHERE level = ?1 AND idx >= ?2 AND idx < ?3")
-_COLUMNS = {
-    "entries": [("seq", "INTEGER", 0, 1), ("raw", "BLOB", 1, 0), ("leaf_hash", "BLOB", 1, 0),
-                ("type", "TEXT", 1, 0), ("ceremony", "TEXT", 0, 0), ("time", "TEXT", 1, 0)],
-    "nodes": [("level", "INTEGER", 1, 1), ("idx", "INTEGER", 1, 2), ("hash", "BLOB", 1, 0)],
-}
-_SELF_TEST = ("SELECT CAST(group_concat(column1, x'0a') AS BLOB) "
-              "FROM (VALUES (x''), (x'00ff'), (x''))")
-
-
-@lru_cache(maxsize=64)
-def _counting(n: int) -> str:
-    """`"0,1,...,n-1"`: the seqs (or idx) of a page's rows, each less the first one, joined in the
-    order SQLite aggregated them, when they follow on (built once per page width)."""
-    return ",".join(map(str, range(n)))
-
-
-def joined_reads(conn: sqlite3.Connection) -> bool:
-    """Whether `group_concat` over this connection's ledger gives exactly the rows' values, so
-    that `check_subtree(..., joined=True)` may use it once `quick_check` has passed:
-
-    - the tables are ours, STRICT with NOT NULL columns: with `quick_check` passed every value
-      has its column's type (a STRICT table's types and NOT NULLs are part of it), so no NULL is
-      skipped and no text is taken for a blob, and every seq and idx is an integer;
-    - the database is UTF-8: a blob read as text keeps its bytes (UTF-16 would convert them);
-    - this SQLite's `group_concat` writes a separator between every two values, empty ones too,
-      and keeps NUL bytes (asked of it, not assumed)."""
-    try:
-        if conn.execute("PRAGMA encoding").fetchone() != ("UTF-8",):
-            return False
-        strict = conn.execute("SELECT name, strict FROM pragma_table_list "
-                              "WHERE schema = 'main' AND name IN ('entries', 'nodes')").fetchall()
-        if sorted(strict) != [("entries", 1), ("nodes", 1)]:
-            return False
-        for table, columns in _COLUMNS.items():
-            found = conn.execute('SELECT name, type, "notnull", pk FROM pragma_table_xinfo(?)',
-                                 (table,)).fetchall()
-            if found != columns:
-                return False
-        return bool(conn.execute(_SELF_TEST).fetchone() == (b"\n\x00\xff\n",))
-    except sqlite3.DatabaseError:  # an SQLite without pragma_table_list (< 3.37): rows then
-        return False
-
-
 def _joined_subtree(conn: sqlite3.Connection, first: int, stop: int,
                     top: int) -> tuple[bool, PageProof | None] | None:
-    """`check_subtree`'s answer, when joined reads prove the page's entries and its level-1
-    nodes (as `_check_page` does from rows); else None, and the rows decide."""
+    """`check_subtree`'s answer from joined reads (`console.ledger.treejoin`), a piece of
+    `PIECE_LINES` entries at a time: its entries, their level-1 nodes and, when the page is
+    aligned, the levels over the piece up to its width; then the levels above, over the whole
+    page. None when the joined reads do not prove the entries or their level-1 nodes (as
+    `_check_page` does from rows): the rows decide then. A piece's values stay in the cache
+    from its read to its last check."""
     if stop - first <= 0 or first % 2:
         return None
-    read = _joined_entries(conn, first, stop)
-    if read is None:
-        return None
-    blobs, leaves, types, times = read
-    below = _joined_level(conn, 1, first >> 1, stop >> 1, leaves)
-    if below is None:
-        return None
-    page = _accept_lines(blobs, leaves, first, types, times)
-    proven = first % (1 << top) == 0
-    for level in range(2, top + 1):
+    aligned = first % (1 << top) == 0
+    inner = min(top, PIECE_LINES.bit_length() - 1) if aligned else 1
+    lines = _Lines(first)
+    tops: list[bytes] = []
+    proven = aligned
+    for lo in range(first, stop, PIECE_LINES):
+        hi = min(lo + PIECE_LINES, stop)
+        read = joined_entries(conn, lo, hi)
+        if read is None:
+            return None
+        below = joined_level(conn, 1, lo >> 1, hi >> 1, read.leaves)
+        if below is None:
+            return None
+        lines.take(lo - first, read.raws, read.leaves, read.types, read.times, read.block)
+        for level in range(2, inner + 1):
+            if not proven:
+                break
+            hashes = _proven_level(conn, level, lo >> level, hi >> level, below)
+            proven = hashes is not None
+            below = hashes or []
+        tops += below
+    for level in range(inner + 1, top + 1):
         if not proven:
             break
-        lo, hi = first >> level, stop >> level
-        hashes = _joined_level(conn, level, lo, hi, below)
-        if hashes is None:  # the rows decide, as in `check_subtree`
-            nodes = conn.execute(_NODE_ROWS, (level, lo, hi)).fetchall()
-            hashes = _level_above(nodes, below, lo) if len(nodes) == hi - lo else None
+        hashes = _proven_level(conn, level, first >> level, stop >> level, tops)
         proven = hashes is not None
-        below = hashes or []
-    return proven, page
+        tops = hashes or []
+    return proven, lines.proof()
 
 
-_Columns = tuple[list[bytes], list[bytes], tuple[str, ...], tuple[str, ...]]
-
-
-def _joined_entries(conn: sqlite3.Connection, first: int, stop: int) -> _Columns | None:
-    """`(raws, leaf hashes, types, times)` of entries `[first, stop)`, when joined reads show
-    what `_check_page` asks of the rows: the seqs follow on (which also puts every column's
-    values in seq order: one aggregate step per row), and each row's bytes hash to its stored
-    leaf hash (32 bytes each, so equal joins are equal hashes). Else None.
-
-    A value holding the separator (a raw with a newline) splits into more values than rows:
-    None, and the rows decide."""
-    try:
-        row = conn.execute(_JOINED_ENTRIES, (first, stop)).fetchone()
-    except sqlite3.DatabaseError:  # too long to join, or damaged: the row reads say which
-        return None
-    seqs, raw, stored, shortest, longest, kinds, whens = row
-    if seqs != _counting(stop - first):
-        return None
-    if shortest != merkle.HASH_SIZE or longest != merkle.HASH_SIZE:
-        return None
-    if not (isinstance(raw, bytes) and isinstance(kinds, str) and isinstance(whens, str)):
-        return None
-    n = stop - first
-    blobs, types, times = raw.split(b"\n"), kinds.split("\n"), whens.split("\n")
-    if len(blobs) != n or len(types) != n or len(times) != n:
-        return None
-    leaves = leaf_hashes(blobs)
-    if b"".join(leaves) != stored:
-        return None
-    return blobs, leaves, tuple(types), tuple(times)
-
-
-def _joined_level(conn: sqlite3.Connection, level: int, lo: int, hi: int,
+def _proven_level(conn: sqlite3.Connection, level: int, lo: int, hi: int,
                   children: list[bytes]) -> list[bytes] | None:
-    """`_level_above` of the nodes `[lo, hi)` of `level` when they are all there, from one
-    joined read: their idx are `lo, lo + 1, ...` in order, their hashes 32 bytes each and, joined,
-    the join of the hashes of their `children` (32-byte hashes, the first under node `lo`).
-    Else None (the rows decide)."""
-    wanted = hi - lo
-    if wanted <= 0 or len(children) < 2 * wanted:
-        return None
-    try:
-        idxs, stored, shortest, longest = conn.execute(_JOINED_NODES, (level, lo, hi)).fetchone()
-    except sqlite3.DatabaseError:
-        return None
-    if idxs != _counting(wanted):
-        return None
-    if shortest != merkle.HASH_SIZE or longest != merkle.HASH_SIZE:
-        return None
-    hashes = merkle.node_hashes(children[0:2 * wanted:2], children[1:2 * wanted:2])
-    return hashes if b"".join(hashes) == stored else None
+    """`_level_above` of the nodes `[lo, hi)` of `level` over `children`: from a joined read
+    when it proves them, else from their rows."""
+    hashes = joined_level(conn, level, lo, hi, children)
+    if hashes is None:
+        nodes = conn.execute(_NODE_ROWS, (level, lo, hi)).fetchall()
+        hashes = _level_above(nodes, children, lo) if len(nodes) == hi - lo else None
+    return hashes
 
 
 def _level_above(nodes: list[SqlRow], children: list[bytes], first: int) -> list[bytes] | None:
@@ -334,8 +245,19 @@ with more is left to the caller whole (its strict path is as fast for such a pag
 def _accept_lines(lines: list[bytes], leaves: list[bytes], first: int,
                   types: tuple[object, ...], times: tuple[object, ...]) -> PageProof | None:
     """The page `lines` (entries `first, ...`) proven by `accept_block`, but for the lines it
-    refuses: the page is taken in pieces of `PIECE_LINES`, and a piece refused is halved until
-    the lines refused are alone (at most `_MOST_REFUSED` of them, else None).
+    refuses (`_Lines`), taken in pieces of `PIECE_LINES`."""
+    page = _Lines(first)
+    kinds, whens = list(types), list(times)
+    for lo in range(0, len(lines), PIECE_LINES):
+        hi = lo + PIECE_LINES
+        page.take(lo, lines[lo:hi], leaves[lo:hi], kinds[lo:hi], whens[lo:hi])
+    return page.proof()
+
+
+class _Lines:
+    """A page's lines proven by `accept_block`, but for the lines it refuses: the page is taken
+    a piece at a time (`take`), and a piece refused is halved until the lines refused are alone
+    (at most `_MOST_REFUSED` of them in the page, else the page is not proven).
 
     Every line that is not proven, every line of a special type and every piece's first line
     is `slow`, with the time of the line before it when that line is proven: the caller checks
@@ -343,36 +265,57 @@ def _accept_lines(lines: list[bytes], leaves: list[bytes], first: int,
     proven, its time is not before that line's, and its type is not special: `accept_block`
     leaves it to the caller only for the time before it. The type and time columns of each
     proven line are compared here with its bytes."""
-    pieces: list[tuple[int, int]] = [(lo, min(lo + PIECE_LINES, len(lines)))
-                                     for lo in range(0, len(lines), PIECE_LINES)]
-    slow: list[tuple[int, str | None]] = []
-    before: str | None = None
-    refused = 0
-    while pieces:
-        lo, hi = pieces.pop(0)
-        block = b"\n".join(lines[lo:hi]) + b"\n"
-        piece = accept_block(block, first + lo, _TRUST, frozenset(), leaves=leaves[lo:hi])
-        if piece is not None and piece.count != hi - lo:  # a raw holding a newline
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.slow: list[tuple[int, str | None]] = []
+        self.before: str | None = None  # the time of the line before, when it is proven
+        self.refused = 0
+        self.last: object = None  # the time column of the page's last line
+        self.failed = False
+
+    def take(self, start: int, lines: list[bytes], leaves: list[bytes], types: Sequence[object],
+             times: Sequence[object], block: bytes | None = None) -> None:
+        """The lines from `start` (an index in the page) on, with their leaf hashes and their
+        type and time columns; `block`: the lines as `accept_block` takes them, when at hand."""
+        if self.failed or not lines:
+            return
+        self.last = times[-1]
+        pieces = [(0, len(lines))]
+        while pieces:
+            lo, hi = pieces.pop(0)
+            if block is None or (lo, hi) != (0, len(lines)):
+                block = b"\n".join(lines[lo:hi]) + b"\n"
+            piece = accept_block(block, self.first + start + lo, _TRUST, frozenset(),
+                                 leaves=leaves[lo:hi])
+            if piece is not None and piece.count != hi - lo:  # a raw holding a newline
+                self.failed = True
+                return
+            if piece is None and hi - lo > 1:
+                middle = (lo + hi) // 2
+                pieces[:0] = [(lo, middle), (middle, hi)]
+                continue
+            if piece is None:
+                self.refused += 1
+                if self.refused > _MOST_REFUSED:
+                    self.failed = True
+                    return
+                self.slow.append((start + lo, self.before))
+                self.before = None
+                continue
+            if piece.types != types[lo:hi] or piece.times != times[lo:hi]:
+                self.failed = True
+                return
+            before = self.before
+            ahead = before is not None and piece.times[0] >= before and piece.types[0] not in _TRUST
+            self.slow += [(start + lo + i, piece.times[i - 1] if i else before)
+                          for i in piece.slow if i or not ahead]
+            self.before = piece.times[-1]
+
+    def proof(self) -> PageProof | None:
+        if self.failed:
             return None
-        if piece is None and hi - lo > 1:
-            middle = (lo + hi) // 2
-            pieces[:0] = [(lo, middle), (middle, hi)]
-            continue
-        if piece is None:
-            refused += 1
-            if refused > _MOST_REFUSED:
-                return None
-            slow.append((lo, before))
-            before = None
-            continue
-        if tuple(piece.types) != types[lo:hi] or tuple(piece.times) != times[lo:hi]:
-            return None
-        ahead = before is not None and piece.times[0] >= before and piece.types[0] not in _TRUST
-        slow += [(lo + i, piece.times[i - 1] if i else before)
-                 for i in piece.slow if i or not ahead]
-        before = piece.times[-1]
-    last = times[-1]
-    return PageProof(tuple(slow), last if isinstance(last, str) else "")
+        return PageProof(tuple(self.slow), self.last if isinstance(self.last, str) else "")
 
 
 # --- in the caller: handing pages out, taking answers in ------------------------------
