@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from console.ledger import merkle
-from console.ledger.blockscan import leaf_hashes
 
 __all__ = ["JoinedEntries", "joined_entries", "joined_level", "joined_reads"]
 
@@ -75,25 +74,23 @@ def _counting(n: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class JoinedEntries:
-    """Entries `[first, first + len(raws))`: their bytes, the block of them (each line ended by a
-    newline, as `accept_block` takes it), their leaf hashes (equal to the stored ones) and their
-    type and time columns, all in seq order."""
+    """Entries `[first, first + n)`: the block of their bytes (each line ended by a newline, as
+    `accept_block` takes it: n lines unless a raw holds a newline), their stored leaf hashes
+    joined (32 bytes each), and their type and time columns, all in seq order."""
 
-    raws: list[bytes]
     block: bytes
-    leaves: list[bytes]
+    leaves: bytes
     types: list[str]
     times: list[str]
 
 
 def joined_entries(conn: sqlite3.Connection, first: int, stop: int) -> JoinedEntries | None:
-    """Entries `[first, stop)` (`stop > first`), when joined reads show what the row checks ask
-    first: the seqs follow on (which also puts every column's values in seq order: SQLite takes
-    a row's values for all aggregates in one step), and each row's bytes hash to its stored leaf
-    hash (32 bytes each, so equal joins are equal hashes). Else None.
-
-    A value holding the separator (a raw with a newline) splits into more values than rows:
-    None, and the rows decide."""
+    """Entries `[first, stop)` (`stop > first`), when joined reads show the first facts the row
+    checks ask: the seqs follow on (which also puts every column's values in seq order: SQLite
+    takes a row's values for all aggregates in one step), every stored leaf hash is 32 bytes
+    (so that the join of the leaf hashes of the block's lines, equal to `leaves`, means equal
+    hashes), and the type and time columns split into one value per row (none holds the
+    separator). Else None, and the rows decide."""
     try:
         seqs, raw, stored, shortest, longest, kinds, whens = conn.execute(
             _ENTRIES, (first, stop)).fetchone()
@@ -102,15 +99,13 @@ def joined_entries(conn: sqlite3.Connection, first: int, stop: int) -> JoinedEnt
     n = stop - first
     if seqs != _counting(n) or shortest != merkle.HASH_SIZE or longest != merkle.HASH_SIZE:
         return None
-    if not (isinstance(raw, bytes) and isinstance(kinds, str) and isinstance(whens, str)):
+    if not (isinstance(raw, bytes) and isinstance(stored, bytes) and isinstance(kinds, str)
+            and isinstance(whens, str)):
         return None
-    raws, types, times = raw.split(b"\n"), kinds.split("\n"), whens.split("\n")
-    if len(raws) != n or len(types) != n or len(times) != n:
+    types, times = kinds.split("\n"), whens.split("\n")
+    if len(types) != n or len(times) != n:
         return None
-    leaves = leaf_hashes(raws)
-    if b"".join(leaves) != stored:
-        return None
-    return JoinedEntries(raws, raw + b"\n", leaves, types, times)
+    return JoinedEntries(raw + b"\n", stored, types, times)
 
 
 def joined_level(conn: sqlite3.Connection, level: int, lo: int, hi: int,

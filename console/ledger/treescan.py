@@ -32,7 +32,7 @@ from typing import TypeVar
 
 from console.ledger import merkle
 from console.ledger._sqlite import SqlRow
-from console.ledger.blockscan import accept_block, leaf_hashes, no_gc
+from console.ledger.blockscan import Accepted, accept_block, leaf_hashes, no_gc
 from console.ledger.treejoin import joined_entries, joined_level, joined_reads
 from console.ledger.trust import TRUST_ENTRY_TYPES
 
@@ -168,10 +168,12 @@ def _joined_subtree(conn: sqlite3.Connection, first: int, stop: int,
         read = joined_entries(conn, lo, hi)
         if read is None:
             return None
-        below = joined_level(conn, 1, lo >> 1, hi >> 1, read.leaves)
+        leaves = lines.take_block(lo - first, read.block, hi - lo, read.types, read.times)
+        if leaves is None or b"".join(leaves) != read.leaves:  # 32-byte hashes, stored
+            return None
+        below = joined_level(conn, 1, lo >> 1, hi >> 1, leaves)
         if below is None:
             return None
-        lines.take(lo - first, read.raws, read.leaves, read.types, read.times, read.block)
         for level in range(2, inner + 1):
             if not proven:
                 break
@@ -275,17 +277,16 @@ class _Lines:
         self.failed = False
 
     def take(self, start: int, lines: list[bytes], leaves: list[bytes], types: Sequence[object],
-             times: Sequence[object], block: bytes | None = None) -> None:
+             times: Sequence[object]) -> None:
         """The lines from `start` (an index in the page) on, with their leaf hashes and their
-        type and time columns; `block`: the lines as `accept_block` takes them, when at hand."""
+        type and time columns."""
         if self.failed or not lines:
             return
         self.last = times[-1]
         pieces = [(0, len(lines))]
         while pieces:
             lo, hi = pieces.pop(0)
-            if block is None or (lo, hi) != (0, len(lines)):
-                block = b"\n".join(lines[lo:hi]) + b"\n"
+            block = b"\n".join(lines[lo:hi]) + b"\n"
             piece = accept_block(block, self.first + start + lo, _TRUST, frozenset(),
                                  leaves=leaves[lo:hi])
             if piece is not None and piece.count != hi - lo:  # a raw holding a newline
@@ -303,14 +304,42 @@ class _Lines:
                 self.slow.append((start + lo, self.before))
                 self.before = None
                 continue
-            if piece.types != types[lo:hi] or piece.times != times[lo:hi]:
-                self.failed = True
+            if not self._proven(start + lo, piece, types[lo:hi], times[lo:hi]):
                 return
-            before = self.before
-            ahead = before is not None and piece.times[0] >= before and piece.types[0] not in _TRUST
-            self.slow += [(start + lo + i, piece.times[i - 1] if i else before)
-                          for i in piece.slow if i or not ahead]
-            self.before = piece.times[-1]
+
+    def take_block(self, start: int, block: bytes, count: int, types: Sequence[object],
+                   times: Sequence[object]) -> list[bytes] | None:
+        """`take` of the `count` lines of `block` (each ended by a newline), with their leaf
+        hashes computed by `accept_block` when it proves them all at once (no second split of
+        the block). Returns the leaf hashes, or None when the block does not hold `count` lines
+        (a raw holding a newline)."""
+        if not self.failed:
+            piece = accept_block(block, self.first + start, _TRUST, frozenset())
+            if piece is not None and piece.count == count:
+                self.last = times[-1]
+                self._proven(start, piece, types, times)
+                return piece.leaves
+        raws = block.split(b"\n")
+        raws.pop()
+        if len(raws) != count:
+            return None
+        leaves = leaf_hashes(raws)
+        self.take(start, raws, leaves, types, times)
+        return leaves
+
+    def _proven(self, start: int, piece: Accepted, types: Sequence[object],
+                times: Sequence[object]) -> bool:
+        """Take the lines from `start` that `piece` proved, after comparing their type and time
+        columns with its bytes (False, the page not proven, when they differ)."""
+        if piece.types != types or piece.times != times:
+            self.failed = True
+            return False
+        before = self.before
+        ahead = before is not None and piece.times[0] >= before and piece.types[0] not in _TRUST
+        self.slow += [(start + i, piece.times[i - 1] if i else before)
+                      for i in piece.slow if i or not ahead]
+        self.before = piece.times[-1]
+        return True
 
     def proof(self) -> PageProof | None:
         if self.failed:
