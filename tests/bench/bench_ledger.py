@@ -8,9 +8,11 @@ Not collected by pytest (tests/bench is in norecursedirs).
 
 For quick iterations on the verifier: `--keep DIR` builds the pack once in DIR and reuses it on
 later runs (skipping the append measurements), `--repeat K` (default 3) runs K rounds of
-sha256sum then verify and reports the best of each,
+sha256sum, verify and verify tree, and reports the best of each,
 `--phases` times the building blocks of a verify (reading lines, leaf hashes, JSON parse and
-re-encode) over the same file, and `--profile` prints a cProfile of one verify.
+re-encode) over the same file and those of a verify tree over the ledger (SQLite's reads and
+quick_check, hashing, the canonical-form check; and how the pages were shared), and
+`--profile` prints a cProfile of one verify.
 """
 
 from __future__ import annotations
@@ -20,21 +22,27 @@ import cProfile
 import hashlib
 import json
 import pstats
+import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from console.ledger import Ledger, export_audit_pack, verify_audit_pack
-from console.ledger.blockscan import scan_block
+from console.ledger import Ledger, export_audit_pack, merkle, treejoin, treescan, verify_audit_pack
+from console.ledger.blockscan import Accepted, accept_block, leaf_hashes, no_gc, scan_block
 from console.ledger.entry import scan_lines
+from console.ledger.trust import TRUST_ENTRY_TYPES
+from console.ledger.verification import PAGE, verify_tree
 from tests.bench import Result, print_table
 from tests.unit.test_ledger_support import T0, authorize, checkpoint_now, new_ledger
 
 VERIFY_GOAL = 3.0
 TREE_GOAL = 2.0
+TRUST = frozenset(TRUST_ENTRY_TYPES)
 
 Row = tuple[str, dict[str, object], datetime, str, str | None]
 
@@ -100,7 +108,7 @@ def build_pack(folder: Path, *, appends: int, batch: int,
     ]
 
 
-def time_verify_tree(folder: Path, profile: bool) -> float | None:
+def time_verify_tree(folder: Path, profile: bool = False) -> float | None:
     """Seconds of `Ledger.verify_tree` on the ledger in `folder` (None when there is none)."""
     path = folder / "ledger.sqlite"
     if not path.is_file():
@@ -117,6 +125,82 @@ def time_verify_tree(folder: Path, profile: bool) -> float | None:
         return took
     finally:
         ledger.close()
+
+
+def tree_phases(folder: Path, verify: float) -> None:
+    """Where a verify tree's time goes: its building blocks over the whole ledger, each alone on
+    one core (as a worker runs them: joined reads, a memory map), as ratios to the pack
+    verification; then one verify tree, with how many pages the workers proved."""
+    path = folder / "ledger.sqlite"
+    if not path.is_file():
+        return
+    treescan.open_worker(str(path))
+    conn = treescan._conn()
+    size = conn.execute("SELECT max(seq) + 1 FROM entries").fetchone()[0]
+    step = treescan.PIECE_LINES
+    pieces = [(lo, min(lo + step, size)) for lo in range(0, size, step)]
+    reads: list[treejoin.JoinedEntries | None] = []
+    scans: list[Accepted | None] = []
+
+    def timed(label: str, work: Callable[[], object]) -> None:
+        start = time.process_time()
+        work()
+        took = time.process_time() - start
+        print(f"  {label:<58} {took:6.2f} s = {took / verify:5.2f}x")
+
+    def nodes() -> None:
+        for level in range(1, size.bit_length()):
+            width = size >> level
+            for lo in range(0, width, step):
+                conn.execute(treejoin._NODES, (level, lo, min(lo + step, width))).fetchall()
+
+    def hash_nodes() -> None:
+        level = [leaf for scan in scans if scan is not None for leaf in scan.leaves]
+        while len(level) > 1:
+            level = merkle.node_hashes(level[0:len(level) - 1:2], level[1::2])
+
+    print(f"verify tree, building blocks over {size} entries (CPU seconds, one core; "
+          f"x the pack verification's wall time):")
+    with no_gc():
+        timed("PRAGMA quick_check (this process: no memory map)",
+              lambda: verification_quick_check(folder))
+        timed("joined reads of the entries (seq, raw, leaf, type, time)",
+              lambda: reads.extend(treejoin.joined_entries(conn, lo, hi) for lo, hi in pieces))
+        timed("joined reads of the nodes, level by level", nodes)
+        timed("leaf hashes", lambda: [leaf_hashes(r.block.split(b"\n")[:-1])
+                                      for r in reads if r is not None])
+        timed("canonical form (accept_block) and leaf hashes",
+              lambda: scans.extend(accept_block(r.block, lo, TRUST, frozenset())
+                                   if r is not None else None
+                                   for r, (lo, _) in zip(reads, pieces, strict=True)))
+        timed("node hashes, every level", hash_nodes)
+    ledger = Ledger.open(path, checkpoint_file=folder / ".checkpoint")
+    try:
+        start = time.perf_counter()
+        cpu = _cpu_seconds()
+        in_workers = verify_tree(ledger, ledger._conn)
+        took, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+    finally:
+        ledger.close()
+    pages = -(-size // PAGE)
+    print(f"  one verify tree: {took:.2f} s wall, {cpu:.2f} s CPU in all processes "
+          f"({cpu / took:.2f} cores busy); of {pages} pages (and the node ranges above them) "
+          f"the workers proved {in_workers}, this process the rest")
+
+
+def verification_quick_check(folder: Path) -> None:
+    conn = sqlite3.connect(f"{(folder / 'ledger.sqlite').resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA quick_check").fetchall()
+    finally:
+        conn.close()
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its waited-for children (the pool's workers)."""
+    own, children = (resource.getrusage(who)
+                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def sha256sum_seconds(path: Path) -> float:
@@ -183,16 +267,21 @@ def run(*, appends: int = 100_000, pack: int = 1_000_000, batch: int = 1000,
         # Rounds of sha256sum then verify, best of each: other processes share the two cores,
         # and a burst of their work landing on one single run decided the ratio; interleaved,
         # both measurements see the same conditions, and the best of each is the least noisy.
-        baseline = verify = float("inf")
+        # The tree check is timed in the same rounds, best of its own, for the same reason.
+        baseline = verify = tree = float("inf")
         report = None
         for _ in range(max(repeat, 1)):
             took = sha256sum_seconds(entries)
             start = time.perf_counter()
             report = verify_audit_pack(pack_dir)
             verify_took = time.perf_counter() - start
+            tree_took = time_verify_tree(folder)
+            tree_text = ("" if tree_took is None else
+                         f", verify tree {tree_took:.2f} s = {tree_took / verify_took:.2f}x verify")
             print(f"  round: sha256sum {took:.2f} s, verify {verify_took:.2f} s "
-                  f"= {verify_took / took:.1f}x")
+                  f"= {verify_took / took:.1f}x{tree_text}")
             baseline, verify = min(baseline, took), min(verify, verify_took)
+            tree = min(tree, tree_took if tree_took is not None else tree)
         assert report is not None
         print(f"sha256sum entries.jsonl ({size_mb:.0f} MB): {baseline:.2f} s")
         print(
@@ -201,15 +290,17 @@ def run(*, appends: int = 100_000, pack: int = 1_000_000, batch: int = 1000,
         )
         results.append(Result.at_most(f"verify_audit_pack ({report.size:,} entries) / sha256sum",
                                       verify / baseline, VERIFY_GOAL, digits=1))
-        tree = time_verify_tree(folder, profile)
-        if tree is not None:
+        if tree != float("inf"):
             print(f"Ledger.verify_tree ({report.size} entries, the ledger screen's verify tree): "
                   f"{tree:.2f} s = {tree / verify:.2f}x the pack verification "
                   f"(goal <= {TREE_GOAL:g}x)")
             results.append(Result.at_most(f"verify tree ({report.size:,} entries, {tree:.1f} s) "
                                           "/ verify_audit_pack", tree / verify, TREE_GOAL))
+        if profile:
+            time_verify_tree(folder, profile)
         if phases:
             time_phases(entries, baseline)
+            tree_phases(folder, verify)
         if profile:
             profiler = cProfile.Profile()
             profiler.runcall(verify_audit_pack, pack_dir)
