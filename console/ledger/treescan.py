@@ -13,7 +13,10 @@ Each worker opens the SQLite file read-only itself (`open_worker`, the pool's in
 workers' reads are not the caller's snapshot; every query here is bounded by the size the caller
 read in its snapshot, and the ledger only ever grows (triggers refuse UPDATE and DELETE), so a
 concurrent append does not change what a worker sees. The functions also take a connection, so
-the caller can run any of them itself when no worker can.
+the caller can run any of them itself when no worker can. A page is read with joined reads
+(`console.ledger.treejoin`, a piece of `PIECE_LINES` entries at a time: `_joined_subtree`) when
+the caller found them exact in its snapshot and its `quick_check` passed, else as rows; the
+answer is the same (what the joined reads do not prove, the rows decide).
 
 It also owns how the caller hands the pieces out and takes the answers in (`Jobs`, `Subtrees`:
 the caller checks pages itself from the last one back while the workers go from the front).

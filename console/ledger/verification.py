@@ -23,10 +23,11 @@ It runs in two passes, each over big pages:
 Ledgers of `PARALLEL_MIN_ENTRIES` or more are checked by worker processes, one per core, as the
 audit-pack verifier does (`_check_parallel`): every page of entries, with the nodes over it, and
 the ranges of the node levels above the pages are handed to them at once
-(`console.ledger.treescan`; each worker opens the SQLite file read-only itself), while this
-process runs `PRAGMA quick_check`, then checks pages from the last one back until it meets the
-workers, and takes the answers in the order above. A
-piece they prove is taken (a page's slow rows still take the strict path here, in order); a
+(`console.ledger.treescan`; each worker opens the SQLite file read-only itself and, once this
+process's `quick_check` vouches for the columns' types, reads a piece of a page a column at a
+time: `console.ledger.treejoin`), while this process runs `PRAGMA quick_check`, then checks
+pages from the last one back until it meets the workers, and takes the answers in the order
+above. A piece they prove is taken (a page's slow rows still take the strict path here, in order); a
 piece they do not prove, or do not answer, is redone here by the serial code in this snapshot,
 so the error names the same first bad seq or node as `_check_serial`, and no worker's answer
 alone fails the check.
