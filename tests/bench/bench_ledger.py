@@ -183,9 +183,11 @@ def tree_phases(folder: Path, verify: float) -> None:
     finally:
         ledger.close()
     pages = -(-size // PAGE)
+    top = (PAGE & -PAGE).bit_length() - 1
+    ranges = sum(-(-(size >> level) // PAGE) for level in range(top + 1, size.bit_length()))
     print(f"  one verify tree: {took:.2f} s wall, {cpu:.2f} s CPU in all processes "
-          f"({cpu / took:.2f} cores busy); of {pages} pages (and the node ranges above them) "
-          f"the workers proved {in_workers}, this process the rest")
+          f"({cpu / took:.2f} cores busy); of its {pages} pages and {ranges} node ranges above "
+          f"them, the workers proved {in_workers}, this process the rest")
 
 
 def verification_quick_check(folder: Path) -> None:
