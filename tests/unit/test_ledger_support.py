@@ -146,3 +146,17 @@ def all_strict(block: bytes, first_seq: int, special: frozenset[str],
     raws = block.split(b"\n")[:-1]
     return LineScan(len(raws), [(i, None, r) for i, r in enumerate(raws)],
                     [[]] * (len(raws) + 1), None, [] if watch is None else [{}] * (len(raws) + 1))
+
+
+def tree_ledger(folder: Path) -> None:
+    """The tree tests' ledger in `folder`: 235 entries over two checkpoints (the officer set
+    changes between them), then an uncovered tail."""
+    ledger = new_ledger(folder)
+    fill(ledger, 60, minutes=1)
+    checkpoint_now(ledger, "alice", "bob", minutes=2)
+    ledger.append("officer.revoked", {"name": "carol", "reason": "left"},
+                  time=T0.replace(minute=3), actor="alice")
+    fill(ledger, 140, minutes=4)
+    checkpoint_now(ledger, "alice", "bob", minutes=5)
+    fill(ledger, 33, minutes=6)
+    ledger.close()

@@ -19,7 +19,7 @@ import pytest
 from console.errors import LedgerTamperedError
 from console.ledger import Ledger, merkle, treescan
 from console.ledger import verification as verification_module
-from tests.unit.test_ledger_support import T0, checkpoint_now, fill, new_ledger
+from tests.unit.test_ledger_support import T0, fill, new_ledger, tree_ledger
 
 PAGE = 16
 Mutation = Callable[[sqlite3.Connection], None]
@@ -28,15 +28,7 @@ Mutation = Callable[[sqlite3.Connection], None]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("treeparallel")
-    ledger = new_ledger(folder)
-    fill(ledger, 60, minutes=1)
-    checkpoint_now(ledger, "alice", "bob", minutes=2)
-    ledger.append("officer.revoked", {"name": "carol", "reason": "left"},
-                  time=T0.replace(minute=3), actor="alice")
-    fill(ledger, 140, minutes=4)
-    checkpoint_now(ledger, "alice", "bob", minutes=5)
-    fill(ledger, 33, minutes=6)
-    ledger.close()
+    tree_ledger(folder)
     yield folder
 
 
