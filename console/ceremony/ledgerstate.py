@@ -41,7 +41,6 @@ from console.lifecycle import KeysetState, replay
 if TYPE_CHECKING:
     from console.ledger import Entry, Ledger
 
-CHECKPOINT = "checkpoint.signed"
 _NEVER_WRITTEN = ("policy.changed",)
 """Types no console writes (the replay refuses them), not among the state entries."""
 
@@ -131,7 +130,7 @@ class LedgerState:
             LedgerTamperedError: naming the first such entry.
         """
         from console.ceremony.authorization import AuthorizationReplay
-        from console.ledger.trust import TrustReplay
+        from console.ledger.trust import CHECKPOINT, TrustReplay
 
         entries = self.entries()
         if self._authorized is entries:  # this read, extended only by the session's own writes
