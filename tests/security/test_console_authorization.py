@@ -65,6 +65,15 @@ def test_a_revocation_with_no_ceremony_cosigned_by_a_routine_checkpoint_is_refus
     _plan_refused(target, seq, "officer.revoked with no ceremony")
 
 
+def test_status_names_the_forged_entry_and_still_works(target: Target) -> None:
+    [seq] = append_cosigned(target.ws, [_entry("officer.revoked",
+                                               {"name": "carol", "reason": "insider"}, None)])
+    result = target.cli("status", "--now", after(target.ws, 2))
+    assert result.returncode == 0, result.stderr
+    assert f"ledger entry {seq} (officer.revoked)" in result.stdout
+    assert "refuse until then" in result.stdout
+
+
 def test_a_key_moved_in_the_ledger_tail_is_refused_before_it_is_cosigned(
         target: Target) -> None:
     kid = _kid(target.ws, "active")
