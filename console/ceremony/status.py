@@ -24,7 +24,7 @@ from console.ceremony.journal import (
 )
 from console.ceremony.planner import BUNDLE_KEYSET, BUNDLE_SIGNING_KEY_FILE
 from console.clock import format_time
-from console.errors import ConsoleError, VerificationError
+from console.errors import ConsoleError, LedgerTamperedError, VerificationError
 from console.lifecycle import KeyState, replay, short_kid, status_json
 
 if TYPE_CHECKING:
@@ -209,6 +209,20 @@ def workspace_status(ws: Workspace, now: datetime) -> StatusReport:
                      "`ceremony plan config-change` (destructive quorum)")
     report["warnings"] = first + report["warnings"]
     return report
+
+
+def authorization_warning(ws: Workspace) -> list[str]:
+    """The entry no console writes under its rules, if the ledger holds one
+    (`LedgerState.require_authorized`), as a warning: named as a configuration drift is, while
+    the commands that act refuse it. Kept out of `workspace_status` (read before the first frame
+    of the TUI): its callers add it."""
+    from console.ceremony.ledgerstate import LedgerState
+
+    try:
+        LedgerState(ws.ledger).require_authorized()
+    except LedgerTamperedError as e:
+        return [f"{e.message} — plan, approve, execute and resume refuse until then: {e.hint}"]
+    return []
 
 
 def _sealed_pin_warning(ws: Workspace) -> list[str]:

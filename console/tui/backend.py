@@ -228,9 +228,15 @@ class Backend:
 
         return workspace_status(self.ws, self.now())
 
-    def dashboard(self) -> DashboardData:
-        """The status report and what the dashboard shows of each keyset's policy."""
+    def dashboard(self, *, authorization: bool = False) -> DashboardData:
+        """The status report and what the dashboard shows of each keyset's policy; with
+        `authorization`, the ledger's entries are also held to the console's rules (the
+        dashboard's worker asks for it; the launch's first data does not wait for it)."""
         status = self.status()
+        if authorization:
+            from console.ceremony.status import authorization_warning
+
+            status["warnings"][:0] = authorization_warning(self.ws)
         policies: dict[str, KeysetFacts] = {
             str(keyset.name): {
                 "cryptoperiod_days": keyset.cryptoperiod.days,

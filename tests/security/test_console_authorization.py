@@ -101,3 +101,27 @@ def test_the_genuine_demo_plans_and_runs(target: Target) -> None:
     """The control: the demo's own history passes the replay (every flow still works)."""
     target.ok("run", "quarterly-rotation", "--now", after(target.ws, 2), "--officer", "alice",
               "--officer", "bob")
+
+
+async def test_the_dashboard_names_the_forged_entry(target: Target) -> None:
+    """The TUI's dashboard worker holds the ledger to the same rules and shows the entry in
+    its warnings (the launch's first data does not wait for it)."""
+    from datetime import datetime
+
+    from console.tui.app import CeremonyApp
+    from console.tui.backend import Backend
+    from console.workspace import Workspace
+    from tests.tui.pilot_deliberate import settle, text_of
+
+    [seq] = append_cosigned(target.ws, [_entry("officer.revoked",
+                                               {"name": "carol", "reason": "insider"}, None)])
+    now = datetime.fromisoformat(after(target.ws, 2).replace("Z", "+00:00"))
+    ws = Workspace.open(target.ws)
+    try:
+        app = CeremonyApp(Backend(ws, clock=lambda: now), check_health=False)
+        async with app.run_test(size=(140, 44)) as pilot:
+            await settle(pilot)
+            warnings = " ".join(text_of(app, "#warnings").split())
+    finally:
+        ws.close()
+    assert f"ledger entry {seq} (officer.revoked)" in warnings, warnings

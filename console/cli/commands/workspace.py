@@ -85,18 +85,11 @@ def init(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from console.ceremony.ledgerstate import LedgerState
-    from console.ceremony.status import render_status, workspace_status
-    from console.errors import LedgerTamperedError
+    from console.ceremony.status import authorization_warning, render_status, workspace_status
 
     with open_workspace(args) as ws:
         report = workspace_status(ws, ws.now(requested_now(args)))
-        try:
-            # Named here, as a configuration drift is: the commands that act refuse it.
-            LedgerState(ws.ledger).require_authorized()
-        except LedgerTamperedError as e:
-            report["warnings"].insert(0, f"{e.message} — plan, approve, execute and resume "
-                                         f"refuse until then: {e.hint}")
+        report["warnings"][:0] = authorization_warning(ws)
     if args.json:
         print_json(report)
     else:

@@ -136,7 +136,8 @@ class DashboardScreen(ConsoleScreen):
         self.console.prefetch_settled()
 
     def refresh_data(self) -> None:
-        self.load("dashboard", self.backend.dashboard, "Reading keysets and due dates")
+        self.load("dashboard", lambda: self.backend.dashboard(authorization=True),
+                  "Reading keysets and due dates")
 
     def show_prefetched(self, data: DashboardData) -> None:
         if not self._own_data:
