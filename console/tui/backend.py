@@ -228,15 +228,16 @@ class Backend:
 
         return workspace_status(self.ws, self.now())
 
-    def dashboard(self, *, authorization: bool = False) -> DashboardData:
-        """The status report and what the dashboard shows of each keyset's policy; with
-        `authorization`, the ledger's entries are also held to the console's rules (the
-        dashboard's worker asks for it; the launch's first data does not wait for it)."""
-        status = self.status()
-        if authorization:
-            from console.ceremony.status import authorization_warning
+    def authorization_warnings(self) -> list[str]:
+        """The ledger's entry no console writes under its rules, as a warning, if it holds one
+        (`ceremony.status.authorization_warning`)."""
+        from console.ceremony.status import authorization_warning
 
-            status["warnings"][:0] = authorization_warning(self.ws)
+        return authorization_warning(self.ws)
+
+    def dashboard(self) -> DashboardData:
+        """The status report and what the dashboard shows of each keyset's policy."""
+        status = self.status()
         policies: dict[str, KeysetFacts] = {
             str(keyset.name): {
                 "cryptoperiod_days": keyset.cryptoperiod.days,

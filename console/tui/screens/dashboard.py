@@ -95,6 +95,9 @@ class DashboardScreen(ConsoleScreen):
         self._own_data = False
         """Whether the console's own workspace supplied what is shown (the launch's child
         process's data never replaces it)."""
+        self._unauthorized: list[str] = []
+        """The ledger's entry no console writes under its rules, if any (its own worker: on a
+        large ledger the check takes longer than the rest of the dashboard's data)."""
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="open-plans")
@@ -136,8 +139,14 @@ class DashboardScreen(ConsoleScreen):
         self.console.prefetch_settled()
 
     def refresh_data(self) -> None:
-        self.load("dashboard", lambda: self.backend.dashboard(authorization=True),
-                  "Reading keysets and due dates")
+        self.load("dashboard", self.backend.dashboard, "Reading keysets and due dates")
+        self.load("authorization", self.backend.authorization_warnings,
+                  "Holding the ledger's entries to the console's rules")
+
+    def show_authorization(self, warnings: list[str]) -> None:
+        self._unauthorized = list(warnings)
+        if self.status is not None:
+            self._show_warnings(self.status)
 
     def show_prefetched(self, data: DashboardData) -> None:
         if not self._own_data:
@@ -187,12 +196,15 @@ class DashboardScreen(ConsoleScreen):
             self._show_keyset(status["keysets"][options.highlighted or 0])
         self.query_one("#dash-signing-key", Static).update(
             signing_key_text(status.get("bundle_signing_key")))
-        warnings = status.get("warnings") or []
+        self._show_warnings(status)
+
+    def _show_warnings(self, status: StatusReport) -> None:
+        warnings = [*self._unauthorized, *(status.get("warnings") or [])]
         body = Text()
         for warning in warnings:
             body.append("! ", style="bold yellow")
             body.append(str(warning) + "\n")
-        if not warnings and not plans:
+        if not warnings and not self.open_plans:
             body.append("✓ nothing needs doing", style="green")
         self.query_one("#warnings", Static).update(body)
 
